@@ -1,0 +1,31 @@
+//! onecode-edge: the edge gateway between an MSP's client organizations on GitHub and the
+//! OneCode backup platform, compiled to wasm32 for Cloudflare Workers.
+//!
+//! Where each flow lives:
+//! - connect (`POST /v1/connect/github`): [`edge::connect`], tokens in [`state_token`];
+//! - setup callback (`GET /github/setup`): [`edge::connect`], inputs/outcomes in [`setup`],
+//!   pages in [`pages`];
+//! - enumeration of an installation's repositories (callback, then the sync queue):
+//!   [`edge::enumerate`], SQL in [`sql`], budget in [`budget`];
+//! - App authentication: [`app_jwt`] (claims, PEM) and `edge::platform` (WebCrypto);
+//! - GitHub API shapes, pagination and retries: [`github`], fetching in `edge::github_client`;
+//! - portal authentication: [`portal_auth`]; errors: [`problem`]; settings: [`config`];
+//! - queue messages: [`messages`].
+//!
+//! Everything outside `edge` is plain Rust tested natively with `cargo test`; `edge` holds the
+//! Workers bindings (KV, D1, Queues, fetch, WebCrypto) and is compiled for wasm32 only.
+
+pub mod app_jwt;
+pub mod budget;
+pub mod config;
+pub mod github;
+pub mod messages;
+pub mod pages;
+pub mod portal_auth;
+pub mod problem;
+pub mod setup;
+pub mod sql;
+pub mod state_token;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;

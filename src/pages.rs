@@ -1,0 +1,89 @@
+//! The gateway's own browser pages, used when `PORTAL_URL` is not set (local development) and
+//! for browser-facing failures: `/connect/github/done`, `/connect/github/pending`,
+//! `/connect/github/error?reason=…`. Everything interpolated is HTML-escaped.
+
+use crate::setup::Refusal;
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body_html: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t} · OneCode</title>\
+         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2328}}\
+         h1{{font-size:1.4rem}}p.note{{color:#59636e}}</style></head>\
+         <body><h1>{t}</h1>{body_html}</body></html>\n",
+        t = escape(title)
+    )
+}
+
+/// `done?org=…&repos=…&added=…&complete=…`
+pub fn connected(org: &str, repos: &str, added: &str, complete: bool) -> String {
+    let more = if complete {
+        String::new()
+    } else {
+        "<p class=\"note\">This organization has many repositories; the rest are being added in the background.</p>".into()
+    };
+    page(
+        "Organization connected",
+        &format!(
+            "<p><strong>{}</strong> is connected: {} repositories recorded ({} new), each queued for its first backup.</p>{more}",
+            escape(org),
+            escape(repos),
+            escape(added)
+        ),
+    )
+}
+
+pub fn pending() -> String {
+    page(
+        "Waiting for approval",
+        "<p>The installation was requested. An owner of the GitHub organization has to approve it; \
+         the organization will appear in OneCode once they do.</p>",
+    )
+}
+
+/// An unknown reason code shows the generic message rather than echoing the input.
+pub fn refused(reason: &str) -> String {
+    let message = Refusal::from_code(reason).unwrap_or(Refusal::Internal).message();
+    page("The organization was not connected", &format!("<p>{}</p>", escape(message)))
+}
+
+pub fn not_found() -> String {
+    page("Not found", "<p>There is nothing at this address.</p>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolated_values_are_escaped() {
+        let html = connected("<script>alert(1)</script>", "3", "3", true);
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn expired_state_says_start_again_and_unknown_reasons_are_not_echoed() {
+        assert!(refused("state_expired").contains("Start again"));
+        let html = refused("<b>x</b>");
+        assert!(!html.contains("<b>x</b>"));
+        assert!(html.contains(Refusal::Internal.message()));
+        assert!(connected("acme", "10", "2", false).contains("background"));
+    }
+}

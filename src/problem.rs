@@ -1,0 +1,126 @@
+//! One error type for everything a client of the gateway can be told.
+//!
+//! API routes answer RFC 9457 problem details (`application/problem+json`) with a stable `code`;
+//! browser routes (the GitHub setup callback) turn the same outcomes into a readable page or a
+//! portal redirect. Internal detail (a D1 error, a JS exception) is logged by the edge and never
+//! sent: `Problem::Internal` carries only a short public hint.
+
+use serde::Serialize;
+
+/// An outcome a client may see. Each variant maps to one HTTP status and one stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Portal authentication failed (missing, malformed, wrongly signed or expired JWT).
+    Unauthorized(String),
+    /// The route or the resource does not exist (or belongs to another tenant).
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// The request is malformed; the string says what is wrong.
+    BadRequest(String),
+    /// A required secret or variable is missing or unusable; the string names it (never its value).
+    Misconfigured(String),
+    /// GitHub (or another upstream) failed or is rate limiting us; the work can be retried.
+    Upstream(String),
+    /// Something broke inside the gateway. Details are logged, not sent.
+    Internal,
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+}
+
+impl Problem {
+    pub fn status(&self) -> u16 {
+        match self {
+            Problem::Unauthorized(_) => 401,
+            Problem::NotFound => 404,
+            Problem::MethodNotAllowed => 405,
+            Problem::BadRequest(_) => 400,
+            Problem::Misconfigured(_) => 503,
+            Problem::Upstream(_) => 502,
+            Problem::Internal => 500,
+        }
+    }
+
+    /// Stable machine-readable code, also the last segment of the problem `type`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::Unauthorized(_) => "unauthorized",
+            Problem::NotFound => "not_found",
+            Problem::MethodNotAllowed => "method_not_allowed",
+            Problem::BadRequest(_) => "bad_request",
+            Problem::Misconfigured(_) => "misconfigured",
+            Problem::Upstream(_) => "upstream_unavailable",
+            Problem::Internal => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Problem::Unauthorized(_) => "Authentication required",
+            Problem::NotFound => "Not found",
+            Problem::MethodNotAllowed => "Method not allowed",
+            Problem::BadRequest(_) => "Bad request",
+            Problem::Misconfigured(_) => "Gateway misconfigured",
+            Problem::Upstream(_) => "Upstream unavailable",
+            Problem::Internal => "Internal error",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Problem::Unauthorized(d) | Problem::BadRequest(d) | Problem::Upstream(d) => d.clone(),
+            Problem::Misconfigured(name) => {
+                format!("the gateway is missing a usable `{name}`; an operator must set it")
+            }
+            Problem::NotFound => "no such resource".into(),
+            Problem::MethodNotAllowed => "this route does not accept that method".into(),
+            Problem::Internal => "the gateway failed; the error was logged".into(),
+        }
+    }
+
+    /// The `application/problem+json` body.
+    pub fn to_json(&self) -> String {
+        let detail = self.detail();
+        let body = ProblemBody {
+            type_uri: format!("/problems/{}", self.code()),
+            title: self.title(),
+            status: self.status(),
+            code: self.code(),
+            detail: &detail,
+        };
+        serde_json::to_string(&body).expect("problem body serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_json_has_rfc9457_members_and_stable_code() {
+        let p = Problem::Unauthorized("token expired".into());
+        let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(v["type"], "/problems/unauthorized");
+        assert_eq!(v["status"], 401);
+        assert_eq!(v["code"], "unauthorized");
+        assert_eq!(v["detail"], "token expired");
+        assert_eq!(v["title"], "Authentication required");
+    }
+
+    #[test]
+    fn misconfiguration_names_the_setting_but_internal_says_nothing() {
+        let p = Problem::Misconfigured("STATE_SECRET".into());
+        assert_eq!(p.status(), 503);
+        assert!(p.detail().contains("STATE_SECRET"));
+        assert_eq!(Problem::Internal.status(), 500);
+        assert!(!Problem::Internal.to_json().contains("D1"));
+    }
+}

@@ -1,0 +1,228 @@
+//! The GitHub setup callback's inputs and outcomes (DESIGN.md flow 2), pure.
+//!
+//! GitHub sends the browser to `GET /github/setup?installation_id=…&setup_action=…&state=…`.
+//! `setup_action` is `install` or `update` (with an installation id) or `request` (no id: an org
+//! owner must approve). Every way the callback can end is a [`SetupOutcome`]; the browser is
+//! sent with a 303 to the portal (`{PORTAL_URL}/connect/github/{done,pending,error}`) or, when no
+//! portal is configured, to the gateway's own pages at the same paths (see `pages`).
+
+use url::Url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupAction {
+    Install(u64),
+    /// The owner changed the installation (e.g. repository selection): a sync of that org.
+    Update(u64),
+    /// Installation requested; an organization owner has to approve it.
+    Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupParams {
+    pub action: SetupAction,
+    pub state: String,
+}
+
+/// Why a callback did not connect anything. The code goes into the redirect (`reason=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    MissingParameters,
+    StateExpired,
+    StateInvalid,
+    StateUsed,
+    InstallationUnknown,
+    /// The installation is already connected to another tenant.
+    InstallationClaimed,
+    GitHubUnavailable,
+    Misconfigured,
+    Internal,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::MissingParameters => "missing_parameters",
+            Refusal::StateExpired => "state_expired",
+            Refusal::StateInvalid => "state_invalid",
+            Refusal::StateUsed => "state_used",
+            Refusal::InstallationUnknown => "installation_unknown",
+            Refusal::InstallationClaimed => "installation_claimed",
+            Refusal::GitHubUnavailable => "github_unavailable",
+            Refusal::Misconfigured => "misconfigured",
+            Refusal::Internal => "internal",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Refusal> {
+        ALL_REFUSALS.iter().copied().find(|r| r.code() == code)
+    }
+
+    /// What the technician reads, and what to do about it.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::MissingParameters => "GitHub sent an incomplete answer. Start the connection again from the portal.",
+            Refusal::StateExpired => "The link expired (connections must be finished within 10 minutes). Start again from the portal.",
+            Refusal::StateInvalid => "This connection link is not valid. Start again from the portal.",
+            Refusal::StateUsed => "This connection link was already used. Start again from the portal if the organization is not connected.",
+            Refusal::InstallationUnknown => "GitHub does not know this installation. Start again from the portal.",
+            Refusal::InstallationClaimed => "This GitHub installation is already connected to another account. Contact support if this is unexpected.",
+            Refusal::GitHubUnavailable => "GitHub did not answer in time. Nothing was saved; try again in a few minutes.",
+            Refusal::Misconfigured => "The gateway is not fully configured. An operator has been told; try again later.",
+            Refusal::Internal => "Something went wrong on our side. Nothing was lost; try again.",
+        }
+    }
+}
+
+const ALL_REFUSALS: [Refusal; 9] = [
+    Refusal::MissingParameters,
+    Refusal::StateExpired,
+    Refusal::StateInvalid,
+    Refusal::StateUsed,
+    Refusal::InstallationUnknown,
+    Refusal::InstallationClaimed,
+    Refusal::GitHubUnavailable,
+    Refusal::Misconfigured,
+    Refusal::Internal,
+];
+
+/// Reads the callback query. A missing or unparsable parameter is a refusal, never a panic.
+pub fn parse_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<SetupParams, Refusal> {
+    let (mut id, mut action, mut state) = (None, None, None);
+    for (k, v) in pairs {
+        match k {
+            "installation_id" => id = Some(v),
+            "setup_action" => action = Some(v),
+            "state" => state = Some(v),
+            _ => {}
+        }
+    }
+    let state = state.filter(|s| !s.is_empty()).ok_or(Refusal::MissingParameters)?.to_string();
+    let id = || -> Result<u64, Refusal> {
+        id.and_then(|v| v.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .ok_or(Refusal::MissingParameters)
+    };
+    let action = match action {
+        Some("install") => SetupAction::Install(id()?),
+        Some("update") => SetupAction::Update(id()?),
+        Some("request") => SetupAction::Request,
+        _ => return Err(Refusal::MissingParameters),
+    };
+    Ok(SetupParams { action, state })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupOutcome {
+    Connected {
+        org_id: String,
+        login: String,
+        /// Repositories recorded so far in this enumeration.
+        repos: u64,
+        /// Of those, how many are new to the org (reconnects add only new ones).
+        added: u64,
+        /// False while a large installation is still being enumerated in the background.
+        complete: bool,
+    },
+    Pending,
+    Refused(Refusal),
+}
+
+/// Where the browser goes: an absolute portal URL, or the gateway's own page path.
+pub fn redirect_location(portal: Option<&Url>, outcome: &SetupOutcome) -> String {
+    let (path, query): (&str, Vec<(&str, String)>) = match outcome {
+        SetupOutcome::Connected { org_id, login, repos, added, complete } => (
+            "connect/github/done",
+            vec![
+                ("org_id", org_id.clone()),
+                ("org", login.clone()),
+                ("repos", repos.to_string()),
+                ("added", added.to_string()),
+                ("complete", complete.to_string()),
+            ],
+        ),
+        SetupOutcome::Pending => ("connect/github/pending", vec![]),
+        SetupOutcome::Refused(r) => ("connect/github/error", vec![("reason", r.code().to_string())]),
+    };
+    let query = (!query.is_empty()).then(|| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish()
+    });
+    match portal {
+        Some(base) => {
+            let mut url = crate::config::join(base, path);
+            url.set_query(query.as_deref());
+            url.to_string()
+        }
+        None => match query {
+            Some(q) => format!("/{path}?{q}"),
+            None => format!("/{path}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> Result<SetupParams, Refusal> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        parse_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    #[test]
+    fn actions_parse() {
+        assert_eq!(
+            parse("installation_id=42&setup_action=install&state=s").unwrap(),
+            SetupParams { action: SetupAction::Install(42), state: "s".into() }
+        );
+        assert_eq!(parse("installation_id=7&setup_action=update&state=s").unwrap().action, SetupAction::Update(7));
+        assert_eq!(parse("setup_action=request&state=s").unwrap().action, SetupAction::Request);
+    }
+
+    #[test]
+    fn incomplete_or_odd_queries_are_refused() {
+        for q in [
+            "",
+            "installation_id=42&setup_action=install",
+            "installation_id=42&setup_action=install&state=",
+            "setup_action=install&state=s",
+            "installation_id=abc&setup_action=install&state=s",
+            "installation_id=-1&setup_action=install&state=s",
+            "installation_id=0&setup_action=install&state=s",
+            "installation_id=42&setup_action=delete&state=s",
+        ] {
+            assert_eq!(parse(q), Err(Refusal::MissingParameters), "{q}");
+        }
+    }
+
+    #[test]
+    fn redirects_go_to_the_portal_or_our_own_pages() {
+        let portal = Url::parse("https://portal.example/app/").unwrap();
+        let done = SetupOutcome::Connected {
+            org_id: "abc".into(),
+            login: "acme & co".into(),
+            repos: 250,
+            added: 250,
+            complete: true,
+        };
+        assert_eq!(
+            redirect_location(Some(&portal), &done),
+            "https://portal.example/app/connect/github/done?org_id=abc&org=acme+%26+co&repos=250&added=250&complete=true"
+        );
+        assert_eq!(redirect_location(None, &SetupOutcome::Pending), "/connect/github/pending");
+        assert_eq!(
+            redirect_location(None, &SetupOutcome::Refused(Refusal::StateExpired)),
+            "/connect/github/error?reason=state_expired"
+        );
+    }
+
+    #[test]
+    fn refusal_codes_round_trip() {
+        for r in ALL_REFUSALS {
+            assert_eq!(Refusal::from_code(r.code()), Some(r));
+            assert!(!r.message().is_empty());
+        }
+        assert_eq!(Refusal::from_code("nope"), None);
+    }
+}
