@@ -66,12 +66,14 @@ CREATE INDEX backup_jobs_org ON backup_jobs (org_id, status);
 CREATE INDEX backup_jobs_run ON backup_jobs (org_id, run_id);
 
 -- A state token is spent by inserting its nonce here: the primary key makes it single use even
--- though KV (where it was issued) is eventually consistent.
+-- though KV (where it was issued) is eventually consistent. The callback's writes sit in the same
+-- D1 batch and only apply when this invocation is the one that spent the nonce.
 CREATE TABLE consumed_states (
     nonce            TEXT PRIMARY KEY,
     tenant_id        TEXT NOT NULL,
     consumed_at      TEXT NOT NULL,
-    expires_at       TEXT NOT NULL
+    expires_at       TEXT NOT NULL,
+    spent_by         TEXT NOT NULL              -- the invocation that spent it (gates its writes)
 );
 
 -- `setup_action=request`: an org owner must approve the installation; recorded per tenant.

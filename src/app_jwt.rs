@@ -32,7 +32,11 @@ pub struct AppJwtClaims {
 
 impl AppJwtClaims {
     pub fn new(app_id: &str, now: i64) -> Self {
-        AppJwtClaims { exp: now + EXP_AHEAD_SECS, iat: now - IAT_BACKDATE_SECS, iss: app_id.to_string() }
+        AppJwtClaims {
+            exp: now + EXP_AHEAD_SECS,
+            iat: now - IAT_BACKDATE_SECS,
+            iss: app_id.to_string(),
+        }
     }
 
     /// `base64url(header) . base64url(claims)`: the bytes RS256 signs.
@@ -60,13 +64,17 @@ pub enum KeyError {
 /// A key pasted into a secret with literal `\n` sequences is accepted too.
 pub fn pkcs8_der_from_pem(pem: &str) -> Result<Vec<u8>, KeyError> {
     let normalized = pem.trim().replace("\\n", "\n").replace("\r\n", "\n");
-    let (label, der) = pkcs8::der::pem::decode_vec(normalized.as_bytes()).map_err(|_| KeyError::NotPem)?;
+    let (label, der) =
+        pkcs8::der::pem::decode_vec(normalized.as_bytes()).map_err(|_| KeyError::NotPem)?;
     match label {
         "RSA PRIVATE KEY" => {
             // Check it is a PKCS#1 RSAPrivateKey before wrapping it.
             rsa_private_key_sequence(&der)?;
             let info = PrivateKeyInfo {
-                algorithm: AlgorithmIdentifierRef { oid: RSA_ENCRYPTION, parameters: Some(AnyRef::NULL) },
+                algorithm: AlgorithmIdentifierRef {
+                    oid: RSA_ENCRYPTION,
+                    parameters: Some(AnyRef::NULL),
+                },
                 private_key: &der,
                 public_key: None,
             };
@@ -149,7 +157,12 @@ mod tests {
     #[test]
     fn pkcs1_and_pkcs8_give_the_same_pkcs8_der() {
         let from_pkcs1 = pkcs8_der_from_pem(DEV_KEY).unwrap();
-        let pem8 = pkcs8::der::pem::encode_string("PRIVATE KEY", pkcs8::der::pem::LineEnding::LF, &from_pkcs1).unwrap();
+        let pem8 = pkcs8::der::pem::encode_string(
+            "PRIVATE KEY",
+            pkcs8::der::pem::LineEnding::LF,
+            &from_pkcs1,
+        )
+        .unwrap();
         assert_eq!(pkcs8_der_from_pem(&pem8).unwrap(), from_pkcs1);
         // A secret pasted with literal "\n" sequences.
         let escaped = DEV_KEY.trim().replace('\n', "\\n");
@@ -159,9 +172,19 @@ mod tests {
     #[test]
     fn other_pem_and_garbage_are_refused() {
         assert_eq!(pkcs8_der_from_pem("hello"), Err(KeyError::NotPem));
-        let cert = pkcs8::der::pem::encode_string("CERTIFICATE", pkcs8::der::pem::LineEnding::LF, &[1, 2, 3]).unwrap();
+        let cert = pkcs8::der::pem::encode_string(
+            "CERTIFICATE",
+            pkcs8::der::pem::LineEnding::LF,
+            &[1, 2, 3],
+        )
+        .unwrap();
         assert_eq!(pkcs8_der_from_pem(&cert), Err(KeyError::NotPem));
-        let junk = pkcs8::der::pem::encode_string("RSA PRIVATE KEY", pkcs8::der::pem::LineEnding::LF, &[0x30, 0x03, 0x02, 0x01, 0x00]).unwrap();
+        let junk = pkcs8::der::pem::encode_string(
+            "RSA PRIVATE KEY",
+            pkcs8::der::pem::LineEnding::LF,
+            &[0x30, 0x03, 0x02, 0x01, 0x00],
+        )
+        .unwrap();
         assert_eq!(pkcs8_der_from_pem(&junk), Err(KeyError::NotRsaPrivateKey));
     }
 

@@ -19,7 +19,10 @@ pub struct Exhausted;
 
 impl Budget {
     pub fn new(limit: u32) -> Self {
-        Budget { limit, used: Cell::new(0) }
+        Budget {
+            limit,
+            used: Cell::new(0),
+        }
     }
 
     /// Records one subrequest, or refuses it when the budget is spent.

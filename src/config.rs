@@ -83,7 +83,10 @@ impl Config {
 }
 
 /// Reads a secret, refusing a missing or blank one with a clear (name-only) problem.
-pub fn require_secret(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Result<Secret, Problem> {
+pub fn require_secret(
+    lookup: impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Secret, Problem> {
     non_empty(&lookup, name)
         .map(Secret)
         .ok_or_else(|| Problem::Misconfigured(name.to_string()))
@@ -92,7 +95,11 @@ pub fn require_secret(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Re
 /// Joins a path onto a base URL that may itself carry a path prefix.
 pub fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
-    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
     url.set_path(&joined);
     url
 }
@@ -120,7 +127,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.api_url.as_str(), "http://127.0.0.1:9000/");
-        assert_eq!(join(&c.api_url, "/app/installations/7").as_str(), "http://127.0.0.1:9000/app/installations/7");
+        assert_eq!(
+            join(&c.api_url, "/app/installations/7").as_str(),
+            "http://127.0.0.1:9000/app/installations/7"
+        );
         assert_eq!(c.web_url.as_str(), "https://github.com/");
         assert_eq!(c.portal_url, None);
     }
@@ -128,7 +138,10 @@ mod tests {
     #[test]
     fn join_keeps_a_base_path_prefix() {
         let base = Url::parse("https://ghe.example.com/api/v3").unwrap();
-        assert_eq!(join(&base, "app/installations/1").as_str(), "https://ghe.example.com/api/v3/app/installations/1");
+        assert_eq!(
+            join(&base, "app/installations/1").as_str(),
+            "https://ghe.example.com/api/v3/app/installations/1"
+        );
     }
 
     #[test]
@@ -156,7 +169,13 @@ mod tests {
         let s = require_secret(&l, "STATE_SECRET").unwrap();
         assert_eq!(s.expose(), "hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
-        assert_eq!(require_secret(&l, "BLANK").unwrap_err(), Problem::Misconfigured("BLANK".into()));
-        assert_eq!(require_secret(&l, "NONE").unwrap_err(), Problem::Misconfigured("NONE".into()));
+        assert_eq!(
+            require_secret(&l, "BLANK").unwrap_err(),
+            Problem::Misconfigured("BLANK".into())
+        );
+        assert_eq!(
+            require_secret(&l, "NONE").unwrap_err(),
+            Problem::Misconfigured("NONE".into())
+        );
     }
 }

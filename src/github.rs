@@ -79,7 +79,10 @@ pub fn installation_url(api: &Url, installation_id: u64) -> Url {
 }
 
 pub fn access_tokens_url(api: &Url, installation_id: u64) -> Url {
-    join(api, &format!("app/installations/{installation_id}/access_tokens"))
+    join(
+        api,
+        &format!("app/installations/{installation_id}/access_tokens"),
+    )
 }
 
 pub fn first_repositories_url(api: &Url) -> Url {
@@ -90,9 +93,15 @@ pub fn first_repositories_url(api: &Url) -> Url {
 
 /// `GET /orgs/{login}` for organizations, `GET /users/{login}` for personal accounts.
 pub fn profile_url(api: &Url, account: &Account) -> Url {
-    let kind = if account.kind == "Organization" { "orgs" } else { "users" };
+    let kind = if account.kind == "Organization" {
+        "orgs"
+    } else {
+        "users"
+    };
     let mut url = join(api, kind);
-    url.path_segments_mut().expect("http base").push(&account.login);
+    url.path_segments_mut()
+        .expect("http base")
+        .push(&account.login);
     url
 }
 
@@ -154,11 +163,17 @@ pub fn retry_policy(failed: &FailedResponse<'_>, attempt: u32, now: i64) -> Retr
     match failed.status {
         0 | 500..=599 => Retry::After(backoff),
         403 | 429 => {
-            if let Some(secs) = failed.retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+            if let Some(secs) = failed
+                .retry_after
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
                 return Retry::After(secs * 1000);
             }
             if failed.ratelimit_remaining.map(str::trim) == Some("0") {
-                if let Some(reset) = failed.ratelimit_reset.and_then(|v| v.trim().parse::<i64>().ok()) {
+                if let Some(reset) = failed
+                    .ratelimit_reset
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                {
                     return Retry::After(((reset - now).max(1) as u64) * 1000);
                 }
             }
@@ -182,11 +197,28 @@ mod tests {
 
     #[test]
     fn urls_match_the_github_routes() {
-        assert_eq!(installation_url(&api(), 42).as_str(), "http://127.0.0.1:9000/app/installations/42");
-        assert_eq!(access_tokens_url(&api(), 42).path(), "/app/installations/42/access_tokens");
-        assert_eq!(first_repositories_url(&api()).as_str(), "http://127.0.0.1:9000/installation/repositories?per_page=100");
-        let org = Account { login: "acme".into(), id: 1, kind: "Organization".into(), avatar_url: None };
-        let user = Account { kind: "User".into(), ..org.clone() };
+        assert_eq!(
+            installation_url(&api(), 42).as_str(),
+            "http://127.0.0.1:9000/app/installations/42"
+        );
+        assert_eq!(
+            access_tokens_url(&api(), 42).path(),
+            "/app/installations/42/access_tokens"
+        );
+        assert_eq!(
+            first_repositories_url(&api()).as_str(),
+            "http://127.0.0.1:9000/installation/repositories?per_page=100"
+        );
+        let org = Account {
+            login: "acme".into(),
+            id: 1,
+            kind: "Organization".into(),
+            avatar_url: None,
+        };
+        let user = Account {
+            kind: "User".into(),
+            ..org.clone()
+        };
         assert_eq!(profile_url(&api(), &org).path(), "/orgs/acme");
         assert_eq!(profile_url(&api(), &user).path(), "/users/acme");
     }
@@ -202,8 +234,14 @@ mod tests {
         assert_eq!(next_page(Some(last), &api()), Ok(None));
         assert_eq!(next_page(None, &api()), Ok(None));
         let foreign = r#"<https://evil.example/installation/repositories?page=2>; rel="next""#;
-        assert_eq!(next_page(Some(foreign), &api()), Err(LinkError::ForeignOrigin));
-        assert_eq!(next_page(Some("garbage"), &api()), Err(LinkError::Malformed));
+        assert_eq!(
+            next_page(Some(foreign), &api()),
+            Err(LinkError::ForeignOrigin)
+        );
+        assert_eq!(
+            next_page(Some("garbage"), &api()),
+            Err(LinkError::Malformed)
+        );
     }
 
     #[test]
@@ -222,14 +260,25 @@ mod tests {
     #[test]
     fn retry_policy_follows_github_guidance() {
         let now = 1_000;
-        let f = |status| FailedResponse { status, ..Default::default() };
+        let f = |status| FailedResponse {
+            status,
+            ..Default::default()
+        };
         assert_eq!(retry_policy(&f(502), 1, now), Retry::After(250));
         assert_eq!(retry_policy(&f(503), 2, now), Retry::After(500));
         assert_eq!(retry_policy(&f(0), 3, now), Retry::After(1000));
         assert_eq!(retry_policy(&f(502), MAX_ATTEMPTS, now), Retry::GiveUp);
         assert_eq!(retry_policy(&f(404), 1, now), Retry::GiveUp);
-        assert_eq!(retry_policy(&f(403), 1, now), Retry::GiveUp, "a plain 403 is a permission error");
-        let secondary = FailedResponse { status: 403, retry_after: Some("3"), ..Default::default() };
+        assert_eq!(
+            retry_policy(&f(403), 1, now),
+            Retry::GiveUp,
+            "a plain 403 is a permission error"
+        );
+        let secondary = FailedResponse {
+            status: 403,
+            retry_after: Some("3"),
+            ..Default::default()
+        };
         assert_eq!(retry_policy(&secondary, 1, now), Retry::After(3000));
         let primary = FailedResponse {
             status: 403,

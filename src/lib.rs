@@ -26,6 +26,7 @@ pub mod problem;
 pub mod setup;
 pub mod sql;
 pub mod state_token;
+pub mod time;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -73,6 +73,9 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_refused_not_misread() {
-        assert!(serde_json::from_str::<BackupMessage>(r#"{"type":"backup_job.v9","job_id":"j"}"#).is_err());
+        assert!(
+            serde_json::from_str::<BackupMessage>(r#"{"type":"backup_job.v9","job_id":"j"}"#)
+                .is_err()
+        );
     }
 }

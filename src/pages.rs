@@ -59,8 +59,13 @@ pub fn pending() -> String {
 
 /// An unknown reason code shows the generic message rather than echoing the input.
 pub fn refused(reason: &str) -> String {
-    let message = Refusal::from_code(reason).unwrap_or(Refusal::Internal).message();
-    page("The organization was not connected", &format!("<p>{}</p>", escape(message)))
+    let message = Refusal::from_code(reason)
+        .unwrap_or(Refusal::Internal)
+        .message();
+    page(
+        "The organization was not connected",
+        &format!("<p>{}</p>", escape(message)),
+    )
 }
 
 pub fn not_found() -> String {

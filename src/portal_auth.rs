@@ -38,7 +38,11 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// Authenticates an `Authorization` header value.
-pub fn authenticate(secret: &[u8], authorization: Option<&str>, now: i64) -> Result<Principal, Problem> {
+pub fn authenticate(
+    secret: &[u8],
+    authorization: Option<&str>,
+    now: i64,
+) -> Result<Principal, Problem> {
     let header = authorization.ok_or_else(|| unauthorized("missing Authorization header"))?;
     let (scheme, token) = header
         .split_once(' ')
@@ -46,18 +50,20 @@ pub fn authenticate(secret: &[u8], authorization: Option<&str>, now: i64) -> Res
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(unauthorized("Authorization must be `Bearer <token>`"));
     }
-    let untrusted = UntrustedToken::new(token.trim()).map_err(|_| unauthorized("malformed token"))?;
+    let untrusted =
+        UntrustedToken::new(token.trim()).map_err(|_| unauthorized("malformed token"))?;
     if untrusted.algorithm() != "HS256" {
         return Err(unauthorized("token must be signed with HS256"));
     }
     let key = Hs256Key::new(secret);
-    let token: Token<PortalClaims> = Hs256
-        .validator(&key)
-        .validate(&untrusted)
-        .map_err(|e| match e {
-            ValidationError::InvalidSignature => unauthorized("bad token signature"),
-            _ => unauthorized("token claims are missing or malformed"),
-        })?;
+    let token: Token<PortalClaims> =
+        Hs256
+            .validator(&key)
+            .validate(&untrusted)
+            .map_err(|e| match e {
+                ValidationError::InvalidSignature => unauthorized("bad token signature"),
+                _ => unauthorized("token claims are missing or malformed"),
+            })?;
     let claims = token.claims();
     let exp = claims
         .expiration
@@ -77,7 +83,10 @@ pub fn authenticate(secret: &[u8], authorization: Option<&str>, now: i64) -> Res
     if !valid_id(tid) || !valid_id(sub) {
         return Err(unauthorized("`tid` and `sub` must be 1-128 characters"));
     }
-    Ok(Principal { tenant: tid.clone(), technician: sub.clone() })
+    Ok(Principal {
+        tenant: tid.clone(),
+        technician: sub.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -106,9 +115,19 @@ mod tests {
 
     #[test]
     fn a_valid_token_names_tenant_and_technician() {
-        let t = token(HS, r#"{"tid":"t1","sub":"tech","iat":1000,"exp":2000}"#, SECRET);
+        let t = token(
+            HS,
+            r#"{"tid":"t1","sub":"tech","iat":1000,"exp":2000}"#,
+            SECRET,
+        );
         let p = authenticate(SECRET, Some(&bearer(&t)), 1500).unwrap();
-        assert_eq!(p, Principal { tenant: "t1".into(), technician: "tech".into() });
+        assert_eq!(
+            p,
+            Principal {
+                tenant: "t1".into(),
+                technician: "tech".into()
+            }
+        );
     }
 
     #[test]
@@ -120,19 +139,71 @@ mod tests {
             (Some("Bearer".into()), "Bearer"),
             (Some(bearer("not.a.jwt")), "malformed"),
             (Some(bearer(&token(HS, good, b"wrong"))), "signature"),
-            (Some(bearer(&token(r#"{"alg":"none"}"#, good, SECRET))), "HS256"),
-            (Some(bearer(&token(r#"{"alg":"HS512"}"#, good, SECRET))), "HS256"),
-            (Some(bearer(&token(HS, r#"{"tid":"t1","sub":"tech","iat":1000,"exp":1500}"#, SECRET))), "expired"),
-            (Some(bearer(&token(HS, r#"{"tid":"t1","sub":"tech","iat":1000}"#, SECRET))), "exp"),
-            (Some(bearer(&token(HS, r#"{"tid":"t1","sub":"tech","exp":2000}"#, SECRET))), "iat"),
-            (Some(bearer(&token(HS, r#"{"sub":"tech","iat":1000,"exp":2000}"#, SECRET))), "claims"),
-            (Some(bearer(&token(HS, r#"{"tid":"","sub":"tech","iat":1000,"exp":2000}"#, SECRET))), "tid"),
-            (Some(bearer(&token(HS, r#"{"tid":"t","sub":"tech","iat":1900,"exp":2000}"#, SECRET))), "future"),
+            (
+                Some(bearer(&token(r#"{"alg":"none"}"#, good, SECRET))),
+                "HS256",
+            ),
+            (
+                Some(bearer(&token(r#"{"alg":"HS512"}"#, good, SECRET))),
+                "HS256",
+            ),
+            (
+                Some(bearer(&token(
+                    HS,
+                    r#"{"tid":"t1","sub":"tech","iat":1000,"exp":1500}"#,
+                    SECRET,
+                ))),
+                "expired",
+            ),
+            (
+                Some(bearer(&token(
+                    HS,
+                    r#"{"tid":"t1","sub":"tech","iat":1000}"#,
+                    SECRET,
+                ))),
+                "exp",
+            ),
+            (
+                Some(bearer(&token(
+                    HS,
+                    r#"{"tid":"t1","sub":"tech","exp":2000}"#,
+                    SECRET,
+                ))),
+                "iat",
+            ),
+            (
+                Some(bearer(&token(
+                    HS,
+                    r#"{"sub":"tech","iat":1000,"exp":2000}"#,
+                    SECRET,
+                ))),
+                "claims",
+            ),
+            (
+                Some(bearer(&token(
+                    HS,
+                    r#"{"tid":"","sub":"tech","iat":1000,"exp":2000}"#,
+                    SECRET,
+                ))),
+                "tid",
+            ),
+            (
+                Some(bearer(&token(
+                    HS,
+                    r#"{"tid":"t","sub":"tech","iat":1900,"exp":2000}"#,
+                    SECRET,
+                ))),
+                "future",
+            ),
         ];
         for (header, expect) in cases {
             let err = authenticate(SECRET, header.as_deref(), 1500).unwrap_err();
             assert_eq!(err.status(), 401);
-            assert!(err.detail().contains(expect), "{header:?}: {} lacks {expect}", err.detail());
+            assert!(
+                err.detail().contains(expect),
+                "{header:?}: {} lacks {expect}",
+                err.detail()
+            );
         }
     }
 }

@@ -86,7 +86,9 @@ const ALL_REFUSALS: [Refusal; 9] = [
 ];
 
 /// Reads the callback query. A missing or unparsable parameter is a refusal, never a panic.
-pub fn parse_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<SetupParams, Refusal> {
+pub fn parse_params<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<SetupParams, Refusal> {
     let (mut id, mut action, mut state) = (None, None, None);
     for (k, v) in pairs {
         match k {
@@ -96,7 +98,10 @@ pub fn parse_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
             _ => {}
         }
     }
-    let state = state.filter(|s| !s.is_empty()).ok_or(Refusal::MissingParameters)?.to_string();
+    let state = state
+        .filter(|s| !s.is_empty())
+        .ok_or(Refusal::MissingParameters)?
+        .to_string();
     let id = || -> Result<u64, Refusal> {
         id.and_then(|v| v.parse::<u64>().ok())
             .filter(|&n| n > 0)
@@ -130,7 +135,13 @@ pub enum SetupOutcome {
 /// Where the browser goes: an absolute portal URL, or the gateway's own page path.
 pub fn redirect_location(portal: Option<&Url>, outcome: &SetupOutcome) -> String {
     let (path, query): (&str, Vec<(&str, String)>) = match outcome {
-        SetupOutcome::Connected { org_id, login, repos, added, complete } => (
+        SetupOutcome::Connected {
+            org_id,
+            login,
+            repos,
+            added,
+            complete,
+        } => (
             "connect/github/done",
             vec![
                 ("org_id", org_id.clone()),
@@ -141,7 +152,10 @@ pub fn redirect_location(portal: Option<&Url>, outcome: &SetupOutcome) -> String
             ],
         ),
         SetupOutcome::Pending => ("connect/github/pending", vec![]),
-        SetupOutcome::Refused(r) => ("connect/github/error", vec![("reason", r.code().to_string())]),
+        SetupOutcome::Refused(r) => (
+            "connect/github/error",
+            vec![("reason", r.code().to_string())],
+        ),
     };
     let query = (!query.is_empty()).then(|| {
         url::form_urlencoded::Serializer::new(String::new())
@@ -166,7 +180,9 @@ mod tests {
     use super::*;
 
     fn parse(q: &str) -> Result<SetupParams, Refusal> {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect();
         parse_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
@@ -174,10 +190,21 @@ mod tests {
     fn actions_parse() {
         assert_eq!(
             parse("installation_id=42&setup_action=install&state=s").unwrap(),
-            SetupParams { action: SetupAction::Install(42), state: "s".into() }
+            SetupParams {
+                action: SetupAction::Install(42),
+                state: "s".into()
+            }
         );
-        assert_eq!(parse("installation_id=7&setup_action=update&state=s").unwrap().action, SetupAction::Update(7));
-        assert_eq!(parse("setup_action=request&state=s").unwrap().action, SetupAction::Request);
+        assert_eq!(
+            parse("installation_id=7&setup_action=update&state=s")
+                .unwrap()
+                .action,
+            SetupAction::Update(7)
+        );
+        assert_eq!(
+            parse("setup_action=request&state=s").unwrap().action,
+            SetupAction::Request
+        );
     }
 
     #[test]
@@ -210,7 +237,10 @@ mod tests {
             redirect_location(Some(&portal), &done),
             "https://portal.example/app/connect/github/done?org_id=abc&org=acme+%26+co&repos=250&added=250&complete=true"
         );
-        assert_eq!(redirect_location(None, &SetupOutcome::Pending), "/connect/github/pending");
+        assert_eq!(
+            redirect_location(None, &SetupOutcome::Pending),
+            "/connect/github/pending"
+        );
         assert_eq!(
             redirect_location(None, &SetupOutcome::Refused(Refusal::StateExpired)),
             "/connect/github/error?reason=state_expired"

@@ -90,12 +90,23 @@ fn decode_payload(bytes: &[u8]) -> Option<StateClaims> {
     let technician = field(&mut rest)?;
     let nonce: [u8; 16] = take(&mut rest, 16)?.try_into().ok()?;
     let expires_at = i64::from_be_bytes(take(&mut rest, 8)?.try_into().ok()?);
-    rest.is_empty().then_some(StateClaims { tenant, technician, nonce, expires_at })
+    rest.is_empty().then_some(StateClaims {
+        tenant,
+        technician,
+        nonce,
+        expires_at,
+    })
 }
 
 /// Issues a token for `tenant` / `technician`, valid for [`STATE_TTL_SECS`] from `now`.
 /// Ids longer than [`MAX_ID_LEN`] bytes are the caller's to refuse (portal auth does).
-pub fn issue(key: &[u8], tenant: &str, technician: &str, nonce: [u8; 16], now: i64) -> (String, StateClaims) {
+pub fn issue(
+    key: &[u8],
+    tenant: &str,
+    technician: &str,
+    nonce: [u8; 16],
+    now: i64,
+) -> (String, StateClaims) {
     let claims = StateClaims {
         tenant: tenant.to_string(),
         technician: technician.to_string(),
@@ -151,7 +162,10 @@ mod tests {
     #[test]
     fn another_key_or_a_flipped_bit_is_a_bad_signature() {
         let (token, _) = issue(KEY, "tenant-1", "tech-9", NONCE, 1_000);
-        assert_eq!(verify(b"other", &token, 1_000), Err(StateError::BadSignature));
+        assert_eq!(
+            verify(b"other", &token, 1_000),
+            Err(StateError::BadSignature)
+        );
         // Re-encode a payload with the tenant changed, keeping the old MAC.
         let (forged, _) = issue(b"attacker", "tenant-2", "tech-9", NONCE, 1_000);
         let forged_payload = forged.split('.').nth(1).unwrap();
@@ -171,7 +185,15 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused_without_panicking() {
-        for bad in ["", "v1.", "v1..", "v2.AAAA.AAAA", "v1.!!!.AAAA", "v1.AAAA.AAAA", "v1.AAAA"] {
+        for bad in [
+            "",
+            "v1.",
+            "v1..",
+            "v2.AAAA.AAAA",
+            "v1.!!!.AAAA",
+            "v1.AAAA.AAAA",
+            "v1.AAAA",
+        ] {
             assert_eq!(verify(KEY, bad, 0), Err(StateError::Malformed), "{bad:?}");
         }
         let long = format!("v1.{}.x", "A".repeat(600));
@@ -186,7 +208,11 @@ mod tests {
         payload.push(0);
         let mut m = mac(KEY);
         m.update(&payload);
-        let token = format!("v1.{}.{}", B64.encode(&payload), B64.encode(m.finalize().into_bytes()));
+        let token = format!(
+            "v1.{}.{}",
+            B64.encode(&payload),
+            B64.encode(m.finalize().into_bytes())
+        );
         assert_eq!(verify(KEY, &token, 0), Err(StateError::Malformed));
     }
 

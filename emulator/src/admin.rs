@@ -1,0 +1,196 @@
+//! The admin API under `/_emulator/` that tests use to set up and inspect the emulator.
+//!
+//! | Method and path | Body | Effect |
+//! | --- | --- | --- |
+//! | `GET /_emulator/health` | | `{"ok":true}` |
+//! | `GET /_emulator/installations` | | summaries of all installations |
+//! | `PUT /_emulator/installations/{id}` | `{"account":{..},"repositories":N or [..],"suspended":b,"repository_selection":s}` | create or replace |
+//! | `PATCH /_emulator/installations/{id}` | `{"suspended":b}` | suspend / unsuspend |
+//! | `DELETE /_emulator/installations/{id}` | | uninstall |
+//! | `POST /_emulator/installations/{id}/repositories` | `{"add":N,"add_names":[..],"remove_ids":[..]}` | change repositories |
+//! | `PUT /_emulator/setup-url` | `{"url":".."}` | where the install page sends the browser |
+//! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules | see `faults.rs` |
+//! | `GET`/`DELETE /_emulator/requests` | | GitHub-endpoint request log |
+//! | `GET /_emulator/tokens` | | every installation token ever issued |
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::faults::FaultRule;
+use crate::http::{parse_body, Reply, Request};
+use crate::server::Emulator;
+use crate::state::{Account, Installation, RepoSpec};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RepositoriesSpec {
+    Count(u32),
+    Named(Vec<RepoSpec>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallationSpec {
+    account: Account,
+    #[serde(default)]
+    repositories: Option<RepositoriesSpec>,
+    #[serde(default)]
+    suspended: bool,
+    #[serde(default)]
+    repository_selection: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepositoryChanges {
+    #[serde(default)]
+    add: u32,
+    #[serde(default)]
+    add_names: Vec<String>,
+    #[serde(default)]
+    remove_ids: HashSet<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallationPatch {
+    suspended: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupUrl {
+    url: String,
+}
+
+/// Answers a request whose path starts with `/_emulator`.
+pub fn route(em: &Emulator, request: &Request) -> Reply {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').skip(1).collect();
+    let result = match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["health"]) => Ok(Reply::json(200, &json!({ "ok": true }))),
+        ("GET", ["installations"]) => Ok(list_installations(em)),
+        ("PUT", ["installations", id]) => {
+            parse_id(id).and_then(|id| put_installation(em, request, id))
+        }
+        ("PATCH", ["installations", id]) => {
+            parse_id(id).and_then(|id| patch_installation(em, request, id))
+        }
+        ("DELETE", ["installations", id]) => parse_id(id).map(|id| delete_installation(em, id)),
+        ("POST", ["installations", id, "repositories"]) => {
+            parse_id(id).and_then(|id| change_repositories(em, request, id))
+        }
+        ("PUT", ["setup-url"]) => put_setup_url(em, request),
+        ("GET", ["faults"]) => Ok(Reply::json(200, &json!(em.faults().rules()))),
+        ("PUT", ["faults"]) => parse_body::<Vec<FaultRule>>(request).map(|rules| {
+            let count = rules.len();
+            em.faults().replace(rules);
+            Reply::json(200, &json!({ "rules": count }))
+        }),
+        ("DELETE", ["faults"]) => {
+            em.faults().replace(Vec::new());
+            Ok(Reply::json(200, &json!({ "rules": 0 })))
+        }
+        ("GET", ["requests"]) => Ok(Reply::json(200, &json!(em.store().requests()))),
+        ("DELETE", ["requests"]) => {
+            em.store().clear_requests();
+            Ok(Reply::json(200, &json!({ "ok": true })))
+        }
+        ("GET", ["tokens"]) => Ok(Reply::json(200, &json!(em.store().issued_tokens()))),
+        _ => Err(crate::github::no_route(request)),
+    };
+    result.unwrap_or_else(|reply| reply)
+}
+
+fn parse_id(id: &str) -> Result<u64, Reply> {
+    id.parse()
+        .map_err(|_| Reply::error(400, &format!("github-emulator: bad installation id {id:?}")))
+}
+
+fn unknown_installation(id: u64) -> Reply {
+    Reply::error(404, &format!("github-emulator: no installation {id}"))
+}
+
+fn summary(inst: &Installation) -> Value {
+    json!({
+        "id": inst.id,
+        "account": inst.account,
+        "repository_count": inst.repos().len(),
+        "repository_selection": inst.repository_selection,
+        "suspended": inst.suspended_at.is_some(),
+    })
+}
+
+fn list_installations(em: &Emulator) -> Reply {
+    let summaries: Vec<Value> = em.store().installations().map(summary).collect();
+    Reply::json(200, &json!(summaries))
+}
+
+fn put_installation(em: &Emulator, request: &Request, id: u64) -> Result<Reply, Reply> {
+    let spec: InstallationSpec = parse_body(request)?;
+    let selection = spec.repository_selection.unwrap_or_else(|| "all".into());
+    if selection != "all" && selection != "selected" {
+        return Err(Reply::error(
+            400,
+            "github-emulator: repository_selection must be \"all\" or \"selected\"",
+        ));
+    }
+    let now = Utc::now();
+    let mut inst = Installation::new(id, spec.account, selection, now);
+    match spec.repositories {
+        None => {}
+        Some(RepositoriesSpec::Count(count)) => inst.add_generated(count),
+        Some(RepositoriesSpec::Named(repos)) => repos.into_iter().for_each(|r| inst.add_named(r)),
+    }
+    inst.set_suspended(spec.suspended, now);
+    let body = summary(&inst);
+    em.store().put_installation(inst);
+    Ok(Reply::json(200, &body))
+}
+
+fn patch_installation(em: &Emulator, request: &Request, id: u64) -> Result<Reply, Reply> {
+    let patch: InstallationPatch = parse_body(request)?;
+    let mut store = em.store();
+    let inst = store
+        .installation_mut(id)
+        .ok_or_else(|| unknown_installation(id))?;
+    inst.set_suspended(patch.suspended, Utc::now());
+    Ok(Reply::json(200, &summary(inst)))
+}
+
+fn delete_installation(em: &Emulator, id: u64) -> Reply {
+    let deleted = em.store().remove_installation(id);
+    Reply::json(200, &json!({ "deleted": deleted }))
+}
+
+fn change_repositories(em: &Emulator, request: &Request, id: u64) -> Result<Reply, Reply> {
+    let changes: RepositoryChanges = parse_body(request)?;
+    let mut store = em.store();
+    let inst = store
+        .installation_mut(id)
+        .ok_or_else(|| unknown_installation(id))?;
+    inst.remove_ids(&changes.remove_ids);
+    inst.add_generated(changes.add);
+    for name in changes.add_names {
+        inst.add_named(RepoSpec {
+            name,
+            ..RepoSpec::default()
+        });
+    }
+    inst.updated_at = Utc::now();
+    Ok(Reply::json(
+        200,
+        &json!({ "repository_count": inst.repos().len() }),
+    ))
+}
+
+fn put_setup_url(em: &Emulator, request: &Request) -> Result<Reply, Reply> {
+    let SetupUrl { url } = parse_body(request)?;
+    let parsed = Url::parse(&url)
+        .map_err(|e| Reply::error(400, &format!("github-emulator: bad setup URL {url:?}: {e}")))?;
+    em.store().setup_url = Some(parsed);
+    Ok(Reply::json(200, &json!({ "url": url })))
+}

@@ -1,0 +1,215 @@
+//! Fault injection rules (`PUT /_emulator/faults`).
+//!
+//! A rule matches a GitHub request by method (optional, case-insensitive), path prefix and
+//! query substring (optional). The first matching rule that still has uses left is consumed
+//! once; it may delay the request and/or replace the normal response with its own status,
+//! headers and body. A rule without `status` delays and then serves normally, with its
+//! headers added to the normal response. `times` absent or null means the rule never runs out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::http::{Reply, Request};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path_prefix: String,
+    #[serde(default)]
+    pub query_contains: Option<String>,
+    /// Status to answer with; `None` only delays and then serves normally.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Remaining uses; `None` means unlimited.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Extra response headers; values may be strings or numbers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Value>,
+    /// Response body: JSON values are sent as JSON, a JSON string is sent verbatim as text.
+    #[serde(default)]
+    pub body: Option<Value>,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+impl FaultRule {
+    fn matches(&self, request: &Request) -> bool {
+        self.method
+            .as_ref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(&request.method))
+            && request.path.starts_with(&self.path_prefix)
+            && self
+                .query_contains
+                .as_ref()
+                .is_none_or(|q| request.query.contains(q.as_str()))
+    }
+
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms)
+    }
+
+    /// Applies the rule's headers on top of `reply`, replacing same-named ones.
+    pub fn apply_headers(&self, reply: &mut Reply) {
+        for (name, value) in &self.headers {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            reply.set_header(name, value);
+        }
+    }
+
+    /// The injected response, or `None` for a delay-only rule.
+    pub fn reply(&self) -> Option<Reply> {
+        let status = self.status?;
+        let mut reply = match &self.body {
+            Some(Value::String(text)) => Reply {
+                status,
+                headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+                body: text.clone().into_bytes(),
+            },
+            Some(value) => Reply::json(status, value),
+            None => Reply::json(
+                status,
+                &json!({
+                    "message": format!("github-emulator: injected fault {status}"),
+                    "documentation_url": "https://docs.github.com/rest",
+                }),
+            ),
+        };
+        self.apply_headers(&mut reply);
+        Some(reply)
+    }
+}
+
+/// The active rule list.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Vec<FaultRule>,
+}
+
+impl Faults {
+    pub fn replace(&mut self, rules: Vec<FaultRule>) {
+        self.rules = rules;
+    }
+
+    pub fn rules(&self) -> &[FaultRule] {
+        &self.rules
+    }
+
+    /// Consumes one use of the first matching rule with uses left and returns a copy of it.
+    pub fn take(&mut self, request: &Request) -> Option<FaultRule> {
+        let rule = self
+            .rules
+            .iter_mut()
+            .find(|r| r.times != Some(0) && r.matches(request))?;
+        if let Some(times) = rule.times.as_mut() {
+            *times -= 1;
+        }
+        Some(rule.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(json: Value) -> Faults {
+        let mut faults = Faults::default();
+        faults.replace(serde_json::from_value(json).unwrap());
+        faults
+    }
+
+    fn get(target: &str) -> Request {
+        Request::new("GET", target)
+    }
+
+    #[test]
+    fn limited_rule_is_consumed_then_requests_pass() {
+        let mut faults = rules(json!([{
+            "method": "GET", "path_prefix": "/installation/repositories",
+            "query_contains": "page=3", "status": 502, "times": 2,
+            "body": {"message": "Server Error"}
+        }]));
+        let page3 = get("/installation/repositories?per_page=100&page=3");
+        for _ in 0..2 {
+            let reply = faults.take(&page3).unwrap().reply().unwrap();
+            assert_eq!(reply.status, 502);
+            assert_eq!(reply.body, br#"{"message":"Server Error"}"#);
+        }
+        assert!(faults.take(&page3).is_none());
+        assert_eq!(faults.rules()[0].times, Some(0));
+    }
+
+    #[test]
+    fn method_path_and_query_must_all_match() {
+        let mut faults = rules(json!([{
+            "method": "get", "path_prefix": "/installation/", "query_contains": "page=3", "status": 500
+        }]));
+        assert!(faults
+            .take(&Request::new("POST", "/installation/repositories?page=3"))
+            .is_none());
+        assert!(faults.take(&get("/app/installations/1?page=3")).is_none());
+        assert!(faults
+            .take(&get("/installation/repositories?page=2"))
+            .is_none());
+        assert!(faults
+            .take(&get("/installation/repositories?page=3"))
+            .is_some());
+        // No `times`: unlimited.
+        assert!(faults
+            .take(&get("/installation/repositories?page=3"))
+            .is_some());
+    }
+
+    #[test]
+    fn first_matching_rule_with_uses_left_wins() {
+        let mut faults = rules(json!([
+            {"path_prefix": "/app/", "status": 403, "times": 1,
+             "headers": {"retry-after": "1"}},
+            {"path_prefix": "/app/", "status": 429,
+             "headers": {"x-ratelimit-remaining": 0, "x-ratelimit-reset": 1700000000}}
+        ]));
+        let request = Request::new("POST", "/app/installations/1/access_tokens");
+        let first = faults.take(&request).unwrap().reply().unwrap();
+        assert_eq!(first.status, 403);
+        assert_eq!(first.header("retry-after"), Some("1"));
+        let second = faults.take(&request).unwrap().reply().unwrap();
+        assert_eq!(second.status, 429);
+        assert_eq!(second.header("x-ratelimit-remaining"), Some("0"));
+        assert_eq!(second.header("x-ratelimit-reset"), Some("1700000000"));
+    }
+
+    #[test]
+    fn delay_only_rule_has_no_reply() {
+        let mut faults = rules(json!([{"path_prefix": "/", "delay_ms": 250, "times": 1}]));
+        let rule = faults.take(&get("/orgs/acme")).unwrap();
+        assert_eq!(rule.delay(), Duration::from_millis(250));
+        assert!(rule.reply().is_none());
+        assert!(faults.take(&get("/orgs/acme")).is_none());
+    }
+
+    #[test]
+    fn string_body_is_sent_verbatim() {
+        let rule: FaultRule = serde_json::from_value(json!({
+            "path_prefix": "/", "status": 502, "body": "<html>Bad gateway</html>",
+            "headers": {"content-type": "text/html"}
+        }))
+        .unwrap();
+        let reply = rule.reply().unwrap();
+        assert_eq!(reply.body, b"<html>Bad gateway</html>");
+        assert_eq!(reply.header("content-type"), Some("text/html"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(serde_json::from_value::<FaultRule>(json!({"path": "/x"})).is_err());
+    }
+}

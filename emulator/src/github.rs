@@ -1,0 +1,336 @@
+//! The emulated GitHub endpoints and their JSON shapes.
+//!
+//! - `GET /app/installations/{id}` and `POST /app/installations/{id}/access_tokens` (App JWT)
+//! - `GET /installation/repositories` with `Link` pagination (installation token)
+//! - `GET /orgs/{login}` and `GET /users/{login}` for the token's own account
+//! - `GET /apps/{slug}/installations/new`: the install page that sends the browser to the
+//!   setup URL (or redirects straight there with `&target=<installation id>`)
+//!
+//! Any other request answers 404 naming the method and path.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::auth::DECODE_FAILED;
+use crate::http::{Reply, Request};
+use crate::pagination::Page;
+use crate::server::{Caller, Emulator};
+use crate::state::{Account, AccountType, Installation, Repo, Store};
+
+/// Answers a GitHub-endpoint request for an already identified caller.
+pub fn route(em: &Emulator, request: &Request, caller: &Caller) -> Reply {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let result = match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["app", "installations", id]) => get_installation(em, caller, id),
+        ("POST", ["app", "installations", id, "access_tokens"]) => create_token(em, caller, id),
+        ("GET", ["installation", "repositories"]) => list_repositories(em, caller, request),
+        ("GET", ["orgs", login]) => get_account(em, caller, login, true),
+        ("GET", ["users", login]) => get_account(em, caller, login, false),
+        ("GET", ["apps", slug, "installations", "new"]) => install_page(em, request, slug),
+        _ => Err(no_route(request)),
+    };
+    result.unwrap_or_else(|reply| reply)
+}
+
+/// The 404 for requests the emulator does not serve.
+pub fn no_route(request: &Request) -> Reply {
+    Reply::error(
+        404,
+        &format!(
+            "github-emulator: no route for {} {}",
+            request.method, request.path
+        ),
+    )
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn require_app(caller: &Caller) -> Result<(), Reply> {
+    match caller {
+        Caller::App => Ok(()),
+        Caller::Rejected(message) => Err(Reply::error(401, message)),
+        _ => Err(Reply::error(401, DECODE_FAILED)),
+    }
+}
+
+/// The installation the caller's token belongs to; suspended installations answer 403.
+fn token_installation<'s>(store: &'s Store, caller: &Caller) -> Result<&'s Installation, Reply> {
+    let installation = match caller {
+        Caller::Installation(id) => store.installation(*id),
+        Caller::Anonymous => return Err(Reply::error(401, "Requires authentication")),
+        Caller::Rejected(message) => return Err(Reply::error(401, message)),
+        Caller::App => None,
+    }
+    .ok_or_else(|| Reply::error(401, "Bad credentials"))?;
+    if installation.suspended_at.is_some() {
+        return Err(suspended());
+    }
+    Ok(installation)
+}
+
+fn suspended() -> Reply {
+    Reply::error(403, "This installation has been suspended")
+}
+
+fn find_installation<'s>(store: &'s Store, id: &str) -> Result<&'s Installation, Reply> {
+    id.parse()
+        .ok()
+        .and_then(|id| store.installation(id))
+        .ok_or_else(Reply::not_found)
+}
+
+fn permissions() -> Value {
+    json!({
+        "administration": "read",
+        "contents": "read",
+        "issues": "read",
+        "members": "read",
+        "metadata": "read",
+        "pull_requests": "read",
+    })
+}
+
+fn avatar_url(account_id: u64) -> String {
+    format!("https://avatars.githubusercontent.com/u/{account_id}?v=4")
+}
+
+fn node_id(prefix: &str, id: u64) -> String {
+    format!("{prefix}_emu{id}")
+}
+
+fn account_type(account: &Account) -> &'static str {
+    match account.kind {
+        AccountType::Organization => "Organization",
+        AccountType::User => "User",
+    }
+}
+
+/// The short account object embedded in installations and repositories.
+fn account_summary(em: &Emulator, account: &Account) -> Value {
+    json!({
+        "login": account.login,
+        "id": account.id,
+        "node_id": node_id(if account.kind == AccountType::User { "U" } else { "O" }, account.id),
+        "type": account_type(account),
+        "avatar_url": avatar_url(account.id),
+        "html_url": format!("https://github.com/{}", account.login),
+        "url": format!("{}/users/{}", em.base_url, account.login),
+        "site_admin": false,
+    })
+}
+
+pub fn installation_json(em: &Emulator, inst: &Installation) -> Value {
+    let html_url = match inst.account.kind {
+        AccountType::Organization => format!(
+            "https://github.com/organizations/{}/settings/installations/{}",
+            inst.account.login, inst.id
+        ),
+        AccountType::User => format!("https://github.com/settings/installations/{}", inst.id),
+    };
+    json!({
+        "id": inst.id,
+        "account": account_summary(em, &inst.account),
+        "repository_selection": inst.repository_selection,
+        "access_tokens_url": format!("{}/app/installations/{}/access_tokens", em.base_url, inst.id),
+        "repositories_url": format!("{}/installation/repositories", em.base_url),
+        "html_url": html_url,
+        "app_id": em.app_id_json(),
+        "app_slug": em.slug,
+        "target_id": inst.account.id,
+        "target_type": account_type(&inst.account),
+        "permissions": permissions(),
+        "events": ["installation_repositories", "push", "repository"],
+        "created_at": timestamp(inst.created_at),
+        "updated_at": timestamp(inst.updated_at),
+        "single_file_name": null,
+        "has_multiple_single_files": false,
+        "single_file_paths": [],
+        "suspended_at": inst.suspended_at.map(timestamp),
+        "suspended_by": inst.suspended_at.map(|_| json!({
+            "login": "emulator-admin", "id": 1, "type": "User",
+        })),
+    })
+}
+
+fn get_installation(em: &Emulator, caller: &Caller, id: &str) -> Result<Reply, Reply> {
+    require_app(caller)?;
+    let store = em.store();
+    let inst = find_installation(&store, id)?;
+    Ok(Reply::json(200, &installation_json(em, inst)))
+}
+
+fn create_token(em: &Emulator, caller: &Caller, id: &str) -> Result<Reply, Reply> {
+    require_app(caller)?;
+    let mut store = em.store();
+    let inst = find_installation(&store, id)?;
+    if inst.suspended_at.is_some() {
+        return Err(suspended());
+    }
+    let (inst_id, selection) = (inst.id, inst.repository_selection.clone());
+    let (token, expires_at) = store.issue_token(inst_id, Utc::now());
+    Ok(Reply::json(
+        201,
+        &json!({
+            "token": token,
+            "expires_at": timestamp(expires_at),
+            "permissions": permissions(),
+            "repository_selection": selection,
+        }),
+    ))
+}
+
+fn repository_json(em: &Emulator, inst: &Installation, repo: &Repo) -> Value {
+    let repo = inst.repo_details(repo);
+    // Fixed, distinct timestamps: 2020-01-01 plus one minute per repository number.
+    let epoch = DateTime::<Utc>::from_timestamp(1_577_836_800, 0).expect("valid timestamp");
+    let created = epoch + Duration::minutes((repo.id % 1_000_000) as i64);
+    let updated = created + Duration::days(365);
+    let full_name = format!("{}/{}", inst.account.login, repo.name);
+    json!({
+        "id": repo.id,
+        "node_id": node_id("R", repo.id),
+        "name": repo.name,
+        "full_name": full_name,
+        "private": repo.private,
+        "owner": account_summary(em, &inst.account),
+        "html_url": format!("https://github.com/{full_name}"),
+        "description": repo.description,
+        "fork": repo.fork,
+        "url": format!("{}/repos/{full_name}", em.base_url),
+        "clone_url": format!("https://github.com/{full_name}.git"),
+        "default_branch": repo.default_branch,
+        "archived": repo.archived,
+        "disabled": false,
+        "visibility": if repo.private { "private" } else { "public" },
+        "pushed_at": timestamp(updated),
+        "created_at": timestamp(created),
+        "updated_at": timestamp(updated),
+        "size": repo.size,
+        "language": repo.language,
+    })
+}
+
+fn list_repositories(em: &Emulator, caller: &Caller, request: &Request) -> Result<Reply, Reply> {
+    let store = em.store();
+    let inst = token_installation(&store, caller)?;
+    let page = Page::from_query(
+        request.query_param("per_page").as_deref(),
+        request.query_param("page").as_deref(),
+    );
+    let total = inst.repos().len();
+    let repositories: Vec<Value> = inst.repos()[page.range(total)]
+        .iter()
+        .map(|repo| repository_json(em, inst, repo))
+        .collect();
+    let mut reply = Reply::json(
+        200,
+        &json!({
+            "total_count": total,
+            "repository_selection": inst.repository_selection,
+            "repositories": repositories,
+        }),
+    );
+    let endpoint = format!("{}/installation/repositories", em.base_url);
+    if let Some(link) = page.link_header(&endpoint, total) {
+        reply.set_header("link", link);
+    }
+    Ok(reply)
+}
+
+fn get_account(
+    em: &Emulator,
+    caller: &Caller,
+    login: &str,
+    orgs_only: bool,
+) -> Result<Reply, Reply> {
+    let store = em.store();
+    let account = &token_installation(&store, caller)?.account;
+    if !account.login.eq_ignore_ascii_case(login)
+        || (orgs_only && account.kind != AccountType::Organization)
+    {
+        return Err(Reply::not_found());
+    }
+    let mut body = account_summary(em, account);
+    body["name"] = json!(account.name);
+    body["description"] = json!(account.description);
+    Ok(Reply::json(200, &body))
+}
+
+/// `setup_url` with extra query parameters appended.
+fn setup_link(setup_url: &Url, params: &[(&str, &str)]) -> String {
+    let mut url = setup_url.clone();
+    url.query_pairs_mut().extend_pairs(params);
+    url.into()
+}
+
+fn escape_html(text: &str) -> String {
+    text.chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+            out
+        })
+}
+
+fn install_page(em: &Emulator, request: &Request, slug: &str) -> Result<Reply, Reply> {
+    if slug != em.slug {
+        return Err(Reply::not_found());
+    }
+    let state = request.query_param("state").unwrap_or_default();
+    let store = em.store();
+    let setup_url = store.setup_url.as_ref().ok_or_else(|| {
+        Reply::error(
+            500,
+            "github-emulator: no setup URL configured; start with --setup-url or PUT /_emulator/setup-url",
+        )
+    })?;
+    let install_link = |id: u64| {
+        setup_link(
+            setup_url,
+            &[
+                ("installation_id", &id.to_string()),
+                ("setup_action", "install"),
+                ("state", &state),
+            ],
+        )
+    };
+    if let Some(target) = request.query_param("target") {
+        let inst = find_installation(&store, &target).map_err(|_| {
+            Reply::error(
+                404,
+                &format!("github-emulator: no installation {target} to install"),
+            )
+        })?;
+        return Ok(Reply::redirect(&install_link(inst.id)));
+    }
+    let items: String = store
+        .installations()
+        .map(|inst| {
+            format!(
+                "<li><a href=\"{}\">Install on {}</a></li>\n",
+                escape_html(&install_link(inst.id)),
+                escape_html(&inst.account.login)
+            )
+        })
+        .collect();
+    let request_link = setup_link(setup_url, &[("setup_action", "request"), ("state", &state)]);
+    let slug = escape_html(&em.slug);
+    Ok(Reply::html(
+        200,
+        format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Install {slug}</title></head>\n\
+             <body><h1>Install {slug}</h1>\n<ul>\n{items}</ul>\n\
+             <p><a href=\"{}\">Request approval from an owner</a></p>\n</body></html>\n",
+            escape_html(&request_link)
+        ),
+    ))
+}

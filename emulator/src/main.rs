@@ -1,0 +1,114 @@
+//! `github-emulator`: a local stand-in for the GitHub API used by onecode-edge's tests.
+//!
+//! ```text
+//! github-emulator --port <P> --app-id <ID> --app-key <PATH> [--slug <SLUG>] [--setup-url <URL>]
+//! ```
+//!
+//! Binds 127.0.0.1 only (`--port 0` picks a free port), prints
+//! `github-emulator listening on http://127.0.0.1:<PORT>` as its first stdout line, logs one
+//! line per request to stderr and serves until killed. See `github.rs` for the emulated
+//! endpoints and `admin.rs` for the `/_emulator/` control API.
+
+mod admin;
+mod auth;
+mod faults;
+mod github;
+mod http;
+mod pagination;
+mod server;
+mod state;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use url::Url;
+
+/// Worker threads, so a delayed (fault-injected) response does not block other requests.
+const WORKER_THREADS: usize = 32;
+
+const USAGE: &str = "usage: github-emulator --port <P> --app-id <ID> --app-key <PATH> \
+                     [--slug <SLUG>] [--setup-url <URL>]";
+
+struct Options {
+    port: u16,
+    app_id: String,
+    app_key: String,
+    slug: String,
+    setup_url: Option<Url>,
+}
+
+fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let (mut port, mut app_id, mut app_key, mut setup_url) = (None, None, None, None);
+    let mut slug = "the-one-code".to_string();
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+            None => (arg, None),
+        };
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.into());
+        }
+        let value = inline
+            .or_else(|| args.next())
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--port" => port = Some(value.parse().map_err(|_| format!("bad --port {value:?}"))?),
+            "--app-id" => app_id = Some(value),
+            "--app-key" => app_key = Some(value),
+            "--slug" => slug = value,
+            "--setup-url" => {
+                setup_url = Some(
+                    Url::parse(&value).map_err(|e| format!("bad --setup-url {value:?}: {e}"))?,
+                )
+            }
+            _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
+        }
+    }
+    let missing = |name: &str| format!("missing {name}\n{USAGE}");
+    Ok(Options {
+        port: port.ok_or_else(|| missing("--port"))?,
+        app_id: app_id.ok_or_else(|| missing("--app-id"))?,
+        app_key: app_key.ok_or_else(|| missing("--app-key"))?,
+        slug,
+        setup_url,
+    })
+}
+
+fn run(options: Options) -> Result<(), String> {
+    let pem = std::fs::read_to_string(&options.app_key)
+        .map_err(|e| format!("cannot read --app-key {}: {e}", options.app_key))?;
+    let key =
+        auth::load_public_key(&pem).map_err(|e| format!("--app-key {}: {e}", options.app_key))?;
+    let http = tiny_http::Server::http(("127.0.0.1", options.port))
+        .map_err(|e| format!("cannot bind 127.0.0.1:{}: {e}", options.port))?;
+    let port = http
+        .server_addr()
+        .to_ip()
+        .ok_or("server is not bound to an IP address")?
+        .port();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let emulator = server::Emulator::new(
+        base_url.clone(),
+        options.app_id,
+        key,
+        options.slug,
+        options.setup_url,
+    );
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "github-emulator listening on {base_url}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    server::serve(&http, &emulator, WORKER_THREADS);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match parse_options(std::env::args().skip(1)).and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("github-emulator: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

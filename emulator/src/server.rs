@@ -1,0 +1,599 @@
+//! The emulator object, request dispatch and the tiny_http worker pool.
+//!
+//! [`Emulator::handle`] sends `/_emulator/...` to the admin API and everything else through
+//! the GitHub pipeline: identify the caller, apply a matching fault rule (delay and/or
+//! canned response), route, add rate-limit headers and append to the request log.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+use tiny_http::{Header, Response, Server, StatusCode};
+use url::Url;
+
+use crate::auth::{parse_authorization, AppVerifier, Credential};
+use crate::faults::{FaultRule, Faults};
+use crate::http::{Reply, Request};
+use crate::state::{LoggedRequest, Store};
+use crate::{admin, github};
+
+/// Who is calling a GitHub endpoint, decided from the `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    /// A valid App JWT.
+    App,
+    /// A valid installation token of this installation.
+    Installation(u64),
+    /// Credentials that failed verification; the 401 message.
+    Rejected(&'static str),
+}
+
+impl Caller {
+    /// The `auth` value in the request log.
+    fn label(&self) -> &'static str {
+        match self {
+            Caller::Anonymous => "none",
+            Caller::App => "app_jwt",
+            Caller::Installation(_) => "installation_token",
+            Caller::Rejected(_) => "invalid",
+        }
+    }
+}
+
+/// Everything one emulator instance knows.
+pub struct Emulator {
+    /// `http://127.0.0.1:<port>`, used in URLs and `Link` headers.
+    pub base_url: String,
+    pub slug: String,
+    app_id: String,
+    verifier: AppVerifier,
+    store: Mutex<Store>,
+    faults: Mutex<Faults>,
+}
+
+impl Emulator {
+    pub fn new(
+        base_url: String,
+        app_id: String,
+        key: rsa::RsaPublicKey,
+        slug: String,
+        setup_url: Option<Url>,
+    ) -> Self {
+        Emulator {
+            base_url,
+            slug,
+            verifier: AppVerifier::new(app_id.clone(), key),
+            app_id,
+            store: Mutex::new(Store::new(setup_url)),
+            faults: Mutex::new(Faults::default()),
+        }
+    }
+
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The App id as GitHub shows it: a number when it is one.
+    pub fn app_id_json(&self) -> Value {
+        self.app_id
+            .parse::<u64>()
+            .map_or_else(|_| json!(self.app_id), |id| json!(id))
+    }
+
+    /// Answers one request (admin or GitHub endpoint).
+    pub fn handle(&self, request: &Request) -> Reply {
+        if request.path == "/_emulator" || request.path.starts_with("/_emulator/") {
+            admin::route(self, request)
+        } else {
+            self.handle_github(request)
+        }
+    }
+
+    fn handle_github(&self, request: &Request) -> Reply {
+        let caller = self.identify(request);
+        let fault = self.faults().take(request);
+        if let Some(rule) = &fault {
+            std::thread::sleep(rule.delay());
+        }
+        let mut reply = fault
+            .as_ref()
+            .and_then(FaultRule::reply)
+            .unwrap_or_else(|| {
+                let mut reply = github::route(self, request, &caller);
+                if let Some(rule) = &fault {
+                    rule.apply_headers(&mut reply);
+                }
+                reply
+            });
+        add_rate_limit_headers(&mut reply);
+        self.store().log_request(LoggedRequest {
+            seq: 0,
+            method: request.method.clone(),
+            path: request.path.clone(),
+            query: request.query.clone(),
+            status: reply.status,
+            auth: caller.label(),
+            installation_id: logged_installation(&caller, request),
+            invocation: request.header("x-onecode-invocation").map(str::to_string),
+            user_agent: request.header("user-agent").map(str::to_string),
+        });
+        reply
+    }
+
+    fn identify(&self, request: &Request) -> Caller {
+        let now = Utc::now();
+        match parse_authorization(request.header("authorization")) {
+            Credential::None => Caller::Anonymous,
+            Credential::Jwt(jwt) => match self.verifier.verify(jwt, now) {
+                Ok(()) => Caller::App,
+                Err(message) => Caller::Rejected(message),
+            },
+            Credential::Token(token) => self
+                .store()
+                .token_installation(token, now)
+                .map_or(Caller::Rejected("Bad credentials"), Caller::Installation),
+            Credential::Malformed => Caller::Rejected("Bad credentials"),
+        }
+    }
+}
+
+/// The installation a request concerns: the token's, or the one in an `/app/installations/{id}` path.
+fn logged_installation(caller: &Caller, request: &Request) -> Option<u64> {
+    match caller {
+        Caller::Installation(id) => Some(*id),
+        _ => request
+            .path
+            .strip_prefix("/app/installations/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|id| id.parse().ok()),
+    }
+}
+
+/// GitHub's rate-limit headers with generous fixed values, unless already set by a fault.
+fn add_rate_limit_headers(reply: &mut Reply) {
+    let reset = (Utc::now() + Duration::hours(1)).timestamp().to_string();
+    let defaults = [
+        ("x-ratelimit-limit", "5000"),
+        ("x-ratelimit-remaining", "4999"),
+        ("x-ratelimit-used", "1"),
+        ("x-ratelimit-resource", "core"),
+        ("x-ratelimit-reset", reset.as_str()),
+    ];
+    for (name, value) in defaults {
+        if reply.header(name).is_none() {
+            reply.headers.push((name.into(), value.into()));
+        }
+    }
+}
+
+/// Serves requests on `threads` worker threads until the server stops.
+pub fn serve(server: &Server, emulator: &Emulator, threads: usize) {
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                server
+                    .incoming_requests()
+                    .for_each(|r| serve_one(emulator, r))
+            });
+        }
+    });
+}
+
+/// Answers one tiny_http request and logs `METHOD target -> status` to stderr.
+fn serve_one(emulator: &Emulator, mut incoming: tiny_http::Request) {
+    let started = Instant::now();
+    let mut request = Request::new(incoming.method().as_str(), incoming.url());
+    request.headers = incoming
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.to_string(),
+            )
+        })
+        .collect();
+    let reply = match incoming.as_reader().read_to_end(&mut request.body) {
+        Ok(_) => emulator.handle(&request),
+        Err(e) => Reply::error(400, &format!("github-emulator: cannot read body: {e}")),
+    };
+    eprintln!(
+        "{} {} -> {} ({} ms)",
+        request.method,
+        request.target(),
+        reply.status,
+        started.elapsed().as_millis()
+    );
+    if let Err(e) = incoming.respond(into_response(reply)) {
+        eprintln!("github-emulator: failed to send response: {e}");
+    }
+}
+
+fn into_response(reply: Reply) -> Response<std::io::Cursor<Vec<u8>>> {
+    let mut response = Response::from_data(reply.body).with_status_code(StatusCode(reply.status));
+    for (name, value) in reply.headers {
+        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            Ok(header) => response.add_header(header),
+            Err(()) => eprintln!("github-emulator: dropping invalid header {name:?}"),
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tests::{dev_key, sign, APP_ID};
+
+    fn emulator() -> Emulator {
+        Emulator::new(
+            "http://127.0.0.1:1".into(),
+            APP_ID.into(),
+            dev_key().to_public_key(),
+            "the-one-code".into(),
+            None,
+        )
+    }
+
+    fn call(
+        em: &Emulator,
+        method: &str,
+        target: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (u16, Value, Reply) {
+        let mut request = Request::new(method, target).with_body(body);
+        if let Some(auth) = auth {
+            request = request.with_header("Authorization", auth);
+        }
+        let reply = em.handle(&request);
+        let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        (reply.status, json, reply)
+    }
+
+    fn jwt() -> String {
+        format!("Bearer {}", sign(&dev_key(), APP_ID, -60, 540))
+    }
+
+    fn install(em: &Emulator, id: u64, body: &str) {
+        let (status, _, _) = call(
+            em,
+            "PUT",
+            &format!("/_emulator/installations/{id}"),
+            None,
+            body,
+        );
+        assert_eq!(status, 200);
+    }
+
+    fn token_for(em: &Emulator, id: u64) -> String {
+        let (status, body, _) = call(
+            em,
+            "POST",
+            &format!("/app/installations/{id}/access_tokens"),
+            Some(&jwt()),
+            "",
+        );
+        assert_eq!(status, 201, "{body}");
+        format!("token {}", body["token"].as_str().unwrap())
+    }
+
+    const ACME: &str = r#"{"account":{"login":"acme","id":1001,"type":"Organization","name":"Acme Corp"},"repositories":3}"#;
+
+    #[test]
+    fn installation_lookup_requires_a_valid_jwt() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        let (status, body, _) = call(&em, "GET", "/app/installations/5", Some(&jwt()), "");
+        assert_eq!(status, 200);
+        assert_eq!(body["account"]["login"], "acme");
+        assert_eq!(body["app_id"], 424242);
+        assert_eq!(body["suspended_at"], Value::Null);
+        assert_eq!(
+            body["account"]["avatar_url"],
+            "https://avatars.githubusercontent.com/u/1001?v=4"
+        );
+
+        let (status, _, _) = call(&em, "GET", "/app/installations/6", Some(&jwt()), "");
+        assert_eq!(status, 404);
+        let (status, body, _) = call(&em, "GET", "/app/installations/5", None, "");
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (401, Some(crate::auth::DECODE_FAILED))
+        );
+        let token = token_for(&em, 5);
+        let (status, _, _) = call(&em, "GET", "/app/installations/5", Some(&token), "");
+        assert_eq!(status, 401);
+    }
+
+    #[test]
+    fn suspended_installations_refuse_tokens() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        let token = token_for(&em, 5);
+        let (status, body, _) = call(
+            &em,
+            "PATCH",
+            "/_emulator/installations/5",
+            None,
+            r#"{"suspended":true}"#,
+        );
+        assert_eq!((status, &body["suspended"]), (200, &json!(true)));
+        let (status, body, _) = call(
+            &em,
+            "POST",
+            "/app/installations/5/access_tokens",
+            Some(&jwt()),
+            "",
+        );
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (403, Some("This installation has been suspended"))
+        );
+        let (status, _, _) = call(&em, "GET", "/installation/repositories", Some(&token), "");
+        assert_eq!(status, 403);
+        let (_, body, _) = call(&em, "GET", "/app/installations/5", Some(&jwt()), "");
+        assert!(body["suspended_at"].is_string());
+    }
+
+    #[test]
+    fn deleted_installations_disappear_with_their_tokens() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        let token = token_for(&em, 5);
+        let (_, body, _) = call(&em, "DELETE", "/_emulator/installations/5", None, "");
+        assert_eq!(body["deleted"], true);
+        let (status, _, _) = call(&em, "GET", "/app/installations/5", Some(&jwt()), "");
+        assert_eq!(status, 404);
+        let (status, body, _) = call(&em, "GET", "/installation/repositories", Some(&token), "");
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (401, Some("Bad credentials"))
+        );
+    }
+
+    #[test]
+    fn accounts_are_visible_to_their_own_installation_only() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        install(
+            &em,
+            6,
+            r#"{"account":{"login":"octo","id":2002,"type":"User"}}"#,
+        );
+        let acme = token_for(&em, 5);
+        let octo = token_for(&em, 6);
+        let (status, body, _) = call(&em, "GET", "/orgs/ACME", Some(&acme), "");
+        assert_eq!(status, 200);
+        assert_eq!(
+            (body["login"].as_str(), body["name"].as_str()),
+            (Some("acme"), Some("Acme Corp"))
+        );
+        assert_eq!(call(&em, "GET", "/orgs/acme", Some(&octo), "").0, 404);
+        assert_eq!(call(&em, "GET", "/orgs/octo", Some(&octo), "").0, 404);
+        let (status, body, _) = call(&em, "GET", "/users/octo", Some(&octo), "");
+        assert_eq!(
+            (status, &body["type"], &body["name"]),
+            (200, &json!("User"), &Value::Null)
+        );
+        assert_eq!(call(&em, "GET", "/orgs/acme", None, "").0, 401);
+    }
+
+    #[test]
+    fn repository_changes_continue_numbering() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        let (_, body, _) = call(
+            &em,
+            "POST",
+            "/_emulator/installations/5/repositories",
+            None,
+            r#"{"add":2,"add_names":["docs"],"remove_ids":[5000001]}"#,
+        );
+        assert_eq!(body["repository_count"], 5);
+        let token = token_for(&em, 5);
+        let (_, body, reply) = call(&em, "GET", "/installation/repositories", Some(&token), "");
+        let names: Vec<&str> = body["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "acme-repo-00002",
+                "acme-repo-00003",
+                "acme-repo-00004",
+                "acme-repo-00005",
+                "docs"
+            ]
+        );
+        assert_eq!(body["repositories"][4]["id"], 5_000_006);
+        assert_eq!(body["repositories"][0]["full_name"], "acme/acme-repo-00002");
+        assert_eq!(reply.header("link"), None);
+        assert_eq!(reply.header("x-ratelimit-limit"), Some("5000"));
+    }
+
+    #[test]
+    fn named_repositories_keep_given_fields() {
+        let em = emulator();
+        install(
+            &em,
+            5,
+            r#"{"account":{"login":"acme","id":1},"repository_selection":"selected",
+                "repositories":[{"name":"a","id":77,"private":true,"default_branch":"trunk"},{"name":"b"}]}"#,
+        );
+        let token = token_for(&em, 5);
+        let (_, body, _) = call(&em, "GET", "/installation/repositories", Some(&token), "");
+        assert_eq!(body["repository_selection"], "selected");
+        let a = &body["repositories"][0];
+        assert_eq!(
+            (
+                &a["id"],
+                &a["private"],
+                &a["default_branch"],
+                &a["visibility"]
+            ),
+            (&json!(77), &json!(true), &json!("trunk"), &json!("private"))
+        );
+        assert_eq!(body["repositories"][1]["id"], 5_000_001);
+    }
+
+    #[test]
+    fn install_page_lists_installations_and_redirects() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        let (status, body, _) = call(
+            &em,
+            "GET",
+            "/apps/the-one-code/installations/new?state=s1",
+            None,
+            "",
+        );
+        assert_eq!(status, 500);
+        assert!(body["message"].as_str().unwrap().contains("setup URL"));
+
+        call(
+            &em,
+            "PUT",
+            "/_emulator/setup-url",
+            None,
+            r#"{"url":"http://127.0.0.1:8787/github/setup"}"#,
+        );
+        let (status, _, reply) = call(
+            &em,
+            "GET",
+            "/apps/the-one-code/installations/new?state=a%20b%26c",
+            None,
+            "",
+        );
+        assert_eq!(status, 200);
+        let html = String::from_utf8(reply.body).unwrap();
+        assert!(html.contains(
+            "href=\"http://127.0.0.1:8787/github/setup?installation_id=5&amp;setup_action=install&amp;state=a+b%26c\">Install on acme</a>"
+        ), "{html}");
+        assert!(html.contains(
+            "setup_action=request&amp;state=a+b%26c\">Request approval from an owner</a>"
+        ));
+
+        let (status, _, reply) = call(
+            &em,
+            "GET",
+            "/apps/the-one-code/installations/new?state=xyz&target=5",
+            None,
+            "",
+        );
+        assert_eq!(status, 302);
+        assert_eq!(
+            reply.header("location"),
+            Some("http://127.0.0.1:8787/github/setup?installation_id=5&setup_action=install&state=xyz")
+        );
+        assert_eq!(
+            call(
+                &em,
+                "GET",
+                "/apps/the-one-code/installations/new?target=9",
+                None,
+                ""
+            )
+            .0,
+            404
+        );
+        assert_eq!(
+            call(&em, "GET", "/apps/other-app/installations/new", None, "").0,
+            404
+        );
+    }
+
+    #[test]
+    fn unknown_routes_name_the_request() {
+        let em = emulator();
+        let (status, body, _) = call(&em, "GET", "/foo?x=1", None, "");
+        assert_eq!(status, 404);
+        assert_eq!(body["message"], "github-emulator: no route for GET /foo");
+        let (status, body, _) = call(&em, "POST", "/_emulator/nope", None, "");
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (
+                404,
+                Some("github-emulator: no route for POST /_emulator/nope")
+            )
+        );
+        let (status, _, _) = call(
+            &em,
+            "PUT",
+            "/_emulator/installations/1",
+            None,
+            r#"{"account":{"login":"x"}}"#,
+        );
+        assert_eq!(status, 400);
+    }
+
+    #[test]
+    fn request_log_records_auth_invocation_and_faults() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        let token = token_for(&em, 5);
+        call(
+            &em,
+            "PUT",
+            "/_emulator/faults",
+            None,
+            r#"[{"path_prefix":"/installation/repositories","status":502,"times":1,"headers":{"retry-after":"1"}}]"#,
+        );
+        let request = Request::new("GET", "/installation/repositories?page=2")
+            .with_header("Authorization", &token)
+            .with_header("X-OneCode-Invocation", "inv-1")
+            .with_header("User-Agent", "onecode-edge/test");
+        let faulted = em.handle(&request);
+        assert_eq!(
+            (faulted.status, faulted.header("retry-after")),
+            (502, Some("1"))
+        );
+        assert_eq!(faulted.header("x-ratelimit-remaining"), Some("4999"));
+        assert_eq!(em.handle(&request).status, 200);
+        call(
+            &em,
+            "GET",
+            "/installation/repositories",
+            Some("token ghs_bogus"),
+            "",
+        );
+
+        let (_, log, _) = call(&em, "GET", "/_emulator/requests", None, "");
+        let log = log.as_array().unwrap();
+        assert_eq!(log.len(), 4);
+        assert_eq!(log[0]["auth"], "app_jwt");
+        assert_eq!(log[0]["installation_id"], 5);
+        assert_eq!(
+            log[1],
+            json!({"seq": 2, "method": "GET", "path": "/installation/repositories", "query": "page=2",
+                   "status": 502, "auth": "installation_token", "installation_id": 5,
+                   "invocation": "inv-1", "user_agent": "onecode-edge/test"})
+        );
+        assert_eq!(log[2]["status"], 200);
+        assert_eq!(
+            (
+                &log[3]["auth"],
+                &log[3]["status"],
+                &log[3]["installation_id"]
+            ),
+            (&json!("invalid"), &json!(401), &Value::Null)
+        );
+
+        let (_, tokens, _) = call(&em, "GET", "/_emulator/tokens", None, "");
+        assert_eq!(tokens, json!([token.trim_start_matches("token ")]));
+        call(&em, "DELETE", "/_emulator/requests", None, "");
+        assert_eq!(
+            call(&em, "GET", "/_emulator/requests", None, "").1,
+            json!([])
+        );
+    }
+}

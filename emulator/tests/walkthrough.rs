@@ -1,0 +1,284 @@
+//! Spawns the real binary on a free loopback port and walks the flows the gateway uses:
+//! configure an installation, authenticate as the App, mint an installation token, page
+//! through 250 repositories by following `Link` headers, and exercise faults, the
+//! install-page redirect, concurrency under a delayed response and the request log.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use jwt_compact::{alg::Rsa, AlgorithmExt, Claims, Header};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use serde_json::{json, Value};
+
+const APP_ID: &str = "424242";
+const DEV_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dev/github-app-dev-key.pem");
+
+/// The running emulator; killed when dropped.
+struct Emulator {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Answer {
+    status: u16,
+    link: Option<String>,
+    location: Option<String>,
+    body: Value,
+}
+
+impl Emulator {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_github-emulator"))
+            .args(["--port", "0", "--app-id", APP_ID, "--app-key", DEV_KEY])
+            .args(["--setup-url", "http://127.0.0.1:8787/github/setup"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn github-emulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("github-emulator listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        assert!(base.starts_with("http://127.0.0.1:"));
+        let agent = ureq::AgentBuilder::new().redirects(0).build();
+        Emulator { child, base, agent }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path_or_url: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        };
+        let mut request = self
+            .agent
+            .request(method, &url)
+            .set("x-onecode-invocation", "walkthrough");
+        if let Some(auth) = auth {
+            request = request.set("Authorization", auth);
+        }
+        let result = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("{method} {url}: {e}"),
+        };
+        Answer {
+            status: response.status(),
+            link: response.header("link").map(str::to_string),
+            location: response.header("location").map(str::to_string),
+            body: response.into_json().unwrap_or(Value::Null),
+        }
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Value) -> Value {
+        let answer = self.call(method, path, None, Some(body));
+        assert_eq!(answer.status, 200, "{method} {path}: {}", answer.body);
+        answer.body
+    }
+}
+
+fn app_jwt() -> String {
+    let pem = std::fs::read_to_string(DEV_KEY).unwrap();
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem).unwrap();
+    let now = Utc::now();
+    let mut claims = Claims::new(json!({ "iss": APP_ID }));
+    claims.issued_at = Some(now - chrono::Duration::seconds(60));
+    claims.expiration = Some(now + chrono::Duration::seconds(540));
+    let jwt = Rsa::rs256().token(&Header::empty(), &claims, &key).unwrap();
+    format!("Bearer {jwt}")
+}
+
+fn next_link(link: &str) -> Option<String> {
+    link.split(", ").find_map(|part| {
+        let (url, rel) = part.split_once("; ")?;
+        (rel == "rel=\"next\"").then(|| url.trim_matches(['<', '>']).to_string())
+    })
+}
+
+#[test]
+fn gateway_flows_against_the_binary() {
+    let emulator = Emulator::start();
+    assert_eq!(
+        emulator.call("GET", "/_emulator/health", None, None).body,
+        json!({"ok": true})
+    );
+
+    let summary = emulator.admin(
+        "PUT",
+        "/_emulator/installations/77",
+        json!({"account": {"login": "acme", "id": 1001, "type": "Organization", "name": "Acme Corp"},
+               "repositories": 250}),
+    );
+    assert_eq!(summary["repository_count"], 250);
+
+    // App JWT: installation lookup and token minting.
+    let jwt = app_jwt();
+    let installation = emulator.call("GET", "/app/installations/77", Some(&jwt), None);
+    assert_eq!(installation.status, 200);
+    assert_eq!(installation.body["account"]["login"], "acme");
+    assert_eq!(installation.body["repository_selection"], "all");
+    assert_eq!(
+        emulator
+            .call("GET", "/app/installations/78", Some(&jwt), None)
+            .status,
+        404
+    );
+    assert_eq!(
+        emulator
+            .call("GET", "/app/installations/77", Some("Bearer a.b.c"), None)
+            .status,
+        401
+    );
+
+    let minted = emulator.call(
+        "POST",
+        "/app/installations/77/access_tokens",
+        Some(&jwt),
+        None,
+    );
+    assert_eq!(minted.status, 201);
+    let token = minted.body["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("ghs_") && token.len() == 40);
+    assert!(minted.body["expires_at"].as_str().unwrap().ends_with('Z'));
+    let auth = format!("token {token}");
+
+    // 502 twice on page 2, then success: the retry sees the same page.
+    emulator.admin(
+        "PUT",
+        "/_emulator/faults",
+        json!([{"method": "GET", "path_prefix": "/installation/repositories",
+                "query_contains": "page=2", "status": 502, "times": 2}]),
+    );
+
+    // Page through all repositories following Link headers.
+    let mut url = format!("{}/installation/repositories?per_page=100", emulator.base);
+    let mut names = Vec::new();
+    let mut pages = 0;
+    let mut failures = 0;
+    loop {
+        let page = emulator.call("GET", &url, Some(&auth), None);
+        if page.status == 502 {
+            failures += 1;
+            continue;
+        }
+        assert_eq!(page.status, 200, "{url}: {}", page.body);
+        assert_eq!(page.body["total_count"], 250);
+        pages += 1;
+        names.extend(
+            page.body["repositories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_string()),
+        );
+        if pages == 1 {
+            assert_eq!(
+                page.link.as_deref(),
+                Some(
+                    format!(
+                        "<{0}/installation/repositories?per_page=100&page=2>; rel=\"next\", \
+                         <{0}/installation/repositories?per_page=100&page=3>; rel=\"last\"",
+                        emulator.base
+                    )
+                    .as_str()
+                )
+            );
+        }
+        match page.link.as_deref().and_then(next_link) {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!((pages, failures, names.len()), (3, 2, 250));
+    assert_eq!(names[0], "acme-repo-00001");
+    assert_eq!(names[249], "acme-repo-00250");
+
+    // The org itself, through the installation token.
+    let org = emulator.call("GET", "/orgs/acme", Some(&auth), None);
+    assert_eq!((org.status, &org.body["name"]), (200, &json!("Acme Corp")));
+
+    // The install page redirects straight to the gateway's setup URL with `target`.
+    let redirect = emulator.call(
+        "GET",
+        "/apps/the-one-code/installations/new?state=st8&target=77",
+        None,
+        None,
+    );
+    assert_eq!(redirect.status, 302);
+    assert_eq!(
+        redirect.location.as_deref(),
+        Some(
+            "http://127.0.0.1:8787/github/setup?installation_id=77&setup_action=install&state=st8"
+        )
+    );
+
+    // A slow response does not hold up other requests.
+    emulator.admin(
+        "PUT",
+        "/_emulator/faults",
+        json!([{"path_prefix": "/users/", "delay_ms": 1500}]),
+    );
+    let slow = thread::scope(|scope| {
+        let slow = scope.spawn(|| emulator.call("GET", "/users/acme", Some(&auth), None));
+        thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        assert_eq!(
+            emulator.call("GET", "/orgs/acme", Some(&auth), None).status,
+            200
+        );
+        assert!(started.elapsed() < Duration::from_millis(1000));
+        slow.join().unwrap()
+    });
+    assert_eq!(slow.status, 200);
+    emulator.call("DELETE", "/_emulator/faults", None, None);
+
+    // The request log and token list.
+    let log = emulator.call("GET", "/_emulator/requests", None, None).body;
+    let log = log.as_array().unwrap();
+    let repo_calls = log
+        .iter()
+        .filter(|r| r["path"] == "/installation/repositories")
+        .count();
+    assert_eq!(repo_calls, 5);
+    assert!(log.iter().all(|r| r["invocation"] == "walkthrough"));
+    assert!(log
+        .iter()
+        .filter(|r| r["path"] == "/installation/repositories")
+        .all(|r| r["auth"] == "installation_token" && r["installation_id"] == 77));
+    assert_eq!(
+        emulator.call("GET", "/_emulator/tokens", None, None).body,
+        json!([token])
+    );
+
+    let unknown = emulator.call("GET", "/repos/acme/x", Some(&auth), None);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        unknown.body["message"],
+        "github-emulator: no route for GET /repos/acme/x"
+    );
+}

@@ -1,0 +1,305 @@
+//! The connect flow (DESIGN.md flows 1 and 2).
+//!
+//! `POST /v1/connect/github` (portal JWT) → `200 {"install_url", "expires_at"}`: a state token
+//! (see `state_token`) remembered in KV for 600 s.
+//!
+//! `GET /github/setup?installation_id&setup_action&state` → `303` to the portal (or our pages):
+//! 1. the state: signature and expiry (pure), then present in KV (else expired / used);
+//! 2. `request`: spend the state and record the pending request → `pending`;
+//! 3. `install` / `update`: App JWT → `GET /app/installations/{id}` (unknown → refused), an
+//!    installation token, the account's display name; an installation that another tenant holds
+//!    is refused. Only then is anything written;
+//! 4. one D1 transaction spends the state (single use) and, only if this invocation spent it,
+//!    upserts the organization (a reconnect keeps its settings and re-activates it) and starts
+//!    a new enumeration run; pages are then applied while the budget allows (`enumerate`);
+//! 5. the redirect carries the org, the repositories recorded so far, how many are new, and
+//!    whether enumeration is complete.
+
+use super::bindings::{Ctx, Internal, Param};
+use super::enumerate::{self, Target};
+use super::github_client::{self, GitHubError};
+use super::platform;
+use crate::portal_auth::Principal;
+use crate::problem::Problem;
+use crate::setup::{parse_params, Refusal, SetupAction, SetupOutcome};
+use crate::sql;
+use crate::state_token::{self, StateClaims, StateError, STATE_TTL_SECS};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize)]
+pub struct ConnectAnswer {
+    pub install_url: String,
+    pub expires_at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingState {
+    tenant: String,
+    technician: String,
+}
+
+/// `POST /v1/connect/github`.
+pub async fn start(ctx: &Ctx, principal: &Principal) -> Result<ConnectAnswer, Problem> {
+    let key = ctx.secret("STATE_SECRET")?;
+    let nonce = platform::random_bytes::<16>().map_err(Internal)?;
+    let (token, claims) = state_token::issue(
+        key.expose().as_bytes(),
+        &principal.tenant,
+        &principal.technician,
+        nonce,
+        ctx.now,
+    );
+    let record = serde_json::to_string(&PendingState {
+        tenant: claims.tenant.clone(),
+        technician: claims.technician.clone(),
+    })
+    .map_err(|e| Internal::new("state JSON", e))?;
+    ctx.kv_put(&claims.kv_key(), &record, STATE_TTL_SECS as u64)
+        .await?;
+    let mut install_url = crate::config::join(
+        &ctx.config.web_url,
+        &format!("apps/{}/installations/new", ctx.config.app_slug),
+    );
+    install_url.query_pairs_mut().append_pair("state", &token);
+    Ok(ConnectAnswer {
+        install_url: install_url.to_string(),
+        expires_at: crate::time::rfc3339(claims.expires_at),
+    })
+}
+
+/// `GET /github/setup`: every path ends in an outcome; nothing here returns an HTTP error.
+pub async fn setup(ctx: &Ctx, query: &[(String, String)]) -> SetupOutcome {
+    match setup_flow(ctx, query).await {
+        Ok(outcome) => outcome,
+        Err(refusal) => SetupOutcome::Refused(refusal),
+    }
+}
+
+fn internal(e: Internal) -> Refusal {
+    worker::console_error!("setup callback: {}", e.0);
+    Refusal::Internal
+}
+
+fn problem_refusal(p: Problem) -> Refusal {
+    match p {
+        Problem::Misconfigured(name) => {
+            worker::console_error!("setup callback: {name} is missing or unusable");
+            Refusal::Misconfigured
+        }
+        _ => Refusal::Internal,
+    }
+}
+
+fn github_refusal(e: GitHubError) -> Refusal {
+    match e {
+        GitHubError::NotFound => Refusal::InstallationUnknown,
+        GitHubError::Internal(e) => internal(e),
+        other => {
+            worker::console_warn!("setup callback: GitHub: {other}");
+            Refusal::GitHubUnavailable
+        }
+    }
+}
+
+async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcome, Refusal> {
+    let params = parse_params(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let key = ctx.secret("STATE_SECRET").map_err(problem_refusal)?;
+    let claims = state_token::verify(key.expose().as_bytes(), &params.state, ctx.now).map_err(
+        |e| match e {
+            StateError::Expired => Refusal::StateExpired,
+            StateError::Malformed | StateError::BadSignature => Refusal::StateInvalid,
+        },
+    )?;
+    if ctx
+        .kv_get(&claims.kv_key())
+        .await
+        .map_err(internal)?
+        .is_none()
+    {
+        // Deleted when spent, or aged out of KV: either way this link cannot be used.
+        return Err(Refusal::StateUsed);
+    }
+    let installation_id = match params.action {
+        SetupAction::Request => {
+            let now = crate::time::rfc3339(ctx.now);
+            let record = ctx
+                .statement(
+                    sql::RECORD_INSTALLATION_REQUEST,
+                    &[
+                        Param::from(&claims.nonce_hex()),
+                        Param::from(&claims.tenant),
+                        Param::from(&claims.technician),
+                        Param::from(&now),
+                        Param::from(&ctx.invocation),
+                    ],
+                )
+                .map_err(internal)?;
+            spend_state_with(ctx, &claims, vec![record]).await?;
+            return Ok(SetupOutcome::Pending);
+        }
+        SetupAction::Install(id) | SetupAction::Update(id) => id,
+    };
+
+    let jwt = github_client::app_jwt(ctx).await.map_err(problem_refusal)?;
+    let installation = github_client::installation(ctx, &jwt, installation_id)
+        .await
+        .map_err(github_refusal)?;
+    ensure_not_claimed(ctx, installation_id, &claims.tenant).await?;
+    let suspended = installation.suspended_at.is_some();
+    let token = if suspended {
+        None
+    } else {
+        Some(
+            github_client::installation_token(ctx, &jwt, installation_id)
+                .await
+                .map_err(github_refusal)?,
+        )
+    };
+    let display_name = match &token {
+        Some(token) => match github_client::profile(ctx, token, &installation.account).await {
+            Ok(profile) => profile.name,
+            Err(e) => {
+                worker::console_warn!(
+                    "display name of {} unavailable: {e}",
+                    installation.account.login
+                );
+                None
+            }
+        },
+        None => None,
+    };
+
+    let account = &installation.account;
+    let run_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
+    let new_org_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
+    let now = crate::time::rfc3339(ctx.now);
+    let first_page = crate::github::first_repositories_url(&ctx.config.api_url);
+    let status = if suspended { "suspended" } else { "active" };
+    let nonce = claims.nonce_hex();
+    let writes = vec![
+        ctx.statement(
+            sql::UPSERT_ORG,
+            &[
+                Param::from(&new_org_id),
+                Param::from(&claims.tenant),
+                Param::from(account.id as i64),
+                Param::from(&account.login),
+                Param::from(display_name.as_deref()),
+                Param::from(account.avatar_url.as_deref()),
+                Param::from(&account.kind),
+                Param::from(installation_id as i64),
+                Param::from(status),
+                Param::from(&claims.technician),
+                Param::from(&now),
+                Param::from(&nonce),
+                Param::from(&ctx.invocation),
+            ],
+        )
+        .map_err(internal)?,
+        ctx.statement(
+            sql::START_RUN,
+            &[
+                Param::from(&claims.tenant),
+                Param::from(account.id as i64),
+                Param::from(&run_id),
+                Param::from(first_page.as_str()),
+                Param::from(&now),
+                Param::from(&nonce),
+                Param::from(&ctx.invocation),
+            ],
+        )
+        .map_err(internal)?,
+    ];
+    let results = spend_state_with(ctx, &claims, writes).await?;
+    #[derive(Deserialize)]
+    struct OrgId {
+        id: String,
+    }
+    let org_id = results
+        .first()
+        .and_then(|r| r.results::<OrgId>().ok())
+        .and_then(|rows| rows.into_iter().next())
+        .map(|row| row.id)
+        .ok_or_else(|| internal(Internal("organization upsert returned no id".into())))?;
+
+    let progress = match token {
+        Some(token) => {
+            let target = Target {
+                org_id: &org_id,
+                installation_id,
+                run_id: &run_id,
+            };
+            enumerate::run(ctx, &token, &target, first_page)
+                .await
+                .map_err(internal)?
+        }
+        None => enumerate::Progress::default(),
+    };
+    Ok(SetupOutcome::Connected {
+        org_id,
+        login: account.login.clone(),
+        repos: progress.found,
+        added: progress.added,
+        complete: progress.complete,
+    })
+}
+
+/// An installation belongs to at most one tenant.
+async fn ensure_not_claimed(ctx: &Ctx, installation_id: u64, tenant: &str) -> Result<(), Refusal> {
+    #[derive(Deserialize)]
+    struct Holder {
+        tenant_id: String,
+    }
+    let holders: Vec<Holder> = ctx
+        .rows(
+            sql::ORG_BY_INSTALLATION,
+            &[Param::from("github"), Param::from(installation_id as i64)],
+        )
+        .await
+        .map_err(internal)?;
+    if holders.iter().any(|h| h.tenant_id != tenant) {
+        return Err(Refusal::InstallationClaimed);
+    }
+    Ok(())
+}
+
+/// Spends the state exactly once (D1 primary key) in one transaction with `writes`, which are
+/// gated on this invocation having spent it; then forgets it in KV. Returns the writes' results.
+async fn spend_state_with(
+    ctx: &Ctx,
+    claims: &StateClaims,
+    writes: Vec<worker::D1PreparedStatement>,
+) -> Result<Vec<worker::D1Result>, Refusal> {
+    let now = crate::time::rfc3339(ctx.now);
+    let expires = crate::time::rfc3339(claims.expires_at);
+    let consume = ctx
+        .statement(
+            sql::CONSUME_STATE,
+            &[
+                Param::from(&claims.nonce_hex()),
+                Param::from(&claims.tenant),
+                Param::from(&now),
+                Param::from(&expires),
+                Param::from(&ctx.invocation),
+            ],
+        )
+        .map_err(internal)?;
+    let mut results = ctx
+        .batch([vec![consume], writes].concat())
+        .await
+        .map_err(internal)?;
+    let changes = results
+        .first()
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    if changes == 0 {
+        return Err(Refusal::StateUsed);
+    }
+    if let Err(e) = ctx.kv_delete(&claims.kv_key()).await {
+        // Not fatal: D1 already refuses the nonce.
+        worker::console_warn!("state KV delete: {}", e.0);
+    }
+    results.remove(0);
+    Ok(results)
+}

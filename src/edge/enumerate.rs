@@ -1,0 +1,194 @@
+//! Enumerating an installation's repositories into D1 and the backup queue, a page at a time,
+//! within one invocation's subrequest budget (DESIGN.md flow 2, "10,000 repositories").
+//!
+//! Per page: fetch it (1 subrequest), write repositories, profile stubs and backup jobs and move
+//! the run's cursor in one D1 batch (1), then send the jobs D1 says are new with one `sendBatch`
+//! (1) — jobs are queued only after their rows are committed. When the budget cannot afford
+//! another page, or GitHub asks us to wait, the rest is handed to the sync queue as an
+//! `enumerate.v1` continuation carrying the next page URL (no token: the consumer mints its own).
+//! A redelivered continuation finds the cursor moved and does nothing.
+
+use super::bindings::{Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
+use super::github_client::{self, GitHubError};
+use crate::messages::{BackupJob, BackupMessage, EnumerateContinuation, SyncMessage};
+use crate::sql;
+use serde::Deserialize;
+use url::Url;
+
+/// Subrequests one page costs without retries.
+const PAGE_COST: u32 = 3;
+/// Kept back for handing the rest to the queue.
+const RESERVE: u32 = 2;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Repositories seen in the pages this invocation applied.
+    pub found: u64,
+    /// Of those, new to the org (a backup job was created and queued).
+    pub added: u64,
+    /// True when the last page was applied; false when the rest continues in the background.
+    pub complete: bool,
+}
+
+/// The organization being enumerated.
+pub struct Target<'a> {
+    pub org_id: &'a str,
+    pub installation_id: u64,
+    pub run_id: &'a str,
+}
+
+#[derive(Deserialize)]
+struct NewJob {
+    id: String,
+    repository_id: String,
+}
+
+/// Applies pages from `url` on while the budget allows, then continues through the queue.
+pub async fn run(
+    ctx: &Ctx,
+    token: &str,
+    target: &Target<'_>,
+    mut url: Url,
+) -> Result<Progress, Internal> {
+    let mut progress = Progress::default();
+    loop {
+        if ctx.budget.remaining() < PAGE_COST + RESERVE {
+            defer(ctx, target, &url, 0).await?;
+            return Ok(progress);
+        }
+        let (page, next) = match github_client::repositories_page(ctx, token, &url).await {
+            Ok(answer) => answer,
+            Err(GitHubError::Unavailable {
+                retry_after_secs,
+                detail,
+            }) => {
+                worker::console_warn!("enumeration of org {} paused: {detail}", target.org_id);
+                defer(ctx, target, &url, retry_after_secs).await?;
+                return Ok(progress);
+            }
+            Err(GitHubError::Internal(e)) if ctx.budget.remaining() <= RESERVE => {
+                worker::console_warn!("enumeration of org {} deferred: {}", target.org_id, e.0);
+                defer(ctx, target, &url, 0).await?;
+                return Ok(progress);
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                fail(ctx, target, &reason).await?;
+                return Err(Internal(format!(
+                    "enumeration of org {} failed: {reason}",
+                    target.org_id
+                )));
+            }
+        };
+        let Some(jobs) = apply_page(ctx, target, &url, next.as_ref(), &page.repositories).await?
+        else {
+            // Another invocation applied this page (a redelivery): it owns the rest of the run.
+            return Ok(progress);
+        };
+        progress.found += page.repositories.len() as u64;
+        progress.added += jobs.len() as u64;
+        let messages: Vec<BackupMessage> = jobs
+            .into_iter()
+            .map(|job| {
+                BackupMessage::BackupJobV1(BackupJob {
+                    job_id: job.id,
+                    org_id: target.org_id.to_string(),
+                    repository_id: job.repository_id,
+                    installation_id: target.installation_id,
+                    priority: "normal".into(),
+                })
+            })
+            .collect();
+        for chunk in messages.chunks(crate::messages::MAX_BATCH_MESSAGES) {
+            ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
+        }
+        match next {
+            Some(next) => url = next,
+            None => {
+                progress.complete = true;
+                return Ok(progress);
+            }
+        }
+    }
+}
+
+/// Writes one page in one D1 transaction; `None` when the run's cursor no longer points here.
+async fn apply_page(
+    ctx: &Ctx,
+    target: &Target<'_>,
+    url: &Url,
+    next: Option<&Url>,
+    repositories: &[crate::github::Repository],
+) -> Result<Option<Vec<NewJob>>, Internal> {
+    let page_json =
+        serde_json::to_string(repositories).map_err(|e| Internal::new("page JSON", e))?;
+    let now = crate::time::rfc3339(ctx.now);
+    let page_params = [
+        Param::from(target.org_id),
+        Param::from(&page_json),
+        Param::from(target.run_id),
+        Param::from(url.as_str()),
+        Param::from(&now),
+    ];
+    let advance = [
+        Param::from(target.org_id),
+        Param::from(target.run_id),
+        Param::from(url.as_str()),
+        Param::from(next.map(Url::as_str)),
+        Param::from(repositories.len() as i64),
+        Param::from(&now),
+    ];
+    let stamp = [
+        Param::from(target.org_id),
+        Param::from(target.run_id),
+        Param::from(&now),
+    ];
+    let results = ctx
+        .batch(vec![
+            ctx.statement(&sql::page_upsert_repositories(), &page_params)?,
+            ctx.statement(&sql::page_insert_profiles(), &page_params)?,
+            ctx.statement(&sql::page_insert_jobs(), &page_params)?,
+            ctx.statement(sql::ADVANCE_RUN, &advance)?,
+            ctx.statement(sql::STAMP_SYNCED, &stamp)?,
+        ])
+        .await?;
+    let advanced = results
+        .get(3)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    if advanced == 0 {
+        return Ok(None);
+    }
+    let jobs = results
+        .get(2)
+        .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
+        .results::<NewJob>()
+        .map_err(|e| Internal::new("new jobs", e))?;
+    Ok(Some(jobs))
+}
+
+/// Hands the rest of the run to the sync queue, `delay_secs` from now.
+async fn defer(ctx: &Ctx, target: &Target<'_>, url: &Url, delay_secs: u32) -> Result<(), Internal> {
+    let message = SyncMessage::EnumerateV1(EnumerateContinuation {
+        org_id: target.org_id.to_string(),
+        run_id: target.run_id.to_string(),
+        next_url: url.to_string(),
+    });
+    ctx.send_batch(SYNC_QUEUE, &[message], delay_secs).await
+}
+
+async fn fail(ctx: &Ctx, target: &Target<'_>, reason: &str) -> Result<(), Internal> {
+    let now = crate::time::rfc3339(ctx.now);
+    ctx.run(
+        sql::FAIL_RUN,
+        &[
+            Param::from(target.org_id),
+            Param::from(target.run_id),
+            Param::from(reason),
+            Param::from(&now),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
