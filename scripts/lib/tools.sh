@@ -20,8 +20,8 @@ export CLOUDFLARE_CF_FETCH_ENABLED=false
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-installed_version() { # tool binary → its version, or nothing
-  [ -x "$ONECODE_TOOLS/bin/$1" ] && "$ONECODE_TOOLS/bin/$1" --version 2>/dev/null | awk '{ print $2 }' || true
+installed_version() { # tool binary → its version (last word of `--version`), or nothing
+  [ -x "$ONECODE_TOOLS/bin/$1" ] && "$ONECODE_TOOLS/bin/$1" --version 2>/dev/null | awk '{ print $NF }' || true
 }
 
 ensure_tools() {
