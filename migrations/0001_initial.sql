@@ -59,6 +59,7 @@ CREATE TABLE backup_jobs (
     status           TEXT NOT NULL CHECK (status IN ('queued', 'received', 'paused')),
     dedupe_key       TEXT NOT NULL UNIQUE,      -- makes job creation idempotent
     created_at       TEXT NOT NULL,
+    updated_at       TEXT,                      -- last status change (paused, resumed, received)
     run_id           TEXT,                      -- the enumeration run that created it
     received_at      TEXT                       -- set once by the queue consumer
 );

@@ -107,9 +107,9 @@ fn rsa_private_key_sequence(der: &[u8]) -> Result<(), KeyError> {
         .map_err(|_| KeyError::NotRsaPrivateKey)
 }
 
-/// The pure-Rust signer (`jwt-compact` + `rsa`), for tests, the benchmark and the emulator's
-/// tests. Not compiled into the worker.
-#[cfg(not(target_arch = "wasm32"))]
+/// The pure-Rust signer (`jwt-compact` + `rsa`), for tests and the benchmark. Not compiled into
+/// the deployed worker (only into the `bench-signing` benchmark build).
+#[cfg(any(not(target_arch = "wasm32"), feature = "bench-signing"))]
 pub mod native {
     use super::AppJwtClaims;
     use chrono::{TimeZone, Utc};

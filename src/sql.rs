@@ -69,48 +69,131 @@ pub const RUN_FOR_ORG: &str =
          r.run_id AS run_id, r.next_url AS next_url, r.found AS found, r.added AS added \
      FROM organizations o JOIN enumeration_runs r ON r.org_id = o.id WHERE o.id = ?1";
 
-/// The page statements below share parameters: ?1 org, ?2 JSON array of repositories,
-/// ?3 run id, ?4 URL of this page (the run's cursor), ?5 now. Each writes only while the run's
-/// cursor still points at this page, so a page is applied once.
-const CURSOR_MATCHES: &str =
-    "EXISTS (SELECT 1 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?3 AND next_url = ?4)";
-
-pub fn page_upsert_repositories() -> String {
-    format!(
-        "INSERT INTO repositories (id, org_id, github_id, name, full_name, private, default_branch, html_url, \
-             archived, visibility, status, created_at, updated_at) \
-         SELECT lower(hex(randomblob(16))), ?1, json_extract(j.value, '$.id'), json_extract(j.value, '$.name'), \
-             json_extract(j.value, '$.full_name'), json_extract(j.value, '$.private'), \
-             json_extract(j.value, '$.default_branch'), json_extract(j.value, '$.html_url'), \
-             json_extract(j.value, '$.archived'), json_extract(j.value, '$.visibility'), 'active', ?5, ?5 \
-         FROM json_each(?2) AS j WHERE {CURSOR_MATCHES} \
-         ON CONFLICT (org_id, github_id) DO UPDATE SET name = excluded.name, full_name = excluded.full_name, \
-             private = excluded.private, default_branch = excluded.default_branch, html_url = excluded.html_url, \
-             archived = excluded.archived, visibility = excluded.visibility, status = 'active', \
-             updated_at = excluded.updated_at"
-    )
+/// Statements over a set of repositories given as one JSON array: ?1 org, ?2 the array (objects
+/// with GitHub's `id`, `name`, `full_name`, `private`, `default_branch`, `html_url`, `archived`,
+/// `visibility`), ?3 now. `gate` is a condition that must hold for anything to be written, with
+/// its own parameters from ?4 on.
+pub struct RepositorySet {
+    gate: &'static str,
+    /// What goes into `backup_jobs.run_id`.
+    run: &'static str,
 }
 
-const PAGE_REPOSITORIES: &str = "FROM json_each(?2) AS j JOIN repositories AS r \
+/// A page of an enumeration run: ?4 run id, ?5 URL of this page. Writes only while the run's
+/// cursor still points at this page, so a page is applied once.
+pub const RUN_PAGE: RepositorySet = RepositorySet {
+    gate: "EXISTS (SELECT 1 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?4 AND next_url = ?5)",
+    run: "?4",
+};
+
+/// Repositories named by a webhook delivery (its idempotency comes from the delivery log).
+pub const DELIVERED: RepositorySet = RepositorySet {
+    gate: "1",
+    run: "NULL",
+};
+
+const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, github_id, name, full_name, private, default_branch, \
+         html_url, archived, visibility, status, created_at, updated_at) \
+     SELECT lower(hex(randomblob(16))), ?1, json_extract(j.value, '$.id'), json_extract(j.value, '$.name'), \
+         json_extract(j.value, '$.full_name'), coalesce(json_extract(j.value, '$.private'), 0), \
+         json_extract(j.value, '$.default_branch'), json_extract(j.value, '$.html_url'), \
+         coalesce(json_extract(j.value, '$.archived'), 0), json_extract(j.value, '$.visibility'),";
+
+const FOLLOW_GITHUB: &str = "name = excluded.name, full_name = excluded.full_name, private = excluded.private, \
+     default_branch = coalesce(excluded.default_branch, repositories.default_branch), \
+     html_url = coalesce(excluded.html_url, repositories.html_url), archived = excluded.archived, \
+     visibility = coalesce(excluded.visibility, repositories.visibility), updated_at = excluded.updated_at";
+
+const SET_REPOSITORIES: &str = "FROM json_each(?2) AS j JOIN repositories AS r \
      ON r.org_id = ?1 AND r.github_id = json_extract(j.value, '$.id')";
 
-pub fn page_insert_profiles() -> String {
-    format!(
-        "INSERT INTO application_profiles (repository_id, status, created_at) \
-         SELECT r.id, 'stub', ?5 {PAGE_REPOSITORIES} WHERE {CURSOR_MATCHES} \
-         ON CONFLICT (repository_id) DO NOTHING"
-    )
-}
+impl RepositorySet {
+    /// Inserts new repositories, updates known ones and re-activates removed ones.
+    pub fn upsert_active(&self) -> String {
+        format!(
+            "{REPOSITORY_COLUMNS} 'active', ?3, ?3 FROM json_each(?2) AS j WHERE {gate} \
+             ON CONFLICT (org_id, github_id) DO UPDATE SET {FOLLOW_GITHUB}, status = 'active'",
+            gate = self.gate
+        )
+    }
 
-/// Returns the jobs created (`id`, `repository_id`): only those get sent to the queue.
-pub fn page_insert_jobs() -> String {
-    format!(
-        "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, run_id, created_at) \
-         SELECT lower(hex(randomblob(16))), ?1, r.id, 'initial', 'normal', 'queued', 'initial:' || r.id, ?3, ?5 \
-         {PAGE_REPOSITORIES} WHERE {CURSOR_MATCHES} \
-         ON CONFLICT (dedupe_key) DO NOTHING \
-         RETURNING id, repository_id"
-    )
+    /// Inserts repositories not known yet; never resurrects one recorded as removed (a
+    /// `repository.created` delivered after its `deleted`).
+    pub fn insert_if_absent(&self) -> String {
+        format!(
+            "{REPOSITORY_COLUMNS} 'active', ?3, ?3 FROM json_each(?2) AS j WHERE {gate} \
+             ON CONFLICT (org_id, github_id) DO NOTHING",
+            gate = self.gate
+        )
+    }
+
+    /// Marks repositories removed (history kept), recording unknown ones as removed too so a
+    /// late `created` cannot bring them back.
+    pub fn mark_removed(&self) -> String {
+        format!(
+            "{REPOSITORY_COLUMNS} 'removed', ?3, ?3 FROM json_each(?2) AS j WHERE {gate} \
+             ON CONFLICT (org_id, github_id) DO UPDATE SET status = 'removed', updated_at = excluded.updated_at",
+            gate = self.gate
+        )
+    }
+
+    /// Updates known repositories from GitHub's view (rename, transfer, visibility, archive,
+    /// default branch); unknown ones are left alone.
+    pub fn follow(&self) -> String {
+        format!(
+            "UPDATE repositories SET name = json_extract(j.value, '$.name'), full_name = json_extract(j.value, '$.full_name'), \
+                 private = coalesce(json_extract(j.value, '$.private'), private), \
+                 default_branch = coalesce(json_extract(j.value, '$.default_branch'), default_branch), \
+                 html_url = coalesce(json_extract(j.value, '$.html_url'), html_url), \
+                 archived = coalesce(json_extract(j.value, '$.archived'), archived), \
+                 visibility = coalesce(json_extract(j.value, '$.visibility'), visibility), updated_at = ?3 \
+             FROM json_each(?2) AS j WHERE repositories.org_id = ?1 \
+                 AND repositories.github_id = json_extract(j.value, '$.id') AND {gate}",
+            gate = self.gate
+        )
+    }
+
+    pub fn insert_profiles(&self) -> String {
+        format!(
+            "INSERT INTO application_profiles (repository_id, status, created_at) \
+             SELECT r.id, 'stub', ?3 {SET_REPOSITORIES} WHERE r.status = 'active' AND {gate} \
+             ON CONFLICT (repository_id) DO NOTHING",
+            gate = self.gate
+        )
+    }
+
+    /// One initial backup job per active repository, once (`dedupe_key`). Returns the jobs
+    /// created (`id`, `repository_id`): only those are sent to the queue.
+    pub fn insert_initial_jobs(&self) -> String {
+        format!(
+            "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, run_id, created_at) \
+             SELECT lower(hex(randomblob(16))), ?1, r.id, 'initial', 'normal', 'queued', 'initial:' || r.id, {run}, ?3 \
+             {SET_REPOSITORIES} WHERE r.status = 'active' AND {gate} \
+             ON CONFLICT (dedupe_key) DO NOTHING \
+             RETURNING id, repository_id",
+            run = self.run,
+            gate = self.gate
+        )
+    }
+
+    /// Resumes the paused jobs of repositories that are active again; returns them to be sent.
+    pub fn resume_jobs(&self) -> String {
+        format!(
+            "UPDATE backup_jobs SET status = 'queued', updated_at = ?3 WHERE status = 'paused' AND repository_id IN \
+                 (SELECT r.id {SET_REPOSITORIES} WHERE r.status = 'active') AND {gate} \
+             RETURNING id, repository_id",
+            gate = self.gate
+        )
+    }
+
+    /// Pauses the queued jobs of these repositories (they were removed).
+    pub fn pause_jobs(&self) -> String {
+        format!(
+            "UPDATE backup_jobs SET status = 'paused', updated_at = ?3 WHERE status = 'queued' AND repository_id IN \
+                 (SELECT r.id {SET_REPOSITORIES}) AND {gate}",
+            gate = self.gate
+        )
+    }
 }
 
 /// ?1 org, ?2 run id, ?3 this page's URL, ?4 next URL or NULL (done), ?5 repositories on the
@@ -133,8 +216,205 @@ pub const FAIL_RUN: &str =
 
 /// ?1 JSON array of job ids, ?2 now. Idempotent: a redelivered job changes nothing.
 pub const MARK_JOBS_RECEIVED: &str =
-    "UPDATE backup_jobs SET status = 'received', received_at = ?2 \
+    "UPDATE backup_jobs SET status = 'received', received_at = ?2, updated_at = ?2 \
      WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued'";
 
 /// ?1 now: spent states past their expiry can go (an expired token is refused by its own expiry).
 pub const PURGE_CONSUMED_STATES: &str = "DELETE FROM consumed_states WHERE expires_at < ?1";
+
+/// The statements run against the real schema in SQLite (the engine under D1), natively.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::{params, Connection};
+
+    fn db() -> Connection {
+        let db = Connection::open_in_memory().unwrap();
+        let mut files: Vec<_> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        files.sort();
+        for f in files {
+            db.execute_batch(&std::fs::read_to_string(f).unwrap())
+                .unwrap();
+        }
+        db.execute(
+            "INSERT INTO organizations (id, tenant_id, account_id, login, account_type, installation_id, status, \
+                 connected_by, created_at, updated_at) VALUES ('o1', 't1', 1, 'acme', 'Organization', 10, 'active', 'u', 'now', 'now')",
+            [],
+        )
+        .unwrap();
+        db
+    }
+
+    fn repos(ids: &[u64]) -> String {
+        let list: Vec<_> = ids
+            .iter()
+            .map(|id| serde_json::json!({"id": id, "name": format!("r{id}"), "full_name": format!("acme/r{id}"), "private": true}))
+            .collect();
+        serde_json::to_string(&list).unwrap()
+    }
+
+    fn count(db: &Connection, sql: &str) -> i64 {
+        db.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn returned(db: &Connection, sql: &str, p: impl rusqlite::Params) -> usize {
+        let mut stmt = db.prepare(sql).unwrap();
+        let rows = stmt.query_map(p, |_| Ok(())).unwrap();
+        rows.count()
+    }
+
+    #[test]
+    fn every_constant_statement_prepares_against_the_schema() {
+        let db = db();
+        for sql in [
+            ORG_BY_INSTALLATION,
+            CONSUME_STATE,
+            RECORD_INSTALLATION_REQUEST,
+            UPSERT_ORG,
+            START_RUN,
+            RUN_FOR_ORG,
+            ADVANCE_RUN,
+            STAMP_SYNCED,
+            FAIL_RUN,
+            MARK_JOBS_RECEIVED,
+            PURGE_CONSUMED_STATES,
+        ] {
+            db.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+        }
+    }
+
+    #[test]
+    fn a_run_page_applies_once_and_only_at_the_cursor() {
+        let db = db();
+        db.execute("INSERT INTO enumeration_runs (org_id, run_id, status, next_url, started_at, updated_at) VALUES ('o1', 'run', 'in_progress', 'p1', 'now', 'now')", []).unwrap();
+        let page = repos(&[1, 2, 3]);
+        let apply = |url: &str| -> usize {
+            let p = params!["o1", page, "now", "run", url];
+            db.execute(&RUN_PAGE.upsert_active(), p).unwrap();
+            db.execute(&RUN_PAGE.insert_profiles(), p).unwrap();
+            let jobs = returned(&db, &RUN_PAGE.insert_initial_jobs(), p);
+            db.execute(ADVANCE_RUN, params!["o1", "run", url, "p2", 3, "now"])
+                .unwrap();
+            jobs
+        };
+        assert_eq!(apply("stale"), 0);
+        assert_eq!(count(&db, "SELECT count(*) FROM repositories"), 0);
+        assert_eq!(apply("p1"), 3);
+        assert_eq!(apply("p1"), 0, "a redelivered page writes nothing");
+        assert_eq!(count(&db, "SELECT count(*) FROM repositories"), 3);
+        assert_eq!(count(&db, "SELECT count(*) FROM application_profiles"), 3);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM backup_jobs WHERE run_id = 'run' AND priority = 'normal'"
+            ),
+            3
+        );
+        assert_eq!(count(&db, "SELECT added FROM enumeration_runs"), 3);
+        assert_eq!(count(&db, "SELECT found FROM enumeration_runs"), 3);
+    }
+
+    #[test]
+    fn removal_tombstones_pause_jobs_and_readding_resumes_them() {
+        let db = db();
+        let p = |ids: &[u64]| (repos(ids),);
+        let run =
+            |sql: String, ids: &[u64]| db.execute(&sql, params!["o1", p(ids).0, "now"]).unwrap();
+        run(DELIVERED.upsert_active(), &[1, 2]);
+        assert_eq!(
+            returned(
+                &db,
+                &DELIVERED.insert_initial_jobs(),
+                params!["o1", repos(&[1, 2]), "now"]
+            ),
+            2
+        );
+        run(DELIVERED.mark_removed(), &[2, 9]);
+        run(DELIVERED.pause_jobs(), &[2, 9]);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM repositories WHERE status = 'removed'"
+            ),
+            2,
+            "9 is a tombstone"
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM backup_jobs WHERE status = 'paused'"
+            ),
+            1
+        );
+        // A late `repository.created` for 9 does not resurrect it; for 3 it adds it.
+        run(DELIVERED.insert_if_absent(), &[9, 3]);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM repositories WHERE github_id = 9 AND status = 'removed'"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM repositories WHERE github_id = 3 AND status = 'active'"
+            ),
+            1
+        );
+        assert_eq!(
+            returned(
+                &db,
+                &DELIVERED.insert_initial_jobs(),
+                params!["o1", repos(&[9, 3]), "now"]
+            ),
+            1
+        );
+        // Re-added to the installation: active again, its paused job resumes.
+        run(DELIVERED.upsert_active(), &[2]);
+        assert_eq!(
+            returned(
+                &db,
+                &DELIVERED.resume_jobs(),
+                params!["o1", repos(&[2]), "now"]
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM backup_jobs WHERE status = 'paused'"
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn follow_updates_known_repositories_only() {
+        let db = db();
+        db.execute(
+            &DELIVERED.upsert_active(),
+            params!["o1", repos(&[1]), "now"],
+        )
+        .unwrap();
+        let renamed = r#"[{"id":1,"name":"new","full_name":"acme/new","default_branch":"trunk"},{"id":5,"name":"x","full_name":"acme/x"}]"#;
+        db.execute(&DELIVERED.follow(), params!["o1", renamed, "later"])
+            .unwrap();
+        let (name, branch, private): (String, String, bool) = db
+            .query_row(
+                "SELECT full_name, default_branch, private FROM repositories WHERE github_id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (name.as_str(), branch.as_str(), private),
+            ("acme/new", "trunk", true)
+        );
+        assert_eq!(count(&db, "SELECT count(*) FROM repositories"), 1);
+    }
+}

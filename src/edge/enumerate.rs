@@ -126,9 +126,9 @@ async fn apply_page(
     let page_params = [
         Param::from(target.org_id),
         Param::from(&page_json),
+        Param::from(&now),
         Param::from(target.run_id),
         Param::from(url.as_str()),
-        Param::from(&now),
     ];
     let advance = [
         Param::from(target.org_id),
@@ -145,9 +145,9 @@ async fn apply_page(
     ];
     let results = ctx
         .batch(vec![
-            ctx.statement(&sql::page_upsert_repositories(), &page_params)?,
-            ctx.statement(&sql::page_insert_profiles(), &page_params)?,
-            ctx.statement(&sql::page_insert_jobs(), &page_params)?,
+            ctx.statement(&sql::RUN_PAGE.upsert_active(), &page_params)?,
+            ctx.statement(&sql::RUN_PAGE.insert_profiles(), &page_params)?,
+            ctx.statement(&sql::RUN_PAGE.insert_initial_jobs(), &page_params)?,
             ctx.statement(sql::ADVANCE_RUN, &advance)?,
             ctx.statement(sql::STAMP_SYNCED, &stamp)?,
         ])

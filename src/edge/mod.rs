@@ -11,6 +11,8 @@
 //! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
 //! request and reset the isolate, so nothing below unwraps.
 
+#[cfg(feature = "bench-signing")]
+mod bench;
 mod bindings;
 mod connect;
 mod enumerate;
@@ -128,6 +130,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             let outcome = connect::setup(&ctx, &query_pairs(&req)).await;
             see_other(&redirect_location(ctx.config.portal_url.as_ref(), &outcome))
         }
+        #[cfg(feature = "bench-signing")]
+        (Method::Get, "/_bench/sign") => match bench::sign(&ctx, &query_pairs(&req)).await {
+            Ok(answer) => json(&answer),
+            Err(p) => problem(&p),
+        },
         (_, "/v1/connect/github" | "/github/setup") => problem(&Problem::MethodNotAllowed),
         (_, p) if p.starts_with("/v1/") => problem(&Problem::NotFound),
         _ => html(pages::not_found(), 404),
