@@ -18,6 +18,7 @@
 pub mod app_jwt;
 pub mod budget;
 pub mod config;
+pub mod dependency_files;
 pub mod github;
 pub mod messages;
 pub mod pages;
@@ -27,6 +28,8 @@ pub mod setup;
 pub mod sql;
 pub mod state_token;
 pub mod time;
+pub mod webhook_events;
+pub mod webhook_signature;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

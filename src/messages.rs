@@ -40,6 +40,27 @@ pub struct EnumerateContinuation {
     pub next_url: String,
 }
 
+/// `onecode-analysis-jobs`: a push changed dependency or structure files of a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum AnalysisMessage {
+    #[serde(rename = "analysis_job.v1")]
+    AnalysisJobV1(AnalysisJob),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisJob {
+    pub job_id: String,
+    pub org_id: String,
+    pub repository_id: String,
+    pub installation_id: u64,
+    pub git_ref: String,
+    pub head_commit: String,
+    pub files: Vec<crate::webhook_events::ChangedFile>,
+    /// More relevant files changed than the job lists.
+    pub truncated: bool,
+}
+
 /// Cloudflare's per-message ceiling.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// Cloudflare's per-`sendBatch` ceiling.
@@ -69,6 +90,33 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains(r#""type":"enumerate.v1""#));
         assert_eq!(serde_json::from_str::<SyncMessage>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn the_largest_analysis_job_fits_a_queue_message() {
+        use crate::dependency_files::Kind;
+        use crate::webhook_events::{cap, ChangedFile, MAX_CHANGED_FILES};
+        let long_path = format!("{}/package-lock.json", "d".repeat(1000));
+        let (files, truncated) = cap(vec![
+            ChangedFile {
+                path: long_path,
+                change: "modified".into(),
+                kind: Kind::Npm
+            };
+            MAX_CHANGED_FILES
+        ]);
+        assert!(truncated);
+        let m = AnalysisMessage::AnalysisJobV1(AnalysisJob {
+            job_id: "j".repeat(36),
+            org_id: "o".repeat(36),
+            repository_id: "r".repeat(32),
+            installation_id: u64::MAX >> 12,
+            git_ref: format!("refs/heads/{}", "b".repeat(240)),
+            head_commit: "c".repeat(40),
+            files,
+            truncated,
+        });
+        assert!(serde_json::to_string(&m).unwrap().len() < MAX_MESSAGE_BYTES);
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub enum Problem {
     MethodNotAllowed,
     /// The request is malformed; the string says what is wrong.
     BadRequest(String),
+    /// The body is larger than the route accepts (the limit in bytes).
+    PayloadTooLarge(usize),
+    /// The body is not of a type the route accepts.
+    UnsupportedMediaType(String),
     /// A required secret or variable is missing or unusable; the string names it (never its value).
     Misconfigured(String),
     /// GitHub (or another upstream) failed or is rate limiting us; the work can be retried.
@@ -43,6 +47,8 @@ impl Problem {
             Problem::NotFound => 404,
             Problem::MethodNotAllowed => 405,
             Problem::BadRequest(_) => 400,
+            Problem::PayloadTooLarge(_) => 413,
+            Problem::UnsupportedMediaType(_) => 415,
             Problem::Misconfigured(_) => 503,
             Problem::Upstream(_) => 502,
             Problem::Internal => 500,
@@ -56,6 +62,8 @@ impl Problem {
             Problem::NotFound => "not_found",
             Problem::MethodNotAllowed => "method_not_allowed",
             Problem::BadRequest(_) => "bad_request",
+            Problem::PayloadTooLarge(_) => "payload_too_large",
+            Problem::UnsupportedMediaType(_) => "unsupported_media_type",
             Problem::Misconfigured(_) => "misconfigured",
             Problem::Upstream(_) => "upstream_unavailable",
             Problem::Internal => "internal",
@@ -68,6 +76,8 @@ impl Problem {
             Problem::NotFound => "Not found",
             Problem::MethodNotAllowed => "Method not allowed",
             Problem::BadRequest(_) => "Bad request",
+            Problem::PayloadTooLarge(_) => "Payload too large",
+            Problem::UnsupportedMediaType(_) => "Unsupported media type",
             Problem::Misconfigured(_) => "Gateway misconfigured",
             Problem::Upstream(_) => "Upstream unavailable",
             Problem::Internal => "Internal error",
@@ -76,7 +86,11 @@ impl Problem {
 
     pub fn detail(&self) -> String {
         match self {
-            Problem::Unauthorized(d) | Problem::BadRequest(d) | Problem::Upstream(d) => d.clone(),
+            Problem::Unauthorized(d)
+            | Problem::BadRequest(d)
+            | Problem::Upstream(d)
+            | Problem::UnsupportedMediaType(d) => d.clone(),
+            Problem::PayloadTooLarge(limit) => format!("the body exceeds {limit} bytes"),
             Problem::Misconfigured(name) => {
                 format!("the gateway is missing a usable `{name}`; an operator must set it")
             }

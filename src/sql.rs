@@ -222,6 +222,56 @@ pub const MARK_JOBS_RECEIVED: &str =
 /// ?1 now: spent states past their expiry can go (an expired token is refused by its own expiry).
 pub const PURGE_CONSUMED_STATES: &str = "DELETE FROM consumed_states WHERE expires_at < ?1";
 
+/// ?1 delivery id, ?2 event, ?3 action, ?4 installation id, ?5 now. No `ON CONFLICT`: a
+/// redelivery fails here and rolls back the batch it leads.
+pub const RECORD_DELIVERY: &str =
+    "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, received_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// ?1 delivery id → 1 row when it was recorded.
+pub const DELIVERY_SEEN: &str = "SELECT 1 AS seen FROM webhook_deliveries WHERE delivery_id = ?1";
+
+/// ?1 cutoff time: the delivery log keeps 14 days (GitHub allows redelivery for 3).
+pub const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE received_at < ?1";
+
+/// ?1 installation id → the organizations (one at most) it is connected to.
+pub const ORG_FOR_INSTALLATION: &str =
+    "SELECT id, tenant_id, status FROM organizations WHERE provider = 'github' AND installation_id = ?1";
+
+/// ?1 org, ?2 new status, ?3 now, ?4 statuses it may change from (JSON array).
+pub const SET_ORG_STATUS: &str = "UPDATE organizations SET status = ?2, updated_at = ?3 \
+     WHERE id = ?1 AND status IN (SELECT value FROM json_each(?4))";
+
+/// ?1 org, ?2 now: pauses every queued backup job of the org (it was disconnected).
+pub const PAUSE_ORG_JOBS: &str =
+    "UPDATE backup_jobs SET status = 'paused', updated_at = ?2 WHERE org_id = ?1 AND status = 'queued'";
+
+/// ?1 org, ?2 delivery id (or NULL), ?3 event, ?4 detail, ?5 now.
+pub const RECORD_ACTIVITY: &str =
+    "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// ?1 org, ?2 before id (exclusive; a large number for the first page), ?3 limit.
+pub const LIST_ACTIVITY: &str =
+    "SELECT id, delivery_id, event, detail, created_at FROM org_activity \
+     WHERE org_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+
+/// ?1 org, ?2 tenant → the org when it belongs to the tenant.
+pub const ORG_OF_TENANT: &str = "SELECT id FROM organizations WHERE id = ?1 AND tenant_id = ?2";
+
+/// ?1 new id, ?2 org, ?3 repository GitHub id, ?4 delivery id, ?5 ref, ?6 head commit, ?7 files
+/// JSON, ?8 now → the job (`id`, `repository_id`) when the repository is known and active.
+pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, repository_id, delivery_id, git_ref, head_commit, files, status, created_at) \
+     SELECT ?1, ?2, r.id, ?4, ?5, ?6, ?7, 'queued', ?8 FROM repositories r \
+         WHERE r.org_id = ?2 AND r.github_id = ?3 AND r.status = 'active' \
+     ON CONFLICT (delivery_id) DO NOTHING \
+     RETURNING id, repository_id";
+
+/// ?1 JSON array of analysis job ids, ?2 now.
+pub const MARK_ANALYSIS_RECEIVED: &str =
+    "UPDATE analysis_jobs SET status = 'received', received_at = ?2 \
+     WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued'";
+
 /// The statements run against the real schema in SQLite (the engine under D1), natively.
 #[cfg(test)]
 mod tests {
@@ -282,6 +332,17 @@ mod tests {
             FAIL_RUN,
             MARK_JOBS_RECEIVED,
             PURGE_CONSUMED_STATES,
+            RECORD_DELIVERY,
+            DELIVERY_SEEN,
+            PURGE_DELIVERIES,
+            ORG_FOR_INSTALLATION,
+            SET_ORG_STATUS,
+            PAUSE_ORG_JOBS,
+            RECORD_ACTIVITY,
+            LIST_ACTIVITY,
+            ORG_OF_TENANT,
+            INSERT_ANALYSIS_JOB,
+            MARK_ANALYSIS_RECEIVED,
         ] {
             db.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
         }

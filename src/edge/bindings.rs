@@ -31,6 +31,7 @@ pub const STATE_KV: &str = "STATE_KV";
 pub const DB: &str = "DB";
 pub const BACKUP_QUEUE: &str = "BACKUP_QUEUE";
 pub const SYNC_QUEUE: &str = "SYNC_QUEUE";
+pub const ANALYSIS_QUEUE: &str = "ANALYSIS_QUEUE";
 
 pub struct Ctx {
     pub env: Env,

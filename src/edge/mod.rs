@@ -6,6 +6,8 @@
 //! | `POST /v1/connect/github` | portal (JWT) | 200 `{install_url, expires_at}`, 401, 503 |
 //! | `GET /github/setup` | browser from GitHub | 303 to the portal or our pages |
 //! | `GET /connect/github/{done,pending,error}` | browser (no `PORTAL_URL`) | HTML |
+//! | `POST /github/webhooks` | GitHub | 200 / 202 JSON; 400, 401, 413, 415, 503 problem+json |
+//! | `GET /v1/orgs/{id}/activity` | portal (JWT) | 200 activity page, 404 |
 //! | `GET /health` | monitoring | 200 `{"ok":true}` |
 //!
 //! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
@@ -17,11 +19,14 @@ mod bindings;
 mod connect;
 mod enumerate;
 mod github_client;
+mod orgs;
 mod platform;
 mod queues;
+mod webhooks;
 
 use crate::pages;
 use crate::portal_auth;
+use crate::portal_auth::Principal;
 use crate::problem::Problem;
 use crate::setup::redirect_location;
 use bindings::Ctx;
@@ -64,8 +69,21 @@ fn query_pairs(req: &Request) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+fn authenticate(ctx: &Ctx, req: &Request) -> std::result::Result<Principal, Problem> {
+    let secret = ctx.secret("PORTAL_JWT_SECRET")?;
+    let auth = req.headers().get("authorization").ok().flatten();
+    portal_auth::authenticate(secret.expose().as_bytes(), auth.as_deref(), ctx.now)
+}
+
+fn answer<T: serde::Serialize>(result: std::result::Result<T, Problem>) -> Result<Response> {
+    match result {
+        Ok(value) => json(&value),
+        Err(p) => problem(&p),
+    }
+}
+
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
     let method = req.method();
     match (method.clone(), path.as_str()) {
@@ -110,20 +128,30 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     match (method, path.as_str()) {
         (Method::Post, "/v1/connect/github") => {
-            let answer = async {
-                let secret = ctx.secret("PORTAL_JWT_SECRET")?;
-                let auth = req.headers().get("authorization").ok().flatten();
-                let principal = portal_auth::authenticate(
-                    secret.expose().as_bytes(),
-                    auth.as_deref(),
-                    ctx.now,
-                )?;
-                connect::start(&ctx, &principal).await
+            let principal = match authenticate(&ctx, &req) {
+                Ok(p) => p,
+                Err(p) => return problem(&p),
+            };
+            answer(connect::start(&ctx, &principal).await)
+        }
+        (Method::Post, "/github/webhooks") => match webhooks::receive(&ctx, &mut req).await {
+            Ok((status, body)) => {
+                with_type(serde_json::to_string(&body)?, status, "application/json")
             }
-            .await;
-            match answer {
-                Ok(answer) => json(&answer),
-                Err(p) => problem(&p),
+            Err(p) => problem(&p),
+        },
+        (method, p) if p.starts_with("/v1/orgs/") => {
+            let principal = match authenticate(&ctx, &req) {
+                Ok(p) => p,
+                Err(p) => return problem(&p),
+            };
+            let segments: Vec<&str> = p.trim_start_matches("/v1/orgs/").split('/').collect();
+            match (method, segments.as_slice()) {
+                (Method::Get, [org_id, "activity"]) => {
+                    answer(orgs::activity(&ctx, &principal, org_id, &query_pairs(&req)).await)
+                }
+                (_, [_, "activity"]) => problem(&Problem::MethodNotAllowed),
+                _ => problem(&Problem::NotFound),
             }
         }
         (Method::Get, "/github/setup") => {
@@ -135,7 +163,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             Ok(answer) => json(&answer),
             Err(p) => problem(&p),
         },
-        (_, "/v1/connect/github" | "/github/setup") => problem(&Problem::MethodNotAllowed),
+        (_, "/v1/connect/github" | "/github/setup" | "/github/webhooks") => {
+            problem(&Problem::MethodNotAllowed)
+        }
         (_, p) if p.starts_with("/v1/") => problem(&Problem::NotFound),
         _ => html(pages::not_found(), 404),
     }

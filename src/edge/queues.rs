@@ -1,10 +1,12 @@
 //! Queue consumers and cron triggers.
 //!
-//! - `onecode-backup-jobs`: records that each job was received (idempotently: a redelivered job
-//!   changes nothing) and acknowledges it. The backup executor replaces this later.
+//! - `onecode-backup-jobs` and `onecode-analysis-jobs`: record that each job was received
+//!   (idempotently: a redelivered job changes nothing) and acknowledge it. The backup executor
+//!   and the analysis pipeline replace these later.
 //! - `onecode-sync`: `enumerate.v1` continuations; each mints its own installation token and
 //!   applies pages from the run's cursor (see `enumerate`).
-//! - cron (hourly): purges spent connect states past their expiry.
+//! - cron (hourly): purges spent connect states past their expiry and webhook delivery ids
+//!   older than 14 days.
 //!
 //! A message that cannot be decoded is retried until it lands in the dead-letter queue, where it
 //! can be inspected; one bad message does not replay the others.
@@ -12,13 +14,16 @@
 use super::bindings::{Ctx, Internal, Param};
 use super::enumerate::{self, Target};
 use super::github_client;
-use crate::messages::{BackupMessage, SyncMessage};
+use crate::messages::{AnalysisMessage, BackupMessage, SyncMessage};
 use crate::sql;
 use serde::Deserialize;
 use worker::{Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 pub const BACKUP_QUEUE_NAME: &str = "onecode-backup-jobs";
 pub const SYNC_QUEUE_NAME: &str = "onecode-sync";
+pub const ANALYSIS_QUEUE_NAME: &str = "onecode-analysis-jobs";
+/// How long delivery ids are remembered for deduplication.
+const DELIVERY_RETENTION_SECS: i64 = 14 * 24 * 3600;
 
 fn retry_later(message: &Message<String>, delay_secs: u32) {
     message.retry_with_options(
@@ -33,7 +38,20 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
         .messages()
         .map_err(|e| Internal::new("queue batch", e))?;
     match batch.queue().as_str() {
-        BACKUP_QUEUE_NAME => backup_jobs(ctx, &messages).await,
+        BACKUP_QUEUE_NAME => {
+            let job_id = |body: &str| {
+                serde_json::from_str::<BackupMessage>(body)
+                    .map(|BackupMessage::BackupJobV1(j)| j.job_id)
+            };
+            record_receipts(ctx, &messages, job_id, sql::MARK_JOBS_RECEIVED).await
+        }
+        ANALYSIS_QUEUE_NAME => {
+            let job_id = |body: &str| {
+                serde_json::from_str::<AnalysisMessage>(body)
+                    .map(|AnalysisMessage::AnalysisJobV1(j)| j.job_id)
+            };
+            record_receipts(ctx, &messages, job_id, sql::MARK_ANALYSIS_RECEIVED).await
+        }
         SYNC_QUEUE_NAME => {
             for message in &messages {
                 sync_message(ctx, message).await;
@@ -48,13 +66,19 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
     }
 }
 
-async fn backup_jobs(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Internal> {
+/// Marks the jobs of a batch received with one statement (`mark`: ?1 ids as JSON, ?2 now).
+async fn record_receipts(
+    ctx: &Ctx,
+    messages: &[Message<String>],
+    job_id: impl Fn(&str) -> Result<String, serde_json::Error>,
+    mark: &str,
+) -> Result<(), Internal> {
     let mut decoded = Vec::with_capacity(messages.len());
     for message in messages {
-        match serde_json::from_str::<BackupMessage>(message.body()) {
-            Ok(BackupMessage::BackupJobV1(job)) => decoded.push((message, job.job_id)),
+        match job_id(message.body()) {
+            Ok(id) => decoded.push((message, id)),
             Err(e) => {
-                worker::console_error!("undecodable backup message {}: {e}", message.id());
+                worker::console_error!("undecodable job message {}: {e}", message.id());
                 retry_later(message, 60);
             }
         }
@@ -66,15 +90,12 @@ async fn backup_jobs(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Inte
     let ids_json = serde_json::to_string(&ids).map_err(|e| Internal::new("ids JSON", e))?;
     let now = crate::time::rfc3339(ctx.now);
     match ctx
-        .run(
-            sql::MARK_JOBS_RECEIVED,
-            &[Param::from(&ids_json), Param::from(&now)],
-        )
+        .run(mark, &[Param::from(&ids_json), Param::from(&now)])
         .await
     {
         Ok(_) => decoded.iter().for_each(|(m, _)| m.ack()),
         Err(e) => {
-            worker::console_error!("recording backup jobs: {}", e.0);
+            worker::console_error!("recording job receipts: {}", e.0);
             decoded.iter().for_each(|(m, _)| retry_later(m, 30));
         }
     }
@@ -151,6 +172,9 @@ pub async fn scheduled(ctx: &Ctx, cron: &str) -> Result<(), Internal> {
     let now = crate::time::rfc3339(ctx.now);
     ctx.run(sql::PURGE_CONSUMED_STATES, &[Param::from(&now)])
         .await?;
-    worker::console_log!("cron {cron}: purged spent states");
+    let cutoff = crate::time::rfc3339(ctx.now - DELIVERY_RETENTION_SECS);
+    ctx.run(sql::PURGE_DELIVERIES, &[Param::from(&cutoff)])
+        .await?;
+    worker::console_log!("cron {cron}: purged spent states and old delivery ids");
     Ok(())
 }

@@ -1,0 +1,413 @@
+//! `POST /github/webhooks`: GitHub App deliveries (DESIGN.md flow 4).
+//!
+//! 1. Size (> 25 MB → 413, from `Content-Length` before reading, and while reading) and type
+//!    (not JSON → 415).
+//! 2. `X-Hub-Signature-256` over the raw bytes under `GITHUB_WEBHOOK_SECRET` (one secret or a
+//!    JSON array during a rotation) → 401 naming the fault; no secret configured → 503. Nothing
+//!    is parsed, written or queued before this passes.
+//! 3. `X-GitHub-Event` / `X-GitHub-Delivery` present, body valid JSON (else 400).
+//! 4. `ping` → 200; events not acted on, or for an installation no tenant connected → 202.
+//! 5. One D1 batch records the delivery (first statement: a redelivery fails its primary key and
+//!    rolls the batch back → 200 `duplicate`), applies the event and logs the activity; then the
+//!    backup / analysis jobs D1 reports as new are queued. No GitHub call is made inline, so the
+//!    answer never waits on GitHub.
+
+use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE};
+use super::platform;
+use crate::messages::{AnalysisJob, AnalysisMessage, BackupJob, BackupMessage};
+use crate::problem::Problem;
+use crate::sql::{self, DELIVERED};
+use crate::webhook_events::{self, Event, InstallationAction, RepositoryAction};
+use crate::webhook_signature;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{D1PreparedStatement, Request};
+
+/// GitHub caps webhook payloads at 25 MB.
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct OrgRow {
+    id: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct NewJob {
+    id: String,
+    repository_id: String,
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+async fn read_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
+    let too_large = || Problem::PayloadTooLarge(MAX_BODY_BYTES);
+    if let Some(length) = header(req, "content-length").and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        if length > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+    }
+    let mut body = Vec::new();
+    let mut stream = req
+        .stream()
+        .map_err(|e| Problem::BadRequest(format!("unreadable body: {e}")))?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Problem::BadRequest(format!("unreadable body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Handles one delivery: the status and JSON body to answer with.
+pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<(u16, Value), Problem> {
+    let content_type = header(req, "content-type").unwrap_or_default();
+    if !content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(Problem::UnsupportedMediaType(
+            "webhook content type must be application/json".into(),
+        ));
+    }
+    let secrets = webhook_signature::parse_secrets(ctx.secret("GITHUB_WEBHOOK_SECRET")?.expose());
+    if secrets.is_empty() {
+        return Err(Problem::Misconfigured("GITHUB_WEBHOOK_SECRET".into()));
+    }
+    let body = read_body(req).await?;
+    webhook_signature::verify(
+        &secrets,
+        header(req, "x-hub-signature-256").as_deref(),
+        header(req, "x-hub-signature").as_deref(),
+        &body,
+    )
+    .map_err(|e| Problem::Unauthorized(e.detail().into()))?;
+
+    let event_name = header(req, "x-github-event")
+        .ok_or_else(|| Problem::BadRequest("missing X-GitHub-Event header".into()))?;
+    let delivery = header(req, "x-github-delivery")
+        .filter(|d| !d.is_empty() && d.len() <= 128)
+        .ok_or_else(|| {
+            Problem::BadRequest("missing or oversized X-GitHub-Delivery header".into())
+        })?;
+    let event = webhook_events::parse(&event_name, &body).map_err(|e| Problem::BadRequest(e.0))?;
+    drop(body);
+
+    let installation_id = match &event {
+        Event::Ping => return Ok((200, json!({ "ok": true, "event": "ping" }))),
+        Event::Ignored(reason) => return Ok((202, json!({ "ignored": reason }))),
+        other => other.installation_id().unwrap_or_default(),
+    };
+    let orgs: Vec<OrgRow> = ctx
+        .rows(
+            sql::ORG_FOR_INSTALLATION,
+            &[Param::from(installation_id as i64)],
+        )
+        .await?;
+    let Some(org) = orgs.into_iter().next() else {
+        return Ok((
+            202,
+            json!({ "ignored": "installation is not connected to any tenant" }),
+        ));
+    };
+    apply(ctx, &event, &event_name, &delivery, installation_id, &org).await
+}
+
+/// Statements for one event; their results are read by position afterwards.
+struct Plan {
+    statements: Vec<D1PreparedStatement>,
+    /// Indexes (in the batch, after the delivery record) whose rows are backup jobs to send.
+    backup_results: Vec<usize>,
+    /// Index of the statement returning the analysis job, for pushes.
+    analysis_result: Option<usize>,
+    action: &'static str,
+    detail: String,
+}
+
+impl Plan {
+    fn new(action: &'static str, detail: String) -> Self {
+        Plan {
+            statements: Vec::new(),
+            backup_results: Vec::new(),
+            analysis_result: None,
+            action,
+            detail,
+        }
+    }
+
+    fn push(&mut self, statement: D1PreparedStatement) -> usize {
+        self.statements.push(statement);
+        self.statements.len() - 1
+    }
+}
+
+fn repositories_json(repos: &[crate::github::Repository]) -> Result<String, Internal> {
+    serde_json::to_string(repos).map_err(|e| Internal::new("repositories JSON", e))
+}
+
+fn plan(
+    ctx: &Ctx,
+    event: &Event,
+    org: &OrgRow,
+    delivery: &str,
+    now: &str,
+) -> Result<Plan, Internal> {
+    let org_id = org.id.as_str();
+    let active = org.status == "active";
+    let set = |sql: String, json: &str| {
+        ctx.statement(
+            &sql,
+            &[Param::from(org_id), Param::from(json), Param::from(now)],
+        )
+    };
+    let status = |to: &str, from: &str| {
+        ctx.statement(
+            sql::SET_ORG_STATUS,
+            &[
+                Param::from(org_id),
+                Param::from(to),
+                Param::from(now),
+                Param::from(from),
+            ],
+        )
+    };
+    let mut p;
+    match event {
+        Event::Installation { action, .. } => match action {
+            InstallationAction::Deleted => {
+                p = Plan::new("deleted", "GitHub App uninstalled: organization disconnected, backup jobs paused, snapshots kept".into());
+                p.push(status("disconnected", r#"["active","suspended"]"#)?);
+                p.push(ctx.statement(
+                    sql::PAUSE_ORG_JOBS,
+                    &[Param::from(org_id), Param::from(now)],
+                )?);
+            }
+            InstallationAction::Suspend => {
+                p = Plan::new(
+                    "suspend",
+                    "installation suspended on GitHub: no work until it is unsuspended".into(),
+                );
+                p.push(status("suspended", r#"["active"]"#)?);
+            }
+            InstallationAction::Unsuspend => {
+                p = Plan::new(
+                    "unsuspend",
+                    "installation unsuspended on GitHub: active again".into(),
+                );
+                p.push(status("active", r#"["suspended"]"#)?);
+            }
+            InstallationAction::NewPermissionsAccepted => {
+                p = Plan::new(
+                    "new_permissions_accepted",
+                    "new App permissions accepted on GitHub".into(),
+                );
+            }
+            InstallationAction::Created => {
+                p = Plan::new("created", "installation created on GitHub".into());
+            }
+        },
+        Event::InstallationRepositories { added, removed, .. } => {
+            p = Plan::new(
+                if removed.is_empty() {
+                    "added"
+                } else if added.is_empty() {
+                    "removed"
+                } else {
+                    "changed"
+                },
+                format!(
+                    "{} repositories added to the installation, {} removed",
+                    added.len(),
+                    removed.len()
+                ),
+            );
+            if !added.is_empty() {
+                let json = repositories_json(added)?;
+                p.push(set(DELIVERED.upsert_active(), &json)?);
+                p.push(set(DELIVERED.insert_profiles(), &json)?);
+                if active {
+                    let i = p.push(set(DELIVERED.insert_initial_jobs(), &json)?);
+                    let j = p.push(set(DELIVERED.resume_jobs(), &json)?);
+                    p.backup_results.extend([i, j]);
+                }
+            }
+            if !removed.is_empty() {
+                let json = repositories_json(removed)?;
+                p.push(set(DELIVERED.mark_removed(), &json)?);
+                p.push(set(DELIVERED.pause_jobs(), &json)?);
+            }
+        }
+        Event::Repository {
+            action, repository, ..
+        } => {
+            let json = repositories_json(std::slice::from_ref(repository))?;
+            match action {
+                RepositoryAction::Created => {
+                    p = Plan::new(
+                        "created",
+                        format!("repository {} created", repository.full_name),
+                    );
+                    p.push(set(DELIVERED.insert_if_absent(), &json)?);
+                    p.push(set(DELIVERED.insert_profiles(), &json)?);
+                    if active {
+                        let i = p.push(set(DELIVERED.insert_initial_jobs(), &json)?);
+                        p.backup_results.push(i);
+                    }
+                }
+                RepositoryAction::Deleted => {
+                    p = Plan::new(
+                        "deleted",
+                        format!(
+                            "repository {} deleted on GitHub (history kept)",
+                            repository.full_name
+                        ),
+                    );
+                    p.push(set(DELIVERED.mark_removed(), &json)?);
+                    p.push(set(DELIVERED.pause_jobs(), &json)?);
+                }
+                RepositoryAction::Changed(change) => {
+                    p = Plan::new(
+                        change,
+                        format!("repository {} {change} on GitHub", repository.full_name),
+                    );
+                    p.push(set(DELIVERED.follow(), &json)?);
+                }
+            }
+        }
+        Event::Push(push) => {
+            p = Plan::new(
+                "push",
+                format!(
+                    "push to {} {}: {} dependency or structure files changed",
+                    push.repository.full_name,
+                    push.git_ref,
+                    push.files.len()
+                ),
+            );
+            if active {
+                let files = serde_json::to_string(&push.files)
+                    .map_err(|e| Internal::new("files JSON", e))?;
+                let job_id = platform::random_uuid().map_err(Internal)?;
+                let i = p.push(ctx.statement(
+                    sql::INSERT_ANALYSIS_JOB,
+                    &[
+                        Param::from(&job_id),
+                        Param::from(org_id),
+                        Param::from(push.repository.id as i64),
+                        Param::from(delivery),
+                        Param::from(&push.git_ref),
+                        Param::from(&push.head_commit),
+                        Param::from(&files),
+                        Param::from(now),
+                    ],
+                )?);
+                p.analysis_result = Some(i);
+            }
+        }
+        Event::Ping | Event::Ignored(_) => unreachable!("answered before planning"),
+    }
+    Ok(p)
+}
+
+async fn apply(
+    ctx: &Ctx,
+    event: &Event,
+    event_name: &str,
+    delivery: &str,
+    installation_id: u64,
+    org: &OrgRow,
+) -> Result<(u16, Value), Problem> {
+    let now = crate::time::rfc3339(ctx.now);
+    let mut plan = plan(ctx, event, org, delivery, &now)?;
+    let action_name = format!("{event_name}.{}", plan.action);
+    let mut statements = vec![ctx.statement(
+        sql::RECORD_DELIVERY,
+        &[
+            Param::from(delivery),
+            Param::from(event_name),
+            Param::from(plan.action),
+            Param::from(installation_id as i64),
+            Param::from(&now),
+        ],
+    )?];
+    statements.append(&mut plan.statements);
+    statements.push(ctx.statement(
+        sql::RECORD_ACTIVITY,
+        &[
+            Param::from(org.id.as_str()),
+            Param::from(delivery),
+            Param::from(&action_name),
+            Param::from(&plan.detail),
+            Param::from(&now),
+        ],
+    )?);
+    let results = match ctx.batch(statements).await {
+        Ok(results) => results,
+        Err(e) => {
+            let seen: Vec<Value> = ctx
+                .rows(sql::DELIVERY_SEEN, &[Param::from(delivery)])
+                .await?;
+            if !seen.is_empty() {
+                return Ok((200, json!({ "duplicate": true, "delivery": delivery })));
+            }
+            return Err(e.into());
+        }
+    };
+    // Results are offset by one: the delivery record leads the batch.
+    let rows = |i: usize| -> Result<Vec<NewJob>, Internal> {
+        results
+            .get(i + 1)
+            .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
+            .results::<NewJob>()
+            .map_err(|e| Internal::new("job rows", e))
+    };
+    let mut backups = Vec::new();
+    for &i in &plan.backup_results {
+        backups.extend(rows(i)?.into_iter().map(|job| {
+            BackupMessage::BackupJobV1(BackupJob {
+                job_id: job.id,
+                org_id: org.id.clone(),
+                repository_id: job.repository_id,
+                installation_id,
+                priority: "normal".into(),
+            })
+        }));
+    }
+    for chunk in backups.chunks(crate::messages::MAX_BATCH_MESSAGES) {
+        ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
+    }
+    let mut analyses = 0;
+    if let (Event::Push(push), Some(i)) = (event, plan.analysis_result) {
+        let jobs: Vec<AnalysisMessage> = rows(i)?
+            .into_iter()
+            .map(|job| {
+                let (files, truncated) = (push.files.clone(), push.truncated);
+                AnalysisMessage::AnalysisJobV1(AnalysisJob {
+                    job_id: job.id,
+                    org_id: org.id.clone(),
+                    repository_id: job.repository_id,
+                    installation_id,
+                    git_ref: push.git_ref.clone(),
+                    head_commit: push.head_commit.clone(),
+                    files,
+                    truncated,
+                })
+            })
+            .collect();
+        analyses = jobs.len();
+        ctx.send_batch(ANALYSIS_QUEUE, &jobs, 0).await?;
+    }
+    Ok((
+        200,
+        json!({ "ok": true, "event": action_name, "backup_jobs": backups.len(), "analysis_jobs": analyses }),
+    ))
+}

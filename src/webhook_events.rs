@@ -1,0 +1,455 @@
+//! GitHub webhook payloads as typed events (DESIGN.md flow 4). The event type comes from
+//! `X-GitHub-Event`; only the events the gateway acts on are modelled, everything else is
+//! [`Event::Ignored`] (acknowledged, never a 4xx). Bodies are parsed from bytes, after the
+//! signature check.
+//!
+//! - `ping`
+//! - `installation`: `created`, `deleted`, `suspend`, `unsuspend`, `new_permissions_accepted`
+//! - `installation_repositories`: `added`, `removed`
+//! - `repository`: `created`, `deleted`, and the changes the record follows (`renamed`,
+//!   `transferred`, `archived`, `unarchived`, `privatized`, `publicized`, `edited`)
+//! - `push`: the changed paths that `dependency_files` classifies
+
+use crate::dependency_files::{self, Kind};
+use crate::github::Repository;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// At most this many changed files, and this many bytes of their paths, are carried into an
+/// analysis job (the queue caps messages at 128 KB); `truncated` says when more changed.
+pub const MAX_CHANGED_FILES: usize = 500;
+pub const MAX_CHANGED_PATH_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallationAction {
+    Created,
+    Deleted,
+    Suspend,
+    Unsuspend,
+    NewPermissionsAccepted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepositoryAction {
+    Created,
+    Deleted,
+    /// The record follows GitHub: `renamed`, `transferred`, `archived`, `unarchived`,
+    /// `privatized`, `publicized` or `edited` (the action, as GitHub names it).
+    Changed(&'static str),
+}
+
+const FOLLOWED_REPOSITORY_ACTIONS: [&str; 7] = [
+    "renamed",
+    "transferred",
+    "archived",
+    "unarchived",
+    "privatized",
+    "publicized",
+    "edited",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedFile {
+    pub path: String,
+    /// `added`, `modified` or `removed` (the last change in the push wins).
+    pub change: String,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub installation_id: u64,
+    pub repository: Repository,
+    pub git_ref: String,
+    /// `after`: the commit the ref now points at.
+    pub head_commit: String,
+    pub files: Vec<ChangedFile>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Ping,
+    Installation {
+        installation_id: u64,
+        action: InstallationAction,
+    },
+    InstallationRepositories {
+        installation_id: u64,
+        added: Vec<Repository>,
+        removed: Vec<Repository>,
+    },
+    Repository {
+        installation_id: u64,
+        action: RepositoryAction,
+        repository: Repository,
+    },
+    Push(Push),
+    /// Acknowledged and ignored; the reason is for the answer and the log.
+    Ignored(String),
+}
+
+impl Event {
+    /// The installation the event is about, for those the gateway acts on.
+    pub fn installation_id(&self) -> Option<u64> {
+        match self {
+            Event::Installation {
+                installation_id, ..
+            }
+            | Event::InstallationRepositories {
+                installation_id, ..
+            }
+            | Event::Repository {
+                installation_id, ..
+            } => Some(*installation_id),
+            Event::Push(p) => Some(p.installation_id),
+            Event::Ping | Event::Ignored(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+#[derive(Deserialize)]
+struct InstallationRef {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    installation: Option<InstallationRef>,
+}
+
+#[derive(Deserialize)]
+struct RepositoriesPayload {
+    #[serde(default)]
+    repositories_added: Vec<Repository>,
+    #[serde(default)]
+    repositories_removed: Vec<Repository>,
+}
+
+#[derive(Deserialize)]
+struct RepositoryPayload {
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct Commit {
+    #[serde(default)]
+    added: Vec<String>,
+    #[serde(default)]
+    removed: Vec<String>,
+    #[serde(default)]
+    modified: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    after: String,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    commits: Vec<Commit>,
+    repository: Repository,
+}
+
+/// Valid JSON of an unexpected shape is ignored (GitHub's payloads evolve); invalid JSON is
+/// malformed.
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, Malformed> {
+    match serde_json::from_slice::<T>(body) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_data() => Ok(None),
+        Err(e) => Err(Malformed(format!("payload is not valid JSON: {e}"))),
+    }
+}
+
+fn ignored(why: impl Into<String>) -> Result<Event, Malformed> {
+    Ok(Event::Ignored(why.into()))
+}
+
+/// Parses one delivery. `Err` only for a body that is not JSON (a 400); every well-formed
+/// payload is an event or ignored.
+pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
+    let Some(envelope) = decode::<Envelope>(body)? else {
+        return ignored("payload is not a JSON object");
+    };
+    let action = envelope.action.as_deref().unwrap_or("");
+    if event == "ping" {
+        return Ok(Event::Ping);
+    }
+    if !matches!(
+        event,
+        "installation" | "installation_repositories" | "repository" | "push"
+    ) {
+        decode::<serde::de::IgnoredAny>(body)?;
+        return ignored(format!("event `{event}` is not one the gateway acts on"));
+    }
+    let Some(installation_id) = envelope.installation.map(|i| i.id) else {
+        return ignored("delivery is not from a GitHub App installation");
+    };
+    match event {
+        "installation" => {
+            let action = match action {
+                "created" => InstallationAction::Created,
+                "deleted" => InstallationAction::Deleted,
+                "suspend" => InstallationAction::Suspend,
+                "unsuspend" => InstallationAction::Unsuspend,
+                "new_permissions_accepted" => InstallationAction::NewPermissionsAccepted,
+                other => return ignored(format!("installation.{other} is not acted on")),
+            };
+            Ok(Event::Installation {
+                installation_id,
+                action,
+            })
+        }
+        "installation_repositories" => {
+            if !matches!(action, "added" | "removed") {
+                return ignored(format!(
+                    "installation_repositories.{action} is not acted on"
+                ));
+            }
+            let Some(p) = decode::<RepositoriesPayload>(body)? else {
+                return ignored("unexpected installation_repositories payload");
+            };
+            Ok(Event::InstallationRepositories {
+                installation_id,
+                added: p.repositories_added,
+                removed: p.repositories_removed,
+            })
+        }
+        "repository" => {
+            let action = match action {
+                "created" => RepositoryAction::Created,
+                "deleted" => RepositoryAction::Deleted,
+                other => match FOLLOWED_REPOSITORY_ACTIONS.iter().find(|a| **a == other) {
+                    Some(action) => RepositoryAction::Changed(action),
+                    None => return ignored(format!("repository.{other} is not acted on")),
+                },
+            };
+            let Some(p) = decode::<RepositoryPayload>(body)? else {
+                return ignored("unexpected repository payload");
+            };
+            Ok(Event::Repository {
+                installation_id,
+                action,
+                repository: p.repository,
+            })
+        }
+        _ => {
+            let Some(p) = decode::<PushPayload>(body)? else {
+                return ignored("unexpected push payload");
+            };
+            if p.deleted {
+                return ignored("push deleted a branch");
+            }
+            let (files, truncated) = relevant_files(&p.commits);
+            if files.is_empty() {
+                return ignored("push changed no dependency or structure file");
+            }
+            Ok(Event::Push(Push {
+                installation_id,
+                repository: p.repository,
+                git_ref: p.git_ref,
+                head_commit: p.after,
+                files,
+                truncated,
+            }))
+        }
+    }
+}
+
+fn relevant_files(commits: &[Commit]) -> (Vec<ChangedFile>, bool) {
+    let mut latest: BTreeMap<&str, (&'static str, Kind)> = BTreeMap::new();
+    for commit in commits {
+        for (paths, change) in [
+            (&commit.added, "added"),
+            (&commit.modified, "modified"),
+            (&commit.removed, "removed"),
+        ] {
+            for path in paths {
+                if let Some(kind) = dependency_files::classify(path) {
+                    latest.insert(path, (change, kind));
+                }
+            }
+        }
+    }
+    cap(latest
+        .into_iter()
+        .map(|(path, (change, kind))| ChangedFile {
+            path: path.to_string(),
+            change: change.to_string(),
+            kind,
+        })
+        .collect())
+}
+
+/// Keeps the first files within [`MAX_CHANGED_FILES`] and [`MAX_CHANGED_PATH_BYTES`]; says
+/// whether any were left out.
+pub fn cap(files: Vec<ChangedFile>) -> (Vec<ChangedFile>, bool) {
+    let total = files.len();
+    let mut bytes = 0;
+    let kept: Vec<ChangedFile> = files
+        .into_iter()
+        .take(MAX_CHANGED_FILES)
+        .take_while(|f| {
+            bytes += f.path.len();
+            bytes <= MAX_CHANGED_PATH_BYTES
+        })
+        .collect();
+    let truncated = kept.len() < total;
+    (kept, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(commits: &str, deleted: bool) -> String {
+        format!(
+            r#"{{"ref":"refs/heads/main","before":"a","after":"b","deleted":{deleted},"commits":{commits},
+                "repository":{{"id":7,"name":"r","full_name":"o/r","private":false}},"installation":{{"id":42}}}}"#
+        )
+    }
+
+    #[test]
+    fn push_keeps_the_last_change_of_each_relevant_file() {
+        let body = push(
+            r#"[{"added":["Cargo.toml","src/a.rs"],"removed":[],"modified":[]},
+                {"added":[],"removed":["Cargo.toml"],"modified":["web/package.json","README.md"]}]"#,
+            false,
+        );
+        let Event::Push(p) = parse("push", body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.installation_id, 42);
+        assert_eq!(p.head_commit, "b");
+        assert_eq!(
+            p.files,
+            vec![
+                ChangedFile {
+                    path: "Cargo.toml".into(),
+                    change: "removed".into(),
+                    kind: Kind::Cargo
+                },
+                ChangedFile {
+                    path: "web/package.json".into(),
+                    change: "modified".into(),
+                    kind: Kind::Npm
+                },
+            ]
+        );
+        assert!(!p.truncated);
+    }
+
+    #[test]
+    fn irrelevant_and_branch_deleting_pushes_are_ignored() {
+        let only_code = push(
+            r#"[{"added":["src/a.rs"],"removed":[],"modified":["README.md"]}]"#,
+            false,
+        );
+        assert!(matches!(
+            parse("push", only_code.as_bytes()).unwrap(),
+            Event::Ignored(_)
+        ));
+        let deleted = push(r#"[]"#, true);
+        assert!(matches!(
+            parse("push", deleted.as_bytes()).unwrap(),
+            Event::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn huge_pushes_are_capped() {
+        let paths: Vec<String> = (0..MAX_CHANGED_FILES + 5)
+            .map(|i| format!("\"m{i}/go.mod\""))
+            .collect();
+        let body = push(&format!(r#"[{{"added":[{}]}}]"#, paths.join(",")), false);
+        let Event::Push(p) = parse("push", body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.files.len(), MAX_CHANGED_FILES);
+        assert!(p.truncated);
+    }
+
+    #[test]
+    fn installation_and_repository_events_parse() {
+        let e = parse(
+            "installation",
+            br#"{"action":"suspend","installation":{"id":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e,
+            Event::Installation {
+                installation_id: 5,
+                action: InstallationAction::Suspend
+            }
+        );
+        let e = parse(
+            "installation_repositories",
+            br#"{"action":"added","installation":{"id":5},"repositories_added":[{"id":1,"name":"a","full_name":"o/a","private":true}],"repositories_removed":[]}"#,
+        )
+        .unwrap();
+        let Event::InstallationRepositories { added, removed, .. } = e else {
+            panic!()
+        };
+        assert_eq!((added.len(), removed.len()), (1, 0));
+        let e = parse("repository", br#"{"action":"renamed","installation":{"id":5},"repository":{"id":1,"name":"b","full_name":"o/b"}}"#).unwrap();
+        assert!(matches!(
+            e,
+            Event::Repository {
+                action: RepositoryAction::Changed("renamed"),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn other_events_and_shapes_are_ignored_but_bad_json_is_malformed() {
+        assert_eq!(
+            parse("ping", br#"{"zen":"x","hook_id":1}"#).unwrap(),
+            Event::Ping
+        );
+        assert!(matches!(
+            parse("issues", br#"{"action":"opened","installation":{"id":1}}"#).unwrap(),
+            Event::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(
+                "repository",
+                br#"{"action":"created","repository":{"id":1}}"#
+            )
+            .unwrap(),
+            Event::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(
+                "repository",
+                br#"{"action":"created","installation":{"id":1},"repository":{"id":"x"}}"#
+            )
+            .unwrap(),
+            Event::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(
+                "installation",
+                br#"{"action":"weird","installation":{"id":1}}"#
+            )
+            .unwrap(),
+            Event::Ignored(_)
+        ));
+        assert!(matches!(
+            parse("push", b"[1,2]").unwrap(),
+            Event::Ignored(_)
+        ));
+        assert!(parse("push", b"{not json").is_err());
+        assert!(parse("issues", b"{\"a\":1} trailing").is_err());
+        assert!(parse("ping", b"").is_err());
+    }
+}
