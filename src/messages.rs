@@ -22,13 +22,24 @@ pub struct BackupJob {
     pub priority: String,
 }
 
-/// `onecode-sync`: continue enumerating an installation where the previous invocation stopped,
-/// so no invocation exceeds its subrequest budget however many repositories an org has.
+/// `onecode-sync`: work that must not grow with the size of an org or the number of orgs, cut
+/// into one bounded step per message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum SyncMessage {
+    /// Continue enumerating an installation where the previous invocation stopped.
     #[serde(rename = "enumerate.v1")]
     EnumerateV1(EnumerateContinuation),
+    /// Sync one organization (scheduled sync fans out one per org).
+    #[serde(rename = "sync_org.v1")]
+    SyncOrgV1 { org_id: String },
+    /// Send one `sync_org.v1` per active org after `after` (a page of them), then continue.
+    #[serde(rename = "fanout.v1")]
+    FanoutV1 { after: String },
+    /// Send the queued backup jobs that need sending (of one org, or all), a bounded batch at a
+    /// time, then continue.
+    #[serde(rename = "dispatch.v1")]
+    DispatchV1 { org_id: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,10 @@ pub enum Problem {
     MethodNotAllowed,
     /// The request is malformed; the string says what is wrong.
     BadRequest(String),
+    /// A well-formed request with a value the route refuses; `field` names it.
+    Unprocessable { field: String, detail: String },
+    /// The resource is not in a state that allows the request.
+    Conflict(String),
     /// The body is larger than the route accepts (the limit in bytes).
     PayloadTooLarge(usize),
     /// The body is not of a type the route accepts.
@@ -38,6 +42,9 @@ struct ProblemBody<'a> {
     status: u16,
     code: &'a str,
     detail: &'a str,
+    /// The offending field, for 422s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl Problem {
@@ -48,6 +55,8 @@ impl Problem {
             Problem::MethodNotAllowed => 405,
             Problem::BadRequest(_) => 400,
             Problem::PayloadTooLarge(_) => 413,
+            Problem::Unprocessable { .. } => 422,
+            Problem::Conflict(_) => 409,
             Problem::UnsupportedMediaType(_) => 415,
             Problem::Misconfigured(_) => 503,
             Problem::Upstream(_) => 502,
@@ -63,6 +72,8 @@ impl Problem {
             Problem::MethodNotAllowed => "method_not_allowed",
             Problem::BadRequest(_) => "bad_request",
             Problem::PayloadTooLarge(_) => "payload_too_large",
+            Problem::Unprocessable { .. } => "invalid_field",
+            Problem::Conflict(_) => "conflict",
             Problem::UnsupportedMediaType(_) => "unsupported_media_type",
             Problem::Misconfigured(_) => "misconfigured",
             Problem::Upstream(_) => "upstream_unavailable",
@@ -77,6 +88,8 @@ impl Problem {
             Problem::MethodNotAllowed => "Method not allowed",
             Problem::BadRequest(_) => "Bad request",
             Problem::PayloadTooLarge(_) => "Payload too large",
+            Problem::Unprocessable { .. } => "Invalid field",
+            Problem::Conflict(_) => "Conflict",
             Problem::UnsupportedMediaType(_) => "Unsupported media type",
             Problem::Misconfigured(_) => "Gateway misconfigured",
             Problem::Upstream(_) => "Upstream unavailable",
@@ -89,7 +102,9 @@ impl Problem {
             Problem::Unauthorized(d)
             | Problem::BadRequest(d)
             | Problem::Upstream(d)
-            | Problem::UnsupportedMediaType(d) => d.clone(),
+            | Problem::UnsupportedMediaType(d)
+            | Problem::Conflict(d) => d.clone(),
+            Problem::Unprocessable { field, detail } => format!("`{field}`: {detail}"),
             Problem::PayloadTooLarge(limit) => format!("the body exceeds {limit} bytes"),
             Problem::Misconfigured(name) => {
                 format!("the gateway is missing a usable `{name}`; an operator must set it")
@@ -109,6 +124,10 @@ impl Problem {
             status: self.status(),
             code: self.code(),
             detail: &detail,
+            field: match self {
+                Problem::Unprocessable { field, .. } => Some(field),
+                _ => None,
+            },
         };
         serde_json::to_string(&body).expect("problem body serializes")
     }
@@ -127,6 +146,20 @@ mod tests {
         assert_eq!(v["code"], "unauthorized");
         assert_eq!(v["detail"], "token expired");
         assert_eq!(v["title"], "Authentication required");
+    }
+
+    #[test]
+    fn invalid_fields_are_named_in_the_body() {
+        let p = Problem::Unprocessable {
+            field: "retention_days".into(),
+            detail: "must be between 1 and 3650".into(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(
+            (v["status"].as_u64(), v["field"].as_str()),
+            (Some(422), Some("retention_days"))
+        );
+        assert!(!Problem::NotFound.to_json().contains("field"));
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub const DELIVERED: RepositorySet = RepositorySet {
 };
 
 const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, github_id, name, full_name, private, default_branch, \
-         html_url, archived, visibility, status, created_at, updated_at) \
+         html_url, archived, visibility, status, created_at, updated_at, last_seen_run) \
      SELECT lower(hex(randomblob(16))), ?1, json_extract(j.value, '$.id'), json_extract(j.value, '$.name'), \
          json_extract(j.value, '$.full_name'), coalesce(json_extract(j.value, '$.private'), 0), \
          json_extract(j.value, '$.default_branch'), json_extract(j.value, '$.html_url'), \
@@ -111,8 +111,10 @@ impl RepositorySet {
     /// Inserts new repositories, updates known ones and re-activates removed ones.
     pub fn upsert_active(&self) -> String {
         format!(
-            "{REPOSITORY_COLUMNS} 'active', ?3, ?3 FROM json_each(?2) AS j WHERE {gate} \
-             ON CONFLICT (org_id, github_id) DO UPDATE SET {FOLLOW_GITHUB}, status = 'active'",
+            "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
+             ON CONFLICT (org_id, github_id) DO UPDATE SET {FOLLOW_GITHUB}, status = 'active', \
+                 last_seen_run = coalesce(excluded.last_seen_run, repositories.last_seen_run)",
+            run = self.run,
             gate = self.gate
         )
     }
@@ -121,8 +123,9 @@ impl RepositorySet {
     /// `repository.created` delivered after its `deleted`).
     pub fn insert_if_absent(&self) -> String {
         format!(
-            "{REPOSITORY_COLUMNS} 'active', ?3, ?3 FROM json_each(?2) AS j WHERE {gate} \
+            "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
              ON CONFLICT (org_id, github_id) DO NOTHING",
+            run = self.run,
             gate = self.gate
         )
     }
@@ -131,8 +134,9 @@ impl RepositorySet {
     /// late `created` cannot bring them back.
     pub fn mark_removed(&self) -> String {
         format!(
-            "{REPOSITORY_COLUMNS} 'removed', ?3, ?3 FROM json_each(?2) AS j WHERE {gate} \
+            "{REPOSITORY_COLUMNS} 'removed', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
              ON CONFLICT (org_id, github_id) DO UPDATE SET status = 'removed', updated_at = excluded.updated_at",
+            run = self.run,
             gate = self.gate
         )
     }
@@ -163,11 +167,13 @@ impl RepositorySet {
     }
 
     /// One initial backup job per active repository, once (`dedupe_key`). Returns the jobs
-    /// created (`id`, `repository_id`): only those are sent to the queue.
+    /// created (`id`, `repository_id`): the caller sends exactly those right after the commit
+    /// (hence `dispatched_at`; the dispatcher re-sends any that never arrive).
     pub fn insert_initial_jobs(&self) -> String {
         format!(
-            "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, run_id, created_at) \
-             SELECT lower(hex(randomblob(16))), ?1, r.id, 'initial', 'normal', 'queued', 'initial:' || r.id, {run}, ?3 \
+            "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, run_id, created_at, \
+                 dispatched_at) \
+             SELECT lower(hex(randomblob(16))), ?1, r.id, 'initial', 'normal', 'queued', 'initial:' || r.id, {run}, ?3, ?3 \
              {SET_REPOSITORIES} WHERE r.status = 'active' AND {gate} \
              ON CONFLICT (dedupe_key) DO NOTHING \
              RETURNING id, repository_id",
@@ -179,7 +185,7 @@ impl RepositorySet {
     /// Resumes the paused jobs of repositories that are active again; returns them to be sent.
     pub fn resume_jobs(&self) -> String {
         format!(
-            "UPDATE backup_jobs SET status = 'queued', updated_at = ?3 WHERE status = 'paused' AND repository_id IN \
+            "UPDATE backup_jobs SET status = 'queued', updated_at = ?3, dispatched_at = ?3 WHERE status = 'paused' AND repository_id IN \
                  (SELECT r.id {SET_REPOSITORIES} WHERE r.status = 'active') AND {gate} \
              RETURNING id, repository_id",
             gate = self.gate
@@ -256,9 +262,6 @@ pub const LIST_ACTIVITY: &str =
     "SELECT id, delivery_id, event, detail, created_at FROM org_activity \
      WHERE org_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
 
-/// ?1 org, ?2 tenant → the org when it belongs to the tenant.
-pub const ORG_OF_TENANT: &str = "SELECT id FROM organizations WHERE id = ?1 AND tenant_id = ?2";
-
 /// ?1 new id, ?2 org, ?3 repository GitHub id, ?4 delivery id, ?5 ref, ?6 head commit, ?7 files
 /// JSON, ?8 now → the job (`id`, `repository_id`) when the repository is known and active.
 pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, repository_id, delivery_id, git_ref, head_commit, files, status, created_at) \
@@ -271,6 +274,140 @@ pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, re
 pub const MARK_ANALYSIS_RECEIVED: &str =
     "UPDATE analysis_jobs SET status = 'received', received_at = ?2 \
      WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued'";
+
+/// At the end of a complete run (?1 org, ?2 run id, ?3 now): the active repositories the run
+/// did not see and nobody touched since it started are gone from the installation.
+macro_rules! unseen {
+    () => {
+        "org_id = ?1 AND status = 'active' AND coalesce(last_seen_run, '') <> ?2 AND updated_at < \
+         (SELECT started_at FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2 AND status = 'complete')"
+    };
+}
+
+/// ?1 org, ?2 run id, ?3 now: pauses the queued jobs of the repositories about to be removed.
+pub const PAUSE_UNSEEN_JOBS: &str = concat!(
+    "UPDATE backup_jobs SET status = 'paused', updated_at = ?3 WHERE status = 'queued' AND repository_id IN \
+     (SELECT id FROM repositories WHERE ",
+    unseen!(),
+    ")"
+);
+
+/// ?1 org, ?2 run id, ?3 now: marks them removed (history kept); `changes` is the count.
+pub const REMOVE_UNSEEN: &str = concat!(
+    "UPDATE repositories SET status = 'removed', updated_at = ?3 WHERE ",
+    unseen!()
+);
+
+/// ?1 org, ?2 run id, ?3 repositories removed.
+pub const SET_RUN_REMOVED: &str =
+    "UPDATE enumeration_runs SET removed = ?3 WHERE org_id = ?1 AND run_id = ?2";
+
+/// ?1 org, ?2 run id, ?3 first page URL, ?4 now: a sync run (manual or scheduled).
+pub const START_SYNC_RUN: &str =
+    "INSERT INTO enumeration_runs (org_id, run_id, status, next_url, started_at, updated_at) \
+     VALUES (?1, ?2, 'in_progress', ?3, ?4, ?4) \
+     ON CONFLICT (org_id) DO UPDATE SET run_id = excluded.run_id, status = 'in_progress', \
+         next_url = excluded.next_url, pages = 0, found = 0, added = 0, removed = 0, \
+         started_at = excluded.started_at, updated_at = excluded.updated_at, last_error = NULL";
+
+/// ?1 tenant, ?2 account id, ?3 now, ?4 nonce, ?5 invocation id: on (re)connect, the paused
+/// jobs of the org's active repositories are queued again (and left for the dispatcher).
+pub const RESUME_ORG_JOBS_ON_CONNECT: &str = concat!(
+    "UPDATE backup_jobs SET status = 'queued', updated_at = ?3, dispatched_at = NULL \
+     WHERE status = 'paused' AND org_id = \
+         (SELECT id FROM organizations WHERE tenant_id = ?1 AND provider = 'github' AND account_id = ?2) \
+     AND repository_id IN (SELECT id FROM repositories WHERE status = 'active') AND ",
+    spent_here!("?4", "?5")
+);
+
+/// The columns the portal sees of an organization.
+macro_rules! org_columns {
+    () => {
+        "SELECT o.id, o.provider, o.login, o.display_name, o.avatar_url, o.account_type, o.installation_id, \
+             o.status, o.client_label AS client, o.backup_schedule, o.backup_hour, o.retention_days, \
+             o.last_synced_at, o.created_at, o.updated_at, \
+             (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active') AS repo_count \
+         FROM organizations o "
+    };
+}
+
+/// ?1 tenant, ?2 client or NULL, ?3 provider or NULL, ?4 status or NULL, ?5 cursor (last id
+/// seen, '' first), ?6 limit.
+pub const LIST_ORGS: &str = concat!(
+    org_columns!(),
+    "WHERE o.tenant_id = ?1 AND (?2 IS NULL OR o.client_label = ?2) AND (?3 IS NULL OR o.provider = ?3) \
+         AND (?4 IS NULL OR o.status = ?4) AND o.id > ?5 ORDER BY o.id LIMIT ?6"
+);
+
+/// ?1 org, ?2 tenant.
+pub const GET_ORG: &str = concat!(org_columns!(), "WHERE o.id = ?1 AND o.tenant_id = ?2");
+
+/// ?1 org, ?2 status or NULL, ?3 cursor (last id, '' first), ?4 limit.
+pub const LIST_REPOS: &str =
+    "SELECT id, github_id, name, full_name, private, default_branch, html_url, archived, \
+         visibility, status, created_at, updated_at FROM repositories \
+     WHERE org_id = ?1 AND (?2 IS NULL OR status = ?2) AND id > ?3 ORDER BY id LIMIT ?4";
+
+/// ?1 org, ?2 tenant, ?3 1 when the client label is being set, ?4 client label (NULL clears),
+/// ?5 schedule, ?6 hour, ?7 retention days (NULL keeps each), ?8 now.
+pub const UPDATE_ORG_SETTINGS: &str = "UPDATE organizations SET \
+         client_label = CASE WHEN ?3 = 1 THEN ?4 ELSE client_label END, \
+         backup_schedule = coalesce(?5, backup_schedule), backup_hour = coalesce(?6, backup_hour), \
+         retention_days = coalesce(?7, retention_days), updated_at = ?8 \
+     WHERE id = ?1 AND tenant_id = ?2";
+
+/// ?1 org → snapshots still kept.
+pub const COUNT_KEPT_SNAPSHOTS: &str =
+    "SELECT count(*) AS kept FROM snapshots WHERE org_id = ?1 AND status = 'available'";
+
+/// ?1 cursor (last org id, '' first), ?2 limit → active organizations for the scheduled sync.
+pub const ACTIVE_ORGS_AFTER: &str =
+    "SELECT id FROM organizations WHERE status = 'active' AND id > ?1 ORDER BY id LIMIT ?2";
+
+/// ?1 org → what a sync needs to know about it.
+pub const ORG_FOR_SYNC: &str =
+    "SELECT id, installation_id, status, login FROM organizations WHERE id = ?1";
+
+/// ?1 now, ?2 UTC hour (0-23), ?3 1 on the weekly backup day (Monday), ?4 the hour's key
+/// (`2026-11-30T02`): one scheduled backup job per active repository whose org is due, once.
+pub const CREATE_SCHEDULED_JOBS: &str = "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at) \
+     SELECT lower(hex(randomblob(16))), o.id, r.id, 'scheduled', 'normal', 'queued', 'scheduled:' || r.id || ':' || ?4, ?1 \
+     FROM organizations o JOIN repositories r ON r.org_id = o.id \
+     WHERE o.status = 'active' AND r.status = 'active' AND o.backup_hour = ?2 \
+         AND (o.backup_schedule = 'daily' OR (o.backup_schedule = 'weekly' AND ?3 = 1)) \
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// ?1 org or NULL (all), ?2 re-send cutoff (sent before this and still not received), ?3 limit
+/// → queued jobs of active orgs that need sending.
+pub const DISPATCHABLE_JOBS: &str =
+    "SELECT j.id, j.org_id, j.repository_id, j.priority, o.installation_id \
+     FROM backup_jobs j JOIN organizations o ON o.id = j.org_id \
+     WHERE j.status = 'queued' AND o.status = 'active' AND (?1 IS NULL OR j.org_id = ?1) \
+         AND (j.dispatched_at IS NULL OR j.dispatched_at < ?2) \
+     ORDER BY j.created_at LIMIT ?3";
+
+/// ?1 JSON array of job ids, ?2 now.
+pub const MARK_DISPATCHED: &str =
+    "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// ?1 now: snapshots older than their org's retention are expired.
+pub const EXPIRE_SNAPSHOTS: &str = "UPDATE snapshots SET status = 'expired' \
+     WHERE status = 'available' AND julianday(taken_at) + \
+         (SELECT retention_days FROM organizations o WHERE o.id = snapshots.org_id) <= julianday(?1)";
+
+/// ?1 body hash, ?2 queue, ?3 error, ?4 now → `attempts` so far.
+pub const RECORD_MESSAGE_FAILURE: &str = "INSERT INTO message_failures (body_hash, queue, attempts, last_error, updated_at) \
+     VALUES (?1, ?2, 1, ?3, ?4) \
+     ON CONFLICT (body_hash) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error, \
+         updated_at = excluded.updated_at \
+     RETURNING attempts";
+
+/// ?1 body hash, ?2 message type, ?3 body, ?4 now: the reason is the last recorded failure.
+pub const RECORD_DEAD_LETTER: &str =
+    "INSERT INTO dead_letters (body_hash, message_type, body, reason, received_at) \
+     SELECT ?1, ?2, ?3, coalesce((SELECT last_error FROM message_failures WHERE body_hash = ?1), \
+         'no failure was recorded (undecodable or consumer crashed)'), ?4 \
+     ON CONFLICT (body_hash) DO NOTHING";
 
 /// The statements run against the real schema in SQLite (the engine under D1), natively.
 #[cfg(test)]
@@ -340,9 +477,26 @@ mod tests {
             PAUSE_ORG_JOBS,
             RECORD_ACTIVITY,
             LIST_ACTIVITY,
-            ORG_OF_TENANT,
             INSERT_ANALYSIS_JOB,
             MARK_ANALYSIS_RECEIVED,
+            PAUSE_UNSEEN_JOBS,
+            REMOVE_UNSEEN,
+            SET_RUN_REMOVED,
+            START_SYNC_RUN,
+            RESUME_ORG_JOBS_ON_CONNECT,
+            LIST_ORGS,
+            GET_ORG,
+            LIST_REPOS,
+            UPDATE_ORG_SETTINGS,
+            COUNT_KEPT_SNAPSHOTS,
+            ACTIVE_ORGS_AFTER,
+            ORG_FOR_SYNC,
+            CREATE_SCHEDULED_JOBS,
+            DISPATCHABLE_JOBS,
+            MARK_DISPATCHED,
+            EXPIRE_SNAPSHOTS,
+            RECORD_MESSAGE_FAILURE,
+            RECORD_DEAD_LETTER,
         ] {
             db.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
         }
@@ -477,5 +631,145 @@ mod tests {
             ("acme/new", "trunk", true)
         );
         assert_eq!(count(&db, "SELECT count(*) FROM repositories"), 1);
+    }
+
+    #[test]
+    fn a_complete_sync_removes_what_it_did_not_see_unless_touched_since() {
+        let db = db();
+        db.execute(
+            &DELIVERED.upsert_active(),
+            params!["o1", repos(&[1, 2, 3]), "2026-01-01T00:00:00Z"],
+        )
+        .unwrap();
+        returned(
+            &db,
+            &DELIVERED.insert_initial_jobs(),
+            params!["o1", repos(&[1, 2, 3]), "2026-01-01T00:00:00Z"],
+        );
+        db.execute(
+            START_SYNC_RUN,
+            params!["o1", "run2", "p1", "2026-02-01T00:00:00Z"],
+        )
+        .unwrap();
+        // The sync sees 1; a webhook re-adds 3 while it runs; 2 is gone.
+        db.execute(
+            &RUN_PAGE.upsert_active(),
+            params!["o1", repos(&[1]), "2026-02-01T00:00:01Z", "run2", "p1"],
+        )
+        .unwrap();
+        db.execute(
+            &DELIVERED.upsert_active(),
+            params!["o1", repos(&[3]), "2026-02-01T00:00:02Z"],
+        )
+        .unwrap();
+        db.execute(
+            ADVANCE_RUN,
+            params![
+                "o1",
+                "run2",
+                "p1",
+                None::<String>,
+                1,
+                "2026-02-01T00:00:03Z"
+            ],
+        )
+        .unwrap();
+        let p = params!["o1", "run2", "2026-02-01T00:00:03Z"];
+        db.execute(PAUSE_UNSEEN_JOBS, p).unwrap();
+        assert_eq!(db.execute(REMOVE_UNSEEN, p).unwrap(), 1);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT github_id FROM repositories WHERE status = 'removed'"
+            ),
+            2
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM backup_jobs WHERE status = 'paused'"
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn scheduled_jobs_follow_each_orgs_schedule_once_per_hour() {
+        let db = db();
+        db.execute(
+            &DELIVERED.upsert_active(),
+            params!["o1", repos(&[1, 2]), "now"],
+        )
+        .unwrap();
+        db.execute("UPDATE organizations SET backup_hour = 2", [])
+            .unwrap();
+        let create = |hour: i64, monday: i64, key: &str| {
+            db.execute(CREATE_SCHEDULED_JOBS, params!["now", hour, monday, key])
+                .unwrap()
+        };
+        assert_eq!(create(3, 0, "2026-11-30T03"), 0, "not the org's hour");
+        assert_eq!(create(2, 0, "2026-11-30T02"), 2);
+        assert_eq!(create(2, 0, "2026-11-30T02"), 0, "once per hour key");
+        db.execute("UPDATE organizations SET backup_schedule = 'weekly'", [])
+            .unwrap();
+        assert_eq!(create(2, 0, "2026-12-01T02"), 0, "weekly: not on Tuesday");
+        assert_eq!(create(2, 1, "2026-12-07T02"), 2);
+        db.execute("UPDATE organizations SET backup_schedule = 'off'", [])
+            .unwrap();
+        assert_eq!(create(2, 1, "2026-12-14T02"), 0);
+        db.execute(
+            "UPDATE repositories SET status = 'removed' WHERE github_id = 1",
+            [],
+        )
+        .unwrap();
+        db.execute("UPDATE organizations SET backup_schedule = 'daily'", [])
+            .unwrap();
+        assert_eq!(
+            create(2, 0, "2026-12-15T02"),
+            1,
+            "never for removed repositories"
+        );
+        // Scheduled jobs are undispatched; inline-sent initial ones are not picked until stale.
+        assert_eq!(
+            returned(
+                &db,
+                DISPATCHABLE_JOBS,
+                params![None::<String>, "2000-01-01", 1000]
+            ),
+            5
+        );
+    }
+
+    #[test]
+    fn snapshots_expire_by_their_orgs_retention() {
+        let db = db();
+        db.execute(
+            &DELIVERED.upsert_active(),
+            params!["o1", repos(&[1]), "now"],
+        )
+        .unwrap();
+        for (id, taken) in [
+            ("old", "2026-01-01T00:00:00Z"),
+            ("new", "2026-03-25T00:00:00Z"),
+        ] {
+            db.execute(
+                "INSERT INTO snapshots (id, org_id, repository_id, taken_at) SELECT ?1, 'o1', id, ?2 FROM repositories",
+                params![id, taken],
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            db.execute(EXPIRE_SNAPSHOTS, params!["2026-04-01T00:00:00Z"])
+                .unwrap(),
+            1,
+            "90 days"
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM snapshots WHERE status = 'available'"
+            ),
+            1
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Time as the gateway stores it. The edge reads the clock once per invocation
 //! (`edge::platform::now`) and passes Unix seconds down; this turns them into RFC 3339.
 
-use chrono::{DateTime, SecondsFormat};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Weekday};
 
 /// `2026-11-29T01:30:25Z`. Out-of-range input (never produced by a real clock) gives the epoch.
 pub fn rfc3339(unix_secs: i64) -> String {
@@ -10,11 +10,46 @@ pub fn rfc3339(unix_secs: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The hour a scheduled-backup pass belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupHour {
+    /// `2026-11-30T02`: makes the pass's jobs unique per repository.
+    pub key: String,
+    /// 0-23 (UTC): orgs whose `backup_hour` equals it are due.
+    pub hour: u32,
+    /// Weekly schedules run on Mondays.
+    pub weekly_day: bool,
+}
+
+pub fn backup_hour(unix_secs: i64) -> BackupHour {
+    let t = DateTime::from_timestamp(unix_secs, 0).unwrap_or_default();
+    BackupHour {
+        key: t.format("%Y-%m-%dT%H").to_string(),
+        hour: t.hour(),
+        weekly_day: t.weekday() == Weekday::Mon,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn formats_utc_seconds() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::rfc3339(1_795_915_825), "2026-11-29T01:30:25Z");
+    }
+
+    #[test]
+    fn backup_hours_name_the_utc_hour_and_mondays() {
+        // 2026-11-30 is a Monday.
+        let h = super::backup_hour(1_796_004_000 + 600);
+        assert_eq!(
+            h,
+            super::BackupHour {
+                key: "2026-11-30T02".into(),
+                hour: 2,
+                weekly_day: true
+            }
+        );
+        assert!(!super::backup_hour(1_796_004_000 + 86_400).weekly_day);
     }
 }

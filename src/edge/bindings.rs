@@ -79,6 +79,12 @@ impl From<i64> for Param<'_> {
     }
 }
 
+impl From<Option<i64>> for Param<'_> {
+    fn from(n: Option<i64>) -> Self {
+        n.map_or(Param::Null, Param::Int)
+    }
+}
+
 impl<'a> From<Option<&'a str>> for Param<'a> {
     fn from(s: Option<&'a str>) -> Self {
         s.map_or(Param::Null, Param::Text)

@@ -10,15 +10,17 @@
 //!    installation token, the account's display name; an installation that another tenant holds
 //!    is refused. Only then is anything written;
 //! 4. one D1 transaction spends the state (single use) and, only if this invocation spent it,
-//!    upserts the organization (a reconnect keeps its settings and re-activates it) and starts
-//!    a new enumeration run; pages are then applied while the budget allows (`enumerate`);
+//!    upserts the organization (a reconnect keeps its settings, re-activates it and resumes its
+//!    paused backup jobs through the dispatcher) and starts a new enumeration run; pages are then
+//!    applied while the budget allows (`enumerate`);
 //! 5. the redirect carries the org, the repositories recorded so far, how many are new, and
 //!    whether enumeration is complete.
 
-use super::bindings::{Ctx, Internal, Param};
+use super::bindings::{Ctx, Internal, Param, SYNC_QUEUE};
 use super::enumerate::{self, Target};
 use super::github_client::{self, GitHubError};
 use super::platform;
+use crate::messages::SyncMessage;
 use crate::portal_auth::Principal;
 use crate::problem::Problem;
 use crate::setup::{parse_params, Refusal, SetupAction, SetupOutcome};
@@ -209,8 +211,24 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
             ],
         )
         .map_err(internal)?,
+        ctx.statement(
+            sql::RESUME_ORG_JOBS_ON_CONNECT,
+            &[
+                Param::from(&claims.tenant),
+                Param::from(account.id as i64),
+                Param::from(&now),
+                Param::from(&nonce),
+                Param::from(&ctx.invocation),
+            ],
+        )
+        .map_err(internal)?,
     ];
     let results = spend_state_with(ctx, &claims, writes).await?;
+    let resumed = results
+        .get(2)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
     #[derive(Deserialize)]
     struct OrgId {
         id: String,
@@ -221,6 +239,15 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
         .and_then(|rows| rows.into_iter().next())
         .map(|row| row.id)
         .ok_or_else(|| internal(Internal("organization upsert returned no id".into())))?;
+    if resumed > 0 {
+        // A reconnect: the jobs paused by the disconnect are sent by the dispatcher.
+        let dispatch = SyncMessage::DispatchV1 {
+            org_id: Some(org_id.clone()),
+        };
+        ctx.send_batch(SYNC_QUEUE, &[dispatch], 0)
+            .await
+            .map_err(internal)?;
+    }
 
     let progress = match token {
         Some(token) => {

@@ -26,6 +26,8 @@ pub struct Progress {
     pub found: u64,
     /// Of those, new to the org (a backup job was created and queued).
     pub added: u64,
+    /// Repositories marked removed because the completed run no longer saw them.
+    pub removed: u64,
     /// True when the last page was applied; false when the rest continues in the background.
     pub complete: bool,
 }
@@ -80,11 +82,13 @@ pub async fn run(
                 )));
             }
         };
-        let Some(jobs) = apply_page(ctx, target, &url, next.as_ref(), &page.repositories).await?
+        let Some(applied) =
+            apply_page(ctx, target, &url, next.as_ref(), &page.repositories).await?
         else {
             // Another invocation applied this page (a redelivery): it owns the rest of the run.
             return Ok(progress);
         };
+        let jobs = applied.jobs;
         progress.found += page.repositories.len() as u64;
         progress.added += jobs.len() as u64;
         let messages: Vec<BackupMessage> = jobs
@@ -106,20 +110,68 @@ pub async fn run(
             Some(next) => url = next,
             None => {
                 progress.complete = true;
+                progress.removed = applied.removed;
+                finish(ctx, target, applied.removed).await?;
                 return Ok(progress);
             }
         }
     }
 }
 
+/// Records what the completed run removed, and the run in the org's activity log.
+async fn finish(ctx: &Ctx, target: &Target<'_>, removed: u64) -> Result<(), Internal> {
+    #[derive(Deserialize)]
+    struct Totals {
+        found: i64,
+        added: i64,
+    }
+    let now = crate::time::rfc3339(ctx.now);
+    let totals: Vec<Totals> = ctx
+        .rows(
+            "SELECT found, added FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2",
+            &[Param::from(target.org_id), Param::from(target.run_id)],
+        )
+        .await?;
+    let (found, added) = totals.first().map_or((0, 0), |t| (t.found, t.added));
+    let detail = format!("repositories enumerated: {found} found, {added} new, {removed} removed");
+    ctx.batch(vec![
+        ctx.statement(
+            sql::SET_RUN_REMOVED,
+            &[
+                Param::from(target.org_id),
+                Param::from(target.run_id),
+                Param::from(removed as i64),
+            ],
+        )?,
+        ctx.statement(
+            sql::RECORD_ACTIVITY,
+            &[
+                Param::from(target.org_id),
+                Param::Null,
+                Param::from("sync.completed"),
+                Param::from(&detail),
+                Param::from(&now),
+            ],
+        )?,
+    ])
+    .await
+    .map(|_| ())
+}
+
+struct Applied {
+    jobs: Vec<NewJob>,
+    removed: u64,
+}
+
 /// Writes one page in one D1 transaction; `None` when the run's cursor no longer points here.
+/// The last page also removes the repositories the run did not see.
 async fn apply_page(
     ctx: &Ctx,
     target: &Target<'_>,
     url: &Url,
     next: Option<&Url>,
     repositories: &[crate::github::Repository],
-) -> Result<Option<Vec<NewJob>>, Internal> {
+) -> Result<Option<Applied>, Internal> {
     let page_json =
         serde_json::to_string(repositories).map_err(|e| Internal::new("page JSON", e))?;
     let now = crate::time::rfc3339(ctx.now);
@@ -143,15 +195,18 @@ async fn apply_page(
         Param::from(target.run_id),
         Param::from(&now),
     ];
-    let results = ctx
-        .batch(vec![
-            ctx.statement(&sql::RUN_PAGE.upsert_active(), &page_params)?,
-            ctx.statement(&sql::RUN_PAGE.insert_profiles(), &page_params)?,
-            ctx.statement(&sql::RUN_PAGE.insert_initial_jobs(), &page_params)?,
-            ctx.statement(sql::ADVANCE_RUN, &advance)?,
-            ctx.statement(sql::STAMP_SYNCED, &stamp)?,
-        ])
-        .await?;
+    let mut statements = vec![
+        ctx.statement(&sql::RUN_PAGE.upsert_active(), &page_params)?,
+        ctx.statement(&sql::RUN_PAGE.insert_profiles(), &page_params)?,
+        ctx.statement(&sql::RUN_PAGE.insert_initial_jobs(), &page_params)?,
+        ctx.statement(sql::ADVANCE_RUN, &advance)?,
+        ctx.statement(sql::STAMP_SYNCED, &stamp)?,
+    ];
+    if next.is_none() {
+        statements.push(ctx.statement(sql::PAUSE_UNSEEN_JOBS, &stamp)?);
+        statements.push(ctx.statement(sql::REMOVE_UNSEEN, &stamp)?);
+    }
+    let results = ctx.batch(statements).await?;
     let advanced = results
         .get(3)
         .and_then(|r| r.meta().ok().flatten())
@@ -165,7 +220,12 @@ async fn apply_page(
         .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
         .results::<NewJob>()
         .map_err(|e| Internal::new("new jobs", e))?;
-    Ok(Some(jobs))
+    let removed = results
+        .get(6)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0) as u64;
+    Ok(Some(Applied { jobs, removed }))
 }
 
 /// Hands the rest of the run to the sync queue, `delay_secs` from now.

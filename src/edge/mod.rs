@@ -22,16 +22,18 @@ mod github_client;
 mod orgs;
 mod platform;
 mod queues;
+mod sync;
 mod webhooks;
 
 use crate::pages;
 use crate::portal_auth;
 use crate::portal_auth::Principal;
 use crate::problem::Problem;
+use crate::routes::{self, Resolved, RouteId};
 use crate::setup::redirect_location;
 use bindings::Ctx;
 use worker::{
-    event, Context, Env, Headers, MessageBatch, Method, Request, Response, Result, ScheduleContext,
+    event, Context, Env, Headers, MessageBatch, Request, Response, Result, ScheduleContext,
     ScheduledEvent,
 };
 
@@ -82,20 +84,38 @@ fn answer<T: serde::Serialize>(result: std::result::Result<T, Problem>) -> Resul
     }
 }
 
+fn query_value<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
+    query
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
-    let method = req.method();
-    match (method.clone(), path.as_str()) {
-        (Method::Get, "/health") => return json(&serde_json::json!({ "ok": true })),
-        (Method::Get, "/connect/github/done") => {
-            let q = query_pairs(&req);
-            let get = |k: &str| {
-                q.iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or("")
-            };
+    let method = req.method().to_string();
+    let query = query_pairs(&req);
+    let (route, id) = match routes::resolve(&method, &path) {
+        Resolved::Found(route, id) => (route, id.unwrap_or_default().to_string()),
+        Resolved::MethodNotAllowed => return problem(&Problem::MethodNotAllowed),
+        #[cfg(feature = "bench-signing")]
+        Resolved::NotFound if path == "/_bench/sign" => match Ctx::new(env) {
+            Ok(ctx) => return answer(bench::sign(&ctx, &query).await),
+            Err(p) => return problem(&p),
+        },
+        Resolved::NotFound if path.starts_with("/v1/") => return problem(&Problem::NotFound),
+        Resolved::NotFound => return html(pages::not_found(), 404),
+    };
+    // Routes that need no configuration.
+    match route {
+        RouteId::Health => return json(&serde_json::json!({ "ok": true })),
+        RouteId::OpenApi => {
+            return with_type(routes::OPENAPI_JSON.to_string(), 200, "application/json")
+        }
+        RouteId::ConnectDonePage => {
+            let get = |k| query_value(&query, k);
             return html(
                 pages::connected(
                     get("org"),
@@ -106,68 +126,59 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
                 200,
             );
         }
-        (Method::Get, "/connect/github/pending") => return html(pages::pending(), 200),
-        (Method::Get, "/connect/github/error") => {
-            let q = query_pairs(&req);
-            let reason = q
-                .iter()
-                .find(|(n, _)| n == "reason")
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("");
-            return html(pages::refused(reason), 400);
+        RouteId::ConnectPendingPage => return html(pages::pending(), 200),
+        RouteId::ConnectErrorPage => {
+            return html(pages::refused(query_value(&query, "reason")), 400)
         }
         _ => {}
     }
     let ctx = match Ctx::new(env) {
         Ok(ctx) => ctx,
-        Err(p) if path.starts_with("/github/") => {
+        Err(p) if route == RouteId::GithubSetup => {
             worker::console_error!("configuration: {}", p.detail());
             return html(pages::refused("misconfigured"), 503);
         }
         Err(p) => return problem(&p),
     };
-    match (method, path.as_str()) {
-        (Method::Post, "/v1/connect/github") => {
-            let principal = match authenticate(&ctx, &req) {
-                Ok(p) => p,
-                Err(p) => return problem(&p),
-            };
-            answer(connect::start(&ctx, &principal).await)
+    match route {
+        RouteId::GithubSetup => {
+            let outcome = connect::setup(&ctx, &query).await;
+            return see_other(&redirect_location(ctx.config.portal_url.as_ref(), &outcome));
         }
-        (Method::Post, "/github/webhooks") => match webhooks::receive(&ctx, &mut req).await {
-            Ok((status, body)) => {
-                with_type(serde_json::to_string(&body)?, status, "application/json")
-            }
-            Err(p) => problem(&p),
-        },
-        (method, p) if p.starts_with("/v1/orgs/") => {
-            let principal = match authenticate(&ctx, &req) {
-                Ok(p) => p,
-                Err(p) => return problem(&p),
-            };
-            let segments: Vec<&str> = p.trim_start_matches("/v1/orgs/").split('/').collect();
-            match (method, segments.as_slice()) {
-                (Method::Get, [org_id, "activity"]) => {
-                    answer(orgs::activity(&ctx, &principal, org_id, &query_pairs(&req)).await)
+        RouteId::GithubWebhooks => {
+            return match webhooks::receive(&ctx, &mut req).await {
+                Ok((status, body)) => {
+                    with_type(serde_json::to_string(&body)?, status, "application/json")
                 }
-                (_, [_, "activity"]) => problem(&Problem::MethodNotAllowed),
-                _ => problem(&Problem::NotFound),
+                Err(p) => problem(&p),
             }
         }
-        (Method::Get, "/github/setup") => {
-            let outcome = connect::setup(&ctx, &query_pairs(&req)).await;
-            see_other(&redirect_location(ctx.config.portal_url.as_ref(), &outcome))
+        _ => {}
+    }
+    // The portal API.
+    let principal = match authenticate(&ctx, &req) {
+        Ok(p) => p,
+        Err(p) => return problem(&p),
+    };
+    match route {
+        RouteId::ConnectGithub => answer(connect::start(&ctx, &principal).await),
+        RouteId::ListOrgs => answer(orgs::list(&ctx, &principal, &query).await),
+        RouteId::GetOrg => answer(orgs::get(&ctx, &principal, &id).await),
+        RouteId::PatchOrg => {
+            let body = req.bytes().await.unwrap_or_default();
+            answer(orgs::patch(&ctx, &principal, &id, &body).await)
         }
-        #[cfg(feature = "bench-signing")]
-        (Method::Get, "/_bench/sign") => match bench::sign(&ctx, &query_pairs(&req)).await {
-            Ok(answer) => json(&answer),
-            Err(p) => problem(&p),
-        },
-        (_, "/v1/connect/github" | "/github/setup" | "/github/webhooks") => {
-            problem(&Problem::MethodNotAllowed)
-        }
-        (_, p) if p.starts_with("/v1/") => problem(&Problem::NotFound),
-        _ => html(pages::not_found(), 404),
+        RouteId::ListRepos => answer(orgs::repos(&ctx, &principal, &id, &query).await),
+        RouteId::SyncOrg => answer(orgs::sync(&ctx, &principal, &id).await),
+        RouteId::DisconnectOrg => answer(orgs::disconnect(&ctx, &principal, &id).await),
+        RouteId::OrgActivity => answer(orgs::activity(&ctx, &principal, &id, &query).await),
+        RouteId::Health
+        | RouteId::OpenApi
+        | RouteId::GithubSetup
+        | RouteId::GithubWebhooks
+        | RouteId::ConnectDonePage
+        | RouteId::ConnectPendingPage
+        | RouteId::ConnectErrorPage => problem(&Problem::Internal),
     }
 }
 

@@ -1,28 +1,196 @@
-//! The portal's organization API (portal JWT, scoped to the caller's tenant: another tenant's
-//! org id answers 404 exactly like an unknown one).
+//! The portal's organization API (DESIGN.md flows 5-7). Every route takes the portal JWT and is
+//! scoped to its tenant: another tenant's org id answers 404 exactly like an unknown one.
 //!
-//! - `GET /v1/orgs/{id}/activity?before=&limit=` → `{"items":[{id, delivery_id, event, detail,
-//!   created_at}], "next_before": id | null}`, newest first, `limit` 1-100 (default 50).
+//! - `GET /v1/orgs?client=&provider=&status=&cursor=&limit=` → `{"items": [Org], "next_cursor"}`
+//! - `GET /v1/orgs/{id}` → `Org`
+//! - `PATCH /v1/orgs/{id}` (`org_settings`) → `Org`; 422 names the invalid field
+//! - `GET /v1/orgs/{id}/repos?status=&cursor=&limit=` → `{"items": [Repository], "next_cursor"}`
+//! - `POST /v1/orgs/{id}/sync` → `{"found", "added", "removed", "complete"}`; 409 when the org is
+//!   not active (or GitHub says the App was uninstalled: the org is then disconnected)
+//! - `POST /v1/orgs/{id}/disconnect` → `{"status": "disconnected", "jobs_paused",
+//!   "snapshots_kept", "github_installation"}`
+//! - `GET /v1/orgs/{id}/activity?before=&limit=` → `{"items": [...], "next_before"}`
 
 use super::bindings::{Ctx, Param};
+use super::github_client::GitHubError;
+use super::sync::{self, SyncError, SyncOutcome};
+use crate::org_settings::{self, PROVIDERS, REPOSITORY_STATUSES, STATUSES};
 use crate::portal_auth::Principal;
 use crate::problem::Problem;
 use crate::sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// 404 unless `org_id` belongs to the principal's tenant.
-async fn ensure_owned(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<(), Problem> {
-    let rows: Vec<Value> = ctx
+/// An organization as the portal sees it.
+#[derive(Serialize, Deserialize)]
+pub struct Org {
+    id: String,
+    provider: String,
+    login: String,
+    display_name: Option<String>,
+    avatar_url: Option<String>,
+    account_type: String,
+    installation_id: i64,
+    status: String,
+    client: Option<String>,
+    backup_schedule: String,
+    backup_hour: i64,
+    retention_days: i64,
+    last_synced_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    repo_count: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Repository {
+    id: String,
+    github_id: i64,
+    name: String,
+    full_name: String,
+    private: bool,
+    default_branch: Option<String>,
+    html_url: Option<String>,
+    archived: bool,
+    visibility: Option<String>,
+    status: String,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The org when it belongs to the principal's tenant, else 404.
+async fn owned(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Org, Problem> {
+    let rows: Vec<Org> = ctx
         .rows(
-            sql::ORG_OF_TENANT,
+            sql::GET_ORG,
             &[Param::from(org_id), Param::from(&principal.tenant)],
         )
         .await?;
-    if rows.is_empty() {
-        return Err(Problem::NotFound);
+    rows.into_iter().next().ok_or(Problem::NotFound)
+}
+
+pub async fn list(
+    ctx: &Ctx,
+    principal: &Principal,
+    query: &[(String, String)],
+) -> Result<Value, Problem> {
+    let client = query
+        .iter()
+        .find(|(k, _)| k == "client")
+        .map(|(_, v)| v.as_str());
+    let provider = org_settings::filter(query, "provider", &PROVIDERS)?;
+    let status = org_settings::filter(query, "status", &STATUSES)?;
+    let (limit, cursor) = org_settings::page(query)?;
+    let items: Vec<Org> = ctx
+        .rows(
+            sql::LIST_ORGS,
+            &[
+                Param::from(&principal.tenant),
+                Param::from(client),
+                Param::from(provider),
+                Param::from(status),
+                Param::from(&cursor),
+                Param::from(limit),
+            ],
+        )
+        .await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|o| o.id.clone()))
+        .flatten();
+    Ok(json!({ "items": items, "next_cursor": next_cursor }))
+}
+
+pub async fn get(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Org, Problem> {
+    owned(ctx, principal, org_id).await
+}
+
+pub async fn patch(
+    ctx: &Ctx,
+    principal: &Principal,
+    org_id: &str,
+    body: &[u8],
+) -> Result<Org, Problem> {
+    let change = org_settings::parse_change(body)?;
+    owned(ctx, principal, org_id).await?;
+    let now = crate::time::rfc3339(ctx.now);
+    let client = change.client.as_ref().and_then(|c| c.as_deref());
+    ctx.run(
+        sql::UPDATE_ORG_SETTINGS,
+        &[
+            Param::from(org_id),
+            Param::from(&principal.tenant),
+            Param::from(change.client.is_some() as i64),
+            Param::from(client),
+            Param::from(change.backup_schedule.as_deref()),
+            Param::from(change.backup_hour),
+            Param::from(change.retention_days),
+            Param::from(&now),
+        ],
+    )
+    .await?;
+    owned(ctx, principal, org_id).await
+}
+
+pub async fn repos(
+    ctx: &Ctx,
+    principal: &Principal,
+    org_id: &str,
+    query: &[(String, String)],
+) -> Result<Value, Problem> {
+    owned(ctx, principal, org_id).await?;
+    let status = org_settings::filter(query, "status", &REPOSITORY_STATUSES)?;
+    let (limit, cursor) = org_settings::page(query)?;
+    let items: Vec<Repository> = ctx
+        .rows(
+            sql::LIST_REPOS,
+            &[
+                Param::from(org_id),
+                Param::from(status),
+                Param::from(&cursor),
+                Param::from(limit),
+            ],
+        )
+        .await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(json!({ "items": items, "next_cursor": next_cursor }))
+}
+
+pub async fn sync(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Value, Problem> {
+    owned(ctx, principal, org_id).await?;
+    match sync::sync_org(ctx, org_id).await {
+        Ok(SyncOutcome::Synced(p)) => {
+            Ok(json!({ "found": p.found, "added": p.added, "removed": p.removed, "complete": p.complete }))
+        }
+        Ok(SyncOutcome::Skipped(why)) => Err(Problem::Conflict(format!("not synced: {why}"))),
+        Ok(SyncOutcome::Uninstalled) => Err(Problem::Conflict(
+            "the GitHub App was uninstalled from this organization; it is now disconnected. Connect it again to resume".into(),
+        )),
+        Err(SyncError::NotFound) => Err(Problem::NotFound),
+        Err(SyncError::GitHub(GitHubError::Internal(e))) | Err(SyncError::Internal(e)) => Err(e.into()),
+        Err(SyncError::GitHub(e)) => Err(Problem::Upstream(format!("GitHub: {e}"))),
     }
-    Ok(())
+}
+
+pub async fn disconnect(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Value, Problem> {
+    owned(ctx, principal, org_id).await?;
+    let done = sync::disconnect(
+        ctx,
+        org_id,
+        "org.disconnected",
+        &format!(
+            "disconnected by {}: backup jobs paused, snapshots kept until retention expiry",
+            principal.technician
+        ),
+    )
+    .await?;
+    Ok(json!({
+        "status": "disconnected",
+        "jobs_paused": done.jobs_paused,
+        "snapshots_kept": done.snapshots_kept,
+        "github_installation": "unchanged: uninstall the GitHub App from the organization's settings on GitHub if desired",
+    }))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -34,32 +202,21 @@ struct ActivityItem {
     created_at: String,
 }
 
-fn int_param(query: &[(String, String)], name: &str) -> Result<Option<i64>, Problem> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| {
-            v.parse::<i64>()
-                .map_err(|_| Problem::BadRequest(format!("`{name}` must be an integer")))
-        })
-        .transpose()
-}
-
 pub async fn activity(
     ctx: &Ctx,
     principal: &Principal,
     org_id: &str,
     query: &[(String, String)],
 ) -> Result<Value, Problem> {
-    ensure_owned(ctx, principal, org_id).await?;
-    let limit = int_param(query, "limit")?.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(Problem::BadRequest(
-            "`limit` must be between 1 and 100".into(),
-        ));
-    }
+    owned(ctx, principal, org_id).await?;
+    let (limit, _) = org_settings::page(query)?;
     // Ids are below 2^53: D1 binds numbers as f64.
-    let before = int_param(query, "before")?.unwrap_or((1 << 53) - 1);
+    let before = match query.iter().find(|(k, _)| k == "before") {
+        None => (1 << 53) - 1,
+        Some((_, v)) => v
+            .parse::<i64>()
+            .map_err(|_| Problem::BadRequest("`before` must be an integer".into()))?,
+    };
     let items: Vec<ActivityItem> = ctx
         .rows(
             sql::LIST_ACTIVITY,

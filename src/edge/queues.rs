@@ -3,29 +3,44 @@
 //! - `onecode-backup-jobs` and `onecode-analysis-jobs`: record that each job was received
 //!   (idempotently: a redelivered job changes nothing) and acknowledge it. The backup executor
 //!   and the analysis pipeline replace these later.
-//! - `onecode-sync`: `enumerate.v1` continuations; each mints its own installation token and
-//!   applies pages from the run's cursor (see `enumerate`).
-//! - cron (hourly): purges spent connect states past their expiry and webhook delivery ids
-//!   older than 14 days.
+//! - `onecode-sync` (one message per invocation): `enumerate.v1` continuations, `sync_org.v1`,
+//!   `fanout.v1` and `dispatch.v1` steps (see `sync`).
+//! - `onecode-dead-letter`: messages that failed every retry, stored in `dead_letters` with
+//!   the last failure recorded for them.
+//! - cron `0 */4 * * *`: the scheduled sync (a `fanout.v1` over every active org).
+//! - cron `15 * * * *`: scheduled backup jobs for the orgs due this hour, then a dispatch; expired
+//!   snapshots; spent connect states and delivery ids older than 14 days purged.
 //!
-//! A message that cannot be decoded is retried until it lands in the dead-letter queue, where it
-//! can be inspected; one bad message does not replay the others.
+//! A message that fails is retried with a growing delay (the failure, and its count, recorded in
+//! `message_failures`) until the queue's `max_retries` send it to the dead-letter queue; one bad
+//! message does not replay the others.
 
-use super::bindings::{Ctx, Internal, Param};
+use super::bindings::{Ctx, Internal, Param, SYNC_QUEUE};
 use super::enumerate::{self, Target};
 use super::github_client;
-use crate::messages::{AnalysisMessage, BackupMessage, SyncMessage};
+use super::sync::{self, SyncError, SyncOutcome};
+use crate::messages::{AnalysisMessage, BackupMessage, EnumerateContinuation, SyncMessage};
 use crate::sql;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use worker::{Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 pub const BACKUP_QUEUE_NAME: &str = "onecode-backup-jobs";
 pub const SYNC_QUEUE_NAME: &str = "onecode-sync";
 pub const ANALYSIS_QUEUE_NAME: &str = "onecode-analysis-jobs";
+pub const DEAD_LETTER_QUEUE_NAME: &str = "onecode-dead-letter";
+pub const SYNC_CRON: &str = "0 */4 * * *";
+pub const HOURLY_CRON: &str = "15 * * * *";
 /// How long delivery ids are remembered for deduplication.
 const DELIVERY_RETENTION_SECS: i64 = 14 * 24 * 3600;
+/// Retry delays double per failed attempt, up to this.
+const MAX_RETRY_DELAY_SECS: u32 = 300;
 
-fn retry_later(message: &Message<String>, delay_secs: u32) {
+fn body_hash(body: &str) -> String {
+    hex::encode(Sha256::digest(body.as_bytes()))
+}
+
+fn retry_after(message: &Message<String>, delay_secs: u32) {
     message.retry_with_options(
         &QueueRetryOptionsBuilder::new()
             .with_delay_seconds(delay_secs)
@@ -33,31 +48,66 @@ fn retry_later(message: &Message<String>, delay_secs: u32) {
     );
 }
 
+/// Records why `message` failed and retries it, later each time.
+async fn fail(ctx: &Ctx, queue: &str, message: &Message<String>, error: &str) {
+    #[derive(Deserialize)]
+    struct Attempts {
+        attempts: i64,
+    }
+    worker::console_error!("{queue} message {} failed: {error}", message.id());
+    let now = crate::time::rfc3339(ctx.now);
+    let recorded: Result<Vec<Attempts>, Internal> = ctx
+        .rows(
+            sql::RECORD_MESSAGE_FAILURE,
+            &[
+                Param::from(&body_hash(message.body())),
+                Param::from(queue),
+                Param::from(error),
+                Param::from(&now),
+            ],
+        )
+        .await;
+    let attempts = recorded
+        .ok()
+        .and_then(|rows| rows.first().map(|a| a.attempts))
+        .unwrap_or(1);
+    let delay = 1u32
+        .checked_shl(attempts.clamp(1, 16) as u32)
+        .unwrap_or(MAX_RETRY_DELAY_SECS)
+        .min(MAX_RETRY_DELAY_SECS);
+    retry_after(message, delay);
+}
+
 pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Internal> {
     let messages = batch
         .messages()
         .map_err(|e| Internal::new("queue batch", e))?;
-    match batch.queue().as_str() {
+    let queue = batch.queue();
+    match queue.as_str() {
         BACKUP_QUEUE_NAME => {
             let job_id = |body: &str| {
                 serde_json::from_str::<BackupMessage>(body)
                     .map(|BackupMessage::BackupJobV1(j)| j.job_id)
             };
-            record_receipts(ctx, &messages, job_id, sql::MARK_JOBS_RECEIVED).await
+            record_receipts(ctx, &queue, &messages, job_id, sql::MARK_JOBS_RECEIVED).await
         }
         ANALYSIS_QUEUE_NAME => {
             let job_id = |body: &str| {
                 serde_json::from_str::<AnalysisMessage>(body)
                     .map(|AnalysisMessage::AnalysisJobV1(j)| j.job_id)
             };
-            record_receipts(ctx, &messages, job_id, sql::MARK_ANALYSIS_RECEIVED).await
+            record_receipts(ctx, &queue, &messages, job_id, sql::MARK_ANALYSIS_RECEIVED).await
         }
         SYNC_QUEUE_NAME => {
             for message in &messages {
-                sync_message(ctx, message).await;
+                match sync_step(ctx, message.body()).await {
+                    Ok(()) => message.ack(),
+                    Err(e) => fail(ctx, &queue, message, &e).await,
+                }
             }
             Ok(())
         }
+        DEAD_LETTER_QUEUE_NAME => dead_letters(ctx, &messages).await,
         other => {
             worker::console_error!("messages from unknown queue {other}; retrying them");
             batch.retry_all();
@@ -69,6 +119,7 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
 /// Marks the jobs of a batch received with one statement (`mark`: ?1 ids as JSON, ?2 now).
 async fn record_receipts(
     ctx: &Ctx,
+    queue: &str,
     messages: &[Message<String>],
     job_id: impl Fn(&str) -> Result<String, serde_json::Error>,
     mark: &str,
@@ -77,10 +128,7 @@ async fn record_receipts(
     for message in messages {
         match job_id(message.body()) {
             Ok(id) => decoded.push((message, id)),
-            Err(e) => {
-                worker::console_error!("undecodable job message {}: {e}", message.id());
-                retry_later(message, 60);
-            }
+            Err(e) => fail(ctx, queue, message, &format!("undecodable message: {e}")).await,
         }
     }
     if decoded.is_empty() {
@@ -95,11 +143,36 @@ async fn record_receipts(
     {
         Ok(_) => decoded.iter().for_each(|(m, _)| m.ack()),
         Err(e) => {
-            worker::console_error!("recording job receipts: {}", e.0);
-            decoded.iter().for_each(|(m, _)| retry_later(m, 30));
+            for (m, _) in &decoded {
+                fail(ctx, queue, m, &e.0).await;
+            }
         }
     }
     Ok(())
+}
+
+async fn sync_step(ctx: &Ctx, body: &str) -> Result<(), String> {
+    let message = serde_json::from_str::<SyncMessage>(body)
+        .map_err(|e| format!("undecodable message: {e}"))?;
+    match message {
+        SyncMessage::EnumerateV1(c) => continue_run(ctx, &c).await.map_err(|e| e.0),
+        SyncMessage::SyncOrgV1 { org_id } => match sync::sync_org(ctx, &org_id).await {
+            Ok(SyncOutcome::Synced(_) | SyncOutcome::Uninstalled) | Err(SyncError::NotFound) => {
+                Ok(())
+            }
+            Ok(SyncOutcome::Skipped(why)) => {
+                worker::console_log!("scheduled sync of org {org_id} skipped: {why}");
+                Ok(())
+            }
+            Err(SyncError::GitHub(e)) => Err(format!("sync of org {org_id}: GitHub: {e}")),
+            Err(SyncError::Internal(e)) => Err(format!("sync of org {org_id}: {}", e.0)),
+        },
+        SyncMessage::FanoutV1 { after } => sync::fanout(ctx, &after).await.map_err(|e| e.0),
+        SyncMessage::DispatchV1 { org_id } => sync::dispatch(ctx, org_id.as_deref())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.0),
+    }
 }
 
 #[derive(Deserialize)]
@@ -110,31 +183,7 @@ struct RunRow {
     next_url: Option<String>,
 }
 
-async fn sync_message(ctx: &Ctx, message: &Message<String>) {
-    let continuation = match serde_json::from_str::<SyncMessage>(message.body()) {
-        Ok(SyncMessage::EnumerateV1(c)) => c,
-        Err(e) => {
-            worker::console_error!("undecodable sync message {}: {e}", message.id());
-            return retry_later(message, 60);
-        }
-    };
-    match continue_run(ctx, &continuation).await {
-        Ok(()) => message.ack(),
-        Err(e) => {
-            worker::console_error!(
-                "enumeration continuation for org {}: {}",
-                continuation.org_id,
-                e.0
-            );
-            retry_later(message, 30);
-        }
-    }
-}
-
-async fn continue_run(
-    ctx: &Ctx,
-    c: &crate::messages::EnumerateContinuation,
-) -> Result<(), Internal> {
+async fn continue_run(ctx: &Ctx, c: &EnumerateContinuation) -> Result<(), Internal> {
     let rows: Vec<RunRow> = ctx
         .rows(sql::RUN_FOR_ORG, &[Param::from(&c.org_id)])
         .await?;
@@ -156,7 +205,7 @@ async fn continue_run(
     let installation_id = run.installation_id as u64;
     let jwt = github_client::app_jwt(ctx)
         .await
-        .map_err(|p| Internal(format!("App JWT: {p:?}")))?;
+        .map_err(|p| Internal(format!("App JWT: {}", p.detail())))?;
     let token = github_client::installation_token(ctx, &jwt, installation_id)
         .await
         .map_err(|e| Internal(format!("installation token: {e}")))?;
@@ -168,13 +217,97 @@ async fn continue_run(
     enumerate::run(ctx, &token, &target, url).await.map(|_| ())
 }
 
-pub async fn scheduled(ctx: &Ctx, cron: &str) -> Result<(), Internal> {
+async fn dead_letters(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Internal> {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
     let now = crate::time::rfc3339(ctx.now);
-    ctx.run(sql::PURGE_CONSUMED_STATES, &[Param::from(&now)])
-        .await?;
-    let cutoff = crate::time::rfc3339(ctx.now - DELIVERY_RETENTION_SECS);
-    ctx.run(sql::PURGE_DELIVERIES, &[Param::from(&cutoff)])
-        .await?;
-    worker::console_log!("cron {cron}: purged spent states and old delivery ids");
+    let mut statements = Vec::with_capacity(messages.len());
+    for m in messages {
+        let kind = serde_json::from_str::<Typed>(m.body())
+            .ok()
+            .and_then(|t| t.kind);
+        statements.push(ctx.statement(
+            sql::RECORD_DEAD_LETTER,
+            &[
+                Param::from(&body_hash(m.body())),
+                Param::from(kind.as_deref()),
+                Param::from(m.body()),
+                Param::from(&now),
+            ],
+        )?);
+        worker::console_error!(
+            "dead letter {} ({})",
+            m.id(),
+            kind.as_deref().unwrap_or("untyped")
+        );
+    }
+    match ctx.batch(statements).await {
+        Ok(_) => messages.iter().for_each(|m| m.ack()),
+        Err(e) => {
+            worker::console_error!("recording dead letters: {}", e.0);
+            messages.iter().for_each(|m| retry_after(m, 60));
+        }
+    }
     Ok(())
+}
+
+pub async fn scheduled(ctx: &Ctx, cron: &str) -> Result<(), Internal> {
+    match cron {
+        SYNC_CRON => {
+            ctx.send_batch(
+                SYNC_QUEUE,
+                &[SyncMessage::FanoutV1 {
+                    after: String::new(),
+                }],
+                0,
+            )
+            .await
+        }
+        HOURLY_CRON => hourly(ctx).await,
+        other => Err(Internal(format!(
+            "no work is configured for cron `{other}`"
+        ))),
+    }
+}
+
+async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
+    let now = crate::time::rfc3339(ctx.now);
+    let hour = crate::time::backup_hour(ctx.now);
+    let delivery_cutoff = crate::time::rfc3339(ctx.now - DELIVERY_RETENTION_SECS);
+    let results = ctx
+        .batch(vec![
+            ctx.statement(
+                sql::CREATE_SCHEDULED_JOBS,
+                &[
+                    Param::from(&now),
+                    Param::from(hour.hour as i64),
+                    Param::from(hour.weekly_day as i64),
+                    Param::from(&hour.key),
+                ],
+            )?,
+            ctx.statement(sql::EXPIRE_SNAPSHOTS, &[Param::from(&now)])?,
+            ctx.statement(sql::PURGE_CONSUMED_STATES, &[Param::from(&now)])?,
+            ctx.statement(sql::PURGE_DELIVERIES, &[Param::from(&delivery_cutoff)])?,
+        ])
+        .await?;
+    let changes = |i: usize| {
+        results
+            .get(i)
+            .and_then(|r| r.meta().ok().flatten())
+            .and_then(|m| m.changes)
+            .unwrap_or(0)
+    };
+    worker::console_log!(
+        "hourly {}: {} scheduled backup jobs, {} snapshots expired, {} states and {} delivery ids purged",
+        hour.key,
+        changes(0),
+        changes(1),
+        changes(2),
+        changes(3)
+    );
+    ctx.send_batch(SYNC_QUEUE, &[SyncMessage::DispatchV1 { org_id: None }], 0)
+        .await
 }

@@ -1,0 +1,287 @@
+//! Keeping organizations in step with GitHub (DESIGN.md flows 5 and 6).
+//!
+//! - [`sync_org`]: one organization now — the manual "Sync Repositories" and each org of the
+//!   scheduled sync. An installation GitHub no longer knows (404) disconnects the org; a
+//!   suspended one is skipped; otherwise a new enumeration run adds new repositories and, once
+//!   complete, marks the ones that are gone as removed.
+//! - [`disconnect`]: the org is marked disconnected and its queued backup jobs paused; snapshots
+//!   stay until their retention expires; the GitHub installation is not touched.
+//! - [`fanout`]: one `sync_org.v1` message per active org, a page of orgs per invocation.
+//! - [`dispatch`]: sends queued backup jobs that were never sent (scheduled, resumed) or whose
+//!   send was lost, a bounded batch per invocation.
+
+use super::bindings::{Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
+use super::enumerate::{self, Progress, Target};
+use super::github_client::{self, GitHubError};
+use super::platform;
+use crate::messages::{BackupJob, BackupMessage, SyncMessage, MAX_BATCH_MESSAGES};
+use crate::sql;
+use serde::Deserialize;
+
+/// Orgs per fan-out step, jobs per dispatch step: each step stays far below the budget.
+const FANOUT_PAGE: i64 = 1_000;
+const DISPATCH_PAGE: i64 = 1_000;
+/// A job sent this long ago and still not received is sent again.
+const RESEND_AFTER_SECS: i64 = 15 * 60;
+
+pub enum SyncOutcome {
+    Synced(Progress),
+    /// The org is not active (suspended or disconnected): nothing was done.
+    Skipped(String),
+    /// GitHub no longer knows the installation: the org is now disconnected.
+    Uninstalled,
+}
+
+pub enum SyncError {
+    NotFound,
+    GitHub(GitHubError),
+    Internal(Internal),
+}
+
+impl From<Internal> for SyncError {
+    fn from(e: Internal) -> Self {
+        SyncError::Internal(e)
+    }
+}
+
+#[derive(Deserialize)]
+struct OrgRow {
+    id: String,
+    installation_id: i64,
+    status: String,
+}
+
+pub async fn sync_org(ctx: &Ctx, org_id: &str) -> Result<SyncOutcome, SyncError> {
+    let rows: Vec<OrgRow> = ctx.rows(sql::ORG_FOR_SYNC, &[Param::from(org_id)]).await?;
+    let org = rows.into_iter().next().ok_or(SyncError::NotFound)?;
+    if org.status != "active" {
+        return Ok(SyncOutcome::Skipped(format!(
+            "organization is {}",
+            org.status
+        )));
+    }
+    let installation_id = org.installation_id as u64;
+    let jwt = github_client::app_jwt(ctx)
+        .await
+        .map_err(|p| SyncError::Internal(Internal(format!("App JWT: {}", p.detail()))))?;
+    let installation = match github_client::installation(ctx, &jwt, installation_id).await {
+        Ok(installation) => installation,
+        Err(GitHubError::NotFound) => {
+            disconnect(ctx, &org.id, "installation.gone", "the GitHub App installation no longer exists: organization disconnected, backup jobs paused, snapshots kept").await?;
+            return Ok(SyncOutcome::Uninstalled);
+        }
+        Err(e) => return Err(SyncError::GitHub(e)),
+    };
+    if installation.suspended_at.is_some() {
+        set_suspended(ctx, &org.id).await?;
+        return Ok(SyncOutcome::Skipped(
+            "installation is suspended on GitHub".into(),
+        ));
+    }
+    let token = github_client::installation_token(ctx, &jwt, installation_id)
+        .await
+        .map_err(SyncError::GitHub)?;
+    let run_id = platform::random_uuid().map_err(Internal)?;
+    let first_page = crate::github::first_repositories_url(&ctx.config.api_url);
+    let now = crate::time::rfc3339(ctx.now);
+    ctx.run(
+        sql::START_SYNC_RUN,
+        &[
+            Param::from(&org.id),
+            Param::from(&run_id),
+            Param::from(first_page.as_str()),
+            Param::from(&now),
+        ],
+    )
+    .await?;
+    let target = Target {
+        org_id: &org.id,
+        installation_id,
+        run_id: &run_id,
+    };
+    Ok(SyncOutcome::Synced(
+        enumerate::run(ctx, &token, &target, first_page).await?,
+    ))
+}
+
+async fn set_suspended(ctx: &Ctx, org_id: &str) -> Result<(), Internal> {
+    let now = crate::time::rfc3339(ctx.now);
+    ctx.batch(vec![
+        ctx.statement(
+            sql::SET_ORG_STATUS,
+            &[
+                Param::from(org_id),
+                Param::from("suspended"),
+                Param::from(&now),
+                Param::from(r#"["active"]"#),
+            ],
+        )?,
+        activity(
+            ctx,
+            org_id,
+            "sync.suspended",
+            "installation is suspended on GitHub: organization suspended",
+            &now,
+        )?,
+    ])
+    .await
+    .map(|_| ())
+}
+
+fn activity(
+    ctx: &Ctx,
+    org_id: &str,
+    event: &str,
+    detail: &str,
+    now: &str,
+) -> Result<worker::D1PreparedStatement, Internal> {
+    ctx.statement(
+        sql::RECORD_ACTIVITY,
+        &[
+            Param::from(org_id),
+            Param::Null,
+            Param::from(event),
+            Param::from(detail),
+            Param::from(now),
+        ],
+    )
+}
+
+/// What a disconnect did.
+pub struct Disconnected {
+    pub jobs_paused: u64,
+    pub snapshots_kept: u64,
+}
+
+/// Marks the org disconnected and pauses its queued backup jobs, in one transaction; keeps its
+/// snapshots and records and leaves the GitHub installation alone. Idempotent.
+pub async fn disconnect(
+    ctx: &Ctx,
+    org_id: &str,
+    event: &str,
+    detail: &str,
+) -> Result<Disconnected, Internal> {
+    #[derive(Deserialize)]
+    struct Kept {
+        kept: i64,
+    }
+    let now = crate::time::rfc3339(ctx.now);
+    let results = ctx
+        .batch(vec![
+            ctx.statement(
+                sql::SET_ORG_STATUS,
+                &[
+                    Param::from(org_id),
+                    Param::from("disconnected"),
+                    Param::from(&now),
+                    Param::from(r#"["active","suspended"]"#),
+                ],
+            )?,
+            ctx.statement(
+                sql::PAUSE_ORG_JOBS,
+                &[Param::from(org_id), Param::from(&now)],
+            )?,
+            ctx.statement(sql::COUNT_KEPT_SNAPSHOTS, &[Param::from(org_id)])?,
+            activity(ctx, org_id, event, detail, &now)?,
+        ])
+        .await?;
+    let jobs_paused = results
+        .get(1)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0) as u64;
+    let snapshots_kept = results
+        .get(2)
+        .and_then(|r| r.results::<Kept>().ok())
+        .and_then(|rows| rows.first().map(|k| k.kept))
+        .unwrap_or(0) as u64;
+    Ok(Disconnected {
+        jobs_paused,
+        snapshots_kept,
+    })
+}
+
+/// One fan-out step: a page of active orgs → one `sync_org.v1` each; continues after the page.
+pub async fn fanout(ctx: &Ctx, after: &str) -> Result<(), Internal> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let orgs: Vec<Id> = ctx
+        .rows(
+            sql::ACTIVE_ORGS_AFTER,
+            &[Param::from(after), Param::from(FANOUT_PAGE)],
+        )
+        .await?;
+    let messages: Vec<SyncMessage> = orgs
+        .iter()
+        .map(|o| SyncMessage::SyncOrgV1 {
+            org_id: o.id.clone(),
+        })
+        .collect();
+    for chunk in messages.chunks(MAX_BATCH_MESSAGES) {
+        ctx.send_batch(SYNC_QUEUE, chunk, 0).await?;
+    }
+    if orgs.len() as i64 == FANOUT_PAGE {
+        let after = orgs.last().map(|o| o.id.clone()).unwrap_or_default();
+        ctx.send_batch(SYNC_QUEUE, &[SyncMessage::FanoutV1 { after }], 0)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One dispatch step: sends up to a page of queued jobs that need sending, marks them sent, and
+/// continues while there may be more.
+pub async fn dispatch(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Internal> {
+    #[derive(Deserialize)]
+    struct Job {
+        id: String,
+        org_id: String,
+        repository_id: String,
+        priority: String,
+        installation_id: i64,
+    }
+    let cutoff = crate::time::rfc3339(ctx.now - RESEND_AFTER_SECS);
+    let jobs: Vec<Job> = ctx
+        .rows(
+            sql::DISPATCHABLE_JOBS,
+            &[
+                Param::from(org_id),
+                Param::from(&cutoff),
+                Param::from(DISPATCH_PAGE),
+            ],
+        )
+        .await?;
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let messages: Vec<BackupMessage> = jobs
+        .iter()
+        .map(|j| {
+            BackupMessage::BackupJobV1(BackupJob {
+                job_id: j.id.clone(),
+                org_id: j.org_id.clone(),
+                repository_id: j.repository_id.clone(),
+                installation_id: j.installation_id as u64,
+                priority: j.priority.clone(),
+            })
+        })
+        .collect();
+    for chunk in messages.chunks(MAX_BATCH_MESSAGES) {
+        ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
+    }
+    if !ids.is_empty() {
+        let ids_json = serde_json::to_string(&ids).map_err(|e| Internal::new("ids JSON", e))?;
+        let now = crate::time::rfc3339(ctx.now);
+        ctx.run(
+            sql::MARK_DISPATCHED,
+            &[Param::from(&ids_json), Param::from(&now)],
+        )
+        .await?;
+    }
+    if jobs.len() as i64 == DISPATCH_PAGE {
+        let next = SyncMessage::DispatchV1 {
+            org_id: org_id.map(str::to_string),
+        };
+        ctx.send_batch(SYNC_QUEUE, &[next], 0).await?;
+    }
+    Ok(jobs.len())
+}

@@ -1,0 +1,217 @@
+//! What the portal may change on an organization (`PATCH /v1/orgs/{id}`) and the list filters,
+//! validated before anything is written. A bad value is a 422 naming the field.
+//!
+//! Body: any of `client` (string ≤ 128 characters, or null to clear), `backup_schedule`
+//! (`daily`, `weekly` — Mondays — or `off`), `backup_hour` (UTC, 0-23), `retention_days`
+//! (1-3650). Unknown fields are refused, so a typo is not silently ignored.
+
+use crate::problem::Problem;
+use serde::Deserialize;
+
+pub const SCHEDULES: [&str; 3] = ["daily", "weekly", "off"];
+pub const STATUSES: [&str; 4] = ["active", "suspended", "disconnected", "pending"];
+pub const PROVIDERS: [&str; 3] = ["github", "gitlab", "azure_devops"];
+pub const REPOSITORY_STATUSES: [&str; 2] = ["active", "removed"];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// `Some(None)` clears the label.
+    pub client: Option<Option<String>>,
+    pub backup_schedule: Option<String>,
+    pub backup_hour: Option<i64>,
+    pub retention_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    #[serde(default, deserialize_with = "present")]
+    client: Option<Option<String>>,
+    backup_schedule: Option<String>,
+    backup_hour: Option<i64>,
+    retention_days: Option<i64>,
+}
+
+/// Distinguishes `"client": null` (clear) from an absent `client` (keep).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn invalid(field: &str, detail: &str) -> Problem {
+    Problem::Unprocessable {
+        field: field.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+pub fn parse_change(body: &[u8]) -> Result<SettingsChange, Problem> {
+    let body: Body = serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let field = text.split('`').nth(1).unwrap_or("body").to_string();
+        if e.is_data() {
+            Problem::Unprocessable {
+                field,
+                detail: text,
+            }
+        } else {
+            Problem::BadRequest(format!("body is not valid JSON: {text}"))
+        }
+    })?;
+    if let Some(Some(client)) = &body.client {
+        if client.trim().is_empty()
+            || client.chars().count() > 128
+            || client.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "client",
+                "must be 1-128 printable characters, or null to clear",
+            ));
+        }
+    }
+    if let Some(schedule) = &body.backup_schedule {
+        if !SCHEDULES.contains(&schedule.as_str()) {
+            return Err(invalid(
+                "backup_schedule",
+                "must be one of daily, weekly, off",
+            ));
+        }
+    }
+    if body.backup_hour.is_some_and(|h| !(0..=23).contains(&h)) {
+        return Err(invalid(
+            "backup_hour",
+            "must be an hour of the day (UTC), 0-23",
+        ));
+    }
+    if body
+        .retention_days
+        .is_some_and(|d| !(1..=3650).contains(&d))
+    {
+        return Err(invalid("retention_days", "must be between 1 and 3650"));
+    }
+    let change = SettingsChange {
+        client: body.client.map(|c| c.map(|s| s.trim().to_string())),
+        backup_schedule: body.backup_schedule,
+        backup_hour: body.backup_hour,
+        retention_days: body.retention_days,
+    };
+    if change == SettingsChange::default() {
+        return Err(invalid(
+            "body",
+            "name at least one of client, backup_schedule, backup_hour, retention_days",
+        ));
+    }
+    Ok(change)
+}
+
+/// A query filter that must be one of `allowed` when present.
+pub fn filter<'a>(
+    query: &'a [(String, String)],
+    name: &str,
+    allowed: &[&str],
+) -> Result<Option<&'a str>, Problem> {
+    match query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+    {
+        Some(v) if !allowed.contains(&v) => Err(Problem::BadRequest(format!(
+            "`{name}` must be one of {}",
+            allowed.join(", ")
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// `limit` (1-100, default 50) and `cursor` (the last id of the previous page).
+pub fn page(query: &[(String, String)]) -> Result<(i64, String), Problem> {
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let limit = match get("limit") {
+        None => 50,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| {
+                Problem::BadRequest("`limit` must be an integer between 1 and 100".into())
+            })?,
+    };
+    Ok((limit, get("cursor").unwrap_or("").to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(p: Problem) -> String {
+        match p {
+            Problem::Unprocessable { field, .. } => field,
+            other => panic!("expected 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_changes_parse() {
+        let c = parse_change(br#"{"client":" Acme ","backup_schedule":"weekly","backup_hour":23,"retention_days":3650}"#).unwrap();
+        assert_eq!(c.client, Some(Some("Acme".into())));
+        assert_eq!(c.backup_schedule.as_deref(), Some("weekly"));
+        assert_eq!((c.backup_hour, c.retention_days), (Some(23), Some(3650)));
+        assert_eq!(
+            parse_change(br#"{"client":null}"#).unwrap().client,
+            Some(None)
+        );
+        assert_eq!(
+            parse_change(br#"{"retention_days":1}"#).unwrap().client,
+            None
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_field() {
+        for (body, field) in [
+            (r#"{"backup_schedule":"hourly"}"#, "backup_schedule"),
+            (r#"{"backup_hour":24}"#, "backup_hour"),
+            (r#"{"backup_hour":-1}"#, "backup_hour"),
+            (r#"{"retention_days":0}"#, "retention_days"),
+            (r#"{"retention_days":3651}"#, "retention_days"),
+            (r#"{"retention_days":"90"}"#, "body"),
+            (r#"{"client":""}"#, "client"),
+            (r#"{"retention":90}"#, "retention"),
+            (r#"{}"#, "body"),
+        ] {
+            let got = field_of(parse_change(body.as_bytes()).unwrap_err());
+            assert!(
+                got == field || (field == "body" && !got.is_empty()),
+                "{body}: {got}"
+            );
+        }
+        assert_eq!(parse_change(b"{nope").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn filters_and_pages_are_checked() {
+        let q = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            filter(&q(&[("status", "active")]), "status", &STATUSES).unwrap(),
+            Some("active")
+        );
+        assert_eq!(filter(&q(&[]), "status", &STATUSES).unwrap(), None);
+        assert_eq!(
+            filter(&q(&[("status", "gone")]), "status", &STATUSES)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(page(&q(&[])).unwrap(), (50, String::new()));
+        assert_eq!(
+            page(&q(&[("limit", "100"), ("cursor", "abc")])).unwrap(),
+            (100, "abc".into())
+        );
+        assert!(page(&q(&[("limit", "0")])).is_err());
+        assert!(page(&q(&[("limit", "x")])).is_err());
+    }
+}

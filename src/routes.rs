@@ -1,0 +1,195 @@
+//! Every HTTP route of the gateway in one table. The edge dispatches on [`RouteId`]; the OpenAPI
+//! document (`openapi.json`, served at `GET /v1/openapi.json`) must describe every `documented`
+//! route, which a test checks in both directions.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Health,
+    OpenApi,
+    ConnectGithub,
+    GithubSetup,
+    GithubWebhooks,
+    ConnectDonePage,
+    ConnectPendingPage,
+    ConnectErrorPage,
+    ListOrgs,
+    GetOrg,
+    PatchOrg,
+    ListRepos,
+    SyncOrg,
+    DisconnectOrg,
+    OrgActivity,
+}
+
+pub struct Route {
+    pub method: &'static str,
+    /// `{id}` stands for one path segment.
+    pub template: &'static str,
+    pub id: RouteId,
+    /// In the OpenAPI document (browser pages are not).
+    pub documented: bool,
+}
+
+const fn route(
+    method: &'static str,
+    template: &'static str,
+    id: RouteId,
+    documented: bool,
+) -> Route {
+    Route {
+        method,
+        template,
+        id,
+        documented,
+    }
+}
+
+pub const ROUTES: &[Route] = &[
+    route("GET", "/health", RouteId::Health, true),
+    route("GET", "/v1/openapi.json", RouteId::OpenApi, true),
+    route("POST", "/v1/connect/github", RouteId::ConnectGithub, true),
+    route("GET", "/github/setup", RouteId::GithubSetup, true),
+    route("POST", "/github/webhooks", RouteId::GithubWebhooks, true),
+    route(
+        "GET",
+        "/connect/github/done",
+        RouteId::ConnectDonePage,
+        false,
+    ),
+    route(
+        "GET",
+        "/connect/github/pending",
+        RouteId::ConnectPendingPage,
+        false,
+    ),
+    route(
+        "GET",
+        "/connect/github/error",
+        RouteId::ConnectErrorPage,
+        false,
+    ),
+    route("GET", "/v1/orgs", RouteId::ListOrgs, true),
+    route("GET", "/v1/orgs/{id}", RouteId::GetOrg, true),
+    route("PATCH", "/v1/orgs/{id}", RouteId::PatchOrg, true),
+    route("GET", "/v1/orgs/{id}/repos", RouteId::ListRepos, true),
+    route("POST", "/v1/orgs/{id}/sync", RouteId::SyncOrg, true),
+    route(
+        "POST",
+        "/v1/orgs/{id}/disconnect",
+        RouteId::DisconnectOrg,
+        true,
+    ),
+    route("GET", "/v1/orgs/{id}/activity", RouteId::OrgActivity, true),
+];
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolved<'a> {
+    Found(RouteId, Option<&'a str>),
+    /// The path exists for other methods.
+    MethodNotAllowed,
+    NotFound,
+}
+
+/// The `{id}` segment of `path` when it fits `template`.
+fn fit<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    let mut id = None;
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(seg)) if !seg.is_empty() => id = Some(seg),
+            (Some(a), Some(b)) if a == b => {}
+            _ => return None,
+        }
+    }
+}
+
+pub fn resolve<'a>(method: &str, path: &'a str) -> Resolved<'a> {
+    let mut path_known = false;
+    for r in ROUTES {
+        if let Some(id) = fit(r.template, path) {
+            if r.method.eq_ignore_ascii_case(method) {
+                return Resolved::Found(r.id, id);
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Resolved::MethodNotAllowed
+    } else {
+        Resolved::NotFound
+    }
+}
+
+/// The OpenAPI 3.1 document, kept next to the code.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn paths_resolve_with_their_id() {
+        assert_eq!(
+            resolve("GET", "/v1/orgs"),
+            Resolved::Found(RouteId::ListOrgs, None)
+        );
+        assert_eq!(
+            resolve("PATCH", "/v1/orgs/abc"),
+            Resolved::Found(RouteId::PatchOrg, Some("abc"))
+        );
+        assert_eq!(
+            resolve("POST", "/v1/orgs/abc/sync"),
+            Resolved::Found(RouteId::SyncOrg, Some("abc"))
+        );
+        assert_eq!(
+            resolve("DELETE", "/v1/orgs/abc"),
+            Resolved::MethodNotAllowed
+        );
+        assert_eq!(resolve("GET", "/v1/orgs/abc/nope"), Resolved::NotFound);
+        assert_eq!(resolve("GET", "/v1/orgs//repos"), Resolved::NotFound);
+        assert_eq!(resolve("GET", "/v1/orgs/abc/"), Resolved::NotFound);
+    }
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_documented_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(
+            doc["openapi"].as_str().map(|v| v.starts_with("3.1")),
+            Some(true)
+        );
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+            {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let routes: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .filter(|r| r.documented)
+            .map(|r| (r.method.to_string(), r.template.to_string()))
+            .collect();
+        let missing: Vec<_> = routes.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&routes).collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from openapi.json: {missing:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "openapi.json documents routes that do not exist: {stale:?}"
+        );
+    }
+
+    #[test]
+    fn every_route_id_is_reachable() {
+        let ids: BTreeSet<String> = ROUTES.iter().map(|r| format!("{:?}", r.id)).collect();
+        assert_eq!(ids.len(), ROUTES.len(), "each route id appears once");
+    }
+}
