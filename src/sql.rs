@@ -320,6 +320,15 @@ pub const RESUME_ORG_JOBS_ON_CONNECT: &str = concat!(
     spent_here!("?4", "?5")
 );
 
+/// ?1 tenant, ?2 account id, ?3 detail, ?4 now, ?5 nonce, ?6 invocation id: the (re)connect in
+/// the org's activity log.
+pub const RECORD_CONNECT_ACTIVITY: &str = concat!(
+    "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT id, NULL, 'org.connected', ?3, ?4 FROM organizations \
+     WHERE tenant_id = ?1 AND provider = 'github' AND account_id = ?2 AND ",
+    spent_here!("?5", "?6")
+);
+
 /// The columns the portal sees of an organization.
 macro_rules! org_columns {
     () => {
@@ -484,6 +493,7 @@ mod tests {
             SET_RUN_REMOVED,
             START_SYNC_RUN,
             RESUME_ORG_JOBS_ON_CONNECT,
+            RECORD_CONNECT_ACTIVITY,
             LIST_ORGS,
             GET_ORG,
             LIST_REPOS,

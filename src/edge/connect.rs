@@ -178,7 +178,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
     let first_page = crate::github::first_repositories_url(&ctx.config.api_url);
     let status = if suspended { "suspended" } else { "active" };
     let nonce = claims.nonce_hex();
-    let writes = vec![
+    let mut writes = vec![
         ctx.statement(
             sql::UPSERT_ORG,
             &[
@@ -223,6 +223,28 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
         )
         .map_err(internal)?,
     ];
+    let action = match params.action {
+        SetupAction::Update(_) => "update",
+        _ => "install",
+    };
+    let detail = format!(
+        "connected by {} (installation {installation_id}, setup_action={action})",
+        claims.technician
+    );
+    writes.push(
+        ctx.statement(
+            sql::RECORD_CONNECT_ACTIVITY,
+            &[
+                Param::from(&claims.tenant),
+                Param::from(account.id as i64),
+                Param::from(&detail),
+                Param::from(&now),
+                Param::from(&nonce),
+                Param::from(&ctx.invocation),
+            ],
+        )
+        .map_err(internal)?,
+    );
     let results = spend_state_with(ctx, &claims, writes).await?;
     let resumed = results
         .get(2)
