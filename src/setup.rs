@@ -33,6 +33,8 @@ pub enum Refusal {
     InstallationUnknown,
     /// The installation is already connected to another tenant.
     InstallationClaimed,
+    /// The installation is suspended on GitHub: no token can be minted for it.
+    InstallationSuspended,
     GitHubUnavailable,
     Misconfigured,
     Internal,
@@ -47,6 +49,7 @@ impl Refusal {
             Refusal::StateUsed => "state_used",
             Refusal::InstallationUnknown => "installation_unknown",
             Refusal::InstallationClaimed => "installation_claimed",
+            Refusal::InstallationSuspended => "installation_suspended",
             Refusal::GitHubUnavailable => "github_unavailable",
             Refusal::Misconfigured => "misconfigured",
             Refusal::Internal => "internal",
@@ -66,6 +69,7 @@ impl Refusal {
             Refusal::StateUsed => "This connection link was already used. Start again from the portal if the organization is not connected.",
             Refusal::InstallationUnknown => "GitHub does not know this installation. Start again from the portal.",
             Refusal::InstallationClaimed => "This GitHub installation is already connected to another account. Contact support if this is unexpected.",
+            Refusal::InstallationSuspended => "The GitHub App is suspended on this organization. Unsuspend it in the organization's GitHub settings, then use the same link again (or start again from the portal).",
             Refusal::GitHubUnavailable => "GitHub did not answer in time. Nothing was saved; try again in a few minutes.",
             Refusal::Misconfigured => "The gateway is not fully configured. An operator has been told; try again later.",
             Refusal::Internal => "Something went wrong on our side. Nothing was lost; try again.",
@@ -73,13 +77,14 @@ impl Refusal {
     }
 }
 
-const ALL_REFUSALS: [Refusal; 9] = [
+const ALL_REFUSALS: [Refusal; 10] = [
     Refusal::MissingParameters,
     Refusal::StateExpired,
     Refusal::StateInvalid,
     Refusal::StateUsed,
     Refusal::InstallationUnknown,
     Refusal::InstallationClaimed,
+    Refusal::InstallationSuspended,
     Refusal::GitHubUnavailable,
     Refusal::Misconfigured,
     Refusal::Internal,

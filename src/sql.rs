@@ -104,7 +104,9 @@ const FOLLOW_GITHUB: &str = "name = excluded.name, full_name = excluded.full_nam
      html_url = coalesce(excluded.html_url, repositories.html_url), archived = excluded.archived, \
      visibility = coalesce(excluded.visibility, repositories.visibility), updated_at = excluded.updated_at";
 
-const SET_REPOSITORIES: &str = "FROM json_each(?2) AS j JOIN repositories AS r \
+/// `CROSS JOIN` keeps `json_each` the outer loop: one index lookup per page entry instead of a
+/// scan of the org's repositories per entry (SQLite would otherwise choose the latter).
+const SET_REPOSITORIES: &str = "FROM json_each(?2) AS j CROSS JOIN repositories AS r \
      ON r.org_id = ?1 AND r.github_id = json_extract(j.value, '$.id')";
 
 impl RepositorySet {
@@ -298,9 +300,14 @@ pub const REMOVE_UNSEEN: &str = concat!(
     unseen!()
 );
 
-/// ?1 org, ?2 run id, ?3 repositories removed.
+/// ?1 org, ?2 run id, ?3 repositories removed, ?4 now.
 pub const SET_RUN_REMOVED: &str =
-    "UPDATE enumeration_runs SET removed = ?3 WHERE org_id = ?1 AND run_id = ?2";
+    "UPDATE enumeration_runs SET removed = ?3, updated_at = ?4 WHERE org_id = ?1 AND run_id = ?2";
+
+/// ?1 org, ?2 run id, ?3 repositories removed, ?4 now: the completed run in the activity log.
+pub const RECORD_RUN_ACTIVITY: &str = "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT ?1, NULL, 'sync.completed', 'repositories enumerated: ' || found || ' found, ' || added || ' new, ' \
+         || ?3 || ' removed', ?4 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2";
 
 /// ?1 org, ?2 run id, ?3 first page URL, ?4 now: a sync run (manual or scheduled).
 pub const START_SYNC_RUN: &str =
@@ -491,6 +498,7 @@ mod tests {
             PAUSE_UNSEEN_JOBS,
             REMOVE_UNSEEN,
             SET_RUN_REMOVED,
+            RECORD_RUN_ACTIVITY,
             START_SYNC_RUN,
             RESUME_ORG_JOBS_ON_CONNECT,
             RECORD_CONNECT_ACTIVITY,

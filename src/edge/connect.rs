@@ -7,8 +7,8 @@
 //! 1. the state: signature and expiry (pure), then present in KV (else expired / used);
 //! 2. `request`: spend the state and record the pending request → `pending`;
 //! 3. `install` / `update`: App JWT → `GET /app/installations/{id}` (unknown → refused), an
-//!    installation token, the account's display name; an installation that another tenant holds
-//!    is refused. Only then is anything written;
+//!    installation token, the account's display name; an installation that another tenant holds,
+//!    or one suspended on GitHub, is refused. Only then is anything written;
 //! 4. one D1 transaction spends the state (single use) and, only if this invocation spent it,
 //!    upserts the organization (a reconnect keeps its settings, re-activates it and resumes its
 //!    paused backup jobs through the dispatcher) and starts a new enumeration run; pages are then
@@ -147,28 +147,22 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
         .await
         .map_err(github_refusal)?;
     ensure_not_claimed(ctx, installation_id, &claims.tenant).await?;
-    let suspended = installation.suspended_at.is_some();
-    let token = if suspended {
-        None
-    } else {
-        Some(
-            github_client::installation_token(ctx, &jwt, installation_id)
-                .await
-                .map_err(github_refusal)?,
-        )
-    };
-    let display_name = match &token {
-        Some(token) => match github_client::profile(ctx, token, &installation.account).await {
-            Ok(profile) => profile.name,
-            Err(e) => {
-                worker::console_warn!(
-                    "display name of {} unavailable: {e}",
-                    installation.account.login
-                );
-                None
-            }
-        },
-        None => None,
+    if installation.suspended_at.is_some() {
+        // No token can be minted for it; nothing is written and the link stays usable.
+        return Err(Refusal::InstallationSuspended);
+    }
+    let token = github_client::installation_token(ctx, &jwt, installation_id)
+        .await
+        .map_err(github_refusal)?;
+    let display_name = match github_client::profile(ctx, &token, &installation.account).await {
+        Ok(profile) => profile.name,
+        Err(e) => {
+            worker::console_warn!(
+                "display name of {} unavailable: {e}",
+                installation.account.login
+            );
+            None
+        }
     };
 
     let account = &installation.account;
@@ -176,7 +170,6 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
     let new_org_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
     let now = crate::time::rfc3339(ctx.now);
     let first_page = crate::github::first_repositories_url(&ctx.config.api_url);
-    let status = if suspended { "suspended" } else { "active" };
     let nonce = claims.nonce_hex();
     let mut writes = vec![
         ctx.statement(
@@ -190,7 +183,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
                 Param::from(account.avatar_url.as_deref()),
                 Param::from(&account.kind),
                 Param::from(installation_id as i64),
-                Param::from(status),
+                Param::from("active"),
                 Param::from(&claims.technician),
                 Param::from(&now),
                 Param::from(&nonce),
@@ -271,19 +264,14 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
             .map_err(internal)?;
     }
 
-    let progress = match token {
-        Some(token) => {
-            let target = Target {
-                org_id: &org_id,
-                installation_id,
-                run_id: &run_id,
-            };
-            enumerate::run(ctx, &token, &target, first_page)
-                .await
-                .map_err(internal)?
-        }
-        None => enumerate::Progress::default(),
+    let target = Target {
+        org_id: &org_id,
+        installation_id,
+        run_id: &run_id,
     };
+    let progress = enumerate::run(ctx, &token, &target, first_page)
+        .await
+        .map_err(internal)?;
     Ok(SetupOutcome::Connected {
         org_id,
         login: account.login.clone(),

@@ -17,8 +17,9 @@ use url::Url;
 
 /// Subrequests one page costs without retries.
 const PAGE_COST: u32 = 3;
-/// Kept back for handing the rest to the queue.
-const RESERVE: u32 = 2;
+/// Kept back after the last page an invocation takes: one subrequest to hand the rest to the
+/// queue or to record the finished run, and room for a retry.
+const RESERVE: u32 = 3;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -111,51 +112,39 @@ pub async fn run(
             None => {
                 progress.complete = true;
                 progress.removed = applied.removed;
-                finish(ctx, target, applied.removed).await?;
+                finish(ctx, target, applied.removed).await;
                 return Ok(progress);
             }
         }
     }
 }
 
-/// Records what the completed run removed, and the run in the org's activity log.
-async fn finish(ctx: &Ctx, target: &Target<'_>, removed: u64) -> Result<(), Internal> {
-    #[derive(Deserialize)]
-    struct Totals {
-        found: i64,
-        added: i64,
-    }
+/// Records what the completed run removed, and the run in the org's activity log, in one
+/// subrequest. The run itself is already complete: a failure here is logged, not raised.
+async fn finish(ctx: &Ctx, target: &Target<'_>, removed: u64) {
     let now = crate::time::rfc3339(ctx.now);
-    let totals: Vec<Totals> = ctx
-        .rows(
-            "SELECT found, added FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2",
-            &[Param::from(target.org_id), Param::from(target.run_id)],
-        )
-        .await?;
-    let (found, added) = totals.first().map_or((0, 0), |t| (t.found, t.added));
-    let detail = format!("repositories enumerated: {found} found, {added} new, {removed} removed");
-    ctx.batch(vec![
-        ctx.statement(
-            sql::SET_RUN_REMOVED,
-            &[
-                Param::from(target.org_id),
-                Param::from(target.run_id),
-                Param::from(removed as i64),
-            ],
-        )?,
-        ctx.statement(
-            sql::RECORD_ACTIVITY,
-            &[
-                Param::from(target.org_id),
-                Param::Null,
-                Param::from("sync.completed"),
-                Param::from(&detail),
-                Param::from(&now),
-            ],
-        )?,
-    ])
-    .await
-    .map(|_| ())
+    let params = [
+        Param::from(target.org_id),
+        Param::from(target.run_id),
+        Param::from(removed as i64),
+        Param::from(&now),
+    ];
+    let statements = [sql::SET_RUN_REMOVED, sql::RECORD_RUN_ACTIVITY]
+        .into_iter()
+        .map(|s| ctx.statement(s, &params))
+        .collect::<Result<Vec<_>, _>>();
+    let recorded = match statements {
+        Ok(statements) => ctx.batch(statements).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
+        worker::console_warn!(
+            "run {} of org {} not recorded: {}",
+            target.run_id,
+            target.org_id,
+            e.0
+        );
+    }
 }
 
 struct Applied {

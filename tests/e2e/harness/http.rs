@@ -1,0 +1,197 @@
+//! A small HTTP client for the suite (ureq, redirects never followed, loopback only) and the
+//! parsing of the setup callback's `303 Location` into an outcome.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// One HTTP answer, whatever its status.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics (with the body) when it is not JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "expected a JSON body ({e}); status {} body {:?}",
+                self.status, self.body
+            )
+        })
+    }
+}
+
+/// Never follows redirects; refuses any URL that is not on 127.0.0.1.
+#[derive(Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            agent: ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout(Duration::from_secs(120))
+                .user_agent("onecode-e2e")
+                .build(),
+        }
+    }
+}
+
+impl Http {
+    pub fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Resp {
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "the suite only talks to 127.0.0.1, not {url}"
+        );
+        let mut request = self.agent.request(method, url);
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let result = match body {
+            Some(body) => request
+                .set("content-type", "application/json")
+                .send_string(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("{method} {url}: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|name| {
+                let value = response.header(&name)?.to_string();
+                Some((name.to_ascii_lowercase(), value))
+            })
+            .collect();
+        let mut body = String::new();
+        response
+            .into_reader()
+            .read_to_string(&mut body)
+            .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"));
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, url: &str) -> Resp {
+        self.request("GET", url, &[], None)
+    }
+}
+
+/// `/connect/github/done?…`: what the technician is told after connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub org_id: String,
+    pub org: String,
+    pub repos: u64,
+    pub added: u64,
+    pub complete: bool,
+}
+
+/// Where the setup callback sent the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done(Done),
+    Pending,
+    Refused(String),
+    /// Anything else (the Location, verbatim).
+    Other(String),
+}
+
+/// The answer to `GET /github/setup`.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub status: u16,
+    pub location: String,
+}
+
+impl Callback {
+    pub fn outcome(&self) -> Outcome {
+        if self.status != 303 {
+            return Outcome::Other(format!("status {} ({})", self.status, self.location));
+        }
+        parse_location(&self.location)
+    }
+
+    /// The `done` redirect; panics with the Location otherwise.
+    #[track_caller]
+    pub fn done(&self) -> Done {
+        match self.outcome() {
+            Outcome::Done(done) => done,
+            other => panic!(
+                "expected /connect/github/done, got {other:?} (Location: {})",
+                self.location
+            ),
+        }
+    }
+
+    /// Asserts a refusal with `reason`.
+    #[track_caller]
+    pub fn assert_refused(&self, reason: &str) {
+        assert_eq!(
+            self.outcome(),
+            Outcome::Refused(reason.to_string()),
+            "Location: {}",
+            self.location
+        );
+    }
+}
+
+fn parse_location(location: &str) -> Outcome {
+    let (path, query) = location.split_once('?').unwrap_or((location, ""));
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let number = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+    match path {
+        "/connect/github/done" => {
+            let done = (|| {
+                Some(Done {
+                    org_id: get("org_id")?,
+                    org: get("org")?,
+                    repos: number("repos")?,
+                    added: number("added")?,
+                    complete: match get("complete")?.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return None,
+                    },
+                })
+            })();
+            done.map_or_else(|| Outcome::Other(location.to_string()), Outcome::Done)
+        }
+        "/connect/github/pending" if query.is_empty() => Outcome::Pending,
+        "/connect/github/error" => {
+            get("reason").map_or_else(|| Outcome::Other(location.to_string()), Outcome::Refused)
+        }
+        _ => Outcome::Other(location.to_string()),
+    }
+}

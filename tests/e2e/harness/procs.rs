@@ -1,0 +1,125 @@
+//! Child processes of the suite: free loopback ports, spawning (wrangler in its own process
+//! group so its node and workerd children can be stopped together), stopping, and a watchdog
+//! that cleans up if the test process itself dies (Ctrl-C, SIGKILL, a panic outside a test).
+//!
+//! Signals go through the `kill` command, so no libc binding is needed.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, read, released: the caller binds it right after).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Sends `signal` (e.g. `-TERM`, `-0`) to `target` (a pid, or `-<pgid>` for a group).
+fn kill(signal: &str, target: &str) -> bool {
+    Command::new("kill")
+        .args([signal, "--", target])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A spawned process the suite owns.
+pub struct Managed {
+    pub name: &'static str,
+    child: Child,
+    /// Leads its own process group: stopping it signals the whole group.
+    group: bool,
+}
+
+impl Managed {
+    /// Spawns `command` as the leader of a new process group.
+    pub fn spawn_group(name: &'static str, command: &mut Command) -> io::Result<Managed> {
+        command.process_group(0);
+        Ok(Managed {
+            name,
+            child: command.spawn()?,
+            group: true,
+        })
+    }
+
+    /// Spawns `command` in the test process's own group (it gets the terminal's Ctrl-C too).
+    pub fn spawn(name: &'static str, command: &mut Command) -> io::Result<Managed> {
+        Ok(Managed {
+            name,
+            child: command.spawn()?,
+            group: false,
+        })
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What `kill` addresses to reach this process (and its group).
+    pub fn kill_target(&self) -> String {
+        if self.group {
+            format!("-{}", self.pid())
+        } else {
+            self.pid().to_string()
+        }
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// TERM, up to `grace` for the process (and its group) to go, then KILL; reaps the child.
+    pub fn stop(&mut self, grace: Duration) {
+        let target = self.kill_target();
+        kill("-TERM", &target);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            let reaped = self.exited().is_some();
+            let group_gone = !self.group || !kill("-0", &target);
+            if reaped && group_gone {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "e2e: {} did not stop within {grace:?}; killing it",
+            self.name
+        );
+        kill("-KILL", &target);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a detached shell that waits for this test process to exit and then stops `targets`
+/// (as given by [`Managed::kill_target`]) and removes `dir` (unless `None`). It runs in its
+/// own process group so that a Ctrl-C aimed at the tests does not stop it first.
+pub fn watchdog(targets: &[String], dir: Option<&Path>) -> io::Result<Managed> {
+    const SCRIPT: &str = r#"parent=$1; dir=$2; shift 2
+while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+for t in "$@"; do kill -TERM -- "$t" 2>/dev/null; done
+sleep 3
+for t in "$@"; do kill -KILL -- "$t" 2>/dev/null; done
+if [ -n "$dir" ]; then rm -rf -- "$dir"; fi"#;
+    let dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", SCRIPT, "onecode-e2e-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .args(targets)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // `sh -c SCRIPT NAME ARGS...`: NAME becomes $0, so the parent pid is $1.
+    Managed::spawn_group("watchdog", &mut command)
+}

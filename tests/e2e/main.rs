@@ -1,0 +1,213 @@
+//! End-to-end tests of onecode-edge: the real worker under `wrangler dev` (workerd with local
+//! D1, KV and Queues) against the project's GitHub emulator, driven over HTTP on 127.0.0.1.
+//!
+//! Run with `cargo test --test e2e` (or `scripts/test --test e2e`); filters work as usual
+//! (`cargo test --test e2e -- state_`). The first run builds the worker, which is slow.
+//! Set `ONECODE_E2E_KEEP=1` to keep the run's temporary directory (logs, D1, KV).
+//!
+//! - `harness/`: the shared fixture (processes, HTTP, emulator admin, D1/KV reads, polling);
+//! - `connect.rs`: connecting installations of 0 to 10,000 repositories, update, reconnect,
+//!   pending approval, claimed and unknown installations;
+//! - `state.rs`: every way a state token can be refused, replays included;
+//! - `portal.rs`: portal authentication failures and API routing errors;
+//! - `faults.rs`: GitHub failing or rate limiting in the middle of an enumeration;
+//! - `hygiene.rs`: run last, over everything the suite did: no installation token stored or
+//!   logged, the right credential on every GitHub call, no invocation over the subrequest limit;
+//! - `sql_plans.rs`: the D1 page statements' query plans (native, no worker).
+//!
+//! Scheduling: the tests share one worker and one emulator and run in parallel
+//! (`--test-threads`, default: the number of CPUs). Fault rules are global to the emulator and
+//! some checks count global state, so such tests hold a write lock that keeps every other
+//! worker test out while they run; `hygiene` tests start only once every other selected test
+//! has finished.
+
+mod connect;
+mod faults;
+mod harness;
+mod hygiene;
+mod portal;
+mod sql_plans;
+mod state;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use harness::Stack;
+use libtest_mimic::{Arguments, Trial};
+
+/// How a test may overlap with others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Changes or counts state global to the stack (fault rules, all KV entries): runs alone.
+    Exclusive,
+    /// Uses its own tenants and installations: runs alongside other shared tests.
+    Shared,
+    /// Needs no worker.
+    Native,
+    /// Inspects everything the other tests did: runs after all of them, alone.
+    Last,
+}
+
+pub enum Body {
+    Stack(fn(&Stack)),
+    Native(fn()),
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub body: Body,
+}
+
+impl Case {
+    pub fn shared(name: &'static str, f: fn(&Stack)) -> Case {
+        Case {
+            name,
+            kind: Kind::Shared,
+            body: Body::Stack(f),
+        }
+    }
+
+    pub fn exclusive(name: &'static str, f: fn(&Stack)) -> Case {
+        Case {
+            name,
+            kind: Kind::Exclusive,
+            body: Body::Stack(f),
+        }
+    }
+
+    pub fn last(name: &'static str, f: fn(&Stack)) -> Case {
+        Case {
+            name,
+            kind: Kind::Last,
+            body: Body::Stack(f),
+        }
+    }
+
+    pub fn native(name: &'static str, f: fn()) -> Case {
+        Case {
+            name,
+            kind: Kind::Native,
+            body: Body::Native(f),
+        }
+    }
+}
+
+/// Shared tests hold it for reading, exclusive and last ones for writing.
+static GATE: RwLock<()> = RwLock::new(());
+/// Selected tests that are not `Last` and have not finished yet.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a test as finished when dropped (also when the test panics).
+struct Finished(Kind);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if self.0 != Kind::Last {
+            PENDING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn wait_for_the_others() {
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
+    while PENDING.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+thread_local! {
+    /// Where the current thread last panicked (set by the panic hook installed in `main`).
+    static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Where this thread last panicked, if it did.
+pub fn panic_location() -> Option<String> {
+    PANICKED_AT.with(|p| p.borrow_mut().take())
+}
+
+/// Panics are reported once, in the failure summary, with their location (tests run in
+/// parallel, so the default hook's immediate output would interleave).
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| l.to_string());
+        PANICKED_AT.with(|p| *p.borrow_mut() = location);
+    }));
+}
+
+fn trial(case: Case) -> Trial {
+    let Case { name, kind, body } = case;
+    Trial::test(name, move || {
+        let _finished = Finished(kind);
+        std::panic::catch_unwind(AssertUnwindSafe(|| run(kind, body))).map_err(|payload| {
+            let at = panic_location().unwrap_or_else(|| "?".into());
+            format!("{}\n  at {at}", panic_message(payload.as_ref())).into()
+        })
+    })
+}
+
+fn run(kind: Kind, body: Body) {
+    match body {
+        Body::Native(f) => f(),
+        Body::Stack(f) => {
+            if kind == Kind::Last {
+                wait_for_the_others();
+            }
+            let stack = harness::stack();
+            let _gate = match kind {
+                Kind::Shared => (
+                    Some(GATE.read().unwrap_or_else(PoisonError::into_inner)),
+                    None,
+                ),
+                _ => (
+                    None,
+                    Some(GATE.write().unwrap_or_else(PoisonError::into_inner)),
+                ),
+            };
+            f(stack);
+        }
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    quiet_panics();
+    let mut cases: Vec<Case> = [
+        portal::cases(),
+        faults::cases(),
+        connect::cases(),
+        state::cases(),
+        sql_plans::cases(),
+        hygiene::cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // Exclusive tests first (short, and then out of the way), then the shared ones (the
+    // longest, 10,000 repositories, leads its module), native, and the final inspections.
+    cases.sort_by_key(|c| c.kind);
+    let kinds: Vec<Kind> = cases.iter().map(|c| c.kind).collect();
+    let trials: Vec<Trial> = cases.into_iter().map(trial).collect();
+    let pending = trials
+        .iter()
+        .zip(&kinds)
+        .filter(|(t, k)| **k != Kind::Last && !args.is_filtered_out(t) && !args.is_ignored(t))
+        .count();
+    PENDING.store(pending, Ordering::SeqCst);
+    let conclusion = libtest_mimic::run(&args, trials);
+    harness::shutdown(conclusion.has_failed());
+    conclusion.exit();
+}
