@@ -108,8 +108,8 @@ fn rsa_private_key_sequence(der: &[u8]) -> Result<(), KeyError> {
 }
 
 /// The pure-Rust signer (`jwt-compact` + `rsa`), for tests and the benchmark. Not compiled into
-/// the deployed worker (only into the `bench-signing` benchmark build).
-#[cfg(any(not(target_arch = "wasm32"), feature = "bench-signing"))]
+/// the deployed worker (only into the `bench` benchmark build).
+#[cfg(any(not(target_arch = "wasm32"), feature = "bench"))]
 pub mod native {
     use super::AppJwtClaims;
     use chrono::{TimeZone, Utc};

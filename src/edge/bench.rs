@@ -1,4 +1,4 @@
-//! `GET /_bench/sign?impl=webcrypto|rust|compare&n=N`: only in the `bench-signing` build that
+//! `GET /_bench/sign?impl=webcrypto|rust|compare&n=N`: only in the `bench` build that
 //! `scripts/bench` runs, never deployed. Signs `n` App JWTs with one implementation so the
 //! benchmark can time pure-Rust RS256 against WebCrypto inside workerd (from outside: workerd's
 //! clock does not advance during CPU work); `compare` signs the same claims both ways and says

@@ -13,7 +13,7 @@
 //! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
 //! request and reset the isolate, so nothing below unwraps.
 
-#[cfg(feature = "bench-signing")]
+#[cfg(feature = "bench")]
 mod bench;
 mod bindings;
 mod connect;
@@ -100,7 +100,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let (route, id) = match routes::resolve(&method, &path) {
         Resolved::Found(route, id) => (route, id.unwrap_or_default().to_string()),
         Resolved::MethodNotAllowed => return problem(&Problem::MethodNotAllowed),
-        #[cfg(feature = "bench-signing")]
+        #[cfg(feature = "bench")]
         Resolved::NotFound if path == "/_bench/sign" => match Ctx::new(env) {
             Ok(ctx) => return answer(bench::sign(&ctx, &query).await),
             Err(p) => return problem(&p),
@@ -143,7 +143,13 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     match route {
         RouteId::GithubSetup => {
             let outcome = connect::setup(&ctx, &query).await;
-            return see_other(&redirect_location(ctx.config.portal_url.as_ref(), &outcome));
+            let response = see_other(&redirect_location(ctx.config.portal_url.as_ref(), &outcome));
+            #[cfg(feature = "bench")]
+            if let Ok(r) = &response {
+                r.headers()
+                    .set("x-onecode-subrequests", &ctx.budget.used().to_string())?;
+            }
+            return response;
         }
         RouteId::GithubWebhooks => {
             return match webhooks::receive(&ctx, &mut req).await {

@@ -335,6 +335,10 @@ impl Stack {
         let t0 = Instant::now();
         let mut build = Command::new(root.join("scripts/build-worker"));
         build.current_dir(&root).env_remove("ONECODE_FEATURES");
+        // The benchmark (benches/gateway.rs) asks for its instrumented build this way.
+        if let Some(features) = std::env::var_os("ONECODE_BENCH_FEATURES") {
+            build.env("ONECODE_FEATURES", features);
+        }
         run_logged(&mut build, &dir.join("build.log"), "scripts/build-worker")?;
         eprintln!("e2e: worker built in {:.0?}", t0.elapsed());
 

@@ -1,0 +1,343 @@
+//! `scripts/bench`: the gateway's figures, printed (nothing is asserted: correctness is the
+//! test suite's job). It reuses the end-to-end fixture (`tests/e2e/harness`): the GitHub
+//! emulator and the worker under `wrangler dev`, built with the `bench` feature, on loopback.
+//!
+//! 1. Bundle: raw and gzipped size of the deployable bundle (built without the feature).
+//! 2. App JWT: WebCrypto vs pure-Rust RS256 inside workerd, per signature, and whether both
+//!    produce the same token (`GET /_bench/sign`). workerd's clock does not advance during CPU
+//!    work, so times are taken from outside: (n signatures - 0 signatures) / n.
+//! 3. Connect callback for 200, 1,000 and 10,000 repositories: the callback's wall time, its
+//!    subrequests (the worker's own count), GitHub calls per invocation (the emulator's log),
+//!    the time until enumeration completes and until every backup job is received.
+//! 4. Webhooks: signed deliveries of a ~25 KB `push` and a small `repository.created`, from 4
+//!    client threads: requests per second and p50/p99 latency; and the CPU time of verifying
+//!    and parsing one delivery (native Rust, the same code the worker runs).
+
+// The shared end-to-end fixture; the benchmark uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/e2e/harness/mod.rs"]
+mod harness;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use harness::emulator::Inst;
+use harness::Stack;
+use onecode_edge::webhook_signature;
+use serde_json::{json, Value};
+
+/// The harness reports fixture panics with these (the test binary defines richer ones).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+pub fn panic_location() -> Option<String> {
+    None
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; there are no options.
+    bundle();
+    std::env::set_var("ONECODE_BENCH_FEATURES", "bench");
+    let s = harness::stack();
+    signing(s);
+    for (i, repos) in [200u32, 1_000, 10_000].into_iter().enumerate() {
+        callback(s, 9_100 + i as u64, repos);
+    }
+    webhooks(s);
+    harness::shutdown(false);
+}
+
+fn gzip_len(bytes: &[u8]) -> usize {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).expect("gzip");
+    gz.finish().expect("gzip").len()
+}
+
+fn bundle() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new(root.join("scripts/build-worker"))
+        .current_dir(root)
+        .env_remove("ONECODE_FEATURES")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("scripts/build-worker");
+    assert!(status.success(), "scripts/build-worker failed");
+    println!("\n## Bundle (release, deployable: build/)");
+    let mut total = (0, 0);
+    for file in ["index_bg.wasm", "index.js", "worker/shim.mjs"] {
+        let bytes = std::fs::read(root.join("build").join(file)).expect("bundle file");
+        let gz = gzip_len(&bytes);
+        println!("{file:>16}: {:>9} bytes, gzip {:>8} bytes", bytes.len(), gz);
+        total = (total.0 + bytes.len(), total.1 + gz);
+    }
+    println!(
+        "{:>16}: {:>9} bytes, gzip {:>8} bytes ({:.0} KiB gzipped)",
+        "total",
+        total.0,
+        total.1,
+        total.1 as f64 / 1024.0
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn timed_get(s: &Stack, url: &str) -> (f64, harness::http::Resp) {
+    let t0 = Instant::now();
+    let resp = s.http.get(url);
+    (t0.elapsed().as_secs_f64() * 1000.0, resp)
+}
+
+fn signing(s: &Stack) {
+    println!("\n## App JWT signature inside workerd (wall time from outside, median)");
+    let url = |imp: &str, n: u32| format!("{}/_bench/sign?impl={imp}&n={n}", s.worker);
+    let compare = s.http.get(&url("compare", 1)).json();
+    println!(
+        "WebCrypto and pure-Rust tokens identical: {}",
+        compare["identical"]
+    );
+    const N: u32 = 40;
+    for imp in ["webcrypto", "rust"] {
+        s.http.get(&url(imp, 2)); // warm-up: key import, code paths
+        let base = median((0..9).map(|_| timed_get(s, &url(imp, 0)).0).collect());
+        let full = median((0..5).map(|_| timed_get(s, &url(imp, N)).0).collect());
+        println!(
+            "{imp:>10}: {:.2} ms per signature ({N} in {full:.1} ms, empty request {base:.1} ms)",
+            (full - base) / N as f64
+        );
+    }
+}
+
+fn callback(s: &Stack, installation_id: u64, repos: u32) {
+    let login = format!("bench-{repos}");
+    let tenant = format!("tenant-bench-{repos}");
+    s.emulator
+        .put_installation(&Inst::org(installation_id, &login, repos));
+    let install_url = s.connect(&tenant);
+    let setup = s.walk_install(&install_url, installation_id);
+    let (ms, resp) = timed_get(s, &setup);
+    let redirected = Instant::now();
+    let location = resp.header("location").unwrap_or_default().to_string();
+    let subrequests = resp
+        .header("x-onecode-subrequests")
+        .unwrap_or("?")
+        .to_string();
+    let org_id =
+        url::form_urlencoded::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes())
+            .find(|(k, _)| k == "org_id")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("not connected: {location}"));
+    let (recorded, complete) = {
+        let q: HashMap<_, _> =
+            url::form_urlencoded::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes())
+                .into_owned()
+                .collect();
+        (
+            q.get("repos").cloned().unwrap_or_default(),
+            q.get("complete").cloned().unwrap_or_default(),
+        )
+    };
+    let run = harness::poll_until(Duration::from_secs(600), "enumeration complete", || {
+        s.store
+            .run(&org_id)
+            .filter(|r| r.status == "complete")
+            .ok_or_else(|| format!("{:?}", s.store.run(&org_id)))
+    });
+    let enumerated = redirected.elapsed();
+    harness::poll_until(Duration::from_secs(600), "every job received", || {
+        let received = s.store.count(
+            "SELECT count(*) FROM backup_jobs WHERE org_id = ?1 AND status = 'received'",
+            [org_id.as_str()],
+        );
+        (received == i64::from(repos))
+            .then_some(())
+            .ok_or(format!("{received} received"))
+    });
+    let received = redirected.elapsed();
+    let mut per_invocation: HashMap<String, usize> = HashMap::new();
+    for call in s.emulator.worker_requests(installation_id) {
+        *per_invocation
+            .entry(call.invocation.unwrap_or_default())
+            .or_default() += 1;
+    }
+    let max_calls = per_invocation.values().max().copied().unwrap_or(0);
+    println!("\n## Connect callback, {repos} repositories");
+    println!("callback: {ms:.0} ms wall, {subrequests} subrequests (worker's count, limit 50); redirect said repos={recorded} complete={complete}");
+    println!(
+        "enumeration complete {:.1} s after the redirect ({} pages, {} found); every job received after {:.1} s",
+        enumerated.as_secs_f64(),
+        run.pages,
+        run.found,
+        received.as_secs_f64()
+    );
+    println!(
+        "GitHub calls: {} invocations, at most {max_calls} calls in one",
+        per_invocation.len()
+    );
+}
+
+/// The octokit `push` example, padded with commits that touch dependency files to ~25 KB.
+fn push_payload(installation_id: u64, repo_id: i64) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(
+            root.join("node_modules/@octokit/webhooks-examples/api.github.com/index.json"),
+        )
+        .expect("octokit examples"),
+    )
+    .expect("examples JSON");
+    let mut push = index
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["name"] == "push"))
+        .and_then(|e| e["examples"].get(0))
+        .cloned()
+        .expect("a push example");
+    push["installation"] = json!({ "id": installation_id });
+    push["repository"]["id"] = json!(repo_id);
+    let template = push["commits"].get(0).cloned().unwrap_or_else(|| json!({}));
+    let mut commits = Vec::new();
+    let mut i = 0;
+    while serde_json::to_vec(&push).map(|v| v.len()).unwrap_or(0) < 25_000 {
+        let mut c = template.clone();
+        c["id"] = json!(format!("{i:040x}"));
+        c["message"] = json!(format!("Bump dependencies, part {i}"));
+        c["modified"] = json!([
+            format!("services/s{i}/Cargo.toml"),
+            format!("services/s{i}/src/lib.rs")
+        ]);
+        c["added"] = json!([]);
+        c["removed"] = json!([]);
+        commits.push(c);
+        push["commits"] = json!(commits);
+        i += 1;
+    }
+    serde_json::to_vec(&push).expect("push JSON")
+}
+
+fn webhook_secret(s: &Stack) -> String {
+    s.secrets
+        .get("GITHUB_WEBHOOK_SECRET")
+        .expect("webhook secret")
+        .to_string()
+}
+
+/// One signed delivery (raw bytes, so the body is exactly what was signed).
+fn deliver(s: &Stack, agent: &ureq::Agent, event: &str, body: &[u8]) -> (f64, u16) {
+    assert!(s.worker.starts_with("http://127.0.0.1:"));
+    let signature = webhook_signature::sign(&webhook_secret(s), body);
+    let delivery = format!("bench-{}", uuid_like());
+    let t0 = Instant::now();
+    let status = match agent
+        .post(&format!("{}/github/webhooks", s.worker))
+        .set("content-type", "application/json")
+        .set("x-github-event", event)
+        .set("x-github-delivery", &delivery)
+        .set("x-hub-signature-256", &signature)
+        .send_bytes(body)
+    {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => {
+            let status = r.status();
+            let _ = r.into_string();
+            status
+        }
+        Err(e) => panic!("delivery: {e}"),
+    };
+    (t0.elapsed().as_secs_f64() * 1000.0, status)
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn load(s: &Stack, event: &str, bodies: &[Vec<u8>], threads: usize) {
+    let t0 = Instant::now();
+    let latencies: Vec<(f64, u16)> = std::thread::scope(|scope| {
+        let chunks: Vec<_> = bodies.chunks(bodies.len().div_ceil(threads)).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let agent = ureq::AgentBuilder::new().redirects(0).build();
+                    chunk
+                        .iter()
+                        .map(|b| deliver(s, &agent, event, b))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    let mut ms: Vec<f64> = latencies.iter().map(|(m, _)| *m).collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let statuses: std::collections::BTreeMap<u16, usize> =
+        latencies.iter().fold(Default::default(), |mut m, (_, st)| {
+            *m.entry(*st).or_default() += 1;
+            m
+        });
+    println!(
+        "{event} ({} bytes): {} deliveries, {threads} threads: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {statuses:?}",
+        bodies[0].len(),
+        bodies.len(),
+        bodies.len() as f64 / wall,
+        ms[ms.len() / 2],
+        ms[ms.len() * 99 / 100],
+    );
+}
+
+fn webhooks(s: &Stack) {
+    println!("\n## Webhook deliveries through wrangler dev");
+    // The 200-repository org connected above receives them; its first repository is pushed to.
+    let installation_id = 9_100;
+    let repo_id = (installation_id * 1_000_000 + 1) as i64;
+    let push = push_payload(installation_id, repo_id);
+    let created: Vec<Vec<u8>> = (0..400)
+        .map(|i| {
+            serde_json::to_vec(&json!({
+                "action": "created",
+                "installation": { "id": installation_id },
+                "repository": { "id": 800_000_000 + i, "name": format!("new-{i}"), "full_name": format!("bench-200/new-{i}"), "private": true, "default_branch": "main" },
+                "sender": { "login": "bench" }
+            }))
+            .expect("JSON")
+        })
+        .collect();
+    load(s, "push", &vec![push.clone(); 400], 4);
+    load(s, "repository", &created, 4);
+
+    println!("\n## CPU per verified delivery (native, release: verify HMAC + parse)");
+    let secrets = vec![webhook_secret(s)];
+    for (event, body) in [("push", &push), ("repository", &created[0])] {
+        let signature = webhook_signature::sign(&secrets[0], body);
+        let n = 2_000;
+        let t0 = Instant::now();
+        for _ in 0..n {
+            webhook_signature::verify(&secrets, Some(&signature), None, body).expect("verifies");
+            std::hint::black_box(onecode_edge::webhook_events::parse(event, body).expect("parses"));
+        }
+        println!(
+            "{event:>10} ({} bytes): {:.1} µs",
+            body.len(),
+            t0.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+}
