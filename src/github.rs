@@ -114,20 +114,28 @@ pub enum LinkError {
     ForeignOrigin,
 }
 
-/// The `rel="next"` target of a `Link` header, checked to stay on the API's origin.
+/// The `rel="next"` target of a `Link` header (RFC 8288, relative targets resolved against the
+/// API base), checked to stay on the API's origin. A non-empty header with no parsable link is
+/// malformed rather than "no next page": ending early would make a sync believe every later
+/// repository was removed.
 pub fn next_page(link: Option<&str>, api: &Url) -> Result<Option<Url>, LinkError> {
     let Some(link) = link.filter(|l| !l.trim().is_empty()) else {
         return Ok(None);
     };
-    let rels = parse_link_header::parse_with_rel(link).map_err(|_| LinkError::Malformed)?;
-    let Some(next) = rels.get("next") else {
+    let links = http_link::parse_link_header(link, api).map_err(|_| LinkError::Malformed)?;
+    if links.is_empty() {
+        return Err(LinkError::Malformed);
+    }
+    let Some(next) = links
+        .into_iter()
+        .find(|l| l.rel.eq_ignore_ascii_case("next"))
+    else {
         return Ok(None);
     };
-    let url = Url::parse(&next.raw_uri).map_err(|_| LinkError::Malformed)?;
-    if url.origin() != api.origin() {
+    if next.target.origin() != api.origin() {
         return Err(LinkError::ForeignOrigin);
     }
-    Ok(Some(url))
+    Ok(Some(next.target))
 }
 
 /// What to do after a failed GitHub response.
