@@ -250,6 +250,11 @@ mod tests {
             next_page(Some("garbage"), &api()),
             Err(LinkError::Malformed)
         );
+        let relative = r#"</installation/repositories?page=3>; rel="next""#;
+        assert_eq!(
+            next_page(Some(relative), &api()).unwrap().unwrap().as_str(),
+            "http://127.0.0.1:9000/installation/repositories?page=3"
+        );
     }
 
     #[test]
