@@ -279,14 +279,19 @@ pub const MARK_ANALYSIS_RECEIVED: &str =
 
 /// At the end of a complete run (?1 org, ?2 run id, ?3 now): the active repositories the run
 /// did not see and nobody touched since it started are gone from the installation.
+/// Only when the run saw at least as many repositories as GitHub's last page reported in
+/// `total_count` (?4): page-numbered listings can skip an entry when the installation changes
+/// mid-run, and a skipped repository must not be taken for a removed one.
 macro_rules! unseen {
     () => {
         "org_id = ?1 AND status = 'active' AND coalesce(last_seen_run, '') <> ?2 AND updated_at < \
-         (SELECT started_at FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2 AND status = 'complete')"
+         (SELECT started_at FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2 AND status = 'complete' \
+             AND found >= ?4)"
     };
 }
 
-/// ?1 org, ?2 run id, ?3 now: pauses the queued jobs of the repositories about to be removed.
+/// ?1 org, ?2 run id, ?3 now, ?4 GitHub's `total_count`: pauses the queued jobs of the
+/// repositories about to be removed.
 pub const PAUSE_UNSEEN_JOBS: &str = concat!(
     "UPDATE backup_jobs SET status = 'paused', updated_at = ?3 WHERE status = 'queued' AND repository_id IN \
      (SELECT id FROM repositories WHERE ",
@@ -294,7 +299,8 @@ pub const PAUSE_UNSEEN_JOBS: &str = concat!(
     ")"
 );
 
-/// ?1 org, ?2 run id, ?3 now: marks them removed (history kept); `changes` is the count.
+/// ?1 org, ?2 run id, ?3 now, ?4 GitHub's `total_count`: marks them removed (history kept);
+/// `changes` is the count.
 pub const REMOVE_UNSEEN: &str = concat!(
     "UPDATE repositories SET status = 'removed', updated_at = ?3 WHERE ",
     unseen!()
@@ -692,7 +698,13 @@ mod tests {
             ],
         )
         .unwrap();
-        let p = params!["o1", "run2", "2026-02-01T00:00:03Z"];
+        let skipped = params!["o1", "run2", "2026-02-01T00:00:03Z", 3];
+        assert_eq!(
+            db.execute(REMOVE_UNSEEN, skipped).unwrap(),
+            0,
+            "GitHub reported more than the run saw"
+        );
+        let p = params!["o1", "run2", "2026-02-01T00:00:03Z", 1];
         db.execute(PAUSE_UNSEEN_JOBS, p).unwrap();
         assert_eq!(db.execute(REMOVE_UNSEEN, p).unwrap(), 1);
         assert_eq!(

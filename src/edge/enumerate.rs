@@ -83,9 +83,7 @@ pub async fn run(
                 )));
             }
         };
-        let Some(applied) =
-            apply_page(ctx, target, &url, next.as_ref(), &page.repositories).await?
-        else {
+        let Some(applied) = apply_page(ctx, target, &url, next.as_ref(), &page).await? else {
             // Another invocation applied this page (a redelivery): it owns the rest of the run.
             return Ok(progress);
         };
@@ -159,8 +157,9 @@ async fn apply_page(
     target: &Target<'_>,
     url: &Url,
     next: Option<&Url>,
-    repositories: &[crate::github::Repository],
+    page: &crate::github::RepositoryPage,
 ) -> Result<Option<Applied>, Internal> {
+    let repositories = &page.repositories;
     let page_json =
         serde_json::to_string(repositories).map_err(|e| Internal::new("page JSON", e))?;
     let now = crate::time::rfc3339(ctx.now);
@@ -192,8 +191,14 @@ async fn apply_page(
         ctx.statement(sql::STAMP_SYNCED, &stamp)?,
     ];
     if next.is_none() {
-        statements.push(ctx.statement(sql::PAUSE_UNSEEN_JOBS, &stamp)?);
-        statements.push(ctx.statement(sql::REMOVE_UNSEEN, &stamp)?);
+        let unseen = [
+            Param::from(target.org_id),
+            Param::from(target.run_id),
+            Param::from(&now),
+            Param::from(page.total_count as i64),
+        ];
+        statements.push(ctx.statement(sql::PAUSE_UNSEEN_JOBS, &unseen)?);
+        statements.push(ctx.statement(sql::REMOVE_UNSEEN, &unseen)?);
     }
     let results = ctx.batch(statements).await?;
     let advanced = results
