@@ -266,19 +266,8 @@ fn setup_link(setup_url: &Url, params: &[(&str, &str)]) -> String {
     url.into()
 }
 
-fn escape_html(text: &str) -> String {
-    text.chars()
-        .fold(String::with_capacity(text.len()), |mut out, c| {
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                c => out.push(c),
-            }
-            out
-        })
+fn escape_html(text: &str) -> std::borrow::Cow<'_, str> {
+    html_escape::encode_quoted_attribute(text)
 }
 
 fn install_page(em: &Emulator, request: &Request, slug: &str) -> Result<Reply, Reply> {

@@ -94,10 +94,15 @@ pub async fn list(
             ],
         )
         .await?;
+    Ok(cursor_page(items, limit, |o| o.id.clone()))
+}
+
+/// `{"items", "next_cursor"}`: a full page names its last id as the cursor of the next.
+fn cursor_page<T: Serialize>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> Value {
     let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|o| o.id.clone()))
+        .then(|| items.last().map(id))
         .flatten();
-    Ok(json!({ "items": items, "next_cursor": next_cursor }))
+    json!({ "items": items, "next_cursor": next_cursor })
 }
 
 pub async fn get(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Org, Problem> {
@@ -151,10 +156,7 @@ pub async fn repos(
             ],
         )
         .await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|r| r.id.clone()))
-        .flatten();
-    Ok(json!({ "items": items, "next_cursor": next_cursor }))
+    Ok(cursor_page(items, limit, |r| r.id.clone()))
 }
 
 pub async fn sync(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Value, Problem> {
