@@ -6,7 +6,7 @@
 //! (1-3650). Unknown fields are refused, so a typo is not silently ignored.
 
 use crate::problem::Problem;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub const SCHEDULES: [&str; 3] = ["daily", "weekly", "off"];
 pub const STATUSES: [&str; 4] = ["active", "suspended", "disconnected", "pending"];
@@ -22,21 +22,6 @@ pub struct SettingsChange {
     pub retention_days: Option<i64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body {
-    #[serde(default, deserialize_with = "present")]
-    client: Option<Option<String>>,
-    backup_schedule: Option<String>,
-    backup_hour: Option<i64>,
-    retention_days: Option<i64>,
-}
-
-/// Distinguishes `"client": null` (clear) from an absent `client` (keep).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
 fn invalid(field: &str, detail: &str) -> Problem {
     Problem::Unprocessable {
         field: field.to_string(),
@@ -44,56 +29,61 @@ fn invalid(field: &str, detail: &str) -> Problem {
     }
 }
 
+/// Reads the body field by field, so a value of the wrong type is named like one out of range.
 pub fn parse_change(body: &[u8]) -> Result<SettingsChange, Problem> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
-        let field = text.split('`').nth(1).unwrap_or("body").to_string();
-        if e.is_data() {
-            Problem::Unprocessable {
-                field,
-                detail: text,
-            }
-        } else {
-            Problem::BadRequest(format!("body is not valid JSON: {text}"))
-        }
-    })?;
-    if let Some(Some(client)) = &body.client {
-        if client.trim().is_empty()
-            || client.chars().count() > 128
-            || client.chars().any(char::is_control)
-        {
-            return Err(invalid(
-                "client",
-                "must be 1-128 printable characters, or null to clear",
-            ));
-        }
-    }
-    if let Some(schedule) = &body.backup_schedule {
-        if !SCHEDULES.contains(&schedule.as_str()) {
-            return Err(invalid(
-                "backup_schedule",
-                "must be one of daily, weekly, off",
-            ));
-        }
-    }
-    if body.backup_hour.is_some_and(|h| !(0..=23).contains(&h)) {
-        return Err(invalid(
-            "backup_hour",
-            "must be an hour of the day (UTC), 0-23",
-        ));
-    }
-    if body
-        .retention_days
-        .is_some_and(|d| !(1..=3650).contains(&d))
-    {
-        return Err(invalid("retention_days", "must be between 1 and 3650"));
-    }
-    let change = SettingsChange {
-        client: body.client.map(|c| c.map(|s| s.trim().to_string())),
-        backup_schedule: body.backup_schedule,
-        backup_hour: body.backup_hour,
-        retention_days: body.retention_days,
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(invalid("body", "must be a JSON object"));
     };
+    let integer = |name: &str, v: &Value, range: std::ops::RangeInclusive<i64>, detail: &str| {
+        v.as_i64()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| invalid(name, detail))
+    };
+    let mut change = SettingsChange::default();
+    for (name, v) in &fields {
+        match name.as_str() {
+            "client" => {
+                change.client = Some(match v {
+                    Value::Null => None,
+                    Value::String(c) if valid_client(c) => Some(c.trim().to_string()),
+                    _ => {
+                        return Err(invalid(
+                            name,
+                            "must be 1-128 printable characters, or null to clear",
+                        ))
+                    }
+                })
+            }
+            "backup_schedule" => {
+                change.backup_schedule = Some(
+                    v.as_str()
+                        .filter(|s| SCHEDULES.contains(s))
+                        .ok_or_else(|| invalid(name, "must be one of daily, weekly, off"))?
+                        .to_string(),
+                )
+            }
+            "backup_hour" => {
+                change.backup_hour = Some(integer(
+                    name,
+                    v,
+                    0..=23,
+                    "must be an hour of the day (UTC), 0-23",
+                )?)
+            }
+            "retention_days" => {
+                change.retention_days =
+                    Some(integer(name, v, 1..=3650, "must be between 1 and 3650")?)
+            }
+            other => {
+                return Err(invalid(
+                    other,
+                    "is not a setting (client, backup_schedule, backup_hour, retention_days)",
+                ))
+            }
+        }
+    }
     if change == SettingsChange::default() {
         return Err(invalid(
             "body",
@@ -101,6 +91,12 @@ pub fn parse_change(body: &[u8]) -> Result<SettingsChange, Problem> {
         ));
     }
     Ok(change)
+}
+
+fn valid_client(client: &str) -> bool {
+    !client.trim().is_empty()
+        && client.chars().count() <= 128
+        && !client.chars().any(char::is_control)
 }
 
 /// A query filter that must be one of `allowed` when present.
@@ -173,7 +169,12 @@ mod tests {
             (r#"{"backup_hour":-1}"#, "backup_hour"),
             (r#"{"retention_days":0}"#, "retention_days"),
             (r#"{"retention_days":3651}"#, "retention_days"),
-            (r#"{"retention_days":"90"}"#, "body"),
+            (r#"{"retention_days":"90"}"#, "retention_days"),
+            (r#"{"retention_days":90.5}"#, "retention_days"),
+            (r#"{"backup_hour":"2"}"#, "backup_hour"),
+            (r#"{"backup_schedule":true}"#, "backup_schedule"),
+            (r#"{"client":{"name":"Acme"}}"#, "client"),
+            (r#"[1]"#, "body"),
             (r#"{"client":""}"#, "client"),
             (r#"{"retention":90}"#, "retention"),
             (r#"{}"#, "body"),

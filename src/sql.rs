@@ -313,7 +313,7 @@ pub const SET_RUN_REMOVED: &str =
 /// ?1 org, ?2 run id, ?3 repositories removed, ?4 now: the completed run in the activity log.
 pub const RECORD_RUN_ACTIVITY: &str = "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
      SELECT ?1, NULL, 'sync.completed', 'repositories enumerated: ' || found || ' found, ' || added || ' new, ' \
-         || ?3 || ' removed', ?4 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2";
+         || CAST(?3 AS INTEGER) || ' removed', ?4 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2";
 
 /// ?1 org, ?2 run id, ?3 first page URL, ?4 now: a sync run (manual or scheduled).
 pub const START_SYNC_RUN: &str =
@@ -801,5 +801,18 @@ mod tests {
             ),
             1
         );
+    }
+
+    #[test]
+    fn run_activity_reads_as_integers_though_d1_binds_numbers_as_reals() {
+        let db = db();
+        db.execute(START_SYNC_RUN, params!["o1", "run", "p1", "now"])
+            .unwrap();
+        db.execute(RECORD_RUN_ACTIVITY, params!["o1", "run", 2.0_f64, "now"])
+            .unwrap();
+        let detail: String = db
+            .query_row("SELECT detail FROM org_activity", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(detail, "repositories enumerated: 0 found, 0 new, 2 removed");
     }
 }

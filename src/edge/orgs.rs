@@ -48,14 +48,21 @@ struct Repository {
     github_id: i64,
     name: String,
     full_name: String,
+    #[serde(deserialize_with = "sqlite_bool")]
     private: bool,
     default_branch: Option<String>,
     html_url: Option<String>,
+    #[serde(deserialize_with = "sqlite_bool")]
     archived: bool,
     visibility: Option<String>,
     status: String,
     created_at: String,
     updated_at: String,
+}
+
+/// SQLite (and so D1) stores booleans as 0 / 1.
+fn sqlite_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    f64::deserialize(d).map(|n| n != 0.0)
 }
 
 /// The org when it belongs to the principal's tenant, else 404.
