@@ -9,6 +9,8 @@
 //! | `DELETE /_emulator/installations/{id}` | | uninstall |
 //! | `POST /_emulator/installations/{id}/repositories` | `{"add":N,"add_names":[..],"remove_ids":[..]}` | change repositories |
 //! | `PUT /_emulator/setup-url` | `{"url":".."}` | where the install page sends the browser |
+//! | `PUT /_emulator/oauth` | `{"client_id","client_secret","user":{"login","id"}}` | OAuth during installation: install links carry a code for that user |
+//! | `DELETE /_emulator/oauth` | | OAuth off |
 //! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules | see `faults.rs` |
 //! | `GET`/`DELETE /_emulator/requests` | | GitHub-endpoint request log |
 //! | `GET /_emulator/tokens` | | every installation token ever issued |
@@ -84,6 +86,14 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
             parse_id(id).and_then(|id| change_repositories(em, request, id))
         }
         ("PUT", ["setup-url"]) => put_setup_url(em, request),
+        ("PUT", ["oauth"]) => parse_body::<crate::state::OAuthApp>(request).map(|app| {
+            em.store().oauth = Some(app);
+            Reply::json(200, &json!({ "oauth": true }))
+        }),
+        ("DELETE", ["oauth"]) => {
+            em.store().oauth = None;
+            Ok(Reply::json(200, &json!({ "oauth": false })))
+        }
         ("GET", ["faults"]) => Ok(Reply::json(200, &json!(em.faults().rules()))),
         ("PUT", ["faults"]) => parse_body::<Vec<FaultRule>>(request).map(|rules| {
             let count = rules.len();

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 /// Prefix of installation access tokens.
 pub const TOKEN_PREFIX: &str = "ghs_";
+pub const USER_TOKEN_PREFIX: &str = "ghu_";
 const TOKEN_RANDOM_LEN: usize = 36;
 const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 /// GitHub's maximum App JWT lifetime.
@@ -104,18 +105,32 @@ impl AppVerifier {
 
 /// A fresh installation token: `ghs_` + 36 alphanumerics from the OS RNG.
 pub fn new_installation_token() -> String {
+    new_token(TOKEN_PREFIX)
+}
+
+/// A fresh user-to-server token (OAuth during installation): `ghu_` + 36 alphanumerics.
+pub fn new_user_token() -> String {
+    new_token(USER_TOKEN_PREFIX)
+}
+
+/// A one-time OAuth code (the emulator's own format: `code_` + 36 alphanumerics).
+pub fn new_oauth_code() -> String {
+    new_token("code_")
+}
+
+fn new_token(prefix: &str) -> String {
     // Bytes at or above the largest multiple of 62 are rejected to keep the choice uniform.
     const ACCEPT_BELOW: usize = 256 / TOKEN_ALPHABET.len() * TOKEN_ALPHABET.len();
-    let mut token = String::from(TOKEN_PREFIX);
+    let mut token = String::from(prefix);
     let mut buf = [0u8; 64];
-    while token.len() < TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN {
+    while token.len() < prefix.len() + TOKEN_RANDOM_LEN {
         getrandom::getrandom(&mut buf).expect("OS random number generator unavailable");
         let symbols = buf
             .iter()
             .map(|&b| usize::from(b))
             .filter(|&b| b < ACCEPT_BELOW)
             .map(|b| char::from(TOKEN_ALPHABET[b % TOKEN_ALPHABET.len()]));
-        token.extend(symbols.take(TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN - token.len()));
+        token.extend(symbols.take(prefix.len() + TOKEN_RANDOM_LEN - token.len()));
     }
     token
 }

@@ -4,7 +4,9 @@
 //! - `GET /installation/repositories` with `Link` pagination (installation token)
 //! - `GET /orgs/{login}` and `GET /users/{login}` for the token's own account
 //! - `GET /apps/{slug}/installations/new`: the install page that sends the browser to the
-//!   setup URL (or redirects straight there with `&target=<installation id>`)
+//!   setup URL (or redirects straight there with `&target=<installation id>`), with a one-time
+//!   OAuth `code` when "request user authorization during installation" is configured
+//! - `POST /login/oauth/access_token` (code → `ghu_` user token) and `GET /user` (user token)
 //!
 //! Any other request answers 404 naming the method and path.
 
@@ -28,6 +30,23 @@ pub fn route(em: &Emulator, request: &Request, caller: &Caller) -> Reply {
         ("GET", ["orgs", login]) => get_account(em, caller, login, true),
         ("GET", ["users", login]) => get_account(em, caller, login, false),
         ("GET", ["apps", slug, "installations", "new"]) => install_page(em, request, slug),
+        ("POST", ["login", "oauth", "access_token"]) => Ok(exchange_code(em, request)),
+        ("GET", ["user"]) => match caller {
+            Caller::User(login) => {
+                let store = em.store();
+                let user = store
+                    .oauth
+                    .as_ref()
+                    .map(|o| &o.user)
+                    .filter(|u| &u.login == login);
+                Ok(Reply::json(
+                    200,
+                    &json!({ "login": login, "id": user.map(|u| u.id), "type": "User" }),
+                ))
+            }
+            Caller::Rejected(message) => Err(Reply::error(401, message)),
+            _ => Err(Reply::error(401, "Requires authentication")),
+        },
         _ => Err(no_route(request)),
     };
     result.unwrap_or_else(|reply| reply)
@@ -62,7 +81,7 @@ fn token_installation<'s>(store: &'s Store, caller: &Caller) -> Result<&'s Insta
         Caller::Installation(id) => store.installation(*id),
         Caller::Anonymous => return Err(Reply::error(401, "Requires authentication")),
         Caller::Rejected(message) => return Err(Reply::error(401, message)),
-        Caller::App => None,
+        Caller::App | Caller::User(_) => None,
     }
     .ok_or_else(|| Reply::error(401, "Bad credentials"))?;
     if installation.suspended_at.is_some() {
@@ -270,26 +289,64 @@ fn escape_html(text: &str) -> std::borrow::Cow<'_, str> {
     html_escape::encode_quoted_attribute(text)
 }
 
+/// `POST /login/oauth/access_token` with `client_id`, `client_secret` and `code` (form body or
+/// query, as GitHub accepts). Like GitHub, a refused exchange answers 200 with an `error`.
+fn exchange_code(em: &Emulator, request: &Request) -> Reply {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(request.query.as_bytes())
+        .into_owned()
+        .chain(url::form_urlencoded::parse(&request.body).into_owned())
+        .collect();
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    match em.store().redeem_code(
+        get("client_id"),
+        get("client_secret"),
+        get("code"),
+        Utc::now(),
+    ) {
+        Ok(token) => Reply::json(
+            200,
+            &json!({ "access_token": token, "token_type": "bearer", "scope": "" }),
+        ),
+        Err(error) => Reply::json(200, &json!({ "error": error })),
+    }
+}
+
 fn install_page(em: &Emulator, request: &Request, slug: &str) -> Result<Reply, Reply> {
     if slug != em.slug {
         return Err(Reply::not_found());
     }
     let state = request.query_param("state").unwrap_or_default();
-    let store = em.store();
+    let mut store = em.store();
+    // Each link carries its own one-time code when OAuth during installation is on.
+    let codes: Vec<Option<String>> = (0..=store.installations().count())
+        .map(|_| store.issue_code(Utc::now()))
+        .collect();
     let setup_url = store.setup_url.as_ref().ok_or_else(|| {
         Reply::error(
             500,
             "github-emulator: no setup URL configured; start with --setup-url or PUT /_emulator/setup-url",
         )
     })?;
-    let install_link = |id: u64| {
-        setup_link(
-            setup_url,
-            &[
-                ("installation_id", &id.to_string()),
-                ("setup_action", "install"),
-                ("state", &state),
+    let with_code = |mut params: Vec<(&'static str, String)>, code: &Option<String>| {
+        if let Some(code) = code {
+            params.push(("code", code.clone()));
+        }
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        setup_link(setup_url, &pairs)
+    };
+    let install_link = |id: u64, code: &Option<String>| {
+        with_code(
+            vec![
+                ("installation_id", id.to_string()),
+                ("setup_action", "install".into()),
+                ("state", state.clone()),
             ],
+            code,
         )
     };
     if let Some(target) = request.query_param("target") {
@@ -299,19 +356,23 @@ fn install_page(em: &Emulator, request: &Request, slug: &str) -> Result<Reply, R
                 &format!("github-emulator: no installation {target} to install"),
             )
         })?;
-        return Ok(Reply::redirect(&install_link(inst.id)));
+        return Ok(Reply::redirect(&install_link(inst.id, &codes[0])));
     }
     let items: String = store
         .installations()
-        .map(|inst| {
+        .zip(codes.iter().skip(1))
+        .map(|(inst, code)| {
             format!(
                 "<li><a href=\"{}\">Install on {}</a></li>\n",
-                escape_html(&install_link(inst.id)),
+                escape_html(&install_link(inst.id, code)),
                 escape_html(&inst.account.login)
             )
         })
         .collect();
-    let request_link = setup_link(setup_url, &[("setup_action", "request"), ("state", &state)]);
+    let request_link = with_code(
+        vec![("setup_action", "request".into()), ("state", state.clone())],
+        &codes[0],
+    );
     let slug = escape_html(&em.slug);
     Ok(Reply::html(
         200,

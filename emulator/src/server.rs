@@ -26,6 +26,8 @@ pub enum Caller {
     App,
     /// A valid installation token of this installation.
     Installation(u64),
+    /// A valid user-to-server token of this user (login).
+    User(String),
     /// Credentials that failed verification; the 401 message.
     Rejected(&'static str),
 }
@@ -37,6 +39,7 @@ impl Caller {
             Caller::Anonymous => "none",
             Caller::App => "app_jwt",
             Caller::Installation(_) => "installation_token",
+            Caller::User(_) => "user_token",
             Caller::Rejected(_) => "invalid",
         }
     }
@@ -134,6 +137,12 @@ impl Emulator {
                 Ok(()) => Caller::App,
                 Err(message) => Caller::Rejected(message),
             },
+            Credential::Token(token) if token.starts_with(crate::auth::USER_TOKEN_PREFIX) => self
+                .store()
+                .token_user(token)
+                .map_or(Caller::Rejected("Bad credentials"), |u| {
+                    Caller::User(u.login.clone())
+                }),
             Credential::Token(token) => self
                 .store()
                 .token_installation(token, now)
@@ -444,6 +453,78 @@ mod tests {
             (&json!(77), &json!(true), &json!("trunk"), &json!("private"))
         );
         assert_eq!(body["repositories"][1]["id"], 5_000_001);
+    }
+
+    #[test]
+    fn oauth_during_installation_identifies_the_user_once_per_code() {
+        let em = emulator();
+        install(&em, 5, ACME);
+        call(
+            &em,
+            "PUT",
+            "/_emulator/setup-url",
+            None,
+            r#"{"url":"http://127.0.0.1:8787/github/setup"}"#,
+        );
+        call(
+            &em,
+            "PUT",
+            "/_emulator/oauth",
+            None,
+            r#"{"client_id":"Iv1.x","client_secret":"s3","user":{"login":"alice","id":77}}"#,
+        );
+        let (status, _, reply) = call(
+            &em,
+            "GET",
+            "/apps/the-one-code/installations/new?state=s&target=5",
+            None,
+            "",
+        );
+        assert_eq!(status, 302);
+        let location = reply.header("location").unwrap().to_string();
+        let code = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("a code on the redirect");
+        let exchange = |secret: &str, code: &str| {
+            call(
+                &em,
+                "POST",
+                "/login/oauth/access_token",
+                None,
+                &format!("client_id=Iv1.x&client_secret={secret}&code={code}"),
+            )
+            .1
+        };
+        assert_eq!(
+            exchange("wrong", &code)["error"],
+            "incorrect_client_credentials"
+        );
+        let token = exchange("s3", &code)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(token.starts_with("ghu_"));
+        assert_eq!(
+            exchange("s3", &code)["error"],
+            "bad_verification_code",
+            "a code works once"
+        );
+        let (status, user, _) = call(&em, "GET", "/user", Some(&format!("Bearer {token}")), "");
+        assert_eq!(
+            (status, user["login"].as_str(), user["id"].as_u64()),
+            (200, Some("alice"), Some(77))
+        );
+        assert_eq!(
+            call(&em, "GET", "/user", Some("Bearer ghu_nope"), "").0,
+            401
+        );
+        assert!(
+            em.store().issued_tokens().contains(&token),
+            "listed for leak scans"
+        );
     }
 
     #[test]

@@ -228,10 +228,30 @@ pub struct LoggedRequest {
     pub user_agent: Option<String>,
 }
 
+/// The user the install page acts as when OAuth during installation is on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OAuthUser {
+    pub login: String,
+    pub id: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: String,
+    pub user: OAuthUser,
+}
+
 #[derive(Default)]
 pub struct Store {
     installations: BTreeMap<u64, Installation>,
     tokens: HashMap<String, IssuedToken>,
+    /// "Request user authorization (OAuth) during installation": the App's OAuth credentials
+    /// and the GitHub user who is clicking through the install page.
+    pub oauth: Option<OAuthApp>,
+    codes: HashMap<String, (OAuthUser, DateTime<Utc>)>,
+    user_tokens: HashMap<String, OAuthUser>,
     issued: Vec<String>,
     requests: Vec<LoggedRequest>,
     next_seq: u64,
@@ -285,6 +305,42 @@ impl Store {
         );
         self.issued.push(token.clone());
         (token, expires_at)
+    }
+
+    /// A one-time code for the configured user, valid 10 minutes (`None` without OAuth).
+    pub fn issue_code(&mut self, now: DateTime<Utc>) -> Option<String> {
+        let user = self.oauth.as_ref()?.user.clone();
+        let code = crate::auth::new_oauth_code();
+        self.codes
+            .insert(code.clone(), (user, now + Duration::minutes(10)));
+        Some(code)
+    }
+
+    /// Exchanges a code for a user token, as `POST /login/oauth/access_token` does: the App's
+    /// client credentials must match; a code works once.
+    pub fn redeem_code(
+        &mut self,
+        client_id: &str,
+        client_secret: &str,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, &'static str> {
+        let app = self.oauth.as_ref().ok_or("incorrect_client_credentials")?;
+        if app.client_id != client_id || app.client_secret != client_secret {
+            return Err("incorrect_client_credentials");
+        }
+        let (user, expires) = self.codes.remove(code).ok_or("bad_verification_code")?;
+        if expires <= now {
+            return Err("bad_verification_code");
+        }
+        let token = crate::auth::new_user_token();
+        self.user_tokens.insert(token.clone(), user);
+        self.issued.push(token.clone());
+        Ok(token)
+    }
+
+    pub fn token_user(&self, token: &str) -> Option<&OAuthUser> {
+        self.user_tokens.get(token)
     }
 
     /// The installation an unexpired token belongs to, if it still exists.
