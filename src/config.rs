@@ -1,9 +1,11 @@
 //! Configuration: the `[vars]` of wrangler.toml and the Worker secrets, parsed once per request
 //! from a plain lookup function so the parsing is tested natively (no `worker::Env` needed).
 //!
-//! Vars: `GITHUB_APP_ID`, `GITHUB_APP_SLUG`, `GITHUB_API_URL`, `GITHUB_WEB_URL`, `PORTAL_URL`.
+//! Vars: `GITHUB_APP_ID`, `GITHUB_APP_SLUG`, `GITHUB_API_URL`, `GITHUB_WEB_URL`, `PORTAL_URL`,
+//! `GITHUB_CLIENT_ID` (optional).
 //! Secrets (each read only by the route that needs it): `GITHUB_APP_PRIVATE_KEY`,
-//! `GITHUB_WEBHOOK_SECRET`, `STATE_SECRET`, `PORTAL_JWT_SECRET`.
+//! `GITHUB_WEBHOOK_SECRET`, `STATE_SECRET`, `PORTAL_JWT_SECRET`, `GITHUB_CLIENT_SECRET`
+//! (optional, with `GITHUB_CLIENT_ID`).
 
 use crate::problem::Problem;
 use std::fmt;
@@ -36,6 +38,9 @@ pub struct Config {
     pub web_url: Url,
     /// The portal the browser returns to; `None` means the gateway serves its own result pages.
     pub portal_url: Option<Url>,
+    /// The App's OAuth client id (`GITHUB_CLIENT_ID`), when it requests user authorization
+    /// during installation; with `GITHUB_CLIENT_SECRET` it identifies who asked for approval.
+    pub client_id: Option<String>,
 }
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -73,6 +78,7 @@ impl Config {
             .map(|p| base_url(&p, "PORTAL_URL"))
             .transpose()?;
         Ok(Config {
+            client_id: non_empty(&lookup, "GITHUB_CLIENT_ID"),
             app_id,
             app_slug,
             api_url: base_url(&api, "GITHUB_API_URL")?,

@@ -15,7 +15,7 @@ pub const API_VERSION: &str = "2022-11-28";
 pub const USER_AGENT: &str = "onecode-edge";
 pub const PER_PAGE: u32 = 100;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Account {
     pub login: String,
     pub id: u64,
@@ -38,6 +38,21 @@ pub struct Installation {
 #[derive(Deserialize)]
 pub struct AccessToken {
     pub token: String,
+}
+
+/// `POST /login/oauth/access_token`: GitHub answers 200 with either a token or an `error`.
+#[derive(Deserialize)]
+pub struct CodeExchange {
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `GET /user` with a user token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub login: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

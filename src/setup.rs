@@ -21,6 +21,9 @@ pub enum SetupAction {
 pub struct SetupParams {
     pub action: SetupAction,
     pub state: String,
+    /// The OAuth code GitHub adds when the App requests user authorization during installation:
+    /// it identifies the GitHub user who clicked through.
+    pub code: Option<String>,
 }
 
 /// Why a callback did not connect anything. The code goes into the redirect (`reason=`).
@@ -94,12 +97,13 @@ const ALL_REFUSALS: [Refusal; 10] = [
 pub fn parse_params<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<SetupParams, Refusal> {
-    let (mut id, mut action, mut state) = (None, None, None);
+    let (mut id, mut action, mut state, mut code) = (None, None, None, None);
     for (k, v) in pairs {
         match k {
             "installation_id" => id = Some(v),
             "setup_action" => action = Some(v),
             "state" => state = Some(v),
+            "code" if !v.is_empty() && v.len() <= 256 => code = Some(v.to_string()),
             _ => {}
         }
     }
@@ -118,7 +122,11 @@ pub fn parse_params<'a>(
         Some("request") => SetupAction::Request,
         _ => return Err(Refusal::MissingParameters),
     };
-    Ok(SetupParams { action, state })
+    Ok(SetupParams {
+        action,
+        state,
+        code,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,8 +205,16 @@ mod tests {
             parse("installation_id=42&setup_action=install&state=s").unwrap(),
             SetupParams {
                 action: SetupAction::Install(42),
-                state: "s".into()
+                state: "s".into(),
+                code: None,
             }
+        );
+        assert_eq!(
+            parse("setup_action=request&state=s&code=abc")
+                .unwrap()
+                .code
+                .as_deref(),
+            Some("abc")
         );
         assert_eq!(
             parse("installation_id=7&setup_action=update&state=s")

@@ -27,10 +27,11 @@ macro_rules! spent_here {
     };
 }
 
-/// ?1 nonce, ?2 tenant, ?3 technician, ?4 now, ?5 invocation id.
+/// ?1 nonce, ?2 tenant, ?3 technician, ?4 now, ?5 invocation id, ?6 the requester's GitHub
+/// login (NULL when GitHub sent no OAuth code).
 pub const RECORD_INSTALLATION_REQUEST: &str = concat!(
-    "INSERT INTO installation_requests (nonce, tenant_id, technician_id, requested_at) \
-     SELECT ?1, ?2, ?3, ?4 WHERE ",
+    "INSERT INTO installation_requests (nonce, tenant_id, technician_id, requested_at, requester_login) \
+     SELECT ?1, ?2, ?3, ?4, ?6 WHERE ",
     spent_here!("?1", "?5"),
     " ON CONFLICT (nonce) DO NOTHING"
 );
@@ -382,6 +383,34 @@ pub const UPDATE_ORG_SETTINGS: &str = "UPDATE organizations SET \
 pub const COUNT_KEPT_SNAPSHOTS: &str =
     "SELECT count(*) AS kept FROM snapshots WHERE org_id = ?1 AND status = 'available'";
 
+/// ?1 requester login, ?2 oldest request time considered → pending requests by that GitHub
+/// user, newest first.
+pub const PENDING_REQUESTS_BY_REQUESTER: &str =
+    "SELECT nonce, tenant_id, technician_id FROM installation_requests \
+     WHERE status = 'pending' AND requester_login = ?1 COLLATE NOCASE AND requested_at >= ?2 \
+     ORDER BY requested_at DESC";
+
+/// ?1 new org id, ?2 account id, ?3 login, ?4 avatar, ?5 account type, ?6 installation id,
+/// ?7 now, ?8 the pending request's nonce → the org's id (an approved request becomes an
+/// active org of the tenant that asked; an org it had is re-activated).
+pub const LINK_APPROVED_ORG: &str = "INSERT INTO organizations (id, tenant_id, provider, account_id, login, avatar_url, \
+         account_type, installation_id, status, connected_by, created_at, updated_at) \
+     SELECT ?1, tenant_id, 'github', ?2, ?3, ?4, ?5, ?6, 'active', technician_id, ?7, ?7 \
+     FROM installation_requests WHERE nonce = ?8 AND status = 'pending' \
+     ON CONFLICT (tenant_id, provider, account_id) DO UPDATE SET login = excluded.login, \
+         avatar_url = excluded.avatar_url, account_type = excluded.account_type, \
+         installation_id = excluded.installation_id, status = 'active', updated_at = excluded.updated_at \
+     RETURNING id";
+
+/// ?1 nonce, ?2 installation id.
+pub const MARK_REQUEST_LINKED: &str =
+    "UPDATE installation_requests SET status = 'linked', installation_id = ?2 WHERE nonce = ?1 AND status = 'pending'";
+
+/// ?1 installation id, ?2 delivery id, ?3 event, ?4 detail, ?5 now: activity of the org holding
+/// the installation (written in the same batch that created it).
+pub const RECORD_INSTALLATION_ACTIVITY: &str = "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT id, ?2, ?3, ?4, ?5 FROM organizations WHERE provider = 'github' AND installation_id = ?1";
+
 /// ?1 cursor (last org id, '' first), ?2 limit → active organizations for the scheduled sync.
 pub const ACTIVE_ORGS_AFTER: &str =
     "SELECT id FROM organizations WHERE status = 'active' AND id > ?1 ORDER BY id LIMIT ?2";
@@ -521,6 +550,10 @@ mod tests {
             EXPIRE_SNAPSHOTS,
             RECORD_MESSAGE_FAILURE,
             RECORD_DEAD_LETTER,
+            PENDING_REQUESTS_BY_REQUESTER,
+            LINK_APPROVED_ORG,
+            MARK_REQUEST_LINKED,
+            RECORD_INSTALLATION_ACTIVITY,
         ] {
             db.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
         }

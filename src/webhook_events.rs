@@ -11,7 +11,7 @@
 //! - `push`: the changed paths that `dependency_files` classifies
 
 use crate::dependency_files::{self, Kind};
-use crate::github::Repository;
+use crate::github::{Account, Repository};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -73,6 +73,10 @@ pub enum Event {
     Installation {
         installation_id: u64,
         action: InstallationAction,
+        /// The account the App is installed on (GitHub sends it with every installation event).
+        account: Option<Account>,
+        /// Who asked for the installation, when an owner approved a request (`created`).
+        requester: Option<String>,
     },
     InstallationRepositories {
         installation_id: u64,
@@ -114,6 +118,13 @@ pub struct Malformed(pub String);
 #[derive(Deserialize)]
 struct InstallationRef {
     id: u64,
+    #[serde(default)]
+    account: Option<Account>,
+}
+
+#[derive(Deserialize)]
+struct Login {
+    login: String,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +133,8 @@ struct Envelope {
     action: Option<String>,
     #[serde(default)]
     installation: Option<InstallationRef>,
+    #[serde(default)]
+    requester: Option<Login>,
 }
 
 #[derive(Deserialize)]
@@ -190,7 +203,11 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
         decode::<serde::de::IgnoredAny>(body)?;
         return ignored(format!("event `{event}` is not one the gateway acts on"));
     }
-    let Some(installation_id) = envelope.installation.map(|i| i.id) else {
+    let Some(InstallationRef {
+        id: installation_id,
+        account,
+    }) = envelope.installation
+    else {
         return ignored("delivery is not from a GitHub App installation");
     };
     match event {
@@ -206,6 +223,8 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
             Ok(Event::Installation {
                 installation_id,
                 action,
+                account,
+                requester: envelope.requester.map(|r| r.login),
             })
         }
         "installation_repositories" => {
@@ -388,8 +407,25 @@ mod tests {
             e,
             Event::Installation {
                 installation_id: 5,
-                action: InstallationAction::Suspend
+                action: InstallationAction::Suspend,
+                account: None,
+                requester: None,
             }
+        );
+        let e = parse(
+            "installation",
+            br#"{"action":"created","installation":{"id":6,"account":{"login":"acme","id":9,"type":"Organization"}},"requester":{"login":"alice"}}"#,
+        )
+        .unwrap();
+        let Event::Installation {
+            account, requester, ..
+        } = e
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (account.map(|a| a.login), requester.as_deref()),
+            (Some("acme".into()), Some("alice"))
         );
         let e = parse(
             "installation_repositories",

@@ -48,10 +48,21 @@ ensure_tools() {
   export WORKER_BUILD_BIN="$ONECODE_TOOLS/bin/worker-build"
 }
 
-# A throwaway local configuration: .dev.vars from the example (dev key, dev secrets) if missing.
+# A throwaway local configuration: .dev.vars from the example (dev key, dev secrets) if missing;
+# settings the example gained since are added (existing values are kept).
 ensure_dev_vars() {
   if [ ! -f "$ROOT/.dev.vars" ]; then
     log "creating .dev.vars from .dev.vars.example (throwaway local secrets)"
     cp "$ROOT/.dev.vars.example" "$ROOT/.dev.vars"
+    return
   fi
+  local line name
+  while IFS= read -r line; do
+    case "$line" in [A-Z_]*=*) ;; *) continue ;; esac
+    name="${line%%=*}"
+    if ! grep -q "^$name=" "$ROOT/.dev.vars"; then
+      log "adding $name to .dev.vars from .dev.vars.example"
+      printf '%s\n' "$line" >> "$ROOT/.dev.vars"
+    fi
+  done < "$ROOT/.dev.vars.example"
 }

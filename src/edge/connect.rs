@@ -5,7 +5,9 @@
 //!
 //! `GET /github/setup?installation_id&setup_action&state` → `303` to the portal (or our pages):
 //! 1. the state: signature and expiry (pure), then present in KV (else expired / used);
-//! 2. `request`: spend the state and record the pending request → `pending`;
+//! 2. `request`: spend the state and record the pending request, with the GitHub login of who
+//!    asked when GitHub sent an OAuth `code` (see `webhooks` for how the owner's approval is
+//!    linked to it) → `pending`;
 //! 3. `install` / `update`: App JWT → `GET /app/installations/{id}` (unknown → refused), an
 //!    installation token, the account's display name; an installation that another tenant holds,
 //!    or one suspended on GitHub, is refused. Only then is anything written;
@@ -123,6 +125,16 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
     }
     let installation_id = match params.action {
         SetupAction::Request => {
+            // Who asked, when GitHub identified them: the owner's approval is linked by it.
+            let requester = match &params.code {
+                Some(code) => github_client::requester(ctx, code)
+                    .await
+                    .unwrap_or_else(|e| {
+                        worker::console_warn!("requester of a pending installation unknown: {e}");
+                        None
+                    }),
+                None => None,
+            };
             let now = crate::time::rfc3339(ctx.now);
             let record = ctx
                 .statement(
@@ -133,6 +145,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
                         Param::from(&claims.technician),
                         Param::from(&now),
                         Param::from(&ctx.invocation),
+                        Param::from(requester.as_deref()),
                     ],
                 )
                 .map_err(internal)?;

@@ -55,6 +55,10 @@ impl From<Internal> for GitHubError {
 pub enum Auth<'a> {
     AppJwt(&'a str),
     Installation(&'a str),
+    /// A user-to-server token (from OAuth during installation).
+    User(&'a str),
+    /// The OAuth code exchange: a form body carrying the client credentials and the code.
+    CodeExchange(&'a str),
 }
 
 struct Answer {
@@ -86,15 +90,26 @@ async fn attempt(
 ) -> Result<worker::Response, Internal> {
     let headers = Headers::new();
     let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| Internal::new("header", e));
-    set("accept", github::ACCEPT)?;
     set("x-github-api-version", github::API_VERSION)?;
     set("user-agent", github::USER_AGENT)?;
     set("x-onecode-invocation", &ctx.invocation)?;
+    let mut init = RequestInit::new();
     match auth {
         Auth::AppJwt(jwt) => set("authorization", &format!("Bearer {jwt}"))?,
         Auth::Installation(token) => set("authorization", &format!("token {token}"))?,
+        Auth::User(token) => set("authorization", &format!("Bearer {token}"))?,
+        Auth::CodeExchange(form) => {
+            set("content-type", "application/x-www-form-urlencoded")?;
+            init.with_body(Some(wasm_bindgen::JsValue::from_str(form)));
+        }
     }
-    let mut init = RequestInit::new();
+    // The OAuth endpoint answers JSON only when asked for plain `application/json`.
+    let accept = if matches!(auth, Auth::CodeExchange(_)) {
+        "application/json"
+    } else {
+        github::ACCEPT
+    };
+    set("accept", accept)?;
     init.with_method(method.clone()).with_headers(headers);
     let request =
         Request::new_with_init(url.as_str(), &init).map_err(|e| Internal::new("request", e))?;
@@ -215,6 +230,39 @@ pub async fn profile(ctx: &Ctx, token: &str, account: &Account) -> Result<Profil
         &call(ctx, Method::Get, &url, Auth::Installation(token)).await?,
         "profile",
     )
+}
+
+/// The GitHub login of the user who clicked through the install page, from the OAuth `code`
+/// GitHub adds when the App requests user authorization during installation. `None` when
+/// OAuth is not configured here (`GITHUB_CLIENT_ID` / `GITHUB_CLIENT_SECRET`). The user token
+/// is used for this one `GET /user` and dropped.
+pub async fn requester(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError> {
+    let (Some(client_id), Ok(secret)) = (&ctx.config.client_id, ctx.secret("GITHUB_CLIENT_SECRET"))
+    else {
+        return Ok(None);
+    };
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", client_id)
+        .append_pair("client_secret", secret.expose())
+        .append_pair("code", code)
+        .finish();
+    let url = crate::config::join(&ctx.config.web_url, "login/oauth/access_token");
+    let exchanged: github::CodeExchange = parse(
+        &call(ctx, Method::Post, &url, Auth::CodeExchange(&form)).await?,
+        "OAuth token",
+    )?;
+    let token = exchanged.access_token.ok_or_else(|| {
+        GitHubError::Refused(format!(
+            "OAuth code refused: {}",
+            exchanged.error.unwrap_or_default()
+        ))
+    })?;
+    let url = crate::config::join(&ctx.config.api_url, "user");
+    let user: github::User = parse(
+        &call(ctx, Method::Get, &url, Auth::User(&token)).await?,
+        "user",
+    )?;
+    Ok(Some(user.login))
 }
 
 /// One page of `GET /installation/repositories`, with the checked `rel="next"` URL.

@@ -6,15 +6,17 @@
 //!    JSON array during a rotation) → 401 naming the fault; no secret configured → 503. Nothing
 //!    is parsed, written or queued before this passes.
 //! 3. `X-GitHub-Event` / `X-GitHub-Delivery` present, body valid JSON (else 400).
-//! 4. `ping` → 200; events not acted on, or for an installation no tenant connected → 202.
+//! 4. `ping` → 200; events not acted on, or for an installation no tenant connected → 202 —
+//!    except `installation.created` approving a request (`setup_action=request`) one tenant
+//!    made through a GitHub user we identified: that installation becomes the tenant's org.
 //! 5. One D1 batch records the delivery (first statement: a redelivery fails its primary key and
 //!    rolls the batch back → 200 `duplicate`), applies the event and logs the activity; then the
 //!    backup / analysis jobs D1 reports as new are queued. No GitHub call is made inline, so the
 //!    answer never waits on GitHub.
 
-use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE};
+use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE, SYNC_QUEUE};
 use super::platform;
-use crate::messages::{AnalysisJob, AnalysisMessage, BackupJob, BackupMessage};
+use crate::messages::{AnalysisJob, AnalysisMessage, BackupJob, BackupMessage, SyncMessage};
 use crate::problem::Problem;
 use crate::sql::{self, DELIVERED};
 use crate::webhook_events::{self, Event, InstallationAction, RepositoryAction};
@@ -114,12 +116,142 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<(u16, Value), Probl
         )
         .await?;
     let Some(org) = orgs.into_iter().next() else {
+        if let Event::Installation {
+            action: InstallationAction::Created,
+            account: Some(account),
+            requester: Some(requester),
+            ..
+        } = &event
+        {
+            return link_approval(ctx, &delivery, installation_id, account, requester).await;
+        }
         return Ok((
             202,
             json!({ "ignored": "installation is not connected to any tenant" }),
         ));
     };
     apply(ctx, &event, &event_name, &delivery, installation_id, &org).await
+}
+
+/// How long a pending installation request waits for an owner's approval.
+const REQUEST_VALID_SECS: i64 = 30 * 24 * 3600;
+
+/// An owner approved an installation someone requested (`setup_action=request`): when exactly
+/// one tenant has a pending request by that GitHub user (identified through OAuth during
+/// installation), the installation becomes that tenant's organization and a sync enumerates
+/// it. Anything less certain is left alone (202): the tenant can still connect it normally.
+async fn link_approval(
+    ctx: &Ctx,
+    delivery: &str,
+    installation_id: u64,
+    account: &crate::github::Account,
+    requester: &str,
+) -> Result<(u16, Value), Problem> {
+    #[derive(Deserialize)]
+    struct Pending {
+        nonce: String,
+        tenant_id: String,
+        technician_id: String,
+    }
+    let cutoff = crate::time::rfc3339(ctx.now - REQUEST_VALID_SECS);
+    let pending: Vec<Pending> = ctx
+        .rows(
+            sql::PENDING_REQUESTS_BY_REQUESTER,
+            &[Param::from(requester), Param::from(&cutoff)],
+        )
+        .await?;
+    let tenants: std::collections::BTreeSet<&str> =
+        pending.iter().map(|p| p.tenant_id.as_str()).collect();
+    let Some(request) = pending.first().filter(|_| tenants.len() == 1) else {
+        let why = if tenants.is_empty() {
+            "no pending request by"
+        } else {
+            "several tenants have pending requests by"
+        };
+        return Ok((
+            202,
+            json!({ "ignored": format!("installation not connected: {why} {requester}") }),
+        ));
+    };
+    let now = crate::time::rfc3339(ctx.now);
+    let org_id = platform::random_uuid().map_err(Internal)?;
+    let detail = format!(
+        "installation approved on GitHub: linked to the request {requester} made for technician {}",
+        request.technician_id
+    );
+    let id = installation_id as i64;
+    let statements = vec![
+        ctx.statement(
+            sql::RECORD_DELIVERY,
+            &[
+                Param::from(delivery),
+                Param::from("installation"),
+                Param::from("created"),
+                Param::from(id),
+                Param::from(&now),
+            ],
+        )?,
+        ctx.statement(
+            sql::LINK_APPROVED_ORG,
+            &[
+                Param::from(&org_id),
+                Param::from(account.id as i64),
+                Param::from(&account.login),
+                Param::from(account.avatar_url.as_deref()),
+                Param::from(&account.kind),
+                Param::from(id),
+                Param::from(&now),
+                Param::from(&request.nonce),
+            ],
+        )?,
+        ctx.statement(
+            sql::MARK_REQUEST_LINKED,
+            &[Param::from(&request.nonce), Param::from(id)],
+        )?,
+        ctx.statement(
+            sql::RECORD_INSTALLATION_ACTIVITY,
+            &[
+                Param::from(id),
+                Param::from(delivery),
+                Param::from("installation.created"),
+                Param::from(&detail),
+                Param::from(&now),
+            ],
+        )?,
+    ];
+    let results = match ctx.batch(statements).await {
+        Ok(results) => results,
+        Err(e) => {
+            let seen: Vec<Value> = ctx
+                .rows(sql::DELIVERY_SEEN, &[Param::from(delivery)])
+                .await?;
+            if !seen.is_empty() {
+                return Ok((200, json!({ "duplicate": true, "delivery": delivery })));
+            }
+            return Err(e.into());
+        }
+    };
+    #[derive(Deserialize)]
+    struct Linked {
+        id: String,
+    }
+    let linked = results
+        .get(1)
+        .and_then(|r| r.results::<Linked>().ok())
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or_else(|| Internal("linking the approved installation returned no org".into()))?;
+    ctx.send_batch(
+        SYNC_QUEUE,
+        &[SyncMessage::SyncOrgV1 {
+            org_id: linked.id.clone(),
+        }],
+        0,
+    )
+    .await?;
+    Ok((
+        200,
+        json!({ "ok": true, "event": "installation.created", "linked_org": linked.id }),
+    ))
 }
 
 /// Statements for one event; their results are read by position afterwards.
