@@ -78,6 +78,9 @@ pub struct RepositorySet {
     gate: &'static str,
     /// What goes into `backup_jobs.run_id`.
     run: &'static str,
+    /// How a known repository's `archived` follows: listings carry it, but webhook
+    /// repository lists (`installation_repositories`) do not, so there it is kept.
+    archived: &'static str,
 }
 
 /// A page of an enumeration run: ?4 run id, ?5 URL of this page. Writes only while the run's
@@ -85,12 +88,14 @@ pub struct RepositorySet {
 pub const RUN_PAGE: RepositorySet = RepositorySet {
     gate: "EXISTS (SELECT 1 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?4 AND next_url = ?5)",
     run: "?4",
+    archived: "excluded.archived",
 };
 
 /// Repositories named by a webhook delivery (its idempotency comes from the delivery log).
 pub const DELIVERED: RepositorySet = RepositorySet {
     gate: "1",
     run: "NULL",
+    archived: "repositories.archived",
 };
 
 const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, github_id, name, full_name, private, default_branch, \
@@ -102,7 +107,7 @@ const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, github_i
 
 const FOLLOW_GITHUB: &str = "name = excluded.name, full_name = excluded.full_name, private = excluded.private, \
      default_branch = coalesce(excluded.default_branch, repositories.default_branch), \
-     html_url = coalesce(excluded.html_url, repositories.html_url), archived = excluded.archived, \
+     html_url = coalesce(excluded.html_url, repositories.html_url), \
      visibility = coalesce(excluded.visibility, repositories.visibility), updated_at = excluded.updated_at";
 
 /// `CROSS JOIN` keeps `json_each` the outer loop: one index lookup per page entry instead of a
@@ -116,8 +121,10 @@ impl RepositorySet {
         format!(
             "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
              ON CONFLICT (org_id, github_id) DO UPDATE SET {FOLLOW_GITHUB}, status = 'active', \
+                 archived = {archived}, \
                  last_seen_run = coalesce(excluded.last_seen_run, repositories.last_seen_run)",
             run = self.run,
+            archived = self.archived,
             gate = self.gate
         )
     }
@@ -847,5 +854,34 @@ mod tests {
             .query_row("SELECT detail FROM org_activity", [], |r| r.get(0))
             .unwrap();
         assert_eq!(detail, "repositories enumerated: 0 found, 0 new, 2 removed");
+    }
+
+    #[test]
+    fn a_re_added_repository_keeps_what_the_webhook_does_not_carry() {
+        let db = db();
+        let full = r#"[{"id":1,"name":"a","full_name":"acme/a","private":false,"archived":true,"default_branch":"trunk"}]"#;
+        db.execute(&DELIVERED.insert_if_absent(), params!["o1", full, "t0"])
+            .unwrap();
+        let partial = r#"[{"id":1,"name":"a","full_name":"acme/a","private":false}]"#;
+        db.execute(&DELIVERED.upsert_active(), params!["o1", partial, "t1"])
+            .unwrap();
+        let (archived, branch): (bool, String) = db
+            .query_row(
+                "SELECT archived, default_branch FROM repositories",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((archived, branch.as_str()), (true, "trunk"));
+        // A listing carries `archived`, so a run follows it.
+        db.execute("INSERT INTO enumeration_runs (org_id, run_id, status, next_url, started_at, updated_at) VALUES ('o1', 'r', 'in_progress', 'p', 't', 't')", []).unwrap();
+        let listed =
+            r#"[{"id":1,"name":"a","full_name":"acme/a","private":false,"archived":false}]"#;
+        db.execute(
+            &RUN_PAGE.upsert_active(),
+            params!["o1", listed, "t2", "r", "p"],
+        )
+        .unwrap();
+        assert_eq!(count(&db, "SELECT archived FROM repositories"), 0);
     }
 }

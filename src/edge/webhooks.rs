@@ -417,7 +417,7 @@ fn plan(
         }
         Event::Push(push) => {
             p = Plan::new(
-                "push",
+                "",
                 format!(
                     "push to {} {}: {} dependency or structure files changed",
                     push.repository.full_name,
@@ -460,13 +460,18 @@ async fn apply(
 ) -> Result<(u16, Value), Problem> {
     let now = crate::time::rfc3339(ctx.now);
     let mut plan = plan(ctx, event, org, delivery, &now)?;
-    let action_name = format!("{event_name}.{}", plan.action);
+    // `push` has no action.
+    let action_name = if plan.action.is_empty() {
+        event_name.to_string()
+    } else {
+        format!("{event_name}.{}", plan.action)
+    };
     let mut statements = vec![ctx.statement(
         sql::RECORD_DELIVERY,
         &[
             Param::from(delivery),
             Param::from(event_name),
-            Param::from(plan.action),
+            Param::from(Some(plan.action).filter(|a| !a.is_empty())),
             Param::from(installation_id as i64),
             Param::from(&now),
         ],
