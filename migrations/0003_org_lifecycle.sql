@@ -28,19 +28,23 @@ CREATE TABLE snapshots (
 );
 CREATE INDEX snapshots_org ON snapshots (org_id, status);
 
--- Why a queue message failed last (keyed by a hash of its body), so the dead letter that a
--- message becomes after its last retry carries the reason.
+-- Why a queue message failed last (per message id: retries keep it), so its retry delay grows
+-- and the dead letter it becomes after its last retry carries the reason (found by the body's
+-- hash: the dead-letter queue gives the message a new id). Purged after 7 days.
 CREATE TABLE message_failures (
-    body_hash        TEXT PRIMARY KEY,
+    message_id       TEXT PRIMARY KEY,
+    body_hash        TEXT NOT NULL,
     queue            TEXT NOT NULL,
     attempts         INTEGER NOT NULL,
     last_error       TEXT NOT NULL,
     updated_at       TEXT NOT NULL
 );
+CREATE INDEX message_failures_body ON message_failures (body_hash, updated_at);
 
 CREATE TABLE dead_letters (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    body_hash        TEXT NOT NULL UNIQUE,
+    message_id       TEXT NOT NULL UNIQUE,           -- in the dead-letter queue
+    body_hash        TEXT NOT NULL,
     message_type     TEXT,
     body             TEXT NOT NULL,
     reason           TEXT NOT NULL,

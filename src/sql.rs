@@ -453,19 +453,22 @@ pub const EXPIRE_SNAPSHOTS: &str = "UPDATE snapshots SET status = 'expired' \
      WHERE status = 'available' AND julianday(taken_at) + \
          (SELECT retention_days FROM organizations o WHERE o.id = snapshots.org_id) <= julianday(?1)";
 
-/// ?1 body hash, ?2 queue, ?3 error, ?4 now → `attempts` so far.
-pub const RECORD_MESSAGE_FAILURE: &str = "INSERT INTO message_failures (body_hash, queue, attempts, last_error, updated_at) \
-     VALUES (?1, ?2, 1, ?3, ?4) \
-     ON CONFLICT (body_hash) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error, \
+/// ?1 message id, ?2 body hash, ?3 queue, ?4 error, ?5 now → `attempts` so far.
+pub const RECORD_MESSAGE_FAILURE: &str = "INSERT INTO message_failures (message_id, body_hash, queue, attempts, last_error, updated_at) \
+     VALUES (?1, ?2, ?3, 1, ?4, ?5) \
+     ON CONFLICT (message_id) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error, \
          updated_at = excluded.updated_at \
      RETURNING attempts";
 
-/// ?1 body hash, ?2 message type, ?3 body, ?4 now: the reason is the last recorded failure.
-pub const RECORD_DEAD_LETTER: &str =
-    "INSERT INTO dead_letters (body_hash, message_type, body, reason, received_at) \
-     SELECT ?1, ?2, ?3, coalesce((SELECT last_error FROM message_failures WHERE body_hash = ?1), \
-         'no failure was recorded (undecodable or consumer crashed)'), ?4 \
-     ON CONFLICT (body_hash) DO NOTHING";
+/// ?1 dead-letter message id, ?2 body hash, ?3 message type, ?4 body, ?5 now: the reason is the
+/// last failure recorded for that body. A redelivered dead letter is stored once.
+pub const RECORD_DEAD_LETTER: &str = "INSERT INTO dead_letters (message_id, body_hash, message_type, body, reason, received_at) \
+     SELECT ?1, ?2, ?3, ?4, coalesce((SELECT last_error FROM message_failures WHERE body_hash = ?2 \
+         ORDER BY updated_at DESC LIMIT 1), 'no failure was recorded (undecodable, or the consumer crashed)'), ?5 \
+     ON CONFLICT (message_id) DO NOTHING";
+
+/// ?1 cutoff: failure records older than this are no longer needed.
+pub const PURGE_MESSAGE_FAILURES: &str = "DELETE FROM message_failures WHERE updated_at < ?1";
 
 /// The statements run against the real schema in SQLite (the engine under D1), natively.
 #[cfg(test)]
@@ -557,6 +560,7 @@ mod tests {
             EXPIRE_SNAPSHOTS,
             RECORD_MESSAGE_FAILURE,
             RECORD_DEAD_LETTER,
+            PURGE_MESSAGE_FAILURES,
             PENDING_REQUESTS_BY_REQUESTER,
             LINK_APPROVED_ORG,
             MARK_REQUEST_LINKED,

@@ -89,7 +89,7 @@ pub async fn run(
         };
         let jobs = applied.jobs;
         progress.found += page.repositories.len() as u64;
-        progress.added += jobs.len() as u64;
+        progress.added += applied.added;
         let messages: Vec<BackupMessage> = jobs
             .into_iter()
             .map(|job| {
@@ -146,7 +146,10 @@ async fn finish(ctx: &Ctx, target: &Target<'_>, removed: u64) {
 }
 
 struct Applied {
+    /// Jobs to send: one per new repository, and the resumed ones of repositories back.
     jobs: Vec<NewJob>,
+    /// New repositories.
+    added: u64,
     removed: u64,
 }
 
@@ -183,10 +186,17 @@ async fn apply_page(
         Param::from(target.run_id),
         Param::from(&now),
     ];
+    // Positions in the batch whose results are read below.
+    const NEW_JOBS: usize = 2;
+    const RESUMED_JOBS: usize = 3;
+    const ADVANCED: usize = 4;
+    const REMOVED: usize = 7;
     let mut statements = vec![
         ctx.statement(&sql::RUN_PAGE.upsert_active(), &page_params)?,
         ctx.statement(&sql::RUN_PAGE.insert_profiles(), &page_params)?,
         ctx.statement(&sql::RUN_PAGE.insert_initial_jobs(), &page_params)?,
+        // A repository back on GitHub after a sync removed it: its paused job goes again.
+        ctx.statement(&sql::RUN_PAGE.resume_jobs(), &page_params)?,
         ctx.statement(sql::ADVANCE_RUN, &advance)?,
         ctx.statement(sql::STAMP_SYNCED, &stamp)?,
     ];
@@ -202,24 +212,37 @@ async fn apply_page(
     }
     let results = ctx.batch(statements).await?;
     let advanced = results
-        .get(3)
+        .get(ADVANCED)
         .and_then(|r| r.meta().ok().flatten())
         .and_then(|m| m.changes)
         .unwrap_or(0);
     if advanced == 0 {
         return Ok(None);
     }
-    let jobs = results
-        .get(2)
-        .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
-        .results::<NewJob>()
-        .map_err(|e| Internal::new("new jobs", e))?;
+    let mut jobs = Vec::new();
+    let mut added = 0;
+    for i in [NEW_JOBS, RESUMED_JOBS] {
+        jobs.extend(
+            results
+                .get(i)
+                .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
+                .results::<NewJob>()
+                .map_err(|e| Internal::new("page jobs", e))?,
+        );
+        if i == NEW_JOBS {
+            added = jobs.len() as u64;
+        }
+    }
     let removed = results
-        .get(6)
+        .get(REMOVED)
         .and_then(|r| r.meta().ok().flatten())
         .and_then(|m| m.changes)
         .unwrap_or(0) as u64;
-    Ok(Some(Applied { jobs, removed }))
+    Ok(Some(Applied {
+        jobs,
+        added,
+        removed,
+    }))
 }
 
 /// Hands the rest of the run to the sync queue, `delay_secs` from now.

@@ -33,6 +33,8 @@ pub const SYNC_CRON: &str = "0 */4 * * *";
 pub const HOURLY_CRON: &str = "15 * * * *";
 /// How long delivery ids are remembered for deduplication.
 const DELIVERY_RETENTION_SECS: i64 = 14 * 24 * 3600;
+/// How long a message's failure record is kept (its retries end well within this).
+const FAILURE_RETENTION_SECS: i64 = 7 * 24 * 3600;
 /// Retry delays double per failed attempt, up to this.
 const MAX_RETRY_DELAY_SECS: u32 = 300;
 
@@ -60,6 +62,7 @@ async fn fail(ctx: &Ctx, queue: &str, message: &Message<String>, error: &str) {
         .rows(
             sql::RECORD_MESSAGE_FAILURE,
             &[
+                Param::from(&message.id()),
                 Param::from(&body_hash(message.body())),
                 Param::from(queue),
                 Param::from(error),
@@ -232,6 +235,7 @@ async fn dead_letters(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Int
         statements.push(ctx.statement(
             sql::RECORD_DEAD_LETTER,
             &[
+                Param::from(&m.id()),
                 Param::from(&body_hash(m.body())),
                 Param::from(kind.as_deref()),
                 Param::from(m.body()),
@@ -277,6 +281,7 @@ async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
     let now = crate::time::rfc3339(ctx.now);
     let hour = crate::time::backup_hour(ctx.now);
     let delivery_cutoff = crate::time::rfc3339(ctx.now - DELIVERY_RETENTION_SECS);
+    let failure_cutoff = crate::time::rfc3339(ctx.now - FAILURE_RETENTION_SECS);
     let results = ctx
         .batch(vec![
             ctx.statement(
@@ -291,6 +296,7 @@ async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
             ctx.statement(sql::EXPIRE_SNAPSHOTS, &[Param::from(&now)])?,
             ctx.statement(sql::PURGE_CONSUMED_STATES, &[Param::from(&now)])?,
             ctx.statement(sql::PURGE_DELIVERIES, &[Param::from(&delivery_cutoff)])?,
+            ctx.statement(sql::PURGE_MESSAGE_FAILURES, &[Param::from(&failure_cutoff)])?,
         ])
         .await?;
     let changes = |i: usize| {
