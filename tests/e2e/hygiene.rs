@@ -34,16 +34,21 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// Installation tokens are `ghs_` and 36 alphanumerics.
-const TOKEN_PREFIX: &[u8] = b"ghs_";
+/// Installation tokens are `ghs_` and 36 alphanumerics; user tokens (OAuth during
+/// installation) `ghu_` and 36.
+const TOKEN_PREFIXES: [&[u8]; 2] = [b"ghs_", b"ghu_"];
 const TOKEN_LEN: usize = 40;
+
+fn is_token_start(bytes: &[u8]) -> bool {
+    TOKEN_PREFIXES.iter().any(|p| bytes.starts_with(p))
+}
 
 /// The tokens of `tokens` that occur in `bytes`.
 fn tokens_in<'t>(bytes: &[u8], tokens: &'t HashSet<Vec<u8>>) -> Vec<&'t [u8]> {
     let mut found = Vec::new();
     let mut i = 0;
     while i + TOKEN_LEN <= bytes.len() {
-        if bytes[i] == b'g' && bytes[i..].starts_with(TOKEN_PREFIX) {
+        if bytes[i] == b'g' && is_token_start(&bytes[i..]) {
             if let Some(token) = tokens.get(&bytes[i..i + TOKEN_LEN]) {
                 found.push(token.as_slice());
             }
@@ -74,7 +79,7 @@ fn no_token_anywhere(s: &Stack) {
     assert!(tokens.len() >= 2, "the run issued tokens");
     assert!(tokens
         .iter()
-        .all(|t| t.len() == TOKEN_LEN && t.starts_with(TOKEN_PREFIX)));
+        .all(|t| t.len() == TOKEN_LEN && is_token_start(t)));
 
     let files = files_under(&s.dir);
     let wrangler_log = s.dir.join("wrangler.log");

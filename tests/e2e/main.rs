@@ -11,23 +11,36 @@
 //! - `state.rs`: every way a state token can be refused, replays included;
 //! - `portal.rs`: portal authentication failures and API routing errors;
 //! - `faults.rs`: GitHub failing or rate limiting in the middle of an enumeration;
+//! - `webhooks.rs`: `POST /github/webhooks` (every octokit example payload, signatures and
+//!   rotation, request errors, redelivery, out-of-order events, pushes, answer time) and the
+//!   activity API;
+//! - `orgs.rs`: organizations over time: several per tenant and their settings, lists and
+//!   filters, sync of added and removed repositories, disconnect and reconnect, the cron
+//!   triggers (scheduled sync, scheduled backups, snapshot expiry), dead letters, tenant
+//!   isolation, the OpenAPI document;
+//! - `approval.rs`: an owner's approval (`installation.created`) linked to the pending request
+//!   of the tenant whose GitHub user asked (OAuth during installation);
 //! - `hygiene.rs`: run last, over everything the suite did: no installation token stored or
 //!   logged, the right credential on every GitHub call, no invocation over the subrequest limit;
 //! - `sql_plans.rs`: the D1 page statements' query plans (native, no worker).
 //!
 //! Scheduling: the tests share one worker and one emulator and run in parallel
-//! (`--test-threads`, default: the number of CPUs). Fault rules are global to the emulator and
-//! some checks count global state, so such tests hold a write lock that keeps every other
-//! worker test out while they run; `hygiene` tests start only once every other selected test
+//! (`--test-threads`, default: the number of CPUs). Fault rules are global to the emulator, cron
+//! triggers reach every organization, direct D1 writes can collide with the worker's, and some
+//! checks count global state, so such tests hold a write lock that keeps every other worker test
+//! out while they run; `hygiene` tests start only once every other selected test
 //! has finished.
 
+mod approval;
 mod connect;
 mod faults;
 mod harness;
 mod hygiene;
+mod orgs;
 mod portal;
 mod sql_plans;
 mod state;
+mod webhooks;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -191,6 +204,9 @@ fn main() {
         connect::cases(),
         state::cases(),
         sql_plans::cases(),
+        webhooks::cases(),
+        orgs::cases(),
+        approval::cases(),
         hygiene::cases(),
     ]
     .into_iter()

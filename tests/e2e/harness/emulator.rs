@@ -141,6 +141,26 @@ impl Emulator {
         );
     }
 
+    /// Creates (or replaces) an installation whose repositories are exactly `(id, name)`
+    /// (named ones: public, branch `main`); `inst.repos` is ignored.
+    pub fn put_named_installation(&self, inst: &Inst, repos: &[(i64, String)]) {
+        let account = json!({
+            "login": inst.login,
+            "id": inst.account_id,
+            "type": inst.kind,
+            "name": inst.name,
+        });
+        let repos: Vec<Value> = repos
+            .iter()
+            .map(|(id, name)| json!({ "id": id, "name": name }))
+            .collect();
+        self.admin(
+            "PUT",
+            &format!("installations/{}", inst.id),
+            Some(&json!({ "account": account, "repositories": repos })),
+        );
+    }
+
     pub fn set_suspended(&self, id: u64, suspended: bool) {
         self.admin(
             "PATCH",
@@ -156,6 +176,22 @@ impl Emulator {
             &format!("installations/{id}/repositories"),
             Some(&json!({ "add": count })),
         );
+    }
+
+    /// Removes the repositories with these GitHub ids, then adds `add` generated ones.
+    /// Generated repository `n` (from 1, numbering continued across additions) has the id
+    /// `installation_id * 1_000_000 + n`.
+    pub fn change_repos(&self, id: u64, add: u32, remove_ids: &[i64]) {
+        self.admin(
+            "POST",
+            &format!("installations/{id}/repositories"),
+            Some(&json!({ "add": add, "remove_ids": remove_ids })),
+        );
+    }
+
+    /// Uninstalls the App: GitHub answers 404 for the installation from now on.
+    pub fn delete_installation(&self, id: u64) {
+        self.admin("DELETE", &format!("installations/{id}"), None);
     }
 
     /// Replaces the fault rules (see the emulator's `faults.rs`).

@@ -10,10 +10,13 @@
 //! 3. A temporary directory receives a copy of the bundle and a `wrangler.toml` derived from
 //!    the project's (same bindings; `main` pointing at the copy, no `[build]`), so that edits to
 //!    `src/` while the suite runs cannot make wrangler rebuild and restart the worker mid-test.
+//!    Its `.dev.vars` is the project's with one change: `GITHUB_WEBHOOK_SECRET` is a rotation,
+//!    `["<ROTATED_WEBHOOK_SECRET>", "<the dev secret>"]`, so that both verify.
 //! 4. The emulator starts on a free port; migrations are applied to a fresh persistence
 //!    directory; `wrangler dev` starts on free ports (its own process group, output in
 //!    `wrangler.log`) with `GITHUB_API_URL`/`GITHUB_WEB_URL` pointing at the emulator and an
-//!    empty `PORTAL_URL` (the worker's own result pages); a watchdog stops everything should
+//!    empty `PORTAL_URL` (the worker's own result pages), and `--test-scheduled` so that tests
+//!    can fire the cron triggers ([`Stack::trigger_cron`]); a watchdog stops everything should
 //!    the test process die; `/health` is awaited (up to 300 s).
 //!
 //! Isolation: tests share the stack, so each uses its own tenant, installation and account
@@ -41,6 +44,8 @@ use store::Store;
 /// The App id and slug the emulator and the worker are both started with.
 pub const APP_ID: &str = "3034314";
 pub const APP_SLUG: &str = "the-one-code";
+/// The webhook secret the test worker accepts besides the one in `.dev.vars` (a rotation).
+pub const ROTATED_WEBHOOK_SECRET: &str = "e2e-rotated-webhook-secret";
 /// How long `wrangler dev` may take to answer `/health`.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -270,6 +275,33 @@ fn test_config(original: &str, main: &Path, migrations: &Path) -> Result<String,
         .ok_or_else(|| "wrangler.toml has no `main`".into())
 }
 
+/// `.dev.vars` for the test worker: the same lines, except `GITHUB_WEBHOOK_SECRET`, which
+/// becomes the rotation `["<ROTATED_WEBHOOK_SECRET>", "<webhook_secret>"]`.
+fn test_dev_vars(original: &str, webhook_secret: &str) -> String {
+    let rotation = serde_json::to_string(&[ROTATED_WEBHOOK_SECRET, webhook_secret])
+        .expect("strings serialize");
+    let line = format!("GITHUB_WEBHOOK_SECRET='{rotation}'");
+    let is_secret = |l: &str| {
+        l.trim_start()
+            .strip_prefix("GITHUB_WEBHOOK_SECRET")
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let mut out: Vec<String> = original
+        .lines()
+        .map(|l| {
+            if is_secret(l) {
+                line.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !original.lines().any(is_secret) {
+        out.push(line);
+    }
+    out.join("\n") + "\n"
+}
+
 /// The environment every wrangler invocation gets: offline, quiet, no telemetry, and any
 /// npm registry lookup (wrangler's update check) sent to a closed loopback port.
 fn wrangler(root: &Path, dir: &Path) -> Command {
@@ -353,7 +385,10 @@ impl Stack {
             &root.join("migrations"),
         )?;
         std::fs::write(&config, text).map_err(|e| e.to_string())?;
-        std::fs::copy(root.join(".dev.vars"), dir.join(".dev.vars")).map_err(|e| e.to_string())?;
+        let dev_vars = std::fs::read_to_string(root.join(".dev.vars"))
+            .map_err(|e| format!(".dev.vars: {e}"))?;
+        let dev_vars = test_dev_vars(&dev_vars, secrets.get("GITHUB_WEBHOOK_SECRET")?);
+        std::fs::write(dir.join(".dev.vars"), dev_vars).map_err(|e| e.to_string())?;
         let key_file = dir.join("app-key.pem");
         std::fs::write(&key_file, secrets.get("GITHUB_APP_PRIVATE_KEY")?)
             .map_err(|e| e.to_string())?;
@@ -425,6 +460,8 @@ impl Stack {
             .args(["--var", "PORTAL_URL:"])
             .args(["--var", &format!("GITHUB_APP_ID:{APP_ID}")])
             .args(["--var", &format!("GITHUB_APP_SLUG:{APP_SLUG}")])
+            // `GET /__scheduled?cron=…` runs a cron trigger ([`Stack::trigger_cron`]).
+            .arg("--test-scheduled")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -577,6 +614,25 @@ impl Stack {
     /// Last lines of the worker's log, for failure messages.
     pub fn wrangler_tail(&self, lines: usize) -> String {
         tail(&self.dir.join("wrangler.log"), lines)
+    }
+
+    /// Runs the worker's scheduled handler for `cron` (e.g. `"15 * * * *"`) through wrangler's
+    /// `--test-scheduled` route; returns once the handler has finished (the queue work it starts
+    /// goes on in the background).
+    #[track_caller]
+    pub fn trigger_cron(&self, cron: &str) {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("cron", cron)
+            .finish();
+        let resp = self
+            .http
+            .get(&format!("{}/__scheduled?{query}", self.worker));
+        assert_eq!(
+            (resp.status, resp.body.as_str()),
+            (200, "Ran scheduled event"),
+            "cron {cron}; wrangler.log:\n{}",
+            self.wrangler_tail(30)
+        );
     }
 }
 

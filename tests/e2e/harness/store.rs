@@ -1,6 +1,7 @@
-//! Read-only access to what the worker persisted under `wrangler dev --persist-to`: the D1
-//! database (a SQLite file in WAL mode that workerd keeps writing while tests read) and the
-//! KV namespace (miniflare's `_mf_entries` table plus value blobs).
+//! Access to what the worker persisted under `wrangler dev --persist-to`: the D1 database (a
+//! SQLite file in WAL mode that workerd keeps writing while tests read, and in which a test may
+//! write the rows the worker has no API for yet) and the KV namespace (miniflare's
+//! `_mf_entries` table plus value blobs), read-only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,9 +31,29 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// A read-write connection, for the few rows tests write behind the worker's back. It never
+/// checkpoints the WAL (workerd does).
+fn open_rw(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
 /// Runs `f` on a fresh read-only connection, retrying transient errors (the writer holds the
 /// WAL index for a moment, a checkpoint is under way).
-fn with_retry<T>(path: &Path, mut f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> T {
+fn with_retry<T>(path: &Path, f: impl FnMut(&Connection) -> rusqlite::Result<T>) -> T {
+    with_retry_on(path, open, f)
+}
+
+fn with_retry_on<T>(
+    path: &Path,
+    open: fn(&Path) -> rusqlite::Result<Connection>,
+    mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+) -> T {
     let mut last = None;
     for _ in 0..50 {
         match open(path).and_then(|conn| f(&conn)) {
@@ -126,6 +147,30 @@ impl Store {
         with_retry(&self.d1, |c| {
             c.query_row(sql, params.clone(), |row| row.get::<_, i64>(0))
         })
+    }
+
+    /// Any query's rows, mapped by `f`.
+    pub fn query<T, P: Params + Clone>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Vec<T> {
+        with_retry(&self.d1, |c| {
+            let mut stmt = c.prepare(sql)?;
+            let rows = stmt.query_map(params.clone(), &f)?;
+            rows.collect()
+        })
+    }
+
+    /// Writes to D1 behind the worker's back (rows it has no API for yet, such as snapshots),
+    /// in one statement (its own transaction), retried while workerd holds the write lock.
+    /// Returns the rows changed.
+    ///
+    /// Only while the worker is idle, in an exclusive test: workerd waits for no lock, so a
+    /// statement of the worker's that meets this write fails (`SQLITE_BUSY`, a 500).
+    pub fn execute<P: Params + Clone>(&self, sql: &str, params: P) -> usize {
+        with_retry_on(&self.d1, open_rw, |c| c.execute(sql, params.clone()))
     }
 
     pub fn footprint(&self, tenant: &str) -> Footprint {
