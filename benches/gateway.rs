@@ -18,7 +18,6 @@
 #[path = "../tests/e2e/harness/mod.rs"]
 mod harness;
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -27,19 +26,6 @@ use harness::emulator::Inst;
 use harness::Stack;
 use onecode_edge::webhook_signature;
 use serde_json::{json, Value};
-
-/// The harness reports fixture panics with these (the test binary defines richer ones).
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".into())
-}
-
-pub fn panic_location() -> Option<String> {
-    None
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; there are no options.

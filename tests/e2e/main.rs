@@ -42,8 +42,6 @@ mod sql_plans;
 mod state;
 mod webhooks;
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
@@ -133,41 +131,17 @@ fn wait_for_the_others() {
     }
 }
 
-thread_local! {
-    /// Where the current thread last panicked (set by the panic hook installed in `main`).
-    static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// The text of a panic payload.
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".into())
-}
-
-/// Where this thread last panicked, if it did.
-pub fn panic_location() -> Option<String> {
-    PANICKED_AT.with(|p| p.borrow_mut().take())
-}
-
-/// Panics are reported once, in the failure summary, with their location (tests run in
-/// parallel, so the default hook's immediate output would interleave).
-fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| l.to_string());
-        PANICKED_AT.with(|p| *p.borrow_mut() = location);
-    }));
-}
-
 fn trial(case: Case) -> Trial {
     let Case { name, kind, body } = case;
     Trial::test(name, move || {
         let _finished = Finished(kind);
         std::panic::catch_unwind(AssertUnwindSafe(|| run(kind, body))).map_err(|payload| {
-            let at = panic_location().unwrap_or_else(|| "?".into());
-            format!("{}\n  at {at}", panic_message(payload.as_ref())).into()
+            let at = harness::panics::panic_location().unwrap_or_else(|| "?".into());
+            format!(
+                "{}\n  at {at}",
+                harness::panics::panic_message(payload.as_ref())
+            )
+            .into()
         })
     })
 }
@@ -197,7 +171,7 @@ fn run(kind: Kind, body: Body) {
 
 fn main() {
     let args = Arguments::from_args();
-    quiet_panics();
+    harness::panics::quiet_panics();
     let mut cases: Vec<Case> = [
         portal::cases(),
         faults::cases(),

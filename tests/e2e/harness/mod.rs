@@ -26,6 +26,7 @@ pub mod auth;
 pub mod checks;
 pub mod emulator;
 pub mod http;
+pub mod panics;
 pub mod procs;
 pub mod store;
 
@@ -98,8 +99,8 @@ pub fn stack() -> &'static Stack {
         let result = std::panic::catch_unwind(Stack::start).unwrap_or_else(|payload| {
             Err(format!(
                 "the fixture panicked while starting: {} at {}",
-                crate::panic_message(payload.as_ref()),
-                crate::panic_location().unwrap_or_default()
+                panics::panic_message(payload.as_ref()),
+                panics::panic_location().unwrap_or_default()
             ))
         });
         match &result {
