@@ -133,6 +133,28 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<(u16, Value), Probl
     apply(ctx, &event, &event_name, &delivery, installation_id, &org).await
 }
 
+/// Runs a delivery's batch, which `RECORD_DELIVERY` leads: `None` when the delivery was seen
+/// before (its primary key failed the batch, so nothing was applied).
+async fn apply_once(
+    ctx: &Ctx,
+    delivery: &str,
+    statements: Vec<D1PreparedStatement>,
+) -> Result<Option<Vec<worker::D1Result>>, Problem> {
+    match ctx.batch(statements).await {
+        Ok(results) => Ok(Some(results)),
+        Err(e) => {
+            let seen: Vec<Value> = ctx
+                .rows(sql::DELIVERY_SEEN, &[Param::from(delivery)])
+                .await?;
+            if seen.is_empty() {
+                Err(e.into())
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// How long a pending installation request waits for an owner's approval.
 const REQUEST_VALID_SECS: i64 = 30 * 24 * 3600;
 
@@ -219,17 +241,8 @@ async fn link_approval(
             ],
         )?,
     ];
-    let results = match ctx.batch(statements).await {
-        Ok(results) => results,
-        Err(e) => {
-            let seen: Vec<Value> = ctx
-                .rows(sql::DELIVERY_SEEN, &[Param::from(delivery)])
-                .await?;
-            if !seen.is_empty() {
-                return Ok((200, json!({ "duplicate": true, "delivery": delivery })));
-            }
-            return Err(e.into());
-        }
+    let Some(results) = apply_once(ctx, delivery, statements).await? else {
+        return Ok((200, json!({ "duplicate": true, "delivery": delivery })));
     };
     #[derive(Deserialize)]
     struct Linked {
@@ -487,17 +500,8 @@ async fn apply(
             Param::from(&now),
         ],
     )?);
-    let results = match ctx.batch(statements).await {
-        Ok(results) => results,
-        Err(e) => {
-            let seen: Vec<Value> = ctx
-                .rows(sql::DELIVERY_SEEN, &[Param::from(delivery)])
-                .await?;
-            if !seen.is_empty() {
-                return Ok((200, json!({ "duplicate": true, "delivery": delivery })));
-            }
-            return Err(e.into());
-        }
+    let Some(results) = apply_once(ctx, delivery, statements).await? else {
+        return Ok((200, json!({ "duplicate": true, "delivery": delivery })));
     };
     // Results are offset by one: the delivery record leads the batch.
     let rows = |i: usize| -> Result<Vec<NewJob>, Internal> {
