@@ -49,6 +49,23 @@ pub struct CodeExchange {
     pub error: Option<String>,
 }
 
+/// `GET /user/installations` with a user token: the App's installations the user can access.
+#[derive(Deserialize)]
+pub struct UserInstallations {
+    pub installations: Vec<InstallationId>,
+}
+
+#[derive(Deserialize)]
+pub struct InstallationId {
+    pub id: u64,
+}
+
+pub fn user_installations_url(api: &Url) -> Url {
+    let mut url = join(api, "user/installations");
+    url.set_query(Some(&format!("per_page={PER_PAGE}")));
+    url
+}
+
 /// `GET /user` with a user token.
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {

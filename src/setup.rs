@@ -38,6 +38,9 @@ pub enum Refusal {
     InstallationClaimed,
     /// The installation is suspended on GitHub: no token can be minted for it.
     InstallationSuspended,
+    /// The GitHub user who came back from the install page cannot access that installation
+    /// (a spoofed `installation_id`).
+    InstallationForbidden,
     GitHubUnavailable,
     Misconfigured,
     Internal,
@@ -53,6 +56,7 @@ impl Refusal {
             Refusal::InstallationUnknown => "installation_unknown",
             Refusal::InstallationClaimed => "installation_claimed",
             Refusal::InstallationSuspended => "installation_suspended",
+            Refusal::InstallationForbidden => "installation_forbidden",
             Refusal::GitHubUnavailable => "github_unavailable",
             Refusal::Misconfigured => "misconfigured",
             Refusal::Internal => "internal",
@@ -73,6 +77,7 @@ impl Refusal {
             Refusal::InstallationUnknown => "GitHub does not know this installation. Start again from the portal.",
             Refusal::InstallationClaimed => "This GitHub installation is already connected to another account. Contact support if this is unexpected.",
             Refusal::InstallationSuspended => "The GitHub App is suspended on this organization. Unsuspend it in the organization's GitHub settings, then use the same link again (or start again from the portal).",
+            Refusal::InstallationForbidden => "Your GitHub account cannot access this installation. Start again from the portal and install the App from the organization you administer.",
             Refusal::GitHubUnavailable => "GitHub did not answer in time. Nothing was saved; try again in a few minutes.",
             Refusal::Misconfigured => "The gateway is not fully configured. An operator has been told; try again later.",
             Refusal::Internal => "Something went wrong on our side. Nothing was lost; try again.",
@@ -80,7 +85,7 @@ impl Refusal {
     }
 }
 
-const ALL_REFUSALS: [Refusal; 10] = [
+const ALL_REFUSALS: [Refusal; 11] = [
     Refusal::MissingParameters,
     Refusal::StateExpired,
     Refusal::StateInvalid,
@@ -88,6 +93,7 @@ const ALL_REFUSALS: [Refusal; 10] = [
     Refusal::InstallationUnknown,
     Refusal::InstallationClaimed,
     Refusal::InstallationSuspended,
+    Refusal::InstallationForbidden,
     Refusal::GitHubUnavailable,
     Refusal::Misconfigured,
     Refusal::Internal,

@@ -6,7 +6,8 @@
 //! - `GET /apps/{slug}/installations/new`: the install page that sends the browser to the
 //!   setup URL (or redirects straight there with `&target=<installation id>`), with a one-time
 //!   OAuth `code` when "request user authorization during installation" is configured
-//! - `POST /login/oauth/access_token` (code → `ghu_` user token) and `GET /user` (user token)
+//! - `POST /login/oauth/access_token` (code → `ghu_` user token), `GET /user` and
+//!   `GET /user/installations` (user token)
 //!
 //! Any other request answers 404 naming the method and path.
 
@@ -31,6 +32,11 @@ pub fn route(em: &Emulator, request: &Request, caller: &Caller) -> Reply {
         ("GET", ["users", login]) => get_account(em, caller, login, false),
         ("GET", ["apps", slug, "installations", "new"]) => install_page(em, request, slug),
         ("POST", ["login", "oauth", "access_token"]) => Ok(exchange_code(em, request)),
+        ("GET", ["user", "installations"]) => match caller {
+            Caller::User(_) => Ok(user_installations(em)),
+            Caller::Rejected(message) => Err(Reply::error(401, message)),
+            _ => Err(Reply::error(401, "Requires authentication")),
+        },
         ("GET", ["user"]) => match caller {
             Caller::User(login) => {
                 let store = em.store();
@@ -287,6 +293,25 @@ fn setup_link(setup_url: &Url, params: &[(&str, &str)]) -> String {
 
 fn escape_html(text: &str) -> std::borrow::Cow<'_, str> {
     html_escape::encode_quoted_attribute(text)
+}
+
+/// `GET /user/installations`: the installations of this App the OAuth user can access (one
+/// page: the emulator's users see few).
+fn user_installations(em: &Emulator) -> Reply {
+    let store = em.store();
+    let allowed = store
+        .oauth
+        .as_ref()
+        .and_then(|o| o.user.installations.clone());
+    let visible: Vec<Value> = store
+        .installations()
+        .filter(|inst| allowed.as_ref().is_none_or(|ids| ids.contains(&inst.id)))
+        .map(|inst| installation_json(em, inst))
+        .collect();
+    Reply::json(
+        200,
+        &json!({ "total_count": visible.len(), "installations": visible }),
+    )
 }
 
 /// `POST /login/oauth/access_token` with `client_id`, `client_secret` and `code` (form body or

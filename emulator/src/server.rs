@@ -525,6 +525,15 @@ mod tests {
             em.store().issued_tokens().contains(&token),
             "listed for leak scans"
         );
+        let (_, listed, _) = call(
+            &em,
+            "GET",
+            "/user/installations",
+            Some(&format!("Bearer {token}")),
+            "",
+        );
+        assert_eq!(listed["total_count"], 1);
+        assert_eq!(listed["installations"][0]["id"], 5);
     }
 
     #[test]

@@ -233,6 +233,9 @@ pub struct LoggedRequest {
 pub struct OAuthUser {
     pub login: String,
     pub id: u64,
+    /// The installations this user can access (`GET /user/installations`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installations: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

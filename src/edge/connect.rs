@@ -10,7 +10,8 @@
 //!    linked to it) → `pending`;
 //! 3. `install` / `update`: App JWT → `GET /app/installations/{id}` (unknown → refused), an
 //!    installation token, the account's display name; an installation that another tenant holds,
-//!    or one suspended on GitHub, is refused. Only then is anything written;
+//!    one suspended on GitHub, or (with OAuth during installation) one the returning GitHub user
+//!    cannot access (`GET /user/installations`) is refused. Only then is anything written;
 //! 4. one D1 transaction spends the state (single use) and, only if this invocation spent it,
 //!    upserts the organization (a reconnect keeps its settings, re-activates it and resumes its
 //!    paused backup jobs through the dispatcher) and starts a new enumeration run; pages are then
@@ -159,6 +160,22 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
     let installation = github_client::installation(ctx, &jwt, installation_id)
         .await
         .map_err(github_refusal)?;
+    // With OAuth during installation, the user who came back must be able to access it.
+    if let Some(code) = &params.code {
+        let access = github_client::user_can_access(ctx, code, installation_id)
+            .await
+            .map_err(|e| match e {
+                // A refused or reused code cannot vouch for anyone.
+                GitHubError::Refused(why) => {
+                    worker::console_warn!("setup callback: {why}");
+                    Refusal::InstallationForbidden
+                }
+                other => github_refusal(other),
+            })?;
+        if access == Some(false) {
+            return Err(Refusal::InstallationForbidden);
+        }
+    }
     ensure_not_claimed(ctx, installation_id, &claims.tenant).await?;
     if installation.suspended_at.is_some() {
         // No token can be minted for it; nothing is written and the link stays usable.

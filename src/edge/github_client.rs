@@ -232,11 +232,10 @@ pub async fn profile(ctx: &Ctx, token: &str, account: &Account) -> Result<Profil
     )
 }
 
-/// The GitHub login of the user who clicked through the install page, from the OAuth `code`
-/// GitHub adds when the App requests user authorization during installation. `None` when
-/// OAuth is not configured here (`GITHUB_CLIENT_ID` / `GITHUB_CLIENT_SECRET`). The user token
-/// is used for this one `GET /user` and dropped.
-pub async fn requester(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError> {
+/// Exchanges the OAuth `code` GitHub adds when the App requests user authorization during
+/// installation for a user token, used for the request at hand and dropped. `None` when OAuth
+/// is not configured here (`GITHUB_CLIENT_ID` / `GITHUB_CLIENT_SECRET`).
+async fn user_token(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError> {
     let (Some(client_id), Ok(secret)) = (&ctx.config.client_id, ctx.secret("GITHUB_CLIENT_SECRET"))
     else {
         return Ok(None);
@@ -251,18 +250,56 @@ pub async fn requester(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubEr
         &call(ctx, Method::Post, &url, Auth::CodeExchange(&form)).await?,
         "OAuth token",
     )?;
-    let token = exchanged.access_token.ok_or_else(|| {
+    exchanged.access_token.map(Some).ok_or_else(|| {
         GitHubError::Refused(format!(
             "OAuth code refused: {}",
             exchanged.error.unwrap_or_default()
         ))
-    })?;
+    })
+}
+
+/// The GitHub login of the user who clicked through the install page (`None` without OAuth).
+pub async fn requester(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError> {
+    let Some(token) = user_token(ctx, code).await? else {
+        return Ok(None);
+    };
     let url = crate::config::join(&ctx.config.api_url, "user");
     let user: github::User = parse(
         &call(ctx, Method::Get, &url, Auth::User(&token)).await?,
         "user",
     )?;
     Ok(Some(user.login))
+}
+
+/// Pages of `GET /user/installations` read before giving up (100 installations a page).
+const MAX_USER_INSTALLATION_PAGES: u32 = 5;
+
+/// Whether the user who clicked through can access `installation_id` (`GET /user/installations`):
+/// the `installation_id` of a callback can be spoofed, the user's own list cannot. `None`
+/// without OAuth.
+pub async fn user_can_access(
+    ctx: &Ctx,
+    code: &str,
+    installation_id: u64,
+) -> Result<Option<bool>, GitHubError> {
+    let Some(token) = user_token(ctx, code).await? else {
+        return Ok(None);
+    };
+    let mut url = github::user_installations_url(&ctx.config.api_url);
+    for _ in 0..MAX_USER_INSTALLATION_PAGES {
+        let answer = call(ctx, Method::Get, &url, Auth::User(&token)).await?;
+        let page: github::UserInstallations = parse(&answer, "user installations")?;
+        if page.installations.iter().any(|i| i.id == installation_id) {
+            return Ok(Some(true));
+        }
+        match github::next_page(answer.link.as_deref(), &ctx.config.api_url)
+            .map_err(|e| GitHubError::Refused(format!("unusable Link header: {e:?}")))?
+        {
+            Some(next) => url = next,
+            None => return Ok(Some(false)),
+        }
+    }
+    Ok(Some(false))
 }
 
 /// One page of `GET /installation/repositories`, with the checked `rel="next"` URL.

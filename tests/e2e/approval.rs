@@ -6,7 +6,8 @@
 //! one-time code; the callback records who asked. The owner's approval arrives as
 //! `installation.created` with that `requester`: the installation becomes the asking tenant's
 //! organization and a sync enumerates it. A requester with no pending request, or pending
-//! requests in two tenants, links nothing.
+//! requests in two tenants, links nothing. With OAuth on, an install callback whose GitHub
+//! user cannot access the installation (a spoofed `installation_id`) is refused.
 
 use serde_json::json;
 
@@ -18,10 +19,16 @@ use std::time::Duration;
 
 pub fn cases() -> Vec<Case> {
     // OAuth configuration is global to the emulator: these run alone.
-    vec![Case::exclusive(
-        "approval::owner_approval_links_the_request_of_the_tenant_that_asked",
-        approval_links,
-    )]
+    vec![
+        Case::exclusive(
+            "approval::owner_approval_links_the_request_of_the_tenant_that_asked",
+            approval_links,
+        ),
+        Case::exclusive(
+            "approval::an_installation_the_user_cannot_access_is_refused",
+            spoofed_installation,
+        ),
+    ]
 }
 
 /// Turns OAuth during installation on for `user`; off again when dropped.
@@ -29,10 +36,15 @@ struct OAuth<'a>(&'a Stack);
 
 impl<'a> OAuth<'a> {
     fn on(s: &'a Stack, user: &str) -> OAuth<'a> {
+        OAuth::with_installations(s, user, None)
+    }
+
+    /// OAuth on for `user`, who can access only `installations` (all when `None`).
+    fn with_installations(s: &'a Stack, user: &str, installations: Option<&[u64]>) -> OAuth<'a> {
         let body = json!({
             "client_id": s.secrets.get("GITHUB_CLIENT_ID").expect("GITHUB_CLIENT_ID in .dev.vars"),
             "client_secret": s.secrets.get("GITHUB_CLIENT_SECRET").expect("GITHUB_CLIENT_SECRET in .dev.vars"),
-            "user": { "login": user, "id": 4_242 },
+            "user": { "login": user, "id": 4_242, "installations": installations },
         });
         let resp = s.http.request(
             "PUT",
@@ -197,4 +209,23 @@ fn approval_links(s: &Stack) {
         "{answer}"
     );
     assert!(s.store.orgs_with_installation(3_703).is_empty());
+}
+
+fn spoofed_installation(s: &Stack) {
+    let tenant = "tenant-spoof";
+    let theirs = Inst::org(3_711, "e2e-carols-org", 2);
+    let others = Inst::org(3_712, "e2e-someone-elses-org", 2);
+    s.emulator.put_installation(&theirs);
+    s.emulator.put_installation(&others);
+    let _oauth = OAuth::with_installations(s, "e2e-carol", Some(&[3_711]));
+
+    // Carol comes back from GitHub with someone else's installation id.
+    let callback = s.connect_and_install(tenant, others.id);
+    callback.assert_refused("installation_forbidden");
+    assert!(s.store.orgs(tenant).is_empty(), "nothing is written");
+    assert!(s.store.orgs_with_installation(3_712).is_empty());
+
+    // Her own installation connects.
+    let done = s.connect_and_install(tenant, theirs.id).done();
+    assert_eq!((done.repos, done.added, done.complete), (2, 2, true));
 }
