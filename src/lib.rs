@@ -2,15 +2,21 @@
 //! OneCode backup platform, compiled to wasm32 for Cloudflare Workers.
 //!
 //! Where each flow lives:
-//! - connect (`POST /v1/connect/github`): [`edge::connect`], tokens in [`state_token`];
-//! - setup callback (`GET /github/setup`): [`edge::connect`], inputs/outcomes in [`setup`],
+//! - connect (`POST /v1/connect/github`): `edge::connect`, tokens in [`state_token`];
+//! - setup callback (`GET /github/setup`): `edge::connect`, inputs/outcomes in [`setup`],
 //!   pages in [`pages`];
 //! - enumeration of an installation's repositories (callback, then the sync queue):
-//!   [`edge::enumerate`], SQL in [`sql`], budget in [`budget`];
+//!   `edge::enumerate`, SQL in [`sql`], budget in [`budget`];
 //! - App authentication: [`app_jwt`] (claims, PEM) and `edge::platform` (WebCrypto);
 //! - GitHub API shapes, pagination and retries: [`github`], fetching in `edge::github_client`;
+//! - webhooks (`POST /github/webhooks`): `edge::webhooks`, signatures in [`webhook_signature`],
+//!   typed events in [`webhook_events`], the push rules in [`dependency_files`];
+//! - the organization API (`/v1/orgs…`): `edge::orgs`, settings and filters in
+//!   [`org_settings`]; sync, disconnect, fan-out and job dispatch in `edge::sync`;
+//! - queue consumers and cron triggers: `edge::queues`;
+//! - routes and the OpenAPI document: [`routes`] (`openapi.json`);
 //! - portal authentication: [`portal_auth`]; errors: [`problem`]; settings: [`config`];
-//! - queue messages: [`messages`].
+//! - queue messages: [`messages`]; time: [`time`].
 //!
 //! Everything outside `edge` is plain Rust tested natively with `cargo test`; `edge` holds the
 //! Workers bindings (KV, D1, Queues, fetch, WebCrypto) and is compiled for wasm32 only.
