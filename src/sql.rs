@@ -267,6 +267,12 @@ pub const RECORD_ACTIVITY: &str =
     "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
 
+/// ?1 org, ?2 event, ?3 detail, ?4 now: recorded only when the org was disconnected just now
+/// (by the statement before it in the batch), so disconnecting twice logs once.
+pub const RECORD_DISCONNECT_ACTIVITY: &str = "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT ?1, NULL, ?2, ?3, ?4 WHERE EXISTS \
+         (SELECT 1 FROM organizations WHERE id = ?1 AND status = 'disconnected' AND updated_at = ?4)";
+
 /// ?1 org, ?2 before id (exclusive; a large number for the first page), ?3 limit.
 pub const LIST_ACTIVITY: &str =
     "SELECT id, delivery_id, event, detail, created_at FROM org_activity \
@@ -537,6 +543,7 @@ mod tests {
             SET_ORG_STATUS,
             PAUSE_ORG_JOBS,
             RECORD_ACTIVITY,
+            RECORD_DISCONNECT_ACTIVITY,
             LIST_ACTIVITY,
             INSERT_ANALYSIS_JOB,
             MARK_ANALYSIS_RECEIVED,
@@ -887,5 +894,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(count(&db, "SELECT archived FROM repositories"), 0);
+    }
+
+    #[test]
+    fn disconnecting_twice_logs_once() {
+        let db = db();
+        for now in ["2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"] {
+            db.execute(
+                SET_ORG_STATUS,
+                params!["o1", "disconnected", now, r#"["active","suspended"]"#],
+            )
+            .unwrap();
+            db.execute(
+                RECORD_DISCONNECT_ACTIVITY,
+                params!["o1", "org.disconnected", "by u", now],
+            )
+            .unwrap();
+        }
+        assert_eq!(count(&db, "SELECT count(*) FROM org_activity"), 1);
     }
 }

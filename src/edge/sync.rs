@@ -182,7 +182,15 @@ pub async fn disconnect(
                 &[Param::from(org_id), Param::from(&now)],
             )?,
             ctx.statement(sql::COUNT_KEPT_SNAPSHOTS, &[Param::from(org_id)])?,
-            activity(ctx, org_id, event, detail, &now)?,
+            ctx.statement(
+                sql::RECORD_DISCONNECT_ACTIVITY,
+                &[
+                    Param::from(org_id),
+                    Param::from(event),
+                    Param::from(detail),
+                    Param::from(&now),
+                ],
+            )?,
         ])
         .await?;
     let jobs_paused = results
