@@ -234,6 +234,15 @@ impl Ctx {
     }
 }
 
+/// Rows changed by statement `i` of a batch (0 when D1 reports none).
+pub fn changes(results: &[D1Result], i: usize) -> u64 {
+    results
+        .get(i)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0) as u64
+}
+
 /// Vars and secrets are both plain text bindings; secrets win when both exist.
 fn lookup(env: &Env, name: &str) -> Option<String> {
     env.secret(name)

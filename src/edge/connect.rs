@@ -19,7 +19,7 @@
 //! 5. the redirect carries the org, the repositories recorded so far, how many are new, and
 //!    whether enumeration is complete.
 
-use super::bindings::{Ctx, Internal, Param, SYNC_QUEUE};
+use super::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
 use super::enumerate::{self, Target};
 use super::github_client::{self, GitHubError};
 use super::platform;
@@ -269,11 +269,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
         .map_err(internal)?,
     );
     let results = spend_state_with(ctx, &claims, writes).await?;
-    let resumed = results
-        .get(2)
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
+    let resumed = changes(&results, 2);
     #[derive(Deserialize)]
     struct OrgId {
         id: String,
@@ -355,12 +351,7 @@ async fn spend_state_with(
         .batch([vec![consume], writes].concat())
         .await
         .map_err(internal)?;
-    let changes = results
-        .first()
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
-    if changes == 0 {
+    if changes(&results, 0) == 0 {
         return Err(Refusal::StateUsed);
     }
     if let Err(e) = ctx.kv_delete(&claims.kv_key()).await {

@@ -8,7 +8,7 @@
 //! `enumerate.v1` continuation carrying the next page URL (no token: the consumer mints its own).
 //! A redelivered continuation finds the cursor moved and does nothing.
 
-use super::bindings::{Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
+use super::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
 use super::github_client::{self, GitHubError};
 use crate::messages::{BackupJob, BackupMessage, EnumerateContinuation, SyncMessage};
 use crate::sql;
@@ -40,10 +40,37 @@ pub struct Target<'a> {
     pub run_id: &'a str,
 }
 
+/// A job D1 reports as created or resumed (`RETURNING id, repository_id`).
 #[derive(Deserialize)]
-struct NewJob {
-    id: String,
-    repository_id: String,
+pub(super) struct NewJob {
+    pub id: String,
+    pub repository_id: String,
+}
+
+/// Sends backup jobs whose rows are committed, at normal priority, in batches the queue takes.
+/// Returns how many were sent.
+pub(super) async fn queue_backups(
+    ctx: &Ctx,
+    org_id: &str,
+    installation_id: u64,
+    jobs: Vec<NewJob>,
+) -> Result<usize, Internal> {
+    let messages: Vec<BackupMessage> = jobs
+        .into_iter()
+        .map(|job| {
+            BackupMessage::BackupJobV1(BackupJob {
+                job_id: job.id,
+                org_id: org_id.to_string(),
+                repository_id: job.repository_id,
+                installation_id,
+                priority: "normal".into(),
+            })
+        })
+        .collect();
+    for chunk in messages.chunks(crate::messages::MAX_BATCH_MESSAGES) {
+        ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
+    }
+    Ok(messages.len())
 }
 
 /// Applies pages from `url` on while the budget allows, then continues through the queue.
@@ -87,24 +114,9 @@ pub async fn run(
             // Another invocation applied this page (a redelivery): it owns the rest of the run.
             return Ok(progress);
         };
-        let jobs = applied.jobs;
         progress.found += page.repositories.len() as u64;
         progress.added += applied.added;
-        let messages: Vec<BackupMessage> = jobs
-            .into_iter()
-            .map(|job| {
-                BackupMessage::BackupJobV1(BackupJob {
-                    job_id: job.id,
-                    org_id: target.org_id.to_string(),
-                    repository_id: job.repository_id,
-                    installation_id: target.installation_id,
-                    priority: "normal".into(),
-                })
-            })
-            .collect();
-        for chunk in messages.chunks(crate::messages::MAX_BATCH_MESSAGES) {
-            ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
-        }
+        queue_backups(ctx, target.org_id, target.installation_id, applied.jobs).await?;
         match next {
             Some(next) => url = next,
             None => {
@@ -211,12 +223,7 @@ async fn apply_page(
         statements.push(ctx.statement(sql::REMOVE_UNSEEN, &unseen)?);
     }
     let results = ctx.batch(statements).await?;
-    let advanced = results
-        .get(ADVANCED)
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
-    if advanced == 0 {
+    if changes(&results, ADVANCED) == 0 {
         return Ok(None);
     }
     let mut jobs = Vec::new();
@@ -233,11 +240,7 @@ async fn apply_page(
             added = jobs.len() as u64;
         }
     }
-    let removed = results
-        .get(REMOVED)
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0) as u64;
+    let removed = changes(&results, REMOVED);
     Ok(Some(Applied {
         jobs,
         added,

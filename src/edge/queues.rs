@@ -15,7 +15,7 @@
 //! `message_failures`) until the queue's `max_retries` send it to the dead-letter queue; one bad
 //! message does not replay the others.
 
-use super::bindings::{Ctx, Internal, Param, SYNC_QUEUE};
+use super::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
 use super::enumerate::{self, Target};
 use super::github_client;
 use super::sync::{self, SyncError, SyncOutcome};
@@ -299,13 +299,7 @@ async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
             ctx.statement(sql::PURGE_MESSAGE_FAILURES, &[Param::from(&failure_cutoff)])?,
         ])
         .await?;
-    let changes = |i: usize| {
-        results
-            .get(i)
-            .and_then(|r| r.meta().ok().flatten())
-            .and_then(|m| m.changes)
-            .unwrap_or(0)
-    };
+    let changes = |i: usize| bindings::changes(&results, i);
     worker::console_log!(
         "hourly {}: {} scheduled backup jobs, {} snapshots expired, {} states and {} delivery ids purged",
         hour.key,

@@ -10,7 +10,7 @@
 //! - [`dispatch`]: sends queued backup jobs that were never sent (scheduled, resumed) or whose
 //!   send was lost, a bounded batch per invocation.
 
-use super::bindings::{Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
+use super::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
 use super::enumerate::{self, Progress, Target};
 use super::github_client::{self, GitHubError};
 use super::platform;
@@ -193,11 +193,7 @@ pub async fn disconnect(
             )?,
         ])
         .await?;
-    let jobs_paused = results
-        .get(1)
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0) as u64;
+    let jobs_paused = changes(&results, 1);
     let snapshots_kept = results
         .get(2)
         .and_then(|r| r.results::<Kept>().ok())

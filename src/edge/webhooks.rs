@@ -14,9 +14,10 @@
 //!    backup / analysis jobs D1 reports as new are queued. No GitHub call is made inline, so the
 //!    answer never waits on GitHub.
 
-use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE, SYNC_QUEUE};
+use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, SYNC_QUEUE};
+use super::enumerate::{queue_backups, NewJob};
 use super::platform;
-use crate::messages::{AnalysisJob, AnalysisMessage, BackupJob, BackupMessage, SyncMessage};
+use crate::messages::{AnalysisJob, AnalysisMessage, SyncMessage};
 use crate::problem::Problem;
 use crate::sql::{self, DELIVERED};
 use crate::webhook_events::{self, Event, InstallationAction, RepositoryAction};
@@ -33,12 +34,6 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 struct OrgRow {
     id: String,
     status: String,
-}
-
-#[derive(Deserialize)]
-struct NewJob {
-    id: String,
-    repository_id: String,
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -513,19 +508,9 @@ async fn apply(
     };
     let mut backups = Vec::new();
     for &i in &plan.backup_results {
-        backups.extend(rows(i)?.into_iter().map(|job| {
-            BackupMessage::BackupJobV1(BackupJob {
-                job_id: job.id,
-                org_id: org.id.clone(),
-                repository_id: job.repository_id,
-                installation_id,
-                priority: "normal".into(),
-            })
-        }));
+        backups.extend(rows(i)?);
     }
-    for chunk in backups.chunks(crate::messages::MAX_BATCH_MESSAGES) {
-        ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
-    }
+    let backups = queue_backups(ctx, &org.id, installation_id, backups).await?;
     let mut analyses = 0;
     if let (Event::Push(push), Some(i)) = (event, plan.analysis_result) {
         let jobs: Vec<AnalysisMessage> = rows(i)?
@@ -549,6 +534,6 @@ async fn apply(
     }
     Ok((
         200,
-        json!({ "ok": true, "event": action_name, "backup_jobs": backups.len(), "analysis_jobs": analyses }),
+        json!({ "ok": true, "event": action_name, "backup_jobs": backups, "analysis_jobs": analyses }),
     ))
 }
