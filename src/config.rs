@@ -2,10 +2,13 @@
 //! from a plain lookup function so the parsing is tested natively (no `worker::Env` needed).
 //!
 //! Vars: `GITHUB_APP_ID`, `GITHUB_APP_SLUG`, `GITHUB_API_URL`, `GITHUB_WEB_URL`, `PORTAL_URL`,
-//! `GITHUB_CLIENT_ID` (optional).
+//! `GITHUB_CLIENT_ID` (optional), `PUBLIC_URL` (optional), and for the OAuth providers
+//! `GITLAB_URL`, `GITLAB_CLIENT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_URL`,
+//! `AZURE_DEVOPS_API_URL`, `AZURE_VSSPS_URL` (a provider without its client id is off).
 //! Secrets (each read only by the route that needs it): `GITHUB_APP_PRIVATE_KEY`,
 //! `GITHUB_WEBHOOK_SECRET`, `STATE_SECRET`, `PORTAL_JWT_SECRET`, `GITHUB_CLIENT_SECRET`
-//! (optional, with `GITHUB_CLIENT_ID`).
+//! (optional, with `GITHUB_CLIENT_ID`), `GITLAB_CLIENT_SECRET`, `AZURE_CLIENT_SECRET` and
+//! `TOKEN_KEYS` (the keys provider tokens are encrypted with: see `token_crypto`).
 
 use crate::problem::Problem;
 use std::fmt;
@@ -16,6 +19,10 @@ use url::Url;
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -41,10 +48,30 @@ pub struct Config {
     /// The App's OAuth client id (`GITHUB_CLIENT_ID`), when it requests user authorization
     /// during installation; with `GITHUB_CLIENT_SECRET` it identifies who asked for approval.
     pub client_id: Option<String>,
+    /// Where browsers reach this gateway (`PUBLIC_URL`), for OAuth redirect URIs; `None` uses
+    /// the origin of the connect request.
+    pub public_url: Option<Url>,
+    /// GitLab.com or the default self-managed instance (`GITLAB_URL`).
+    pub gitlab_url: Url,
+    /// The GitLab OAuth application (`GITLAB_CLIENT_ID`); `None` turns GitLab off.
+    pub gitlab_client_id: Option<String>,
+    /// The Entra ID app registration (`AZURE_CLIENT_ID`); `None` turns Azure DevOps off.
+    pub azure_client_id: Option<String>,
+    /// `AZURE_AUTHORITY_URL`: `https://login.microsoftonline.com/organizations` (work and school
+    /// accounts of any Entra tenant) or one tenant's authority.
+    pub azure_authority_url: Url,
+    /// `AZURE_DEVOPS_API_URL`: `https://dev.azure.com`.
+    pub azure_devops_api_url: Url,
+    /// `AZURE_VSSPS_URL`: `https://app.vssps.visualstudio.com` (profiles and accounts).
+    pub azure_vssps_url: Url,
 }
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_WEB_URL: &str = "https://github.com";
+pub const DEFAULT_GITLAB_URL: &str = "https://gitlab.com";
+pub const DEFAULT_AZURE_AUTHORITY_URL: &str = "https://login.microsoftonline.com/organizations";
+pub const DEFAULT_AZURE_DEVOPS_API_URL: &str = "https://dev.azure.com";
+pub const DEFAULT_AZURE_VSSPS_URL: &str = "https://app.vssps.visualstudio.com";
 
 fn non_empty(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     lookup(name)
@@ -77,7 +104,22 @@ impl Config {
         let portal_url = non_empty(&lookup, "PORTAL_URL")
             .map(|p| base_url(&p, "PORTAL_URL"))
             .transpose()?;
+        let url_or = |name: &str, default: &str| {
+            base_url(
+                &non_empty(&lookup, name).unwrap_or_else(|| default.into()),
+                name,
+            )
+        };
         Ok(Config {
+            public_url: non_empty(&lookup, "PUBLIC_URL")
+                .map(|p| base_url(&p, "PUBLIC_URL"))
+                .transpose()?,
+            gitlab_url: url_or("GITLAB_URL", DEFAULT_GITLAB_URL)?,
+            gitlab_client_id: non_empty(&lookup, "GITLAB_CLIENT_ID"),
+            azure_client_id: non_empty(&lookup, "AZURE_CLIENT_ID"),
+            azure_authority_url: url_or("AZURE_AUTHORITY_URL", DEFAULT_AZURE_AUTHORITY_URL)?,
+            azure_devops_api_url: url_or("AZURE_DEVOPS_API_URL", DEFAULT_AZURE_DEVOPS_API_URL)?,
+            azure_vssps_url: url_or("AZURE_VSSPS_URL", DEFAULT_AZURE_VSSPS_URL)?,
             client_id: non_empty(&lookup, "GITHUB_CLIENT_ID"),
             app_id,
             app_slug,
@@ -139,6 +181,20 @@ mod tests {
         );
         assert_eq!(c.web_url.as_str(), "https://github.com/");
         assert_eq!(c.portal_url, None);
+        assert_eq!(c.gitlab_url.as_str(), "https://gitlab.com/");
+        assert_eq!(
+            c.gitlab_client_id, None,
+            "GitLab is off without a client id"
+        );
+        assert_eq!(
+            c.azure_authority_url.as_str(),
+            "https://login.microsoftonline.com/organizations"
+        );
+        assert_eq!(c.azure_devops_api_url.as_str(), "https://dev.azure.com/");
+        assert_eq!(
+            c.azure_vssps_url.as_str(),
+            "https://app.vssps.visualstudio.com/"
+        );
     }
 
     #[test]
@@ -167,6 +223,13 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err, Problem::Misconfigured("PORTAL_URL".into()));
+        let err = Config::from_lookup(lookup(&[
+            ("GITHUB_APP_ID", "1"),
+            ("GITHUB_APP_SLUG", "a"),
+            ("GITLAB_URL", "ftp://gitlab.example"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, Problem::Misconfigured("GITLAB_URL".into()));
     }
 
     #[test]

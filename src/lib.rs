@@ -14,6 +14,9 @@
 //! - the organization API (`/v1/orgs…`): `edge::orgs`, settings and filters in
 //!   [`org_settings`]; sync, disconnect, fan-out and job dispatch in `edge::sync`;
 //! - queue consumers and cron triggers: `edge::queues`;
+//! - PKCE (RFC 7636, `S256`) for the GitLab and Entra authorizations: [`pkce`];
+//! - OAuth token requests, responses and expiry (GitLab, Entra): [`oauth`];
+//! - provider tokens at rest in D1 (AES-256-GCM under `TOKEN_KEYS`): [`token_crypto`];
 //! - routes and the OpenAPI document: [`routes`] (`openapi.json`);
 //! - portal authentication: [`portal_auth`]; errors: [`problem`]; settings: [`config`];
 //! - queue messages: [`messages`]; time: [`time`].
@@ -22,20 +25,26 @@
 //! Workers bindings (KV, D1, Queues, fetch, WebCrypto) and is compiled for wasm32 only.
 
 pub mod app_jwt;
+pub mod azure_devops;
 pub mod budget;
 pub mod config;
 pub mod dependency_files;
 pub mod github;
+pub mod gitlab;
 pub mod messages;
+pub mod oauth;
 pub mod org_settings;
 pub mod pages;
+pub mod pkce;
 pub mod portal_auth;
 pub mod problem;
+pub mod provider;
 pub mod routes;
 pub mod setup;
 pub mod sql;
 pub mod state_token;
 pub mod time;
+pub mod token_crypto;
 pub mod webhook_events;
 pub mod webhook_signature;
 

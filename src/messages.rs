@@ -18,8 +18,22 @@ pub struct BackupJob {
     pub job_id: String,
     pub org_id: String,
     pub repository_id: String,
-    pub installation_id: u64,
+    /// `github`, `gitlab` or `azure_devops` (absent in messages sent before GitLab and Azure
+    /// DevOps existed: those are GitHub's).
+    #[serde(default = "github")]
+    pub provider: String,
+    /// GitHub: the installation the executor mints a token for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    /// GitLab / Azure DevOps: the connection whose encrypted tokens the executor reads (an id,
+    /// never a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
     pub priority: String,
+}
+
+fn github() -> String {
+    "github".into()
 }
 
 /// `onecode-sync`: work that must not grow with the size of an org or the number of orgs, cut
@@ -87,12 +101,32 @@ mod tests {
             job_id: "j".into(),
             org_id: "o".into(),
             repository_id: "r".into(),
-            installation_id: 42,
+            provider: "github".into(),
+            installation_id: Some(42),
+            connection_id: None,
             priority: "normal".into(),
         });
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.starts_with(r#"{"type":"backup_job.v1","#), "{json}");
+        assert!(!json.contains("connection_id"), "{json}");
         assert_eq!(serde_json::from_str::<BackupMessage>(&json).unwrap(), m);
+        // A message from before the provider field still reads as GitHub's.
+        let old = r#"{"type":"backup_job.v1","job_id":"j","org_id":"o","repository_id":"r","installation_id":42,"priority":"normal"}"#;
+        assert_eq!(serde_json::from_str::<BackupMessage>(old).unwrap(), m);
+        let gitlab = BackupMessage::BackupJobV1(BackupJob {
+            provider: "gitlab".into(),
+            installation_id: None,
+            connection_id: Some("c1".into()),
+            ..match m {
+                BackupMessage::BackupJobV1(j) => j,
+            }
+        });
+        let json = serde_json::to_string(&gitlab).unwrap();
+        assert!(!json.contains("installation_id"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<BackupMessage>(&json).unwrap(),
+            gitlab
+        );
         let s = SyncMessage::EnumerateV1(EnumerateContinuation {
             org_id: "o".into(),
             run_id: "r".into(),

@@ -1,6 +1,7 @@
 //! The gateway's own browser pages, used when `PORTAL_URL` is not set (local development) and
-//! for browser-facing failures: `/connect/github/done`, `/connect/github/pending`,
-//! `/connect/github/error?reason=…`. Everything interpolated is HTML-escaped.
+//! for browser-facing failures: `/connect/{provider}/done`, `/connect/{provider}/pending`,
+//! `/connect/{provider}/error?reason=…` (`github`, `gitlab`, `azure-devops`). Everything
+//! interpolated is HTML-escaped.
 
 use crate::setup::Refusal;
 
@@ -31,7 +32,7 @@ pub fn connected(org: &str, repos: &str, added: &str, complete: bool) -> String 
     page(
         "Organization connected",
         &format!(
-            "<p><strong>{}</strong> is connected: {} repositories recorded ({} new), each queued for its first backup.</p>{more}",
+            "<p>Connected: <strong>{}</strong>, {} repositories recorded ({} new), each queued for its first backup.</p>{more}",
             escape(org),
             escape(repos),
             escape(added)

@@ -8,6 +8,10 @@ pub enum RouteId {
     OpenApi,
     ConnectGithub,
     GithubSetup,
+    ConnectGitlab,
+    GitlabCallback,
+    ConnectAzureDevops,
+    AzureDevopsCallback,
     GithubWebhooks,
     ConnectDonePage,
     ConnectPendingPage,
@@ -50,21 +54,31 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/connect/github", RouteId::ConnectGithub, true),
     route("GET", "/github/setup", RouteId::GithubSetup, true),
     route("POST", "/github/webhooks", RouteId::GithubWebhooks, true),
+    route("POST", "/v1/connect/gitlab", RouteId::ConnectGitlab, true),
+    route("GET", "/gitlab/callback", RouteId::GitlabCallback, true),
     route(
-        "GET",
-        "/connect/github/done",
-        RouteId::ConnectDonePage,
-        false,
+        "POST",
+        "/v1/connect/azure-devops",
+        RouteId::ConnectAzureDevops,
+        true,
     ),
     route(
         "GET",
-        "/connect/github/pending",
+        "/azure-devops/callback",
+        RouteId::AzureDevopsCallback,
+        true,
+    ),
+    // `{id}` is the provider: `github`, `gitlab` or `azure-devops`.
+    route("GET", "/connect/{id}/done", RouteId::ConnectDonePage, false),
+    route(
+        "GET",
+        "/connect/{id}/pending",
         RouteId::ConnectPendingPage,
         false,
     ),
     route(
         "GET",
-        "/connect/github/error",
+        "/connect/{id}/error",
         RouteId::ConnectErrorPage,
         false,
     ),
@@ -148,6 +162,14 @@ mod tests {
             Resolved::MethodNotAllowed
         );
         assert_eq!(resolve("GET", "/v1/orgs/abc/nope"), Resolved::NotFound);
+        assert_eq!(
+            resolve("GET", "/connect/azure-devops/done"),
+            Resolved::Found(RouteId::ConnectDonePage, Some("azure-devops"))
+        );
+        assert_eq!(
+            resolve("POST", "/v1/connect/azure-devops"),
+            Resolved::Found(RouteId::ConnectAzureDevops, None)
+        );
         assert_eq!(resolve("GET", "/v1/orgs//repos"), Resolved::NotFound);
         assert_eq!(resolve("GET", "/v1/orgs/abc/"), Resolved::NotFound);
     }

@@ -1,11 +1,14 @@
-//! The GitHub setup callback's inputs and outcomes (DESIGN.md flow 2), pure.
+//! The connect callbacks' inputs and outcomes (DESIGN.md flow 2), pure: GitHub's setup callback
+//! and the OAuth callbacks of GitLab and Azure DevOps, which end the same ways.
 //!
 //! GitHub sends the browser to `GET /github/setup?installation_id=…&setup_action=…&state=…`.
 //! `setup_action` is `install` or `update` (with an installation id) or `request` (no id: an org
 //! owner must approve). Every way the callback can end is a [`SetupOutcome`]; the browser is
-//! sent with a 303 to the portal (`{PORTAL_URL}/connect/github/{done,pending,error}`) or, when no
-//! portal is configured, to the gateway's own pages at the same paths (see `pages`).
+//! sent with a 303 to the portal (`{PORTAL_URL}/connect/{provider}/{done,pending,error}`, the
+//! provider being `github`, `gitlab` or `azure-devops`) or, when no portal is configured, to the
+//! gateway's own pages at the same paths (see `pages`).
 
+use crate::provider::Provider;
 use url::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,16 @@ pub enum Refusal {
     /// (a spoofed `installation_id`).
     InstallationForbidden,
     GitHubUnavailable,
+    /// OAuth: the technician declined on the provider's consent page (or it sent an error).
+    AuthorizationDenied,
+    /// OAuth: the provider refused the code (expired, used, or a PKCE verifier mismatch).
+    AuthorizationRefused,
+    /// OAuth: GitLab / Microsoft / Azure DevOps did not answer usefully.
+    ProviderUnavailable,
+    /// OAuth: the signed-in account can read no group / organization.
+    NothingToConnect,
+    /// OAuth: a group the technician chose does not exist or cannot be read by that account.
+    GroupNotFound,
     Misconfigured,
     Internal,
 }
@@ -58,6 +71,11 @@ impl Refusal {
             Refusal::InstallationSuspended => "installation_suspended",
             Refusal::InstallationForbidden => "installation_forbidden",
             Refusal::GitHubUnavailable => "github_unavailable",
+            Refusal::AuthorizationDenied => "authorization_denied",
+            Refusal::AuthorizationRefused => "authorization_refused",
+            Refusal::ProviderUnavailable => "provider_unavailable",
+            Refusal::NothingToConnect => "nothing_to_connect",
+            Refusal::GroupNotFound => "group_not_found",
             Refusal::Misconfigured => "misconfigured",
             Refusal::Internal => "internal",
         }
@@ -79,13 +97,18 @@ impl Refusal {
             Refusal::InstallationSuspended => "The GitHub App is suspended on this organization. Unsuspend it in the organization's GitHub settings, then use the same link again (or start again from the portal).",
             Refusal::InstallationForbidden => "Your GitHub account cannot access this installation. Start again from the portal and install the App from the organization you administer.",
             Refusal::GitHubUnavailable => "GitHub did not answer in time. Nothing was saved; try again in a few minutes.",
+            Refusal::AuthorizationDenied => "Access was not granted on the sign-in page. Start again from the portal and approve the access OneCode asks for.",
+            Refusal::AuthorizationRefused => "The sign-in could not be completed (the authorization expired or was already used). Nothing was saved; start again from the portal.",
+            Refusal::ProviderUnavailable => "GitLab or Azure DevOps did not answer in time. Nothing was saved; try again in a few minutes.",
+            Refusal::NothingToConnect => "The account you signed in with cannot read any group or organization (GitLab needs Reporter access or more to a top-level group; Azure DevOps, membership of an organization). Nothing was saved.",
+            Refusal::GroupNotFound => "A group or organization you chose does not exist, or the account you signed in with cannot read it. Nothing was saved; check the names and start again.",
             Refusal::Misconfigured => "The gateway is not fully configured. An operator has been told; try again later.",
             Refusal::Internal => "Something went wrong on our side. Nothing was lost; try again.",
         }
     }
 }
 
-const ALL_REFUSALS: [Refusal; 11] = [
+const ALL_REFUSALS: [Refusal; 16] = [
     Refusal::MissingParameters,
     Refusal::StateExpired,
     Refusal::StateInvalid,
@@ -95,6 +118,11 @@ const ALL_REFUSALS: [Refusal; 11] = [
     Refusal::InstallationSuspended,
     Refusal::InstallationForbidden,
     Refusal::GitHubUnavailable,
+    Refusal::AuthorizationDenied,
+    Refusal::AuthorizationRefused,
+    Refusal::ProviderUnavailable,
+    Refusal::NothingToConnect,
+    Refusal::GroupNotFound,
     Refusal::Misconfigured,
     Refusal::Internal,
 ];
@@ -147,13 +175,24 @@ pub enum SetupOutcome {
         /// False while a large installation is still being enumerated in the background.
         complete: bool,
     },
+    /// OAuth providers: every group / organization the connect linked, as `(id, name)`.
+    ConnectedOrgs {
+        orgs: Vec<(String, String)>,
+        repos: u64,
+        added: u64,
+        complete: bool,
+    },
     Pending,
     Refused(Refusal),
 }
 
 /// Where the browser goes: an absolute portal URL, or the gateway's own page path.
-pub fn redirect_location(portal: Option<&Url>, outcome: &SetupOutcome) -> String {
-    let (path, query): (&str, Vec<(&str, String)>) = match outcome {
+pub fn redirect_location(
+    portal: Option<&Url>,
+    provider: Provider,
+    outcome: &SetupOutcome,
+) -> String {
+    let (page, query): (&str, Vec<(&str, String)>) = match outcome {
         SetupOutcome::Connected {
             org_id,
             login,
@@ -161,7 +200,7 @@ pub fn redirect_location(portal: Option<&Url>, outcome: &SetupOutcome) -> String
             added,
             complete,
         } => (
-            "connect/github/done",
+            "done",
             vec![
                 ("org_id", org_id.clone()),
                 ("org", login.clone()),
@@ -170,12 +209,39 @@ pub fn redirect_location(portal: Option<&Url>, outcome: &SetupOutcome) -> String
                 ("complete", complete.to_string()),
             ],
         ),
-        SetupOutcome::Pending => ("connect/github/pending", vec![]),
-        SetupOutcome::Refused(r) => (
-            "connect/github/error",
-            vec![("reason", r.code().to_string())],
+        SetupOutcome::ConnectedOrgs {
+            orgs,
+            repos,
+            added,
+            complete,
+        } => (
+            "done",
+            vec![
+                (
+                    "org_ids",
+                    orgs.iter()
+                        .map(|(id, _)| id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                (
+                    "org",
+                    orgs.iter()
+                        .map(|(_, name)| name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                ("orgs", orgs.len().to_string()),
+                ("repos", repos.to_string()),
+                ("added", added.to_string()),
+                ("complete", complete.to_string()),
+            ],
         ),
+        SetupOutcome::Pending => ("pending", vec![]),
+        SetupOutcome::Refused(r) => ("error", vec![("reason", r.code().to_string())]),
     };
+    let path = format!("connect/{}/{page}", provider.slug());
+    let path = path.as_str();
     let query = (!query.is_empty()).then(|| {
         url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
@@ -261,16 +327,41 @@ mod tests {
             complete: true,
         };
         assert_eq!(
-            redirect_location(Some(&portal), &done),
+            redirect_location(Some(&portal), Provider::GitHub, &done),
             "https://portal.example/app/connect/github/done?org_id=abc&org=acme+%26+co&repos=250&added=250&complete=true"
         );
         assert_eq!(
-            redirect_location(None, &SetupOutcome::Pending),
+            redirect_location(None, Provider::GitHub, &SetupOutcome::Pending),
             "/connect/github/pending"
         );
         assert_eq!(
-            redirect_location(None, &SetupOutcome::Refused(Refusal::StateExpired)),
+            redirect_location(
+                None,
+                Provider::GitHub,
+                &SetupOutcome::Refused(Refusal::StateExpired)
+            ),
             "/connect/github/error?reason=state_expired"
+        );
+        let many = SetupOutcome::ConnectedOrgs {
+            orgs: vec![
+                ("o1".into(), "initech".into()),
+                ("o2".into(), "hooli".into()),
+            ],
+            repos: 47,
+            added: 40,
+            complete: true,
+        };
+        assert_eq!(
+            redirect_location(Some(&portal), Provider::GitLab, &many),
+            "https://portal.example/app/connect/gitlab/done?org_ids=o1%2Co2&org=initech%2C+hooli&orgs=2&repos=47&added=40&complete=true"
+        );
+        assert_eq!(
+            redirect_location(
+                None,
+                Provider::AzureDevOps,
+                &SetupOutcome::Refused(Refusal::AuthorizationDenied)
+            ),
+            "/connect/azure-devops/error?reason=authorization_denied"
         );
     }
 

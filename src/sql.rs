@@ -4,9 +4,9 @@
 //! Pages of repositories are written with `json_each` over one JSON-array parameter, so a page
 //! of 100 costs one statement per table and stays far below D1's 100-parameters limit.
 
-/// ?1 provider, ?2 installation id → `id`, `tenant_id`.
+/// ?1 installation id → `id`, `tenant_id`.
 pub const ORG_BY_INSTALLATION: &str =
-    "SELECT id, tenant_id FROM organizations WHERE provider = ?1 AND installation_id = ?2";
+    "SELECT id, tenant_id FROM organizations WHERE provider = 'github' AND installation_id = ?1";
 
 /// ?1 nonce (hex), ?2 tenant, ?3 now, ?4 state expiry, ?5 invocation id. `changes = 0` means
 /// the state was already spent; the statements after it in the batch then write nothing.
@@ -52,21 +52,22 @@ pub const UPSERT_ORG: &str = concat!(
 );
 
 /// ?1 tenant, ?2 account id (the org just upserted), ?3 run id, ?4 first page URL, ?5 now,
-/// ?6 nonce, ?7 invocation id. Starting a run supersedes any older one: its continuations find
-/// another run id and stop.
+/// ?6 nonce, ?7 invocation id, ?8 provider. Starting a run supersedes any older one: its
+/// continuations find another run id and stop.
 pub const START_RUN: &str = concat!(
     "INSERT INTO enumeration_runs (org_id, run_id, status, next_url, started_at, updated_at) \
      SELECT id, ?3, 'in_progress', ?4, ?5, ?5 FROM organizations \
-         WHERE tenant_id = ?1 AND provider = 'github' AND account_id = ?2 AND ",
+         WHERE tenant_id = ?1 AND provider = ?8 AND account_id = ?2 AND ",
     spent_here!("?6", "?7"),
     " ON CONFLICT (org_id) DO UPDATE SET run_id = excluded.run_id, status = 'in_progress', \
          next_url = excluded.next_url, pages = 0, found = 0, added = 0, \
          started_at = excluded.started_at, updated_at = excluded.updated_at, last_error = NULL"
 );
 
-/// ?1 org → the org's installation and status with its run's cursor.
+/// ?1 org → the org's provider, credentials and status with its run's cursor.
 pub const RUN_FOR_ORG: &str =
-    "SELECT o.installation_id AS installation_id, o.status AS status, o.login AS login, \
+    "SELECT o.provider AS provider, o.installation_id AS installation_id, o.connection_id AS connection_id, \
+         o.api_url AS api_url, o.status AS status, o.login AS login, \
          r.run_id AS run_id, r.next_url AS next_url, r.found AS found, r.added AS added \
      FROM organizations o JOIN enumeration_runs r ON r.org_id = o.id WHERE o.id = ?1";
 
@@ -98,7 +99,7 @@ pub const DELIVERED: RepositorySet = RepositorySet {
     archived: "repositories.archived",
 };
 
-const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, github_id, name, full_name, private, default_branch, \
+const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, provider_repo_id, name, full_name, private, default_branch, \
          html_url, archived, visibility, status, created_at, updated_at, last_seen_run) \
      SELECT lower(hex(randomblob(16))), ?1, json_extract(j.value, '$.id'), json_extract(j.value, '$.name'), \
          json_extract(j.value, '$.full_name'), coalesce(json_extract(j.value, '$.private'), 0), \
@@ -113,14 +114,14 @@ const FOLLOW_GITHUB: &str = "name = excluded.name, full_name = excluded.full_nam
 /// `CROSS JOIN` keeps `json_each` the outer loop: one index lookup per page entry instead of a
 /// scan of the org's repositories per entry (SQLite would otherwise choose the latter).
 const SET_REPOSITORIES: &str = "FROM json_each(?2) AS j CROSS JOIN repositories AS r \
-     ON r.org_id = ?1 AND r.github_id = json_extract(j.value, '$.id')";
+     ON r.org_id = ?1 AND r.provider_repo_id = json_extract(j.value, '$.id')";
 
 impl RepositorySet {
     /// Inserts new repositories, updates known ones and re-activates removed ones.
     pub fn upsert_active(&self) -> String {
         format!(
             "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
-             ON CONFLICT (org_id, github_id) DO UPDATE SET {FOLLOW_GITHUB}, status = 'active', \
+             ON CONFLICT (org_id, provider_repo_id) DO UPDATE SET {FOLLOW_GITHUB}, status = 'active', \
                  archived = {archived}, \
                  last_seen_run = coalesce(excluded.last_seen_run, repositories.last_seen_run)",
             run = self.run,
@@ -134,7 +135,7 @@ impl RepositorySet {
     pub fn insert_if_absent(&self) -> String {
         format!(
             "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
-             ON CONFLICT (org_id, github_id) DO NOTHING",
+             ON CONFLICT (org_id, provider_repo_id) DO NOTHING",
             run = self.run,
             gate = self.gate
         )
@@ -145,7 +146,7 @@ impl RepositorySet {
     pub fn mark_removed(&self) -> String {
         format!(
             "{REPOSITORY_COLUMNS} 'removed', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
-             ON CONFLICT (org_id, github_id) DO UPDATE SET status = 'removed', updated_at = excluded.updated_at",
+             ON CONFLICT (org_id, provider_repo_id) DO UPDATE SET status = 'removed', updated_at = excluded.updated_at",
             run = self.run,
             gate = self.gate
         )
@@ -162,7 +163,7 @@ impl RepositorySet {
                  archived = coalesce(json_extract(j.value, '$.archived'), archived), \
                  visibility = coalesce(json_extract(j.value, '$.visibility'), visibility), updated_at = ?3 \
              FROM json_each(?2) AS j WHERE repositories.org_id = ?1 \
-                 AND repositories.github_id = json_extract(j.value, '$.id') AND {gate}",
+                 AND repositories.provider_repo_id = json_extract(j.value, '$.id') AND {gate}",
             gate = self.gate
         )
     }
@@ -282,7 +283,7 @@ pub const LIST_ACTIVITY: &str =
 /// JSON, ?8 now → the job (`id`, `repository_id`) when the repository is known and active.
 pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, repository_id, delivery_id, git_ref, head_commit, files, status, created_at) \
      SELECT ?1, ?2, r.id, ?4, ?5, ?6, ?7, 'queued', ?8 FROM repositories r \
-         WHERE r.org_id = ?2 AND r.github_id = ?3 AND r.status = 'active' \
+         WHERE r.org_id = ?2 AND r.provider_repo_id = ?3 AND r.status = 'active' \
      ON CONFLICT (delivery_id) DO NOTHING \
      RETURNING id, repository_id";
 
@@ -337,29 +338,31 @@ pub const START_SYNC_RUN: &str =
          next_url = excluded.next_url, pages = 0, found = 0, added = 0, removed = 0, \
          started_at = excluded.started_at, updated_at = excluded.updated_at, last_error = NULL";
 
-/// ?1 tenant, ?2 account id, ?3 now, ?4 nonce, ?5 invocation id: on (re)connect, the paused
-/// jobs of the org's active repositories are queued again (and left for the dispatcher).
+/// ?1 tenant, ?2 account id, ?3 now, ?4 nonce, ?5 invocation id, ?6 provider: on (re)connect,
+/// the paused jobs of the org's active repositories are queued again (and left for the
+/// dispatcher).
 pub const RESUME_ORG_JOBS_ON_CONNECT: &str = concat!(
     "UPDATE backup_jobs SET status = 'queued', updated_at = ?3, dispatched_at = NULL \
      WHERE status = 'paused' AND org_id = \
-         (SELECT id FROM organizations WHERE tenant_id = ?1 AND provider = 'github' AND account_id = ?2) \
+         (SELECT id FROM organizations WHERE tenant_id = ?1 AND provider = ?6 AND account_id = ?2) \
      AND repository_id IN (SELECT id FROM repositories WHERE status = 'active') AND ",
     spent_here!("?4", "?5")
 );
 
-/// ?1 tenant, ?2 account id, ?3 detail, ?4 now, ?5 nonce, ?6 invocation id: the (re)connect in
-/// the org's activity log.
+/// ?1 tenant, ?2 account id, ?3 detail, ?4 now, ?5 nonce, ?6 invocation id, ?7 provider: the
+/// (re)connect in the org's activity log.
 pub const RECORD_CONNECT_ACTIVITY: &str = concat!(
     "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
      SELECT id, NULL, 'org.connected', ?3, ?4 FROM organizations \
-     WHERE tenant_id = ?1 AND provider = 'github' AND account_id = ?2 AND ",
+     WHERE tenant_id = ?1 AND provider = ?7 AND account_id = ?2 AND ",
     spent_here!("?5", "?6")
 );
 
 /// The columns the portal sees of an organization.
 macro_rules! org_columns {
     () => {
-        "SELECT o.id, o.provider, o.login, o.display_name, o.avatar_url, o.account_type, o.installation_id, \
+        "SELECT o.id, o.provider, o.login, o.display_name, o.avatar_url, o.account_type, \
+             CASE WHEN o.provider = 'github' THEN o.installation_id END AS installation_id, \
              o.status, o.client_label AS client, o.backup_schedule, o.backup_hour, o.retention_days, \
              o.last_synced_at, o.created_at, o.updated_at, \
              (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active') AS repo_count \
@@ -380,7 +383,7 @@ pub const GET_ORG: &str = concat!(org_columns!(), "WHERE o.id = ?1 AND o.tenant_
 
 /// ?1 org, ?2 status or NULL, ?3 cursor (last id, '' first), ?4 limit.
 pub const LIST_REPOS: &str =
-    "SELECT id, github_id, name, full_name, private, default_branch, html_url, archived, \
+    "SELECT id, provider_repo_id, name, full_name, private, default_branch, html_url, archived, \
          visibility, status, created_at, updated_at FROM repositories \
      WHERE org_id = ?1 AND (?2 IS NULL OR status = ?2) AND id > ?3 ORDER BY id LIMIT ?4";
 
@@ -430,7 +433,7 @@ pub const ACTIVE_ORGS_AFTER: &str =
 
 /// ?1 org → what a sync needs to know about it.
 pub const ORG_FOR_SYNC: &str =
-    "SELECT id, installation_id, status, login FROM organizations WHERE id = ?1";
+    "SELECT id, provider, installation_id, connection_id, api_url, status, login FROM organizations WHERE id = ?1";
 
 /// ?1 now, ?2 UTC hour (0-23), ?3 1 on the weekly backup day (Monday), ?4 the hour's key
 /// (`2026-11-30T02`): one scheduled backup job per active repository whose org is due, once.
@@ -444,7 +447,7 @@ pub const CREATE_SCHEDULED_JOBS: &str = "INSERT INTO backup_jobs (id, org_id, re
 /// ?1 org or NULL (all), ?2 re-send cutoff (sent before this and still not received), ?3 limit
 /// → queued jobs of active orgs that need sending.
 pub const DISPATCHABLE_JOBS: &str =
-    "SELECT j.id, j.org_id, j.repository_id, j.priority, o.installation_id \
+    "SELECT j.id, j.org_id, j.repository_id, j.priority, o.provider, o.installation_id, o.connection_id \
      FROM backup_jobs j JOIN organizations o ON o.id = j.org_id \
      WHERE j.status = 'queued' AND o.status = 'active' AND (?1 IS NULL OR j.org_id = ?1) \
          AND (j.dispatched_at IS NULL OR j.dispatched_at < ?2) \
@@ -475,6 +478,102 @@ pub const RECORD_DEAD_LETTER: &str = "INSERT INTO dead_letters (message_id, body
 
 /// ?1 cutoff: failure records older than this are no longer needed.
 pub const PURGE_MESSAGE_FAILURES: &str = "DELETE FROM message_failures WHERE updated_at < ?1";
+
+/// ?1 new id, ?2 tenant, ?3 provider, ?4 account key, ?5 login (path or name), ?6 display name,
+/// ?7 avatar, ?8 account type, ?9 API URL, ?10 connection id, ?11 technician, ?12 now, ?13 nonce,
+/// ?14 invocation id → the org's `id`: a GitLab group or Azure DevOps organization linked by an
+/// OAuth callback (a reconnect keeps its settings and re-activates it).
+pub const UPSERT_OAUTH_ORG: &str = concat!(
+    "INSERT INTO organizations (id, tenant_id, provider, account_id, login, display_name, avatar_url, \
+         account_type, installation_id, api_url, connection_id, status, connected_by, created_at, updated_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, 'active', ?11, ?12, ?12 WHERE ",
+    spent_here!("?13", "?14"),
+    " ON CONFLICT (tenant_id, provider, account_id) DO UPDATE SET \
+         login = excluded.login, display_name = excluded.display_name, avatar_url = excluded.avatar_url, \
+         api_url = excluded.api_url, connection_id = excluded.connection_id, status = 'active', \
+         updated_at = excluded.updated_at \
+     RETURNING id"
+);
+
+/// ?1 connection id (derived from the next four), ?2 tenant, ?3 provider, ?4 base URL, ?5 the
+/// provider user's id, ?6 their name, ?7 key id, ?8 sealed access token, ?9 sealed refresh
+/// token, ?10 access token expiry, ?11 technician, ?12 now, ?13 nonce, ?14 invocation id:
+/// stores (or replaces, on reconnect) the connection's tokens.
+pub const UPSERT_CONNECTION: &str = concat!(
+    "INSERT INTO provider_connections (id, tenant_id, provider, base_url, user_id, user_name, status, key_id, \
+         access_token, refresh_token, expires_at, connected_by, created_at, updated_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?10, ?11, ?12, ?12 WHERE ",
+    spent_here!("?13", "?14"),
+    " ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name, status = 'active', \
+         key_id = excluded.key_id, access_token = excluded.access_token, \
+         refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, \
+         version = provider_connections.version + 1, lease_until = NULL, last_error = NULL, \
+         connected_by = excluded.connected_by, updated_at = excluded.updated_at"
+);
+
+/// ?1 connection id → the row with its sealed tokens.
+pub const CONNECTION: &str =
+    "SELECT id, tenant_id, provider, base_url, status, key_id, access_token, refresh_token, expires_at, \
+         version, lease_until FROM provider_connections WHERE id = ?1";
+
+/// ?1 connection id, ?2 the version read, ?3 lease end, ?4 now → the claimed `version`. The
+/// compare-and-swap that serializes refreshes: only one invocation moves `version` on from what
+/// it read, and a live lease keeps the others out until the winner has stored the new tokens.
+pub const CLAIM_REFRESH: &str = "UPDATE provider_connections SET version = version + 1, lease_until = ?3, updated_at = ?4 \
+     WHERE id = ?1 AND version = ?2 AND status = 'active' AND (lease_until IS NULL OR lease_until < ?4) \
+     RETURNING version";
+
+/// ?1 connection id, ?2 claimed version, ?3 key id, ?4 sealed access token, ?5 sealed refresh
+/// token, ?6 expiry, ?7 now: the refreshed tokens, only by the claim's holder.
+pub const STORE_REFRESHED: &str = "UPDATE provider_connections SET key_id = ?3, access_token = ?4, refresh_token = ?5, \
+         expires_at = ?6, version = version + 1, lease_until = NULL, last_error = NULL, updated_at = ?7 \
+     WHERE id = ?1 AND version = ?2";
+
+/// ?1 connection id, ?2 claimed version, ?3 error, ?4 now: a refresh that failed for a reason
+/// worth retrying gives the row back.
+pub const RELEASE_REFRESH: &str =
+    "UPDATE provider_connections SET lease_until = NULL, last_error = ?3, updated_at = ?4 \
+     WHERE id = ?1 AND version = ?2";
+
+/// ?1 connection id, ?2 reason, ?3 now: the provider refused the refresh token (revoked).
+pub const REVOKE_CONNECTION: &str =
+    "UPDATE provider_connections SET status = 'revoked', lease_until = NULL, last_error = ?2, \
+         version = version + 1, updated_at = ?3 WHERE id = ?1 AND status = 'active'";
+
+/// ?1 connection id, ?2 now: its orgs are disconnected, when the `REVOKE_CONNECTION` before it
+/// in the batch revoked it just now.
+pub const DISCONNECT_CONNECTION_ORGS: &str =
+    "UPDATE organizations SET status = 'disconnected', updated_at = ?2 \
+     WHERE connection_id = ?1 AND status IN ('active', 'suspended') AND EXISTS \
+         (SELECT 1 FROM provider_connections WHERE id = ?1 AND status = 'revoked' AND updated_at = ?2)";
+
+/// ?1 connection id, ?2 now: pauses the queued jobs of its orgs.
+pub const PAUSE_CONNECTION_JOBS: &str =
+    "UPDATE backup_jobs SET status = 'paused', updated_at = ?2 \
+     WHERE status = 'queued' AND org_id IN (SELECT id FROM organizations WHERE connection_id = ?1)";
+
+/// ?1 connection id, ?2 detail, ?3 now: the revocation in the log of each org it disconnected.
+pub const RECORD_REVOKED_ACTIVITY: &str =
+    "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT id, NULL, 'connection.revoked', ?2, ?3 FROM organizations \
+     WHERE connection_id = ?1 AND status = 'disconnected' AND updated_at = ?3";
+
+/// ?1 refresh-before time, ?2 limit → active connections with an active org whose access token
+/// expires before ?1 (the cron refreshes them ahead of use).
+pub const CONNECTIONS_DUE: &str = "SELECT c.id FROM provider_connections c \
+     WHERE c.status = 'active' AND c.expires_at < ?1 \
+         AND EXISTS (SELECT 1 FROM organizations o WHERE o.connection_id = c.id AND o.status = 'active') \
+     ORDER BY c.expires_at LIMIT ?2";
+
+/// ?1 current key id, ?2 limit → connections sealed with another key (the re-encryption pass).
+pub const CONNECTIONS_TO_RESEAL: &str =
+    "SELECT id FROM provider_connections WHERE key_id <> ?1 LIMIT ?2";
+
+/// ?1 connection id, ?2 the version read, ?3 key id, ?4 sealed access token, ?5 sealed refresh
+/// token, ?6 now: the same tokens under the current key (lost to a concurrent write: no harm).
+pub const RESEAL_CONNECTION: &str =
+    "UPDATE provider_connections SET key_id = ?3, access_token = ?4, refresh_token = ?5, \
+         version = version + 1, updated_at = ?6 WHERE id = ?1 AND version = ?2";
 
 /// The statements run against the real schema in SQLite (the engine under D1), natively.
 #[cfg(test)]
@@ -572,6 +671,19 @@ mod tests {
             LINK_APPROVED_ORG,
             MARK_REQUEST_LINKED,
             RECORD_INSTALLATION_ACTIVITY,
+            UPSERT_OAUTH_ORG,
+            UPSERT_CONNECTION,
+            CONNECTION,
+            CLAIM_REFRESH,
+            STORE_REFRESHED,
+            RELEASE_REFRESH,
+            REVOKE_CONNECTION,
+            DISCONNECT_CONNECTION_ORGS,
+            PAUSE_CONNECTION_JOBS,
+            RECORD_REVOKED_ACTIVITY,
+            CONNECTIONS_DUE,
+            CONNECTIONS_TO_RESEAL,
+            RESEAL_CONNECTION,
         ] {
             db.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
         }
@@ -645,14 +757,14 @@ mod tests {
         assert_eq!(
             count(
                 &db,
-                "SELECT count(*) FROM repositories WHERE github_id = 9 AND status = 'removed'"
+                "SELECT count(*) FROM repositories WHERE provider_repo_id = 9 AND status = 'removed'"
             ),
             1
         );
         assert_eq!(
             count(
                 &db,
-                "SELECT count(*) FROM repositories WHERE github_id = 3 AND status = 'active'"
+                "SELECT count(*) FROM repositories WHERE provider_repo_id = 3 AND status = 'active'"
             ),
             1
         );
@@ -696,7 +808,7 @@ mod tests {
             .unwrap();
         let (name, branch, private): (String, String, bool) = db
             .query_row(
-                "SELECT full_name, default_branch, private FROM repositories WHERE github_id = 1",
+                "SELECT full_name, default_branch, private FROM repositories WHERE provider_repo_id = 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -761,7 +873,7 @@ mod tests {
         assert_eq!(
             count(
                 &db,
-                "SELECT github_id FROM repositories WHERE status = 'removed'"
+                "SELECT provider_repo_id FROM repositories WHERE status = 'removed'"
             ),
             2
         );
@@ -799,7 +911,7 @@ mod tests {
             .unwrap();
         assert_eq!(create(2, 1, "2026-12-14T02"), 0);
         db.execute(
-            "UPDATE repositories SET status = 'removed' WHERE github_id = 1",
+            "UPDATE repositories SET status = 'removed' WHERE provider_repo_id = 1",
             [],
         )
         .unwrap();
@@ -912,5 +1024,303 @@ mod tests {
             .unwrap();
         }
         assert_eq!(count(&db, "SELECT count(*) FROM org_activity"), 1);
+    }
+
+    /// A spent state, a connection and two GitLab groups of it, as an OAuth callback writes them.
+    fn connected(db: &Connection) {
+        db.execute(CONSUME_STATE, params!["n1", "t1", "now", "later", "inv"])
+            .unwrap();
+        db.execute(
+            UPSERT_CONNECTION,
+            params![
+                "c1",
+                "t1",
+                "gitlab",
+                "https://gitlab.com/",
+                "7",
+                "dev",
+                "k1",
+                "v1.k1.a",
+                "v1.k1.r",
+                "2026-01-01T02:00:00Z",
+                "tech",
+                "2026-01-01T00:00:00Z",
+                "n1",
+                "inv"
+            ],
+        )
+        .unwrap();
+        for (id, account) in [
+            ("g1", "https://gitlab.com/api/v4/groups/1"),
+            ("g2", "https://gitlab.com/api/v4/groups/2"),
+        ] {
+            let returned_id: String = db
+                .query_row(
+                    UPSERT_OAUTH_ORG,
+                    params![
+                        id,
+                        "t1",
+                        "gitlab",
+                        account,
+                        "grp",
+                        "Group",
+                        None::<String>,
+                        "Group",
+                        account,
+                        "c1",
+                        "tech",
+                        "2026-01-01T00:00:00Z",
+                        "n1",
+                        "inv"
+                    ],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(returned_id, id);
+        }
+    }
+
+    #[test]
+    fn oauth_writes_need_the_spent_state_and_ids_stay_on_reconnect() {
+        let db = db();
+        // Not spent by this invocation: nothing is written.
+        db.execute(
+            UPSERT_CONNECTION,
+            params![
+                "c1",
+                "t1",
+                "gitlab",
+                "https://gitlab.com/",
+                "7",
+                "dev",
+                "k1",
+                "a",
+                "r",
+                "x",
+                "tech",
+                "now",
+                "n1",
+                "inv"
+            ],
+        )
+        .unwrap();
+        assert_eq!(count(&db, "SELECT count(*) FROM provider_connections"), 0);
+        connected(&db);
+        assert_eq!(count(&db, "SELECT count(*) FROM organizations WHERE provider = 'gitlab' AND installation_id = 0"), 2);
+        // Reconnect (a later state): the same org row comes back, the tokens are replaced.
+        db.execute(
+            "UPDATE organizations SET status = 'disconnected' WHERE id = 'g1'",
+            [],
+        )
+        .unwrap();
+        db.execute(CONSUME_STATE, params!["n2", "t1", "now", "later", "inv2"])
+            .unwrap();
+        db.execute(
+            UPSERT_CONNECTION,
+            params![
+                "c1",
+                "t1",
+                "gitlab",
+                "https://gitlab.com/",
+                "7",
+                "dev",
+                "k2",
+                "v1.k2.a",
+                "v1.k2.r",
+                "x",
+                "tech",
+                "now",
+                "n2",
+                "inv2"
+            ],
+        )
+        .unwrap();
+        let id: String = db
+            .query_row(
+                UPSERT_OAUTH_ORG,
+                params![
+                    "new",
+                    "t1",
+                    "gitlab",
+                    "https://gitlab.com/api/v4/groups/1",
+                    "grp",
+                    "Group",
+                    None::<String>,
+                    "Group",
+                    "https://gitlab.com/api/v4/groups/1",
+                    "c1",
+                    "tech",
+                    "now",
+                    "n2",
+                    "inv2"
+                ],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(id, "g1");
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM organizations WHERE provider = 'gitlab' AND status = 'active'"
+            ),
+            2
+        );
+        assert_eq!(count(&db, "SELECT version FROM provider_connections"), 2);
+        assert_eq!(
+            db.query_row("SELECT key_id FROM provider_connections", [], |r| r
+                .get::<_, String>(0))
+                .unwrap(),
+            "k2"
+        );
+    }
+
+    #[test]
+    fn one_claim_wins_a_refresh_and_only_it_stores() {
+        let db = db();
+        connected(&db);
+        let claim = |lease: &str, now: &str| -> Option<i64> {
+            db.query_row(CLAIM_REFRESH, params!["c1", 1, lease, now], |r| r.get(0))
+                .ok()
+        };
+        assert_eq!(
+            claim("2026-01-01T01:00:30Z", "2026-01-01T01:00:00Z"),
+            Some(2)
+        );
+        assert_eq!(
+            claim("2026-01-01T01:00:31Z", "2026-01-01T01:00:01Z"),
+            None,
+            "same version read: lost"
+        );
+        let stored = |version: i64| {
+            db.execute(
+                STORE_REFRESHED,
+                params![
+                    "c1",
+                    version,
+                    "k1",
+                    "v1.k1.a2",
+                    "v1.k1.r2",
+                    "2026-01-01T03:00:00Z",
+                    "t"
+                ],
+            )
+            .unwrap()
+        };
+        assert_eq!(stored(1), 0, "a stale version cannot store");
+        assert_eq!(stored(2), 1);
+        assert_eq!(count(&db, "SELECT count(*) FROM provider_connections WHERE lease_until IS NULL AND version = 3"), 1);
+        // A live lease keeps even a fresh reader out.
+        db.execute(
+            "UPDATE provider_connections SET lease_until = '2026-01-01T05:00:00Z'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            db.query_row(
+                CLAIM_REFRESH,
+                params!["c1", 3, "x", "2026-01-01T04:00:00Z"],
+                |r| r.get::<_, i64>(0)
+            )
+            .ok(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_revoked_connection_disconnects_its_orgs_once() {
+        let db = db();
+        connected(&db);
+        db.execute(
+            "INSERT INTO repositories (id, org_id, provider_repo_id, name, full_name, private, created_at, updated_at) \
+             VALUES ('r1', 'g1', 5, 'p', 'grp/p', 1, 'now', 'now')",
+            [],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at) \
+             VALUES ('j1', 'g1', 'r1', 'initial', 'normal', 'queued', 'k', 'now')",
+            [],
+        )
+        .unwrap();
+        // A second refusal (another isolate, later) changes and logs nothing more.
+        for now in ["2026-01-02T00:00:00Z", "2026-01-02T00:10:00Z"] {
+            db.execute(REVOKE_CONNECTION, params!["c1", "invalid_grant", now])
+                .unwrap();
+            db.execute(DISCONNECT_CONNECTION_ORGS, params!["c1", now])
+                .unwrap();
+            db.execute(PAUSE_CONNECTION_JOBS, params!["c1", now])
+                .unwrap();
+            db.execute(RECORD_REVOKED_ACTIVITY, params!["c1", "revoked", now])
+                .unwrap();
+        }
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM provider_connections WHERE status = 'revoked'"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM organizations WHERE status = 'disconnected'"
+            ),
+            2
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM backup_jobs WHERE status = 'paused'"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM org_activity WHERE event = 'connection.revoked'"
+            ),
+            2
+        );
+        // Due for refresh: only active connections with an active org.
+        assert_eq!(
+            returned(&db, CONNECTIONS_DUE, params!["2030-01-01T00:00:00Z", 10]),
+            0
+        );
+    }
+
+    #[test]
+    fn azure_guids_and_gitlab_ids_share_the_repository_id_column() {
+        let db = db();
+        let page = r#"[{"id":"5febef5a-833d-4e14-b9c0-14cb638f91e6","name":"site","full_name":"contoso/Web/site","private":true},
+                       {"id":17,"name":"api","full_name":"initech/api","private":true}]"#;
+        db.execute(&DELIVERED.upsert_active(), params!["o1", page, "now"])
+            .unwrap();
+        assert_eq!(
+            returned(
+                &db,
+                &DELIVERED.insert_initial_jobs(),
+                params!["o1", page, "now"]
+            ),
+            2
+        );
+        assert_eq!(
+            returned(
+                &db,
+                &DELIVERED.insert_initial_jobs(),
+                params!["o1", page, "now"]
+            ),
+            0
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM repositories WHERE provider_repo_id = '5febef5a-833d-4e14-b9c0-14cb638f91e6'"),
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM repositories WHERE provider_repo_id = 17"
+            ),
+            1
+        );
     }
 }

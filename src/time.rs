@@ -10,6 +10,13 @@ pub fn rfc3339(unix_secs: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Unix seconds of an RFC 3339 time as stored by [`rfc3339`]; `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 /// The hour a scheduled-backup pass belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupHour {
@@ -32,6 +39,16 @@ pub fn backup_hour(unix_secs: i64) -> BackupHour {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stored_times_parse_back() {
+        assert_eq!(
+            super::parse_rfc3339(&super::rfc3339(1_795_000_000)),
+            Some(1_795_000_000)
+        );
+        assert_eq!(super::parse_rfc3339("not a time"), None);
+    }
+
     #[test]
     fn formats_utc_seconds() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -20,8 +20,9 @@
 //!    whether enumeration is complete.
 
 use super::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
-use super::enumerate::{self, Target};
-use super::github_client::{self, GitHubError};
+use super::enumerate::{self, Access, Target};
+use super::github_client;
+use super::outbound::CallError;
 use super::platform;
 use crate::messages::SyncMessage;
 use crate::portal_auth::Principal;
@@ -30,6 +31,8 @@ use crate::setup::{parse_params, Refusal, SetupAction, SetupOutcome};
 use crate::sql;
 use crate::state_token::{self, StateClaims, StateError, STATE_TTL_SECS};
 use serde::{Deserialize, Serialize};
+
+const GITHUB: &str = "github";
 
 #[derive(Serialize)]
 pub struct ConnectAnswer {
@@ -43,8 +46,13 @@ struct PendingState {
     technician: String,
 }
 
-/// `POST /v1/connect/github`.
-pub async fn start(ctx: &Ctx, principal: &Principal) -> Result<ConnectAnswer, Problem> {
+/// Issues a state token for the principal and remembers `record` (JSON, server-side only) under
+/// it in KV for the token's lifetime. Returns the token and its claims.
+pub(super) async fn issue_state(
+    ctx: &Ctx,
+    principal: &Principal,
+    record: &impl Serialize,
+) -> Result<(String, StateClaims), Problem> {
     let key = ctx.secret("STATE_SECRET")?;
     let nonce = platform::random_bytes::<16>().map_err(Internal)?;
     let (token, claims) = state_token::issue(
@@ -54,13 +62,38 @@ pub async fn start(ctx: &Ctx, principal: &Principal) -> Result<ConnectAnswer, Pr
         nonce,
         ctx.now,
     );
-    let record = serde_json::to_string(&PendingState {
-        tenant: claims.tenant.clone(),
-        technician: claims.technician.clone(),
-    })
-    .map_err(|e| Internal::new("state JSON", e))?;
+    let record = serde_json::to_string(record).map_err(|e| Internal::new("state JSON", e))?;
     ctx.kv_put(&claims.kv_key(), &record, STATE_TTL_SECS as u64)
         .await?;
+    Ok((token, claims))
+}
+
+/// A callback's state: signature and expiry (pure), then still remembered in KV (not spent, not
+/// aged out). Returns the claims and the record stored with it.
+pub(super) async fn verified_state(
+    ctx: &Ctx,
+    state: &str,
+) -> Result<(StateClaims, String), Refusal> {
+    let key = ctx.secret("STATE_SECRET").map_err(problem_refusal)?;
+    let claims =
+        state_token::verify(key.expose().as_bytes(), state, ctx.now).map_err(|e| match e {
+            StateError::Expired => Refusal::StateExpired,
+            StateError::Malformed | StateError::BadSignature => Refusal::StateInvalid,
+        })?;
+    match ctx.kv_get(&claims.kv_key()).await.map_err(internal)? {
+        Some(record) => Ok((claims, record)),
+        // Deleted when spent, or aged out of KV: either way this link cannot be used.
+        None => Err(Refusal::StateUsed),
+    }
+}
+
+/// `POST /v1/connect/github`.
+pub async fn start(ctx: &Ctx, principal: &Principal) -> Result<ConnectAnswer, Problem> {
+    let pending = PendingState {
+        tenant: principal.tenant.clone(),
+        technician: principal.technician.clone(),
+    };
+    let (token, claims) = issue_state(ctx, principal, &pending).await?;
     let mut install_url = crate::config::join(
         &ctx.config.web_url,
         &format!("apps/{}/installations/new", ctx.config.app_slug),
@@ -80,12 +113,12 @@ pub async fn setup(ctx: &Ctx, query: &[(String, String)]) -> SetupOutcome {
     }
 }
 
-fn internal(e: Internal) -> Refusal {
+pub(super) fn internal(e: Internal) -> Refusal {
     worker::console_error!("setup callback: {}", e.0);
     Refusal::Internal
 }
 
-fn problem_refusal(p: Problem) -> Refusal {
+pub(super) fn problem_refusal(p: Problem) -> Refusal {
     match p {
         Problem::Misconfigured(name) => {
             worker::console_error!("setup callback: {name} is missing or unusable");
@@ -95,10 +128,10 @@ fn problem_refusal(p: Problem) -> Refusal {
     }
 }
 
-fn github_refusal(e: GitHubError) -> Refusal {
+fn github_refusal(e: CallError) -> Refusal {
     match e {
-        GitHubError::NotFound => Refusal::InstallationUnknown,
-        GitHubError::Internal(e) => internal(e),
+        CallError::NotFound => Refusal::InstallationUnknown,
+        CallError::Internal(e) => internal(e),
         other => {
             worker::console_warn!("setup callback: GitHub: {other}");
             Refusal::GitHubUnavailable
@@ -108,22 +141,7 @@ fn github_refusal(e: GitHubError) -> Refusal {
 
 async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcome, Refusal> {
     let params = parse_params(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let key = ctx.secret("STATE_SECRET").map_err(problem_refusal)?;
-    let claims = state_token::verify(key.expose().as_bytes(), &params.state, ctx.now).map_err(
-        |e| match e {
-            StateError::Expired => Refusal::StateExpired,
-            StateError::Malformed | StateError::BadSignature => Refusal::StateInvalid,
-        },
-    )?;
-    if ctx
-        .kv_get(&claims.kv_key())
-        .await
-        .map_err(internal)?
-        .is_none()
-    {
-        // Deleted when spent, or aged out of KV: either way this link cannot be used.
-        return Err(Refusal::StateUsed);
-    }
+    let (claims, _) = verified_state(ctx, &params.state).await?;
     let installation_id = match params.action {
         SetupAction::Request => {
             // Who asked, when GitHub identified them: the owner's approval is linked by it.
@@ -166,7 +184,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
             .await
             .map_err(|e| match e {
                 // A refused or reused code cannot vouch for anyone.
-                GitHubError::Refused(why) => {
+                CallError::Refused(why) => {
                     worker::console_warn!("setup callback: {why}");
                     Refusal::InstallationForbidden
                 }
@@ -231,6 +249,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
                 Param::from(&now),
                 Param::from(&nonce),
                 Param::from(&ctx.invocation),
+                Param::from(GITHUB),
             ],
         )
         .map_err(internal)?,
@@ -242,6 +261,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
                 Param::from(&now),
                 Param::from(&nonce),
                 Param::from(&ctx.invocation),
+                Param::from(GITHUB),
             ],
         )
         .map_err(internal)?,
@@ -264,6 +284,7 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
                 Param::from(&now),
                 Param::from(&nonce),
                 Param::from(&ctx.invocation),
+                Param::from(GITHUB),
             ],
         )
         .map_err(internal)?,
@@ -292,12 +313,15 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
 
     let target = Target {
         org_id: &org_id,
-        installation_id,
         run_id: &run_id,
     };
-    let progress = enumerate::run(ctx, &token, &target, first_page)
+    let mut access = Access::Installation {
+        id: installation_id,
+        token: &token,
+    };
+    let progress = enumerate::run(ctx, &mut access, &target, first_page)
         .await
-        .map_err(internal)?;
+        .map_err(|e| internal(e.into()))?;
     Ok(SetupOutcome::Connected {
         org_id,
         login: account.login.clone(),
@@ -316,7 +340,7 @@ async fn ensure_not_claimed(ctx: &Ctx, installation_id: u64, tenant: &str) -> Re
     let holders: Vec<Holder> = ctx
         .rows(
             sql::ORG_BY_INSTALLATION,
-            &[Param::from("github"), Param::from(installation_id as i64)],
+            &[Param::from(installation_id as i64)],
         )
         .await
         .map_err(internal)?;
@@ -328,7 +352,7 @@ async fn ensure_not_claimed(ctx: &Ctx, installation_id: u64, tenant: &str) -> Re
 
 /// Spends the state exactly once (D1 primary key) in one transaction with `writes`, which are
 /// gated on this invocation having spent it; then forgets it in KV. Returns the writes' results.
-async fn spend_state_with(
+pub(super) async fn spend_state_with(
     ctx: &Ctx,
     claims: &StateClaims,
     writes: Vec<worker::D1PreparedStatement>,

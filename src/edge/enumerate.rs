@@ -1,21 +1,29 @@
-//! Enumerating an installation's repositories into D1 and the backup queue, a page at a time,
-//! within one invocation's subrequest budget (DESIGN.md flow 2, "10,000 repositories").
+//! Enumerating an organization's repositories into D1 and the backup queue, a page at a time,
+//! within one invocation's subrequest budget (DESIGN.md flow 2, "10,000 repositories"): a
+//! GitHub installation's repositories, a GitLab group's projects (subgroups included), or the Git
+//! repositories of an Azure DevOps organization's projects.
 //!
-//! Per page: fetch it (1 subrequest), write repositories, profile stubs and backup jobs and move
-//! the run's cursor in one D1 batch (1), then send the jobs D1 says are new with one `sendBatch`
-//! (1) — jobs are queued only after their rows are committed. When the budget cannot afford
-//! another page, or GitHub asks us to wait, the rest is handed to the sync queue as an
-//! `enumerate.v1` continuation carrying the next page URL (no token: the consumer mints its own).
+//! Per page: fetch it (1 subrequest; an Azure DevOps page of projects adds one per project for
+//! its repositories), write repositories, profile stubs and backup jobs and move the run's
+//! cursor in one D1 batch (1), then send the jobs D1 says are new with one `sendBatch` (1) —
+//! jobs are queued only after their rows are committed. When the budget cannot afford another
+//! page, or the provider asks us to wait, the rest is handed to the sync queue as an
+//! `enumerate.v1` continuation carrying the next page URL (no token: the consumer gets its own).
 //! A redelivered continuation finds the cursor moved and does nothing.
 
 use super::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
-use super::github_client::{self, GitHubError};
+use super::github_client;
+use super::outbound::CallError;
+use super::provider_api::{self, RepositoryPage};
+use super::provider_tokens::{self, TokenFailure};
+use crate::config::Secret;
 use crate::messages::{BackupJob, BackupMessage, EnumerateContinuation, SyncMessage};
+use crate::provider::{Provider, RepositoryRecord};
 use crate::sql;
 use serde::Deserialize;
 use url::Url;
 
-/// Subrequests one page costs without retries.
+/// Subrequests one page costs without retries: fetch, D1 batch, sendBatch.
 const PAGE_COST: u32 = 3;
 /// Kept back after the last page an invocation takes: one subrequest to hand the rest to the
 /// queue or to record the finished run, and room for a retry.
@@ -33,10 +41,139 @@ pub struct Progress {
     pub complete: bool,
 }
 
+/// Who reads the org's repositories: what backup jobs name so the executor can get access.
+#[derive(Clone, Copy)]
+pub enum Owner<'a> {
+    /// A GitHub App installation.
+    Installation(u64),
+    /// A GitLab / Azure DevOps OAuth connection.
+    Connection(Provider, &'a str),
+}
+
+/// The credential pages are read with.
+pub enum Access<'a> {
+    /// A GitHub installation token.
+    Installation { id: u64, token: &'a str },
+    /// A GitLab / Azure DevOps access token of the connection, refreshed on a 401.
+    Connection {
+        provider: Provider,
+        id: &'a str,
+        token: Secret,
+        /// Azure DevOps: `{api}/{organization}`, the root of its project pages.
+        api_url: Url,
+    },
+}
+
+impl Access<'_> {
+    fn owner(&self) -> Owner<'_> {
+        match self {
+            Access::Installation { id, .. } => Owner::Installation(*id),
+            Access::Connection { provider, id, .. } => Owner::Connection(*provider, id),
+        }
+    }
+
+    /// Subrequests a page costs.
+    fn page_cost(&self) -> u32 {
+        match self {
+            Access::Connection {
+                provider: Provider::AzureDevOps,
+                ..
+            } => PAGE_COST + crate::azure_devops::PROJECTS_PER_PAGE,
+            _ => PAGE_COST,
+        }
+    }
+
+    /// Fetches the page at `url` as records, with GitHub's `total_count` when it has one.
+    async fn page(
+        &mut self,
+        ctx: &Ctx,
+        url: &Url,
+    ) -> Result<(RepositoryPage, Option<u64>), CallError> {
+        match self {
+            Access::Installation { token, .. } => {
+                let (page, next) = github_client::repositories_page(ctx, token, url).await?;
+                let repositories = page
+                    .repositories
+                    .iter()
+                    .map(RepositoryRecord::from)
+                    .collect();
+                Ok((
+                    RepositoryPage { repositories, next },
+                    Some(page.total_count),
+                ))
+            }
+            Access::Connection {
+                provider,
+                id,
+                token,
+                api_url,
+            } => {
+                let mut refreshed = false;
+                loop {
+                    let fetched = match provider {
+                        Provider::AzureDevOps => {
+                            provider_api::azure_repositories(ctx, token.expose(), api_url, url)
+                                .await
+                        }
+                        _ => provider_api::gitlab_projects(ctx, token.expose(), url).await,
+                    };
+                    match fetched {
+                        // Refused before its expiry (revoked, or expired early): refresh once.
+                        Err(CallError::Unauthorized) if !refreshed => {
+                            *token = provider_tokens::access_token(ctx, id, true)
+                                .await
+                                .map_err(token_failure)?;
+                            refreshed = true;
+                        }
+                        other => return other.map(|page| (page, None)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A token that cannot be had is a refusal of the page (a revoked connection fails the run).
+pub fn token_failure(f: TokenFailure) -> CallError {
+    match f {
+        TokenFailure::Internal(e) => CallError::Internal(e),
+        TokenFailure::Unavailable(why) => CallError::Unavailable {
+            retry_after_secs: 60,
+            detail: why,
+        },
+        TokenFailure::Revoked(why) => CallError::Revoked(why),
+        other => CallError::Refused(other.to_string()),
+    }
+}
+
+/// Why a run stopped without finishing or deferring (it is recorded as failed).
+pub enum RunError {
+    /// The listing answered 404: the installation, group or organization is gone for us.
+    Gone,
+    /// The OAuth connection was revoked meanwhile (its orgs are disconnected).
+    Revoked(String),
+    Failed(Internal),
+}
+
+impl From<Internal> for RunError {
+    fn from(e: Internal) -> Self {
+        RunError::Failed(e)
+    }
+}
+
+impl From<RunError> for Internal {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Gone => Internal("the listing is gone (404)".into()),
+            RunError::Revoked(why) => Internal(format!("authorization revoked: {why}")),
+            RunError::Failed(e) => e,
+        }
+    }
+}
+
 /// The organization being enumerated.
 pub struct Target<'a> {
     pub org_id: &'a str,
-    pub installation_id: u64,
     pub run_id: &'a str,
 }
 
@@ -47,25 +184,40 @@ pub(super) struct NewJob {
     pub repository_id: String,
 }
 
+/// The backup message of a job of the org `owner` reads.
+pub(super) fn backup_message(
+    job_id: String,
+    org_id: &str,
+    repository_id: String,
+    owner: Owner<'_>,
+    priority: &str,
+) -> BackupMessage {
+    let (provider, installation_id, connection_id) = match owner {
+        Owner::Installation(id) => (Provider::GitHub, Some(id), None),
+        Owner::Connection(provider, id) => (provider, None, Some(id.to_string())),
+    };
+    BackupMessage::BackupJobV1(BackupJob {
+        job_id,
+        org_id: org_id.to_string(),
+        repository_id,
+        provider: provider.as_str().to_string(),
+        installation_id,
+        connection_id,
+        priority: priority.to_string(),
+    })
+}
+
 /// Sends backup jobs whose rows are committed, at normal priority, in batches the queue takes.
 /// Returns how many were sent.
 pub(super) async fn queue_backups(
     ctx: &Ctx,
     org_id: &str,
-    installation_id: u64,
+    owner: Owner<'_>,
     jobs: Vec<NewJob>,
 ) -> Result<usize, Internal> {
     let messages: Vec<BackupMessage> = jobs
         .into_iter()
-        .map(|job| {
-            BackupMessage::BackupJobV1(BackupJob {
-                job_id: job.id,
-                org_id: org_id.to_string(),
-                repository_id: job.repository_id,
-                installation_id,
-                priority: "normal".into(),
-            })
-        })
+        .map(|job| backup_message(job.id, org_id, job.repository_id, owner, "normal"))
         .collect();
     for chunk in messages.chunks(crate::messages::MAX_BATCH_MESSAGES) {
         ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
@@ -76,19 +228,19 @@ pub(super) async fn queue_backups(
 /// Applies pages from `url` on while the budget allows, then continues through the queue.
 pub async fn run(
     ctx: &Ctx,
-    token: &str,
+    access: &mut Access<'_>,
     target: &Target<'_>,
     mut url: Url,
-) -> Result<Progress, Internal> {
+) -> Result<Progress, RunError> {
     let mut progress = Progress::default();
     loop {
-        if ctx.budget.remaining() < PAGE_COST + RESERVE {
+        if ctx.budget.remaining() < access.page_cost() + RESERVE {
             defer(ctx, target, &url, 0).await?;
             return Ok(progress);
         }
-        let (page, next) = match github_client::repositories_page(ctx, token, &url).await {
+        let (page, total_count) = match access.page(ctx, &url).await {
             Ok(answer) => answer,
-            Err(GitHubError::Unavailable {
+            Err(CallError::Unavailable {
                 retry_after_secs,
                 detail,
             }) => {
@@ -96,7 +248,7 @@ pub async fn run(
                 defer(ctx, target, &url, retry_after_secs).await?;
                 return Ok(progress);
             }
-            Err(GitHubError::Internal(e)) if ctx.budget.remaining() <= RESERVE => {
+            Err(CallError::Internal(e)) if ctx.budget.remaining() <= RESERVE => {
                 worker::console_warn!("enumeration of org {} deferred: {}", target.org_id, e.0);
                 defer(ctx, target, &url, 0).await?;
                 return Ok(progress);
@@ -104,20 +256,28 @@ pub async fn run(
             Err(e) => {
                 let reason = e.to_string();
                 fail(ctx, target, &reason).await?;
-                return Err(Internal(format!(
+                match e {
+                    CallError::NotFound => return Err(RunError::Gone),
+                    CallError::Revoked(why) => return Err(RunError::Revoked(why)),
+                    _ => {}
+                }
+                return Err(RunError::Failed(Internal(format!(
                     "enumeration of org {} failed: {reason}",
                     target.org_id
-                )));
+                ))));
             }
         };
-        let Some(applied) = apply_page(ctx, target, &url, next.as_ref(), &page).await? else {
+        let next = page.next.as_ref();
+        let Some(applied) =
+            apply_page(ctx, target, &url, next, &page.repositories, total_count).await?
+        else {
             // Another invocation applied this page (a redelivery): it owns the rest of the run.
             return Ok(progress);
         };
         progress.found += page.repositories.len() as u64;
         progress.added += applied.added;
-        queue_backups(ctx, target.org_id, target.installation_id, applied.jobs).await?;
-        match next {
+        queue_backups(ctx, target.org_id, access.owner(), applied.jobs).await?;
+        match page.next {
             Some(next) => url = next,
             None => {
                 progress.complete = true;
@@ -172,9 +332,9 @@ async fn apply_page(
     target: &Target<'_>,
     url: &Url,
     next: Option<&Url>,
-    page: &crate::github::RepositoryPage,
+    repositories: &[RepositoryRecord],
+    total_count: Option<u64>,
 ) -> Result<Option<Applied>, Internal> {
-    let repositories = &page.repositories;
     let page_json =
         serde_json::to_string(repositories).map_err(|e| Internal::new("page JSON", e))?;
     let now = crate::time::rfc3339(ctx.now);
@@ -217,7 +377,9 @@ async fn apply_page(
             Param::from(target.org_id),
             Param::from(target.run_id),
             Param::from(&now),
-            Param::from(page.total_count as i64),
+            // Without GitHub's `total_count` (GitLab's keyset pages and Azure DevOps give none),
+            // a complete run is the whole listing.
+            Param::from(total_count.unwrap_or(0) as i64),
         ];
         statements.push(ctx.statement(sql::PAUSE_UNSEEN_JOBS, &unseen)?);
         statements.push(ctx.statement(sql::REMOVE_UNSEEN, &unseen)?);

@@ -1,70 +1,14 @@
-//! Outbound calls to the GitHub API: App-JWT and installation-token requests with GitHub's
-//! headers, a per-attempt timeout, retries per `github::retry_policy` (short waits inline, long
-//! ones handed back to the caller to defer through the queue) and one budget unit per attempt.
-//! Tokens only ever travel in the `Authorization` header of the request that needs them.
+//! Calls to the GitHub API (through `outbound`): the App JWT, installations and their tokens,
+//! profiles, OAuth during installation and repository pages.
 
-use super::bindings::{Ctx, Internal};
+use super::bindings::Ctx;
+
+use super::outbound::{call, Answer, Auth, CallError};
 use super::platform;
 use crate::app_jwt::{assemble, pkcs8_der_from_pem, AppJwtClaims};
-use crate::github::{self, Account, Installation, Profile, RepositoryPage, Retry};
-use futures_util::future::{select, Either};
-use std::time::Duration;
+use crate::github::{self, Account, Installation, Profile, RepositoryPage};
 use url::Url;
-use worker::{Delay, Fetch, Headers, Method, Request, RequestInit};
-
-/// One attempt may take this long before it counts as a timeout.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Waits longer than this are not slept inline; the caller defers the work instead.
-const MAX_INLINE_WAIT_MS: u64 = 3_000;
-
-pub enum GitHubError {
-    /// 404: the installation (or account) does not exist.
-    NotFound,
-    /// GitHub keeps failing or rate limiting: try again after `retry_after_secs`.
-    Unavailable {
-        retry_after_secs: u32,
-        detail: String,
-    },
-    /// An answer we cannot use (401/403/422, bad JSON, a foreign `Link`): not retried.
-    Refused(String),
-    /// A platform failure (including an exhausted subrequest budget).
-    Internal(Internal),
-}
-
-impl std::fmt::Display for GitHubError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GitHubError::NotFound => f.write_str("not found on GitHub"),
-            GitHubError::Unavailable {
-                retry_after_secs,
-                detail,
-            } => write!(f, "{detail} (retry in {retry_after_secs} s)"),
-            GitHubError::Refused(detail) => f.write_str(detail),
-            GitHubError::Internal(e) => f.write_str(&e.0),
-        }
-    }
-}
-
-impl From<Internal> for GitHubError {
-    fn from(e: Internal) -> Self {
-        GitHubError::Internal(e)
-    }
-}
-
-/// A credential for one request. Never logged, never stored.
-pub enum Auth<'a> {
-    AppJwt(&'a str),
-    Installation(&'a str),
-    /// A user-to-server token (from OAuth during installation).
-    User(&'a str),
-    /// The OAuth code exchange: a form body carrying the client credentials and the code.
-    CodeExchange(&'a str),
-}
-
-struct Answer {
-    body: String,
-    link: Option<String>,
-}
+use worker::Method;
 
 /// Signs a fresh App JWT with WebCrypto.
 pub async fn app_jwt(ctx: &Ctx) -> Result<String, crate::problem::Problem> {
@@ -82,123 +26,12 @@ pub async fn app_jwt(ctx: &Ctx) -> Result<String, crate::problem::Problem> {
     Ok(assemble(&input, &signature))
 }
 
-async fn attempt(
-    ctx: &Ctx,
-    method: &Method,
-    url: &Url,
-    auth: &Auth<'_>,
-) -> Result<worker::Response, Internal> {
-    let headers = Headers::new();
-    let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| Internal::new("header", e));
-    set("x-github-api-version", github::API_VERSION)?;
-    set("user-agent", github::USER_AGENT)?;
-    set("x-onecode-invocation", &ctx.invocation)?;
-    let mut init = RequestInit::new();
-    match auth {
-        Auth::AppJwt(jwt) => set("authorization", &format!("Bearer {jwt}"))?,
-        Auth::Installation(token) => set("authorization", &format!("token {token}"))?,
-        Auth::User(token) => set("authorization", &format!("Bearer {token}"))?,
-        Auth::CodeExchange(form) => {
-            set("content-type", "application/x-www-form-urlencoded")?;
-            init.with_body(Some(wasm_bindgen::JsValue::from_str(form)));
-        }
-    }
-    // The OAuth endpoint answers JSON only when asked for plain `application/json`.
-    let accept = if matches!(auth, Auth::CodeExchange(_)) {
-        "application/json"
-    } else {
-        github::ACCEPT
-    };
-    set("accept", accept)?;
-    init.with_method(method.clone()).with_headers(headers);
-    let request =
-        Request::new_with_init(url.as_str(), &init).map_err(|e| Internal::new("request", e))?;
-    ctx.budget
-        .spend()
-        .map_err(|_| Internal("subrequest budget exhausted before a GitHub call".into()))?;
-    let fetch = Fetch::Request(request);
-    let sent = fetch.send();
-    let timeout = Delay::from(ATTEMPT_TIMEOUT);
-    futures_util::pin_mut!(sent);
-    match select(sent, timeout).await {
-        Either::Left((result, _)) => result.map_err(|e| Internal::new("fetch", e)),
-        Either::Right(_) => Err(Internal("timeout".into())),
-    }
-}
-
-async fn call(ctx: &Ctx, method: Method, url: &Url, auth: Auth<'_>) -> Result<Answer, GitHubError> {
-    let mut tries = 0u32;
-    loop {
-        tries += 1;
-        let (status, retry_after, remaining, reset, response) =
-            match attempt(ctx, &method, url, &auth).await {
-                Ok(r) => {
-                    let h = r.headers();
-                    let get = |n: &str| h.get(n).ok().flatten();
-                    (
-                        r.status_code(),
-                        get("retry-after"),
-                        get("x-ratelimit-remaining"),
-                        get("x-ratelimit-reset"),
-                        Some(r),
-                    )
-                }
-                Err(e) if ctx.budget.remaining() == 0 => return Err(e.into()),
-                Err(e) => {
-                    worker::console_warn!("GitHub {} {}: {}", method.to_string(), url.path(), e.0);
-                    (0, None, None, None, None)
-                }
-            };
-        if let Some(mut response) = response.filter(|_| (200..300).contains(&status)) {
-            let link = response.headers().get("link").ok().flatten();
-            let body = response
-                .text()
-                .await
-                .map_err(|e| Internal::new("GitHub body", e))?;
-            return Ok(Answer { body, link });
-        }
-        if status == 404 {
-            return Err(GitHubError::NotFound);
-        }
-        let failed = github::FailedResponse {
-            status,
-            retry_after: retry_after.as_deref(),
-            ratelimit_remaining: remaining.as_deref(),
-            ratelimit_reset: reset.as_deref(),
-        };
-        match github::retry_policy(&failed, tries, ctx.now) {
-            Retry::After(ms) if ms <= MAX_INLINE_WAIT_MS && ctx.budget.remaining() > 0 => {
-                Delay::from(Duration::from_millis(ms)).await;
-            }
-            Retry::After(ms) => {
-                return Err(GitHubError::Unavailable {
-                    retry_after_secs: ms.div_ceil(1000).max(1) as u32,
-                    detail: format!("GitHub answered {status} to {}", url.path()),
-                })
-            }
-            Retry::GiveUp if status == 0 || status >= 500 => {
-                return Err(GitHubError::Unavailable {
-                    retry_after_secs: 30,
-                    detail: format!("GitHub failed {tries} times on {}", url.path()),
-                })
-            }
-            Retry::GiveUp => {
-                return Err(GitHubError::Refused(format!(
-                    "GitHub answered {status} to {}",
-                    url.path()
-                )))
-            }
-        }
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T, GitHubError> {
-    serde_json::from_str(&answer.body)
-        .map_err(|e| GitHubError::Refused(format!("unexpected {what} from GitHub: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T, CallError> {
+    answer.parse(&format!("{what} from GitHub"))
 }
 
 /// `GET /app/installations/{id}`: proves the installation exists (the id in the callback can be spoofed).
-pub async fn installation(ctx: &Ctx, jwt: &str, id: u64) -> Result<Installation, GitHubError> {
+pub async fn installation(ctx: &Ctx, jwt: &str, id: u64) -> Result<Installation, CallError> {
     let answer = call(
         ctx,
         Method::Get,
@@ -208,7 +41,7 @@ pub async fn installation(ctx: &Ctx, jwt: &str, id: u64) -> Result<Installation,
     .await?;
     let installation: Installation = parse(&answer, "installation")?;
     if installation.id != id {
-        return Err(GitHubError::Refused(
+        return Err(CallError::Refused(
             "GitHub answered for another installation".into(),
         ));
     }
@@ -216,7 +49,7 @@ pub async fn installation(ctx: &Ctx, jwt: &str, id: u64) -> Result<Installation,
 }
 
 /// `POST /app/installations/{id}/access_tokens`: a 1-hour token for the work at hand.
-pub async fn installation_token(ctx: &Ctx, jwt: &str, id: u64) -> Result<String, GitHubError> {
+pub async fn installation_token(ctx: &Ctx, jwt: &str, id: u64) -> Result<String, CallError> {
     let url = github::access_tokens_url(&ctx.config.api_url, id);
     let answer = call(ctx, Method::Post, &url, Auth::AppJwt(jwt)).await?;
     let token: github::AccessToken = parse(&answer, "access token")?;
@@ -224,7 +57,7 @@ pub async fn installation_token(ctx: &Ctx, jwt: &str, id: u64) -> Result<String,
 }
 
 /// `GET /orgs/{login}` or `/users/{login}`: the display name.
-pub async fn profile(ctx: &Ctx, token: &str, account: &Account) -> Result<Profile, GitHubError> {
+pub async fn profile(ctx: &Ctx, token: &str, account: &Account) -> Result<Profile, CallError> {
     let url = github::profile_url(&ctx.config.api_url, account);
     parse(
         &call(ctx, Method::Get, &url, Auth::Installation(token)).await?,
@@ -235,7 +68,7 @@ pub async fn profile(ctx: &Ctx, token: &str, account: &Account) -> Result<Profil
 /// Exchanges the OAuth `code` GitHub adds when the App requests user authorization during
 /// installation for a user token, used for the request at hand and dropped. `None` when OAuth
 /// is not configured here (`GITHUB_CLIENT_ID` / `GITHUB_CLIENT_SECRET`).
-async fn user_token(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError> {
+async fn user_token(ctx: &Ctx, code: &str) -> Result<Option<String>, CallError> {
     let (Some(client_id), Ok(secret)) = (&ctx.config.client_id, ctx.secret("GITHUB_CLIENT_SECRET"))
     else {
         return Ok(None);
@@ -251,7 +84,7 @@ async fn user_token(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError
         "OAuth token",
     )?;
     exchanged.access_token.map(Some).ok_or_else(|| {
-        GitHubError::Refused(format!(
+        CallError::Refused(format!(
             "OAuth code refused: {}",
             exchanged.error.unwrap_or_default()
         ))
@@ -259,7 +92,7 @@ async fn user_token(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError
 }
 
 /// The GitHub login of the user who clicked through the install page (`None` without OAuth).
-pub async fn requester(ctx: &Ctx, code: &str) -> Result<Option<String>, GitHubError> {
+pub async fn requester(ctx: &Ctx, code: &str) -> Result<Option<String>, CallError> {
     let Some(token) = user_token(ctx, code).await? else {
         return Ok(None);
     };
@@ -281,7 +114,7 @@ pub async fn user_can_access(
     ctx: &Ctx,
     code: &str,
     installation_id: u64,
-) -> Result<Option<bool>, GitHubError> {
+) -> Result<Option<bool>, CallError> {
     let Some(token) = user_token(ctx, code).await? else {
         return Ok(None);
     };
@@ -293,7 +126,7 @@ pub async fn user_can_access(
             return Ok(Some(true));
         }
         match github::next_page(answer.link.as_deref(), &ctx.config.api_url)
-            .map_err(|e| GitHubError::Refused(format!("unusable Link header: {e:?}")))?
+            .map_err(|e| CallError::Refused(format!("unusable Link header: {e:?}")))?
         {
             Some(next) => url = next,
             None => return Ok(Some(false)),
@@ -307,10 +140,10 @@ pub async fn repositories_page(
     ctx: &Ctx,
     token: &str,
     url: &Url,
-) -> Result<(RepositoryPage, Option<Url>), GitHubError> {
+) -> Result<(RepositoryPage, Option<Url>), CallError> {
     let answer = call(ctx, Method::Get, url, Auth::Installation(token)).await?;
     let page: RepositoryPage = parse(&answer, "repository page")?;
     let next = github::next_page(answer.link.as_deref(), &ctx.config.api_url)
-        .map_err(|e| GitHubError::Refused(format!("unusable Link header: {e:?}")))?;
+        .map_err(|e| CallError::Refused(format!("unusable Link header: {e:?}")))?;
     Ok((page, next))
 }

@@ -5,7 +5,9 @@
 //! |---|---|---|
 //! | `POST /v1/connect/github` | portal (JWT) | 200 `{install_url, expires_at}`, 401, 503 |
 //! | `GET /github/setup` | browser from GitHub | 303 to the portal or our pages |
-//! | `GET /connect/github/{done,pending,error}` | browser (no `PORTAL_URL`) | HTML |
+//! | `POST /v1/connect/{gitlab,azure-devops}` | portal (JWT) | 200 `{authorize_url, expires_at}`, 401, 415, 422, 503 |
+//! | `GET /{gitlab,azure-devops}/callback` | browser from GitLab / Microsoft | 303 to the portal or our pages |
+//! | `GET /connect/{provider}/{done,pending,error}` | browser (no `PORTAL_URL`) | HTML |
 //! | `POST /github/webhooks` | GitHub | 200 / 202 JSON; 400, 401, 413, 415, 503 problem+json |
 //! | `GET /v1/orgs/{id}/activity` | portal (JWT) | 200 activity page, 404 |
 //! | `GET /health` | monitoring | 200 `{"ok":true}` |
@@ -19,8 +21,12 @@ mod bindings;
 mod connect;
 mod enumerate;
 mod github_client;
+mod oauth_connect;
 mod orgs;
+mod outbound;
 mod platform;
+mod provider_api;
+mod provider_tokens;
 mod queues;
 mod sync;
 mod webhooks;
@@ -29,6 +35,7 @@ use crate::pages;
 use crate::portal_auth;
 use crate::portal_auth::Principal;
 use crate::problem::Problem;
+use crate::provider::Provider;
 use crate::routes::{self, Resolved, RouteId};
 use crate::setup::redirect_location;
 use bindings::Ctx;
@@ -108,7 +115,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Resolved::NotFound if path.starts_with("/v1/") => return problem(&Problem::NotFound),
         Resolved::NotFound => return html(pages::not_found(), 404),
     };
-    // Routes that need no configuration.
+    // Routes that need no configuration. Result pages exist per provider.
+    if matches!(
+        route,
+        RouteId::ConnectDonePage | RouteId::ConnectPendingPage | RouteId::ConnectErrorPage
+    ) && Provider::from_slug(&id).is_none()
+    {
+        return html(pages::not_found(), 404);
+    }
     match route {
         RouteId::Health => return json(&serde_json::json!({ "ok": true })),
         RouteId::OpenApi => {
@@ -132,34 +146,44 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         }
         _ => {}
     }
+    let callback = match route {
+        RouteId::GithubSetup => Some(Provider::GitHub),
+        RouteId::GitlabCallback => Some(Provider::GitLab),
+        RouteId::AzureDevopsCallback => Some(Provider::AzureDevOps),
+        _ => None,
+    };
     let ctx = match Ctx::new(env) {
         Ok(ctx) => ctx,
-        Err(p) if route == RouteId::GithubSetup => {
+        Err(p) if callback.is_some() => {
             worker::console_error!("configuration: {}", p.detail());
             return html(pages::refused("misconfigured"), 503);
         }
         Err(p) => return problem(&p),
     };
-    match route {
-        RouteId::GithubSetup => {
-            let outcome = connect::setup(&ctx, &query).await;
-            let response = see_other(&redirect_location(ctx.config.portal_url.as_ref(), &outcome));
-            #[cfg(feature = "bench")]
-            if let Ok(r) = &response {
-                r.headers()
-                    .set("x-onecode-subrequests", &ctx.budget.used().to_string())?;
-            }
-            return response;
+    if let Some(provider) = callback {
+        let outcome = match provider {
+            Provider::GitHub => connect::setup(&ctx, &query).await,
+            oauth => oauth_connect::callback(&ctx, oauth, &query).await,
+        };
+        let response = see_other(&redirect_location(
+            ctx.config.portal_url.as_ref(),
+            provider,
+            &outcome,
+        ));
+        #[cfg(feature = "bench")]
+        if let Ok(r) = &response {
+            r.headers()
+                .set("x-onecode-subrequests", &ctx.budget.used().to_string())?;
         }
-        RouteId::GithubWebhooks => {
-            return match webhooks::receive(&ctx, &mut req).await {
-                Ok((status, body)) => {
-                    with_type(serde_json::to_string(&body)?, status, "application/json")
-                }
-                Err(p) => problem(&p),
+        return response;
+    }
+    if route == RouteId::GithubWebhooks {
+        return match webhooks::receive(&ctx, &mut req).await {
+            Ok((status, body)) => {
+                with_type(serde_json::to_string(&body)?, status, "application/json")
             }
-        }
-        _ => {}
+            Err(p) => problem(&p),
+        };
     }
     // The portal API.
     let principal = match authenticate(&ctx, &req) {
@@ -168,6 +192,30 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     match route {
         RouteId::ConnectGithub => answer(connect::start(&ctx, &principal).await),
+        RouteId::ConnectGitlab | RouteId::ConnectAzureDevops => {
+            let provider = if route == RouteId::ConnectGitlab {
+                Provider::GitLab
+            } else {
+                Provider::AzureDevOps
+            };
+            let origin = match req.url() {
+                Ok(url) => url,
+                Err(_) => return problem(&Problem::Internal),
+            };
+            let content_type = req.headers().get("content-type").ok().flatten();
+            let body = req.bytes().await.unwrap_or_default();
+            answer(
+                oauth_connect::start(
+                    &ctx,
+                    &principal,
+                    provider,
+                    &origin,
+                    content_type.as_deref(),
+                    &body,
+                )
+                .await,
+            )
+        }
         RouteId::ListOrgs => answer(orgs::list(&ctx, &principal, &query).await),
         RouteId::GetOrg => answer(orgs::get(&ctx, &principal, &id).await),
         RouteId::PatchOrg => {
@@ -181,6 +229,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         RouteId::Health
         | RouteId::OpenApi
         | RouteId::GithubSetup
+        | RouteId::GitlabCallback
+        | RouteId::AzureDevopsCallback
         | RouteId::GithubWebhooks
         | RouteId::ConnectDonePage
         | RouteId::ConnectPendingPage

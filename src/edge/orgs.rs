@@ -8,11 +8,11 @@
 //! - `POST /v1/orgs/{id}/sync` → `{"found", "added", "removed", "complete"}`; 409 when the org is
 //!   not active (or GitHub says the App was uninstalled: the org is then disconnected)
 //! - `POST /v1/orgs/{id}/disconnect` → `{"status": "disconnected", "jobs_paused",
-//!   "snapshots_kept", "github_installation"}`
+//!   "snapshots_kept", "provider_access"}`
 //! - `GET /v1/orgs/{id}/activity?before=&limit=` → `{"items": [...], "next_before"}`
 
 use super::bindings::{Ctx, Param};
-use super::github_client::GitHubError;
+use super::outbound::CallError;
 use super::sync::{self, SyncError, SyncOutcome};
 use crate::org_settings::{self, PROVIDERS, REPOSITORY_STATUSES, STATUSES};
 use crate::portal_auth::Principal;
@@ -30,7 +30,8 @@ pub struct Org {
     display_name: Option<String>,
     avatar_url: Option<String>,
     account_type: String,
-    installation_id: i64,
+    /// `None` for GitLab and Azure DevOps orgs.
+    installation_id: Option<i64>,
     status: String,
     client: Option<String>,
     backup_schedule: String,
@@ -45,7 +46,7 @@ pub struct Org {
 #[derive(Serialize, Deserialize)]
 struct Repository {
     id: String,
-    github_id: i64,
+    provider_repo_id: crate::provider::RepoId,
     name: String,
     full_name: String,
     #[serde(deserialize_with = "sqlite_bool")]
@@ -174,11 +175,12 @@ pub async fn sync(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Valu
         }
         Ok(SyncOutcome::Skipped(why)) => Err(Problem::Conflict(format!("not synced: {why}"))),
         Ok(SyncOutcome::Uninstalled) => Err(Problem::Conflict(
-            "the GitHub App was uninstalled from this organization; it is now disconnected. Connect it again to resume".into(),
+            "the GitHub App was uninstalled, or the GitLab group / Azure DevOps organization is no longer readable; the organization is now disconnected. Connect it again to resume".into(),
         )),
         Err(SyncError::NotFound) => Err(Problem::NotFound),
-        Err(SyncError::GitHub(GitHubError::Internal(e))) | Err(SyncError::Internal(e)) => Err(e.into()),
-        Err(SyncError::GitHub(e)) => Err(Problem::Upstream(format!("GitHub: {e}"))),
+        Err(SyncError::Upstream(_, CallError::Internal(e))) | Err(SyncError::Internal(e)) => Err(e.into()),
+        Err(SyncError::Upstream(provider, e)) => Err(Problem::Upstream(format!("{}: {e}", provider.name()))),
+        Err(SyncError::Token(failure)) => Err(failure.into()),
     }
 }
 
@@ -198,7 +200,7 @@ pub async fn disconnect(ctx: &Ctx, principal: &Principal, org_id: &str) -> Resul
         "status": "disconnected",
         "jobs_paused": done.jobs_paused,
         "snapshots_kept": done.snapshots_kept,
-        "github_installation": "unchanged: uninstall the GitHub App from the organization's settings on GitHub if desired",
+        "provider_access": "unchanged: uninstall the GitHub App, or revoke the GitLab / Azure DevOps authorization, on the provider if desired",
     }))
 }
 

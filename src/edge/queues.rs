@@ -8,18 +8,22 @@
 //! - `onecode-dead-letter`: messages that failed every retry, stored in `dead_letters` with
 //!   the last failure recorded for them.
 //! - cron `0 */4 * * *`: the scheduled sync (a `fanout.v1` over every active org).
-//! - cron `15 * * * *`: scheduled backup jobs for the orgs due this hour, then a dispatch; expired
-//!   snapshots; spent connect states and delivery ids older than 14 days purged.
+//! - cron `15 * * * *`: GitLab / Azure DevOps connections refreshed ahead of expiry and re-sealed
+//!   under the current `TOKEN_KEYS` key; scheduled backup jobs for the orgs due this hour, then
+//!   a dispatch; expired snapshots; spent connect states and delivery ids older than 14 days
+//!   purged.
 //!
 //! A message that fails is retried with a growing delay (the failure, and its count, recorded in
 //! `message_failures`) until the queue's `max_retries` send it to the dead-letter queue; one bad
 //! message does not replay the others.
 
 use super::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
-use super::enumerate::{self, Target};
+use super::enumerate::{self, Access, RunError, Target};
 use super::github_client;
+use super::provider_tokens::{self, TokenFailure};
 use super::sync::{self, SyncError, SyncOutcome};
 use crate::messages::{AnalysisMessage, BackupMessage, EnumerateContinuation, SyncMessage};
+use crate::provider::Provider;
 use crate::sql;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -167,7 +171,17 @@ async fn sync_step(ctx: &Ctx, body: &str) -> Result<(), String> {
                 worker::console_log!("scheduled sync of org {org_id} skipped: {why}");
                 Ok(())
             }
-            Err(SyncError::GitHub(e)) => Err(format!("sync of org {org_id}: GitHub: {e}")),
+            Err(SyncError::Upstream(provider, e)) => {
+                Err(format!("sync of org {org_id}: {}: {e}", provider.name()))
+            }
+            // A revoked connection disconnected its orgs: nothing to retry.
+            Err(SyncError::Token(TokenFailure::Revoked(why))) => {
+                worker::console_warn!(
+                    "scheduled sync of org {org_id}: authorization revoked: {why}"
+                );
+                Ok(())
+            }
+            Err(SyncError::Token(e)) => Err(format!("sync of org {org_id}: {e}")),
             Err(SyncError::Internal(e)) => Err(format!("sync of org {org_id}: {}", e.0)),
         },
         SyncMessage::FanoutV1 { after } => sync::fanout(ctx, &after).await.map_err(|e| e.0),
@@ -180,7 +194,10 @@ async fn sync_step(ctx: &Ctx, body: &str) -> Result<(), String> {
 
 #[derive(Deserialize)]
 struct RunRow {
+    provider: String,
     installation_id: i64,
+    connection_id: Option<String>,
+    api_url: Option<String>,
     status: String,
     run_id: String,
     next_url: Option<String>,
@@ -200,24 +217,59 @@ async fn continue_run(ctx: &Ctx, c: &EnumerateContinuation) -> Result<(), Intern
         return Ok(()); // superseded, already applied, or the org is no longer active
     }
     let url = url::Url::parse(&c.next_url).map_err(|e| Internal::new("continuation URL", e))?;
-    if url.origin() != ctx.config.api_url.origin() {
-        return Err(Internal(
-            "continuation URL is not on the GitHub API origin".into(),
-        ));
-    }
-    let installation_id = run.installation_id as u64;
-    let jwt = github_client::app_jwt(ctx)
-        .await
-        .map_err(|p| Internal(format!("App JWT: {}", p.detail())))?;
-    let token = github_client::installation_token(ctx, &jwt, installation_id)
-        .await
-        .map_err(|e| Internal(format!("installation token: {e}")))?;
     let target = Target {
         org_id: &c.org_id,
-        installation_id,
         run_id: &c.run_id,
     };
-    enumerate::run(ctx, &token, &target, url).await.map(|_| ())
+    let provider = Provider::from_db(&run.provider)
+        .ok_or_else(|| Internal(format!("org {} has provider {}", c.org_id, run.provider)))?;
+    if provider == Provider::GitHub {
+        if url.origin() != ctx.config.api_url.origin() {
+            return Err(Internal(
+                "continuation URL is not on the GitHub API origin".into(),
+            ));
+        }
+        let installation_id = run.installation_id as u64;
+        let jwt = github_client::app_jwt(ctx)
+            .await
+            .map_err(|p| Internal(format!("App JWT: {}", p.detail())))?;
+        let token = github_client::installation_token(ctx, &jwt, installation_id)
+            .await
+            .map_err(|e| Internal(format!("installation token: {e}")))?;
+        let mut access = Access::Installation {
+            id: installation_id,
+            token: &token,
+        };
+        return Ok(enumerate::run(ctx, &mut access, &target, url)
+            .await
+            .map(|_| ())?);
+    }
+    let (Some(connection_id), Some(api_url)) = (&run.connection_id, &run.api_url) else {
+        return Err(Internal(format!("org {} has no connection", c.org_id)));
+    };
+    let api_url = url::Url::parse(api_url).map_err(|e| Internal::new("org API URL", e))?;
+    if url.origin() != api_url.origin() {
+        return Err(Internal(format!(
+            "continuation URL is not on the {} origin of the org",
+            provider.name()
+        )));
+    }
+    let token = match provider_tokens::access_token(ctx, connection_id, false).await {
+        Ok(token) => token,
+        // Revoked: the org is disconnected now and its run ends here.
+        Err(TokenFailure::Revoked(_)) => return Ok(()),
+        Err(e) => return Err(Internal(format!("access token: {e}"))),
+    };
+    let mut access = Access::Connection {
+        provider,
+        id: connection_id,
+        token,
+        api_url,
+    };
+    match enumerate::run(ctx, &mut access, &target, url).await {
+        Ok(_) | Err(RunError::Revoked(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn dead_letters(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Internal> {
@@ -277,7 +329,25 @@ pub async fn scheduled(ctx: &Ctx, cron: &str) -> Result<(), Internal> {
     }
 }
 
+/// The OAuth connections' upkeep: refresh what would expire before the next run, re-seal what an
+/// older key sealed. Failures are logged; the rest of the hourly work goes on.
+async fn connection_upkeep(ctx: &Ctx) {
+    match provider_tokens::refresh_due(ctx).await {
+        Ok(n) if n > 0 => worker::console_log!("hourly: {n} provider connections refreshed"),
+        Ok(_) => {}
+        Err(e) => worker::console_warn!("hourly: connection refresh: {}", e.0),
+    }
+    match provider_tokens::reseal_old_keys(ctx).await {
+        Ok(n) if n > 0 => {
+            worker::console_log!("hourly: {n} provider connections re-sealed under the current key")
+        }
+        Ok(_) => {}
+        Err(e) => worker::console_warn!("hourly: re-sealing: {}", e.0),
+    }
+}
+
 async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
+    connection_upkeep(ctx).await;
     let now = crate::time::rfc3339(ctx.now);
     let hour = crate::time::backup_hour(ctx.now);
     let delivery_cutoff = crate::time::rfc3339(ctx.now - DELIVERY_RETENTION_SECS);

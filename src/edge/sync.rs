@@ -11,12 +11,16 @@
 //!   send was lost, a bounded batch per invocation.
 
 use super::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
-use super::enumerate::{self, Progress, Target};
-use super::github_client::{self, GitHubError};
+use super::enumerate::{self, Access, Owner, Progress, RunError, Target};
+use super::github_client;
+use super::outbound::CallError;
 use super::platform;
-use crate::messages::{BackupJob, BackupMessage, SyncMessage, MAX_BATCH_MESSAGES};
+use super::provider_tokens::{self, TokenFailure};
+use crate::messages::{BackupMessage, SyncMessage, MAX_BATCH_MESSAGES};
+use crate::provider::Provider;
 use crate::sql;
 use serde::Deserialize;
+use url::Url;
 
 /// Orgs per fan-out step, jobs per dispatch step: each step stays far below the budget.
 const FANOUT_PAGE: i64 = 1_000;
@@ -34,7 +38,10 @@ pub enum SyncOutcome {
 
 pub enum SyncError {
     NotFound,
-    GitHub(GitHubError),
+    /// GitHub, GitLab or Azure DevOps failed.
+    Upstream(Provider, CallError),
+    /// The OAuth connection's tokens could not be had (revoked: its orgs are now disconnected).
+    Token(TokenFailure),
     Internal(Internal),
 }
 
@@ -47,7 +54,10 @@ impl From<Internal> for SyncError {
 #[derive(Deserialize)]
 struct OrgRow {
     id: String,
+    provider: String,
     installation_id: i64,
+    connection_id: Option<String>,
+    api_url: Option<String>,
     status: String,
 }
 
@@ -60,17 +70,100 @@ pub async fn sync_org(ctx: &Ctx, org_id: &str) -> Result<SyncOutcome, SyncError>
             org.status
         )));
     }
+    match Provider::from_db(&org.provider) {
+        Some(Provider::GitHub) => sync_installation(ctx, &org).await,
+        Some(provider) => sync_connected(ctx, provider, &org).await,
+        None => Err(SyncError::Internal(Internal(format!(
+            "org {} has provider {}",
+            org.id, org.provider
+        )))),
+    }
+}
+
+/// Starts a sync run of the org from `first_page` and enumerates it.
+async fn start_run(
+    ctx: &Ctx,
+    org_id: &str,
+    access: &mut Access<'_>,
+    first_page: Url,
+) -> Result<Progress, RunError> {
+    let run_id = platform::random_uuid().map_err(Internal)?;
+    let now = crate::time::rfc3339(ctx.now);
+    ctx.run(
+        sql::START_SYNC_RUN,
+        &[
+            Param::from(org_id),
+            Param::from(&run_id),
+            Param::from(first_page.as_str()),
+            Param::from(&now),
+        ],
+    )
+    .await?;
+    let target = Target {
+        org_id,
+        run_id: &run_id,
+    };
+    enumerate::run(ctx, access, &target, first_page).await
+}
+
+/// A GitLab group or Azure DevOps organization: the connection's access token (refreshed when
+/// due), then its projects / repositories. A group or organization the user can no longer read
+/// (404) disconnects the org.
+async fn sync_connected(
+    ctx: &Ctx,
+    provider: Provider,
+    org: &OrgRow,
+) -> Result<SyncOutcome, SyncError> {
+    let (Some(connection_id), Some(api_url)) = (&org.connection_id, &org.api_url) else {
+        return Err(SyncError::Internal(Internal(format!(
+            "org {} has no connection",
+            org.id
+        ))));
+    };
+    let api_url = Url::parse(api_url).map_err(|e| Internal::new("org API URL", e))?;
+    let token = provider_tokens::access_token(ctx, connection_id, false)
+        .await
+        .map_err(SyncError::Token)?;
+    let first_page = match provider {
+        Provider::AzureDevOps => crate::azure_devops::projects_url(&api_url, None),
+        _ => crate::gitlab::first_projects_url(&api_url),
+    };
+    let mut access = Access::Connection {
+        provider,
+        id: connection_id,
+        token,
+        api_url,
+    };
+    match start_run(ctx, &org.id, &mut access, first_page).await {
+        Ok(progress) => Ok(SyncOutcome::Synced(progress)),
+        // The group or organization is gone, or the connected account lost access to it.
+        Err(RunError::Gone) => {
+            let detail = format!(
+                    "{} no longer lets the connected account read this {}: organization disconnected, backup jobs paused, snapshots kept",
+                    provider.name(),
+                    if provider == Provider::GitLab { "group" } else { "organization" }
+                );
+            disconnect(ctx, &org.id, "provider.gone", &detail).await?;
+            Ok(SyncOutcome::Uninstalled)
+        }
+        Err(RunError::Revoked(why)) => Err(SyncError::Token(TokenFailure::Revoked(why))),
+        Err(RunError::Failed(e)) => Err(SyncError::Internal(e)),
+    }
+}
+
+/// A GitHub org: the installation (gone → disconnected, suspended → skipped), a token, a run.
+async fn sync_installation(ctx: &Ctx, org: &OrgRow) -> Result<SyncOutcome, SyncError> {
     let installation_id = org.installation_id as u64;
     let jwt = github_client::app_jwt(ctx)
         .await
         .map_err(|p| SyncError::Internal(Internal(format!("App JWT: {}", p.detail()))))?;
     let installation = match github_client::installation(ctx, &jwt, installation_id).await {
         Ok(installation) => installation,
-        Err(GitHubError::NotFound) => {
+        Err(CallError::NotFound) => {
             disconnect(ctx, &org.id, "installation.gone", "the GitHub App installation no longer exists: organization disconnected, backup jobs paused, snapshots kept").await?;
             return Ok(SyncOutcome::Uninstalled);
         }
-        Err(e) => return Err(SyncError::GitHub(e)),
+        Err(e) => return Err(SyncError::Upstream(Provider::GitHub, e)),
     };
     if installation.suspended_at.is_some() {
         set_suspended(ctx, &org.id).await?;
@@ -80,27 +173,16 @@ pub async fn sync_org(ctx: &Ctx, org_id: &str) -> Result<SyncOutcome, SyncError>
     }
     let token = github_client::installation_token(ctx, &jwt, installation_id)
         .await
-        .map_err(SyncError::GitHub)?;
-    let run_id = platform::random_uuid().map_err(Internal)?;
+        .map_err(|e| SyncError::Upstream(Provider::GitHub, e))?;
     let first_page = crate::github::first_repositories_url(&ctx.config.api_url);
-    let now = crate::time::rfc3339(ctx.now);
-    ctx.run(
-        sql::START_SYNC_RUN,
-        &[
-            Param::from(&org.id),
-            Param::from(&run_id),
-            Param::from(first_page.as_str()),
-            Param::from(&now),
-        ],
-    )
-    .await?;
-    let target = Target {
-        org_id: &org.id,
-        installation_id,
-        run_id: &run_id,
+    let mut access = Access::Installation {
+        id: installation_id,
+        token: &token,
     };
     Ok(SyncOutcome::Synced(
-        enumerate::run(ctx, &token, &target, first_page).await?,
+        start_run(ctx, &org.id, &mut access, first_page)
+            .await
+            .map_err(Internal::from)?,
     ))
 }
 
@@ -243,7 +325,9 @@ pub async fn dispatch(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Internal
         org_id: String,
         repository_id: String,
         priority: String,
+        provider: String,
         installation_id: i64,
+        connection_id: Option<String>,
     }
     let cutoff = crate::time::rfc3339(ctx.now - RESEND_AFTER_SECS);
     let jobs: Vec<Job> = ctx
@@ -260,13 +344,19 @@ pub async fn dispatch(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Internal
     let messages: Vec<BackupMessage> = jobs
         .iter()
         .map(|j| {
-            BackupMessage::BackupJobV1(BackupJob {
-                job_id: j.id.clone(),
-                org_id: j.org_id.clone(),
-                repository_id: j.repository_id.clone(),
-                installation_id: j.installation_id as u64,
-                priority: j.priority.clone(),
-            })
+            let owner = match (Provider::from_db(&j.provider), &j.connection_id) {
+                (Some(provider), Some(connection)) if provider != Provider::GitHub => {
+                    Owner::Connection(provider, connection)
+                }
+                _ => Owner::Installation(j.installation_id as u64),
+            };
+            enumerate::backup_message(
+                j.id.clone(),
+                &j.org_id,
+                j.repository_id.clone(),
+                owner,
+                &j.priority,
+            )
         })
         .collect();
     for chunk in messages.chunks(MAX_BATCH_MESSAGES) {

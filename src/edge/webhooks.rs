@@ -15,7 +15,7 @@
 //!    answer never waits on GitHub.
 
 use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, SYNC_QUEUE};
-use super::enumerate::{queue_backups, NewJob};
+use super::enumerate::{queue_backups, NewJob, Owner};
 use super::platform;
 use crate::messages::{AnalysisJob, AnalysisMessage, SyncMessage};
 use crate::problem::Problem;
@@ -510,7 +510,8 @@ async fn apply(
     for &i in &plan.backup_results {
         backups.extend(rows(i)?);
     }
-    let backups = queue_backups(ctx, &org.id, installation_id, backups).await?;
+    let backups =
+        queue_backups(ctx, &org.id, Owner::Installation(installation_id), backups).await?;
     let mut analyses = 0;
     if let (Event::Push(push), Some(i)) = (event, plan.analysis_result) {
         let jobs: Vec<AnalysisMessage> = rows(i)?

@@ -261,13 +261,13 @@ fn repo_id(installation_id: u64, n: u64) -> i64 {
     (installation_id * 1_000_000 + n) as i64
 }
 
-/// `github_id → status` of the org's repository rows (asserting one row per GitHub id).
+/// `provider_repo_id → status` of the org's repository rows (asserting one row per GitHub id).
 #[track_caller]
 fn repo_statuses(s: &Stack, org_id: &str) -> BTreeMap<i64, String> {
     let rows = s.store.repos(org_id);
     let statuses: BTreeMap<i64, String> = rows
         .iter()
-        .map(|r| (r.github_id, r.status.clone()))
+        .map(|r| (r.provider_repo_id, r.status.clone()))
         .collect();
     assert_eq!(statuses.len(), rows.len(), "duplicate repository rows");
     statuses
@@ -298,13 +298,13 @@ fn counts(entries: &[(&str, &str, usize)]) -> BTreeMap<(String, String), usize> 
         .collect()
 }
 
-/// `github_id → job statuses` of the org's jobs.
+/// `provider_repo_id → job statuses` of the org's jobs.
 fn jobs_by_repo(s: &Stack, org_id: &str) -> BTreeMap<i64, Vec<String>> {
     let repos: BTreeMap<String, i64> = s
         .store
         .repos(org_id)
         .into_iter()
-        .map(|r| (r.id, r.github_id))
+        .map(|r| (r.id, r.provider_repo_id))
         .collect();
     let mut jobs: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for job in s.store.jobs(org_id) {
@@ -319,21 +319,24 @@ fn jobs_by_repo(s: &Stack, org_id: &str) -> BTreeMap<i64, Vec<String>> {
 /// Backup jobs queued for these repositories and not received yet, as the backup scheduler
 /// will leave them (it does not exist yet): inserted into D1 directly. The job ids.
 #[track_caller]
-fn insert_queued_jobs(s: &Stack, org_id: &str, github_ids: &[i64]) -> Vec<String> {
+fn insert_queued_jobs(s: &Stack, org_id: &str, provider_repo_ids: &[i64]) -> Vec<String> {
     let at = rfc3339(now());
-    github_ids
+    provider_repo_ids
         .iter()
-        .map(|github_id| {
-            let id = format!("e2e0{github_id:028x}");
+        .map(|provider_repo_id| {
+            let id = format!("e2e0{provider_repo_id:028x}");
             let inserted = s.store.execute(
                 "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, \
                      dedupe_key, created_at, dispatched_at) \
                  SELECT ?1, org_id, id, 'scheduled', 'normal', 'queued', \
                      'scheduled:' || id || ':2000-01-01T00', ?2, ?2 \
-                 FROM repositories WHERE org_id = ?3 AND github_id = ?4",
-                rusqlite::params![id, at, org_id, github_id],
+                 FROM repositories WHERE org_id = ?3 AND provider_repo_id = ?4",
+                rusqlite::params![id, at, org_id, provider_repo_id],
             );
-            assert_eq!(inserted, 1, "a queued job for repository {github_id}");
+            assert_eq!(
+                inserted, 1,
+                "a queued job for repository {provider_repo_id}"
+            );
             id
         })
         .collect()
@@ -347,7 +350,7 @@ fn insert_snapshot(s: &Stack, org_id: &str, id: &str, days_ago: i64) {
     let inserted = s.store.execute(
         "INSERT INTO snapshots (id, org_id, repository_id, taken_at, size_bytes) \
          SELECT ?1, org_id, id, ?2, 4096 FROM repositories WHERE org_id = ?3 \
-         ORDER BY github_id LIMIT 1",
+         ORDER BY provider_repo_id LIMIT 1",
         rusqlite::params![id, taken_at, org_id],
     );
     assert_eq!(inserted, 1, "snapshot {id}");
@@ -716,14 +719,18 @@ fn repositories_listed(s: &Stack) {
         keys(&openapi["components"]["schemas"]["Repository"]["properties"]),
         "Repository as openapi.json says"
     );
-    let by_github_id: BTreeMap<i64, &Value> = repos
+    let by_provider_repo_id: BTreeMap<i64, &Value> = repos
         .iter()
-        .map(|r| (r["github_id"].as_i64().expect("github_id"), r))
+        .map(|r| (r["provider_repo_id"].as_i64().expect("provider_repo_id"), r))
         .collect();
-    assert_eq!(by_github_id.len(), repos.len(), "each repository once");
-    assert_eq!(by_github_id[&gone]["status"], "removed");
+    assert_eq!(
+        by_provider_repo_id.len(),
+        repos.len(),
+        "each repository once"
+    );
+    assert_eq!(by_provider_repo_id[&gone]["status"], "removed");
     for repo in &github {
-        let item = by_github_id
+        let item = by_provider_repo_id
             .get(&repo.id)
             .unwrap_or_else(|| panic!("{} is not listed", repo.full_name));
         assert_eq!(item["name"], repo.name.as_str());
@@ -744,13 +751,13 @@ fn repositories_listed(s: &Stack) {
     let (active, _) = api.walk(&format!("/v1/orgs/{org_id}/repos?status=active"), 3);
     let active: BTreeSet<i64> = active
         .iter()
-        .map(|r| r["github_id"].as_i64().expect("github_id"))
+        .map(|r| r["provider_repo_id"].as_i64().expect("provider_repo_id"))
         .collect();
     assert_eq!(active, github.iter().map(|r| r.id).collect());
     let (removed, _) = api.walk(&format!("/v1/orgs/{org_id}/repos?status=removed"), 1);
     assert_eq!(
         ids(&removed),
-        [by_github_id[&gone]["id"].as_str().expect("id")]
+        [by_provider_repo_id[&gone]["id"].as_str().expect("id")]
     );
     let (theirs, _) = api.walk(&format!("/v1/orgs/{other}/repos"), 100);
     assert_eq!(theirs.len(), 2, "each org lists its own repositories");
@@ -1127,7 +1134,7 @@ fn disconnect_reconnect(s: &Stack) {
     assert_eq!(answer["jobs_paused"], 3, "{answer}");
     assert_eq!(answer["snapshots_kept"], 1, "{answer}");
     assert!(
-        answer["github_installation"]
+        answer["provider_access"]
             .as_str()
             .is_some_and(|t| t.starts_with("unchanged")),
         "{answer}"
@@ -1457,12 +1464,12 @@ fn settled_hour() -> onecode_edge::time::BackupHour {
     backup_hour(now())
 }
 
-/// `github_id` of each `scheduled` job of the org, with its status and dedupe key.
+/// `provider_repo_id` of each `scheduled` job of the org, with its status and dedupe key.
 fn scheduled_jobs(s: &Stack, org_id: &str) -> Vec<(i64, String, String)> {
     s.store.query(
-        "SELECT r.github_id, j.status, j.dedupe_key FROM backup_jobs j \
+        "SELECT r.provider_repo_id, j.status, j.dedupe_key FROM backup_jobs j \
          JOIN repositories r ON r.id = j.repository_id \
-         WHERE j.org_id = ?1 AND j.kind = 'scheduled' ORDER BY r.github_id",
+         WHERE j.org_id = ?1 AND j.kind = 'scheduled' ORDER BY r.provider_repo_id",
         [org_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
@@ -1539,10 +1546,10 @@ fn scheduled_backups(s: &Stack) {
         expected_daily,
         "one job per active repository, none for the removed one"
     );
-    for (github_id, _, key) in &daily_jobs {
+    for (provider_repo_id, _, key) in &daily_jobs {
         assert!(
             key.ends_with(&format!(":{}", hour.key)),
-            "{github_id}: {key}"
+            "{provider_repo_id}: {key}"
         );
     }
     assert_eq!(

@@ -52,10 +52,10 @@ fn page_statements_look_repositories_up_per_page_entry() {
         ("backup_jobs", page.insert_initial_jobs()),
     ] {
         let plan = plan(&conn, &sql);
-        // The repositories of the page must be found by (org_id, github_id), one index probe
+        // The repositories of the page must be found by (org_id, provider_repo_id), one index probe
         // per JSON element, with json_each as the outer loop.
         let by_both = plan.iter().position(|line| {
-            line.starts_with("SEARCH r ") && line.contains("org_id=? AND github_id=?")
+            line.starts_with("SEARCH r ") && line.contains("org_id=? AND provider_repo_id=?")
         });
         let json_scan = plan.iter().position(|line| line.starts_with("SCAN j"));
         assert!(

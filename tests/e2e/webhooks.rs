@@ -432,8 +432,8 @@ impl Target {
         org_status(s, &self.org)
     }
 
-    fn repo(&self, s: &Stack, github_id: u64) -> Option<RepoRow> {
-        repo_row(s, &self.org, github_id)
+    fn repo(&self, s: &Stack, provider_repo_id: u64) -> Option<RepoRow> {
+        repo_row(s, &self.org, provider_repo_id)
     }
 
     /// Id of generated repository `i` on the emulator.
@@ -471,11 +471,11 @@ fn org_status(s: &Stack, org: &str) -> String {
         .unwrap_or_else(|| panic!("no organization {org}"))
 }
 
-fn repo_row(s: &Stack, org: &str, github_id: u64) -> Option<RepoRow> {
+fn repo_row(s: &Stack, org: &str, provider_repo_id: u64) -> Option<RepoRow> {
     s.store
         .repos(org)
         .into_iter()
-        .find(|r| r.github_id == github_id as i64)
+        .find(|r| r.provider_repo_id == provider_repo_id as i64)
 }
 
 /// `webhook_deliveries` rows for a delivery id.
@@ -1805,7 +1805,7 @@ fn other_orgs_untouched(s: &Stack) {
     let rows = s.store.repos(&a.org);
     let statuses: Vec<(i64, &str)> = rows
         .iter()
-        .map(|r| (r.github_id, r.status.as_str()))
+        .map(|r| (r.provider_repo_id, r.status.as_str()))
         .collect();
     assert_eq!(
         statuses,

@@ -49,10 +49,15 @@ pub fn repositories_recorded(s: &Stack, org_id: &str, installation_id: u64) -> u
         expected.len(),
         "repository rows vs the emulator's repositories"
     );
-    let by_github_id: HashMap<i64, _> = rows.iter().map(|r| (r.github_id, r)).collect();
-    assert_eq!(by_github_id.len(), rows.len(), "duplicate github_id rows");
+    let by_provider_repo_id: HashMap<i64, _> =
+        rows.iter().map(|r| (r.provider_repo_id, r)).collect();
+    assert_eq!(
+        by_provider_repo_id.len(),
+        rows.len(),
+        "duplicate provider_repo_id rows"
+    );
     for repo in &expected {
-        let row = by_github_id
+        let row = by_provider_repo_id
             .get(&repo.id)
             .unwrap_or_else(|| panic!("no repository row for {} ({})", repo.full_name, repo.id));
         assert_eq!(row.name, repo.name);

@@ -47,6 +47,11 @@ pub const APP_ID: &str = "3034314";
 pub const APP_SLUG: &str = "the-one-code";
 /// The webhook secret the test worker accepts besides the one in `.dev.vars` (a rotation).
 pub const ROTATED_WEBHOOK_SECRET: &str = "e2e-rotated-webhook-secret";
+/// The token key the test worker encrypts with (`TOKEN_KEYS` is `"<this>,<the .dev.vars keys>"`:
+/// a rotation in progress, so records sealed under the older key still open).
+pub const CURRENT_TOKEN_KEY: &str = "e2e2:ZTJlLWN1cnJlbnQtdG9rZW4ta2V5LTMyLWJ5dGVzISE=";
+/// The emulated GitLab instance the worker's `GITLAB_URL` names (others are "self-managed").
+pub const GITLAB_INSTANCE: &str = "com";
 /// How long `wrangler dev` may take to answer `/health`.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -276,29 +281,31 @@ fn test_config(original: &str, main: &Path, migrations: &Path) -> Result<String,
         .ok_or_else(|| "wrangler.toml has no `main`".into())
 }
 
-/// `.dev.vars` for the test worker: the same lines, except `GITHUB_WEBHOOK_SECRET`, which
-/// becomes the rotation `["<ROTATED_WEBHOOK_SECRET>", "<webhook_secret>"]`.
-fn test_dev_vars(original: &str, webhook_secret: &str) -> String {
+/// `.dev.vars` for the test worker: the same lines, except two rotations in progress:
+/// `GITHUB_WEBHOOK_SECRET` becomes `["<ROTATED_WEBHOOK_SECRET>", "<webhook_secret>"]` and
+/// `TOKEN_KEYS` becomes `"<CURRENT_TOKEN_KEY>,<token_keys>"`.
+fn test_dev_vars(original: &str, webhook_secret: &str, token_keys: &str) -> String {
     let rotation = serde_json::to_string(&[ROTATED_WEBHOOK_SECRET, webhook_secret])
         .expect("strings serialize");
-    let line = format!("GITHUB_WEBHOOK_SECRET='{rotation}'");
-    let is_secret = |l: &str| {
-        l.trim_start()
-            .strip_prefix("GITHUB_WEBHOOK_SECRET")
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    let replaced = [
+        ("GITHUB_WEBHOOK_SECRET", format!("GITHUB_WEBHOOK_SECRET='{rotation}'")),
+        ("TOKEN_KEYS", format!("TOKEN_KEYS=\"{CURRENT_TOKEN_KEY},{token_keys}\"")),
+    ];
+    let name_of = |l: &str| {
+        replaced.iter().find(|(name, _)| {
+            l.trim_start()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
     };
     let mut out: Vec<String> = original
         .lines()
-        .map(|l| {
-            if is_secret(l) {
-                line.clone()
-            } else {
-                l.to_string()
-            }
-        })
+        .map(|l| name_of(l).map_or_else(|| l.to_string(), |(_, line)| line.clone()))
         .collect();
-    if !original.lines().any(is_secret) {
-        out.push(line);
+    for (name, line) in &replaced {
+        if !original.lines().any(|l| name_of(l).is_some_and(|(n, _)| n == name)) {
+            out.push(line.clone());
+        }
     }
     out.join("\n") + "\n"
 }
@@ -388,7 +395,11 @@ impl Stack {
         std::fs::write(&config, text).map_err(|e| e.to_string())?;
         let dev_vars = std::fs::read_to_string(root.join(".dev.vars"))
             .map_err(|e| format!(".dev.vars: {e}"))?;
-        let dev_vars = test_dev_vars(&dev_vars, secrets.get("GITHUB_WEBHOOK_SECRET")?);
+        let dev_vars = test_dev_vars(
+            &dev_vars,
+            secrets.get("GITHUB_WEBHOOK_SECRET")?,
+            secrets.get("TOKEN_KEYS")?,
+        );
         std::fs::write(dir.join(".dev.vars"), dev_vars).map_err(|e| e.to_string())?;
         let key_file = dir.join("app-key.pem");
         std::fs::write(&key_file, secrets.get("GITHUB_APP_PRIVATE_KEY")?)
@@ -461,6 +472,10 @@ impl Stack {
             .args(["--var", "PORTAL_URL:"])
             .args(["--var", &format!("GITHUB_APP_ID:{APP_ID}")])
             .args(["--var", &format!("GITHUB_APP_SLUG:{APP_SLUG}")])
+            .args(["--var", &format!("GITLAB_URL:{emulator_base}/gitlab/{GITLAB_INSTANCE}")])
+            .args(["--var", &format!("AZURE_AUTHORITY_URL:{emulator_base}/microsoft/organizations")])
+            .args(["--var", &format!("AZURE_DEVOPS_API_URL:{emulator_base}/azure")])
+            .args(["--var", &format!("AZURE_VSSPS_URL:{emulator_base}/vssps")])
             // `GET /__scheduled?cron=…` runs a cron trigger ([`Stack::trigger_cron`]).
             .arg("--test-scheduled")
             .stdin(Stdio::null())

@@ -100,7 +100,7 @@ pub struct OrgRow {
 #[derive(Debug, Clone)]
 pub struct RepoRow {
     pub id: String,
-    pub github_id: i64,
+    pub provider_repo_id: i64,
     pub name: String,
     pub full_name: String,
     pub private: i64,
@@ -241,14 +241,14 @@ impl Store {
     pub fn repos(&self, org_id: &str) -> Vec<RepoRow> {
         with_retry(&self.d1, |c| {
             let mut stmt = c.prepare(
-                "SELECT id, github_id, name, full_name, private, default_branch, html_url, \
+                "SELECT id, provider_repo_id, name, full_name, private, default_branch, html_url, \
                      archived, visibility, status \
-                 FROM repositories WHERE org_id = ?1 ORDER BY github_id",
+                 FROM repositories WHERE org_id = ?1 ORDER BY provider_repo_id",
             )?;
             let rows = stmt.query_map([org_id], |r| {
                 Ok(RepoRow {
                     id: r.get(0)?,
-                    github_id: r.get(1)?,
+                    provider_repo_id: r.get(1)?,
                     name: r.get(2)?,
                     full_name: r.get(3)?,
                     private: r.get(4)?,

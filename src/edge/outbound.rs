@@ -1,0 +1,245 @@
+//! Outbound HTTP to GitHub, GitLab, Microsoft identity and Azure DevOps: one budget unit per
+//! attempt, a per-attempt timeout, and retries per `github::retry_policy` (5xx and timeouts back
+//! off; 403/429 wait `retry-after` or the rate-limit reset). Short waits are slept inline, long
+//! ones handed back to the caller to defer through the queue. Credentials only ever travel in
+//! the request that needs them (a header, or the form body of a token request), never in a
+//! message, a log line or an error.
+
+use super::bindings::{Ctx, Internal};
+use crate::github::{self, Retry};
+use futures_util::future::{select, Either};
+use std::time::Duration;
+use url::Url;
+use worker::{Delay, Fetch, Headers, Method, Request, RequestInit};
+
+/// One attempt may take this long before it counts as a timeout.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waits longer than this are not slept inline; the caller defers the work instead.
+const MAX_INLINE_WAIT_MS: u64 = 3_000;
+
+pub enum CallError {
+    /// 404: the installation, group or organization does not exist (for this credential).
+    NotFound,
+    /// 401 to a provider bearer token: it expired early or was revoked.
+    Unauthorized,
+    /// The provider refused to refresh the OAuth connection: it is revoked.
+    Revoked(String),
+    /// The service keeps failing or rate limiting: try again after `retry_after_secs`.
+    Unavailable {
+        retry_after_secs: u32,
+        detail: String,
+    },
+    /// An answer we cannot use (401/403/422, bad JSON, a foreign `Link`): not retried.
+    Refused(String),
+    /// A platform failure (including an exhausted subrequest budget).
+    Internal(Internal),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NotFound => f.write_str("not found"),
+            CallError::Unauthorized => f.write_str("the access token was refused"),
+            CallError::Revoked(why) => write!(f, "authorization revoked: {why}"),
+            CallError::Unavailable {
+                retry_after_secs,
+                detail,
+            } => write!(f, "{detail} (retry in {retry_after_secs} s)"),
+            CallError::Refused(detail) => f.write_str(detail),
+            CallError::Internal(e) => f.write_str(&e.0),
+        }
+    }
+}
+
+impl From<Internal> for CallError {
+    fn from(e: Internal) -> Self {
+        CallError::Internal(e)
+    }
+}
+
+/// A credential for one request. Never logged, never stored in the clear.
+pub enum Auth<'a> {
+    /// GitHub: the App's JWT.
+    AppJwt(&'a str),
+    /// GitHub: an installation token.
+    Installation(&'a str),
+    /// GitHub: a user-to-server token (from OAuth during installation).
+    User(&'a str),
+    /// GitHub's OAuth code exchange: a form body carrying the client credentials and the code.
+    CodeExchange(&'a str),
+    /// GitLab / Azure DevOps: an OAuth access token.
+    Bearer(&'a str),
+    /// GitLab / Microsoft token endpoint: a form body with the client credentials and the code
+    /// or refresh token. Its 4xx answers are returned (they say why the grant was refused).
+    TokenRequest(&'a str),
+}
+
+impl Auth<'_> {
+    fn is_github(&self) -> bool {
+        matches!(
+            self,
+            Auth::AppJwt(_) | Auth::Installation(_) | Auth::User(_) | Auth::CodeExchange(_)
+        )
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub link: Option<String>,
+    /// Azure DevOps' `x-ms-continuationtoken`.
+    pub continuation: Option<String>,
+}
+
+impl Answer {
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, CallError> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| CallError::Refused(format!("unexpected {what}: {e}")))
+    }
+}
+
+fn service(url: &Url) -> &str {
+    url.host_str().unwrap_or("the upstream")
+}
+
+async fn attempt(
+    ctx: &Ctx,
+    method: &Method,
+    url: &Url,
+    auth: &Auth<'_>,
+) -> Result<worker::Response, Internal> {
+    let headers = Headers::new();
+    let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| Internal::new("header", e));
+    set("user-agent", github::USER_AGENT)?;
+    set("x-onecode-invocation", &ctx.invocation)?;
+    if auth.is_github() {
+        set("x-github-api-version", github::API_VERSION)?;
+    }
+    let mut init = RequestInit::new();
+    match auth {
+        Auth::AppJwt(jwt) => set("authorization", &format!("Bearer {jwt}"))?,
+        Auth::Installation(token) => set("authorization", &format!("token {token}"))?,
+        Auth::User(token) | Auth::Bearer(token) => {
+            set("authorization", &format!("Bearer {token}"))?
+        }
+        Auth::CodeExchange(form) | Auth::TokenRequest(form) => {
+            set("content-type", "application/x-www-form-urlencoded")?;
+            init.with_body(Some(wasm_bindgen::JsValue::from_str(form)));
+        }
+    }
+    // GitHub's OAuth endpoint answers JSON only when asked for plain `application/json`.
+    let accept = match auth {
+        Auth::AppJwt(_) | Auth::Installation(_) | Auth::User(_) => github::ACCEPT,
+        _ => "application/json",
+    };
+    set("accept", accept)?;
+    init.with_method(method.clone()).with_headers(headers);
+    let request =
+        Request::new_with_init(url.as_str(), &init).map_err(|e| Internal::new("request", e))?;
+    ctx.budget.spend().map_err(|_| {
+        Internal(format!(
+            "subrequest budget exhausted before a call to {}",
+            service(url)
+        ))
+    })?;
+    let fetch = Fetch::Request(request);
+    let sent = fetch.send();
+    let timeout = Delay::from(ATTEMPT_TIMEOUT);
+    futures_util::pin_mut!(sent);
+    match select(sent, timeout).await {
+        Either::Left((result, _)) => result.map_err(|e| Internal::new("fetch", e)),
+        Either::Right(_) => Err(Internal("timeout".into())),
+    }
+}
+
+pub async fn call(
+    ctx: &Ctx,
+    method: Method,
+    url: &Url,
+    auth: Auth<'_>,
+) -> Result<Answer, CallError> {
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let (status, retry_after, remaining, reset, response) =
+            match attempt(ctx, &method, url, &auth).await {
+                Ok(r) => {
+                    let h = r.headers();
+                    let get = |n: &str| h.get(n).ok().flatten();
+                    (
+                        r.status_code(),
+                        get("retry-after"),
+                        get("x-ratelimit-remaining"),
+                        get("x-ratelimit-reset"),
+                        Some(r),
+                    )
+                }
+                Err(e) if ctx.budget.remaining() == 0 => return Err(e.into()),
+                Err(e) => {
+                    worker::console_warn!(
+                        "{} {} {}: {}",
+                        service(url),
+                        method.to_string(),
+                        url.path(),
+                        e.0
+                    );
+                    (0, None, None, None, None)
+                }
+            };
+        // A token endpoint's refusal is an answer: its body says why.
+        let refused_grant =
+            matches!(auth, Auth::TokenRequest(_)) && (400..500).contains(&status) && status != 429;
+        if let Some(mut response) =
+            response.filter(|_| (200..300).contains(&status) || refused_grant)
+        {
+            let get = |n: &str| response.headers().get(n).ok().flatten();
+            let (link, continuation) = (get("link"), get(crate::azure_devops::CONTINUATION_HEADER));
+            let body = response
+                .text()
+                .await
+                .map_err(|e| Internal::new("response body", e))?;
+            return Ok(Answer {
+                status,
+                body,
+                link,
+                continuation,
+            });
+        }
+        if status == 404 {
+            return Err(CallError::NotFound);
+        }
+        if status == 401 && matches!(auth, Auth::Bearer(_)) {
+            return Err(CallError::Unauthorized);
+        }
+        let failed = github::FailedResponse {
+            status,
+            retry_after: retry_after.as_deref(),
+            ratelimit_remaining: remaining.as_deref(),
+            ratelimit_reset: reset.as_deref(),
+        };
+        match github::retry_policy(&failed, tries, ctx.now) {
+            Retry::After(ms) if ms <= MAX_INLINE_WAIT_MS && ctx.budget.remaining() > 0 => {
+                Delay::from(Duration::from_millis(ms)).await;
+            }
+            Retry::After(ms) => {
+                return Err(CallError::Unavailable {
+                    retry_after_secs: ms.div_ceil(1000).max(1) as u32,
+                    detail: format!("{} answered {status} to {}", service(url), url.path()),
+                })
+            }
+            Retry::GiveUp if status == 0 || status >= 500 => {
+                return Err(CallError::Unavailable {
+                    retry_after_secs: 30,
+                    detail: format!("{} failed {tries} times on {}", service(url), url.path()),
+                })
+            }
+            Retry::GiveUp => {
+                return Err(CallError::Refused(format!(
+                    "{} answered {status} to {}",
+                    service(url),
+                    url.path()
+                )))
+            }
+        }
+    }
+}

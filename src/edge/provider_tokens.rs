@@ -1,0 +1,591 @@
+//! GitLab and Azure DevOps OAuth tokens: exchanged, sealed into D1, opened for use and refreshed
+//! before they expire.
+//!
+//! - Sealing: AES-256-GCM with the current `TOKEN_KEYS` key, a fresh random nonce each time, the
+//!   connection's id, provider and column as associated data (`token_crypto`).
+//! - Use ([`access_token`]): a token within `REFRESH_MARGIN_SECS` of expiry (or refused with a
+//!   401) is refreshed first.
+//! - Refresh: serialized per connection. The invocation that moves the row's `version` on from
+//!   what it read (a compare-and-swap, `CLAIM_REFRESH`) holds a short lease and is the only one
+//!   to spend the refresh token; the others wait for the lease to end and read the new tokens.
+//!   A refresh token the provider refuses (`invalid_grant`) revokes the connection and
+//!   disconnects its orgs, with the reason in their activity log.
+//! - Cron ([`refresh_due`], [`reseal_old_keys`]): refreshes connections that would expire
+//!   before the next run, and re-seals rows still under an older key so it can be retired.
+//!
+//! Tokens exist in the clear only in this invocation's memory and in the request that uses them.
+
+use super::bindings::{changes, Ctx, Internal, Param};
+use super::outbound::{call, Auth, CallError};
+use super::platform;
+use crate::config::Secret;
+use crate::oauth::{self, TokenError, TokenGrant};
+use crate::problem::Problem;
+use crate::provider::Provider;
+use crate::sql;
+use crate::token_crypto::{self, Binding, TokenKeys};
+use serde::Deserialize;
+use std::time::Duration;
+use url::Url;
+use worker::{Delay, Method};
+
+/// How long a refresh may hold the row before another invocation may try.
+const LEASE_SECS: i64 = 30;
+/// How often and how many times a caller waiting on another's refresh looks again.
+const WAIT_MS: u64 = 250;
+const WAIT_ROUNDS: u32 = 40;
+/// Connections refreshed / re-sealed per cron run (each refresh costs 3-4 subrequests).
+const CRON_REFRESHES: i64 = 8;
+const CRON_RESEALS: i64 = 20;
+/// The hourly cron refreshes what would come within the margin before its next run.
+const CRON_HORIZON_SECS: i64 = 3600 + oauth::REFRESH_MARGIN_SECS;
+
+pub enum TokenFailure {
+    /// The provider refused the refresh token: the connection is revoked, its orgs disconnected.
+    Revoked(String),
+    /// The provider could not refresh now; try again later.
+    Unavailable(String),
+    /// A stored token does not decrypt with any key (moved, tampered, or its key is gone).
+    Undecryptable(String),
+    NotFound,
+    Internal(Internal),
+}
+
+impl std::fmt::Display for TokenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenFailure::Revoked(why) => write!(f, "authorization revoked: {why}"),
+            TokenFailure::Unavailable(why) => write!(f, "token refresh failed: {why}"),
+            TokenFailure::Undecryptable(why) => write!(f, "stored credentials unusable: {why}"),
+            TokenFailure::NotFound => f.write_str("connection not found"),
+            TokenFailure::Internal(e) => f.write_str(&e.0),
+        }
+    }
+}
+
+impl From<Internal> for TokenFailure {
+    fn from(e: Internal) -> Self {
+        TokenFailure::Internal(e)
+    }
+}
+
+impl From<TokenFailure> for Problem {
+    fn from(f: TokenFailure) -> Problem {
+        match f {
+            TokenFailure::Revoked(why) => Problem::Conflict(format!(
+                "the provider revoked this connection's authorization ({why}); its organizations are disconnected. Connect them again to resume"
+            )),
+            TokenFailure::Unavailable(why) => Problem::Upstream(why),
+            TokenFailure::Undecryptable(why) => {
+                worker::console_error!("provider tokens: {why}");
+                Problem::Internal
+            }
+            TokenFailure::NotFound => Problem::NotFound,
+            TokenFailure::Internal(e) => e.into(),
+        }
+    }
+}
+
+/// The `TOKEN_KEYS` secret, parsed.
+pub fn keys(ctx: &Ctx) -> Result<TokenKeys, Problem> {
+    let secret = ctx.secret("TOKEN_KEYS")?;
+    TokenKeys::parse(secret.expose()).map_err(|e| {
+        worker::console_error!("TOKEN_KEYS: {e}");
+        Problem::Misconfigured("TOKEN_KEYS".into())
+    })
+}
+
+/// Where a provider's tokens are exchanged and with which client.
+pub struct OAuthClient {
+    pub token_url: Url,
+    pub client_id: String,
+    client_secret: Secret,
+    /// Entra wants the scope again on refresh.
+    scope: Option<&'static str>,
+}
+
+/// The OAuth client of `provider` (for GitLab, of the instance at `base_url`).
+pub fn client(ctx: &Ctx, provider: Provider, base_url: &Url) -> Result<OAuthClient, Problem> {
+    let (client_id, secret_name, token_url, scope) = match provider {
+        Provider::GitLab => (
+            ctx.config.gitlab_client_id.clone(),
+            "GITLAB_CLIENT_SECRET",
+            crate::gitlab::token_url(base_url),
+            None,
+        ),
+        Provider::AzureDevOps => (
+            ctx.config.azure_client_id.clone(),
+            "AZURE_CLIENT_SECRET",
+            crate::azure_devops::token_url(&ctx.config.azure_authority_url),
+            Some(crate::azure_devops::SCOPE),
+        ),
+        Provider::GitHub => return Err(Problem::Internal),
+    };
+    let client_id = client_id.ok_or_else(|| {
+        Problem::Misconfigured(match provider {
+            Provider::GitLab => "GITLAB_CLIENT_ID".into(),
+            _ => "AZURE_CLIENT_ID".into(),
+        })
+    })?;
+    Ok(OAuthClient {
+        token_url,
+        client_id,
+        client_secret: ctx.secret(secret_name)?,
+        scope,
+    })
+}
+
+/// Posts a token request; the answer (a grant or why not) is parsed by `oauth`.
+async fn token_request(
+    ctx: &Ctx,
+    client: &OAuthClient,
+    form: &str,
+) -> Result<TokenGrant, TokenError> {
+    match call(
+        ctx,
+        Method::Post,
+        &client.token_url,
+        Auth::TokenRequest(form),
+    )
+    .await
+    {
+        Ok(answer) => oauth::parse_token_response(answer.status, answer.body.as_bytes()),
+        Err(CallError::Internal(e)) => Err(TokenError::Unavailable(e.0)),
+        Err(e) => Err(TokenError::Unavailable(e.to_string())),
+    }
+}
+
+/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+pub async fn exchange_code(
+    ctx: &Ctx,
+    client: &OAuthClient,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Result<TokenGrant, TokenError> {
+    let form = oauth::authorization_code_form(
+        code,
+        redirect_uri,
+        &client.client_id,
+        client.client_secret.expose(),
+        verifier,
+        client.scope,
+    );
+    token_request(ctx, client, &form).await
+}
+
+/// A connection's tokens sealed for its row.
+pub struct Sealed {
+    pub key_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: String,
+}
+
+fn binding<'a>(provider: &'a str, connection_id: &'a str, field: &'a str) -> Binding<'a> {
+    Binding {
+        provider,
+        record_id: connection_id,
+        field,
+    }
+}
+
+fn seal_one(
+    keys: &TokenKeys,
+    provider: &str,
+    connection_id: &str,
+    field: &str,
+    value: &str,
+) -> Result<String, Internal> {
+    let nonce = platform::random_bytes::<12>().map_err(Internal)?;
+    Ok(token_crypto::seal(
+        keys,
+        nonce,
+        &binding(provider, connection_id, field),
+        value,
+    ))
+}
+
+fn seal_pair(
+    keys: &TokenKeys,
+    provider: &str,
+    connection_id: &str,
+    access: &str,
+    refresh: &str,
+) -> Result<(String, String), Internal> {
+    Ok((
+        seal_one(keys, provider, connection_id, "access_token", access)?,
+        seal_one(keys, provider, connection_id, "refresh_token", refresh)?,
+    ))
+}
+
+/// Seals a fresh grant for the connection `connection_id`. A grant without a refresh token is
+/// refused: the connection could not outlive its first access token.
+pub fn seal_grant(
+    ctx: &Ctx,
+    keys: &TokenKeys,
+    provider: Provider,
+    connection_id: &str,
+    grant: &TokenGrant,
+) -> Result<Sealed, TokenError> {
+    let refresh = grant.refresh_token.as_ref().ok_or_else(|| {
+        TokenError::Malformed("the token response carried no refresh token".into())
+    })?;
+    let (access_token, refresh_token) = seal_pair(
+        keys,
+        provider.as_str(),
+        connection_id,
+        grant.access_token.expose(),
+        refresh.expose(),
+    )
+    .map_err(|e| TokenError::Unavailable(e.0))?;
+    Ok(Sealed {
+        key_id: keys.current_kid().to_string(),
+        access_token,
+        refresh_token,
+        expires_at: crate::time::rfc3339(oauth::expires_at(
+            ctx.now,
+            grant.expires_in,
+            default_lifetime(provider),
+        )),
+    })
+}
+
+fn default_lifetime(provider: Provider) -> i64 {
+    match provider {
+        Provider::AzureDevOps => crate::azure_devops::ACCESS_TOKEN_SECS,
+        _ => crate::gitlab::ACCESS_TOKEN_SECS,
+    }
+}
+
+#[derive(Deserialize)]
+struct Row {
+    id: String,
+    provider: String,
+    base_url: String,
+    status: String,
+    access_token: String,
+    refresh_token: String,
+    expires_at: String,
+    version: i64,
+    lease_until: Option<String>,
+}
+
+impl Row {
+    fn provider(&self) -> Result<Provider, Internal> {
+        Provider::from_db(&self.provider)
+            .filter(|p| *p != Provider::GitHub)
+            .ok_or_else(|| {
+                Internal(format!(
+                    "connection {} has provider {}",
+                    self.id, self.provider
+                ))
+            })
+    }
+
+    fn open(&self, keys: &TokenKeys, field: &str) -> Result<Secret, TokenFailure> {
+        let envelope = match field {
+            "access_token" => &self.access_token,
+            _ => &self.refresh_token,
+        };
+        token_crypto::open(keys, &binding(&self.provider, &self.id, field), envelope)
+            .map(Secret::new)
+            .map_err(|e| {
+                TokenFailure::Undecryptable(format!("{field} of connection {}: {e}", self.id))
+            })
+    }
+}
+
+async fn load(ctx: &Ctx, connection_id: &str) -> Result<Row, TokenFailure> {
+    let rows: Vec<Row> = ctx
+        .rows(sql::CONNECTION, &[Param::from(connection_id)])
+        .await?;
+    rows.into_iter().next().ok_or(TokenFailure::NotFound)
+}
+
+fn seconds(rfc3339: &str) -> i64 {
+    crate::time::parse_rfc3339(rfc3339).unwrap_or(0)
+}
+
+/// A usable access token of the connection, refreshed first when it is about to expire, or
+/// when `refused` (the provider just answered 401 to it).
+pub async fn access_token(
+    ctx: &Ctx,
+    connection_id: &str,
+    refused: bool,
+) -> Result<Secret, TokenFailure> {
+    let keys = keys(ctx).map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
+    let mut seen_version = None;
+    for _ in 0..WAIT_ROUNDS {
+        let row = load(ctx, connection_id).await?;
+        if row.status != "active" {
+            return Err(TokenFailure::Revoked(
+                "the connection was revoked earlier".into(),
+            ));
+        }
+        let now = platform::now();
+        // Someone refreshed since we were refused: their token is the new one.
+        let stale = refused && seen_version.is_none_or(|v| v == row.version);
+        if !stale && !oauth::needs_refresh(seconds(&row.expires_at), now) {
+            return row.open(&keys, "access_token");
+        }
+        if row.lease_until.as_deref().is_some_and(|l| seconds(l) > now) {
+            seen_version.get_or_insert(row.version);
+            Delay::from(Duration::from_millis(WAIT_MS)).await;
+            continue;
+        }
+        match refresh(ctx, &keys, &row, now).await? {
+            Some(token) => return Ok(token),
+            // Another invocation claimed it first: wait for its tokens.
+            None => {
+                seen_version = Some(row.version + 1);
+                Delay::from(Duration::from_millis(WAIT_MS)).await;
+            }
+        }
+    }
+    Err(TokenFailure::Unavailable(
+        "another refresh of this connection did not finish in time".into(),
+    ))
+}
+
+/// Claims the row (compare-and-swap on `version`), spends the refresh token and stores the new
+/// pair. `None` when another invocation holds the claim.
+async fn refresh(
+    ctx: &Ctx,
+    keys: &TokenKeys,
+    row: &Row,
+    now: i64,
+) -> Result<Option<Secret>, TokenFailure> {
+    #[derive(Deserialize)]
+    struct Claimed {
+        version: i64,
+    }
+    let provider = row.provider()?;
+    let stamp = crate::time::rfc3339(now);
+    let claimed: Vec<Claimed> = ctx
+        .rows(
+            sql::CLAIM_REFRESH,
+            &[
+                Param::from(&row.id),
+                Param::from(row.version),
+                Param::from(&crate::time::rfc3339(now + LEASE_SECS)),
+                Param::from(&stamp),
+            ],
+        )
+        .await?;
+    let Some(claimed) = claimed.into_iter().next() else {
+        return Ok(None);
+    };
+    let stamp = stamp.as_str();
+    let release = |why: String| async move {
+        let released = ctx
+            .run(
+                sql::RELEASE_REFRESH,
+                &[
+                    Param::from(&row.id),
+                    Param::from(claimed.version),
+                    Param::from(&why),
+                    Param::from(stamp),
+                ],
+            )
+            .await;
+        if let Err(e) = released {
+            worker::console_warn!("connection {}: lease not released: {}", row.id, e.0);
+        }
+        why
+    };
+    let refresh_token = match row.open(keys, "refresh_token") {
+        Ok(token) => token,
+        Err(e) => {
+            release(e.to_string()).await;
+            return Err(e);
+        }
+    };
+    let base_url =
+        Url::parse(&row.base_url).map_err(|e| Internal::new("connection base URL", e))?;
+    let client = client(ctx, provider, &base_url)
+        .map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
+    let form = oauth::refresh_form(
+        refresh_token.expose(),
+        &client.client_id,
+        client.client_secret.expose(),
+        client.scope,
+    );
+    match token_request(ctx, &client, &form).await {
+        Ok(grant) => {
+            let sealed = seal_grant(ctx, keys, provider, &row.id, &grant)
+                .map_err(|e| TokenFailure::Unavailable(e.to_string()))?;
+            let stored = ctx
+                .run(
+                    sql::STORE_REFRESHED,
+                    &[
+                        Param::from(&row.id),
+                        Param::from(claimed.version),
+                        Param::from(&sealed.key_id),
+                        Param::from(&sealed.access_token),
+                        Param::from(&sealed.refresh_token),
+                        Param::from(&sealed.expires_at),
+                        Param::from(stamp),
+                    ],
+                )
+                .await?;
+            if stored.meta().ok().flatten().and_then(|m| m.changes) != Some(1) {
+                // Cannot happen while the lease holds; the tokens are lost with the claim.
+                return Err(TokenFailure::Unavailable(
+                    "the refreshed tokens could not be stored".into(),
+                ));
+            }
+            Ok(Some(grant.access_token))
+        }
+        Err(TokenError::Revoked(why)) => {
+            revoke(ctx, &row.id, provider, &why).await?;
+            Err(TokenFailure::Revoked(why))
+        }
+        Err(e) => Err(TokenFailure::Unavailable(release(e.to_string()).await)),
+    }
+}
+
+/// The provider refused the refresh token: the connection is revoked and each of its orgs
+/// disconnected (jobs paused, snapshots kept), with the reason in its activity log.
+async fn revoke(
+    ctx: &Ctx,
+    connection_id: &str,
+    provider: Provider,
+    why: &str,
+) -> Result<(), Internal> {
+    let now = crate::time::rfc3339(ctx.now.max(platform::now()));
+    let detail = format!(
+        "{} refused to refresh the authorization ({why}): organization disconnected, backup jobs paused, snapshots kept. Connect it again to resume",
+        provider.name()
+    );
+    let id = Param::from(connection_id);
+    let results = ctx
+        .batch(vec![
+            ctx.statement(
+                sql::REVOKE_CONNECTION,
+                &[
+                    Param::from(connection_id),
+                    Param::from(why),
+                    Param::from(&now),
+                ],
+            )?,
+            ctx.statement(
+                sql::DISCONNECT_CONNECTION_ORGS,
+                &[Param::from(connection_id), Param::from(&now)],
+            )?,
+            ctx.statement(
+                sql::PAUSE_CONNECTION_JOBS,
+                &[Param::from(connection_id), Param::from(&now)],
+            )?,
+            ctx.statement(
+                sql::RECORD_REVOKED_ACTIVITY,
+                &[id, Param::from(&detail), Param::from(&now)],
+            )?,
+        ])
+        .await?;
+    worker::console_warn!(
+        "connection {connection_id} revoked by {}: {} orgs disconnected",
+        provider.name(),
+        changes(&results, 1)
+    );
+    Ok(())
+}
+
+/// Cron: refreshes the connections whose access token would expire before the next run.
+pub async fn refresh_due(ctx: &Ctx) -> Result<usize, Internal> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let due: Vec<Id> = ctx
+        .rows(
+            sql::CONNECTIONS_DUE,
+            &[
+                Param::from(&crate::time::rfc3339(ctx.now + CRON_HORIZON_SECS)),
+                Param::from(CRON_REFRESHES),
+            ],
+        )
+        .await?;
+    let Ok(keys) = keys(ctx) else {
+        return Err(Internal("TOKEN_KEYS is missing or unusable".into()));
+    };
+    let mut refreshed = 0;
+    for connection in &due {
+        let row = match load(ctx, &connection.id).await {
+            Ok(row) => row,
+            Err(e) => {
+                worker::console_warn!("connection {}: {e}", connection.id);
+                continue;
+            }
+        };
+        match refresh(ctx, &keys, &row, platform::now()).await {
+            Ok(Some(_)) => refreshed += 1,
+            Ok(None) => {}
+            Err(e) => worker::console_warn!("connection {} not refreshed: {e}", connection.id),
+        }
+    }
+    Ok(refreshed)
+}
+
+/// Cron: re-seals connections sealed under an older key with the current one (a row written
+/// meanwhile keeps its newer version: the compare-and-swap leaves it alone).
+pub async fn reseal_old_keys(ctx: &Ctx) -> Result<usize, Internal> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let Ok(keys) = keys(ctx) else {
+        return Err(Internal("TOKEN_KEYS is missing or unusable".into()));
+    };
+    let old: Vec<Id> = ctx
+        .rows(
+            sql::CONNECTIONS_TO_RESEAL,
+            &[Param::from(keys.current_kid()), Param::from(CRON_RESEALS)],
+        )
+        .await?;
+    let now = crate::time::rfc3339(ctx.now);
+    let mut statements = Vec::new();
+    for connection in &old {
+        let row = match load(ctx, &connection.id).await {
+            Ok(row) => row,
+            Err(e) => {
+                worker::console_warn!("connection {}: {e}", connection.id);
+                continue;
+            }
+        };
+        let opened = row
+            .open(&keys, "access_token")
+            .and_then(|a| row.open(&keys, "refresh_token").map(|r| (a, r)));
+        let (access, refresh) = match opened {
+            Ok(pair) => pair,
+            Err(e) => {
+                worker::console_error!("connection {} cannot be re-sealed: {e}", row.id);
+                continue;
+            }
+        };
+        let (access, refresh) = seal_pair(
+            &keys,
+            &row.provider,
+            &row.id,
+            access.expose(),
+            refresh.expose(),
+        )?;
+        statements.push(ctx.statement(
+            sql::RESEAL_CONNECTION,
+            &[
+                Param::from(&row.id),
+                Param::from(row.version),
+                Param::from(keys.current_kid()),
+                Param::from(&access),
+                Param::from(&refresh),
+                Param::from(&now),
+            ],
+        )?);
+    }
+    if statements.is_empty() {
+        return Ok(0);
+    }
+    let count = statements.len();
+    let results = ctx.batch(statements).await?;
+    Ok((0..count).map(|i| changes(&results, i) as usize).sum())
+}
