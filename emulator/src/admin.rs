@@ -12,8 +12,43 @@
 //! | `PUT /_emulator/oauth` | `{"client_id","client_secret","user":{"login","id"}}` | OAuth during installation: install links carry a code for that user |
 //! | `DELETE /_emulator/oauth` | | OAuth off |
 //! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules | see `faults.rs` |
-//! | `GET`/`DELETE /_emulator/requests` | | GitHub-endpoint request log |
-//! | `GET /_emulator/tokens` | | every installation token ever issued |
+//! | `GET`/`DELETE /_emulator/requests` | | request log of every emulated endpoint (GitHub, GitLab, Microsoft, Azure DevOps) |
+//! | `GET /_emulator/tokens` | | every GitHub installation and user token ever issued |
+//!
+//! GitLab, per instance (`[a-z0-9-]+`, created on first use), under `/_emulator/gitlab/{instance}`:
+//!
+//! | Method and path | Body | Effect |
+//! | --- | --- | --- |
+//! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?}` | the OAuth application (TTL default 7200 s) |
+//! | `PUT …/users/{id}` | `{"username","name"?}` | create or replace a user (the first one is the default user) |
+//! | `PUT …/default-user` | `{"id"}` | who signs in at `/oauth/authorize` without `emulator_user` |
+//! | `PUT …/groups/{id}` | `{"name","path","parent_id"?,"visibility"?,"members":[user id or {"id","access_level"}],"projects":N or [{"name","path"?,"visibility"?,"archived"?}]}` | create or replace a group (members owners by default; subgroups inherit members); answers its summary with project ids |
+//! | `POST …/groups/{id}/projects` | `{"add":N,"add_names":[..],"remove_ids":[..]}` | change its projects; answers its summary |
+//! | `DELETE …/groups/{id}` | | delete it with its subgroups and their projects |
+//! | `GET …/projects[?group={id}]` | | every project, or those of a group and its subgroups |
+//! | `POST …/users/{id}/revoke` | | delete the user's tokens (refresh → `invalid_grant`, API → 401) |
+//! | `POST …/expire` | `{"user_id"?}` or empty | expire the live access tokens (of one user); refresh tokens stay good |
+//!
+//! Microsoft identity platform and Azure DevOps, under `/_emulator/azure`:
+//!
+//! | Method and path | Body | Effect |
+//! | --- | --- | --- |
+//! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?}` | the app registration (TTL default 3599 s) |
+//! | `PUT …/users/{guid}` | `{"displayName","emailAddress"?}` | create or replace a user (the first one is the default user) |
+//! | `PUT …/default-user` | `{"id"}` | who signs in without `emulator_user` |
+//! | `PUT …/orgs/{name}` | `{"id"?,"members":[guids],"projects":[{"name","id"?,"visibility"?,"repositories":N or [names]}]}` | create or replace an organization (ids generated unless given; a replaced one keeps its id); answers its summary with every id |
+//! | `GET …/orgs/{name}` | | that summary |
+//! | `DELETE …/orgs/{name}` | | delete it |
+//! | `POST …/orgs/{name}/projects/{project}/repositories` | `{"add":N,"add_names":[..],"remove_ids":[guids]}` | change a project's repositories; answers the organization's summary |
+//! | `POST …/users/{guid}/revoke` | | as for GitLab |
+//! | `POST …/expire` | `{"user_id"?}` or empty | as for GitLab |
+//!
+//! Both:
+//!
+//! | Method and path | Effect |
+//! | --- | --- |
+//! | `GET /_emulator/oauth-grants` | every GitLab / Microsoft token request, oldest first: `{"provider":"gitlab"or"azure","instance","grant_type","user_id","presented_refresh_token","outcome":"ok"or the error,"at"}` |
+//! | `GET /_emulator/provider-tokens` | every GitLab / Microsoft access and refresh token ever issued |
 
 use std::collections::HashSet;
 
@@ -110,6 +145,17 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
             Ok(Reply::json(200, &json!({ "ok": true })))
         }
         ("GET", ["tokens"]) => Ok(Reply::json(200, &json!(em.store().issued_tokens()))),
+        ("GET", ["oauth-grants"]) => {
+            Ok(Reply::json(200, &json!(em.store().provider_oauth.grants())))
+        }
+        ("GET", ["provider-tokens"]) => Ok(Reply::json(
+            200,
+            &json!(em.store().provider_oauth.issued_tokens()),
+        )),
+        (_, ["gitlab", instance, rest @ ..]) if crate::gitlab::valid_instance(instance) => {
+            Ok(crate::gitlab::admin_route(em, request, instance, rest))
+        }
+        (_, ["azure", rest @ ..]) => Ok(crate::azure::admin_route(em, request, rest)),
         _ => Err(crate::github::no_route(request)),
     };
     result.unwrap_or_else(|reply| reply)

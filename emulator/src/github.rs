@@ -87,7 +87,11 @@ fn token_installation<'s>(store: &'s Store, caller: &Caller) -> Result<&'s Insta
         Caller::Installation(id) => store.installation(*id),
         Caller::Anonymous => return Err(Reply::error(401, "Requires authentication")),
         Caller::Rejected(message) => return Err(Reply::error(401, message)),
-        Caller::App | Caller::User(_) => None,
+        Caller::App
+        | Caller::User(_)
+        | Caller::Provider(_)
+        | Caller::Expired
+        | Caller::OAuthClient => None,
     }
     .ok_or_else(|| Reply::error(401, "Bad credentials"))?;
     if installation.suspended_at.is_some() {

@@ -134,8 +134,75 @@ impl Reply {
     }
 }
 
+/// Decodes `%XX` escapes in a path segment (`+` stays a plus); invalid escapes are kept as
+/// they are and invalid UTF-8 is replaced.
+pub fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, for one path segment.
+pub fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Parses a JSON request body into `T`, or answers 400 with the parse error.
 pub fn parse_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Reply> {
     serde_json::from_slice(&request.body)
         .map_err(|e| Reply::error(400, &format!("github-emulator: invalid JSON body: {e}")))
+}
+
+/// Like [`parse_body`], with an empty body read as `{}`.
+pub fn parse_optional_body<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Reply> {
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_value(json!({}))
+            .map_err(|e| Reply::error(400, &format!("github-emulator: invalid JSON body: {e}")))
+    } else {
+        parse_body(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_coding_round_trips_path_segments() {
+        assert_eq!(percent_decode("acme%2Fsub"), "acme/sub");
+        assert_eq!(
+            percent_decode("Fabrikam%20Fiber+x%zz%4"),
+            "Fabrikam Fiber+x%zz%4"
+        );
+        assert_eq!(
+            encode_segment("Fabrikam Fiber/ü"),
+            "Fabrikam%20Fiber%2F%C3%BC"
+        );
+        assert_eq!(percent_decode(&encode_segment("a b/c~d")), "a b/c~d");
+    }
 }

@@ -1,4 +1,6 @@
-//! `github-emulator`: a local stand-in for the GitHub API used by onecode-edge's tests.
+//! `github-emulator`: a local stand-in for the GitHub API used by onecode-edge's tests, and
+//! for the GitLab and Microsoft identity platform / Azure DevOps APIs the gateway connects
+//! through OAuth 2.0 (authorization code + PKCE), all in one process.
 //!
 //! ```text
 //! github-emulator --port <P> --app-id <ID> --app-key <PATH> [--slug <SLUG>] [--setup-url <URL>]
@@ -6,14 +8,29 @@
 //!
 //! Binds 127.0.0.1 only (`--port 0` picks a free port), prints
 //! `github-emulator listening on http://127.0.0.1:<PORT>` as its first stdout line, logs one
-//! line per request to stderr and serves until killed. See `github.rs` for the emulated
-//! endpoints and `admin.rs` for the `/_emulator/` control API.
+//! line per request to stderr and serves until killed. Everything lives under that origin:
+//!
+//! | Prefix | Service | Module |
+//! | --- | --- | --- |
+//! | `/` (the rest) | GitHub REST API, install page, OAuth during installation | `github.rs` |
+//! | `/gitlab/{instance}/oauth/…` | GitLab OAuth (`authorize`, `token`) | `gitlab/`, `oauth.rs` |
+//! | `/gitlab/{instance}/api/v4/…` | GitLab REST API: `user`, `groups`, `groups/:id`, `groups/:id/projects` | `gitlab/` |
+//! | `/microsoft/{tenant}/oauth2/v2.0/…` | Microsoft identity platform (`authorize`, `token`) | `azure/`, `oauth.rs` |
+//! | `/vssps/_apis/…` | Azure DevOps profile and accounts | `azure/` |
+//! | `/azure/{org}/…` | Azure DevOps projects and Git repositories | `azure/` |
+//! | `/_emulator/…` | control API: setup, faults, request log, issued tokens, OAuth grants | `admin.rs` |
+//!
+//! Fault rules (`faults.rs`) and the request log cover every service; see each module for its
+//! endpoints.
 
 mod admin;
 mod auth;
+mod azure;
 mod faults;
 mod github;
+mod gitlab;
 mod http;
+mod oauth;
 mod pagination;
 mod server;
 mod state;

@@ -1,8 +1,11 @@
 //! The emulator object, request dispatch and the tiny_http worker pool.
 //!
 //! [`Emulator::handle`] sends `/_emulator/...` to the admin API and everything else through
-//! the GitHub pipeline: identify the caller, apply a matching fault rule (delay and/or
-//! canned response), route, add rate-limit headers and append to the request log.
+//! one pipeline: pick the service by the first path segment (`/gitlab/{instance}/…` GitLab,
+//! `/microsoft/{tenant}/…` the Microsoft identity platform, `/vssps/…` and `/azure/…` Azure
+//! DevOps, anything else GitHub), identify the caller, apply a matching fault rule (delay
+//! and/or canned response), route, add rate-limit headers (GitHub only) and append to the
+//! request log.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -15,10 +18,11 @@ use url::Url;
 use crate::auth::{parse_authorization, AppVerifier, Credential};
 use crate::faults::{FaultRule, Faults};
 use crate::http::{Reply, Request};
+use crate::oauth::{Bearer, Holder, Realm};
 use crate::state::{LoggedRequest, Store};
-use crate::{admin, github};
+use crate::{admin, azure, github, gitlab};
 
-/// Who is calling a GitHub endpoint, decided from the `Authorization` header.
+/// Who is calling, decided from the `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     Anonymous,
@@ -30,6 +34,12 @@ pub enum Caller {
     User(String),
     /// Credentials that failed verification; the 401 message.
     Rejected(&'static str),
+    /// A live GitLab or Microsoft access token of the service's realm.
+    Provider(Holder),
+    /// A GitLab or Microsoft access token past its expiry.
+    Expired,
+    /// A client at a GitLab or Microsoft token endpoint (checked by the endpoint).
+    OAuthClient,
 }
 
 impl Caller {
@@ -41,7 +51,56 @@ impl Caller {
             Caller::Installation(_) => "installation_token",
             Caller::User(_) => "user_token",
             Caller::Rejected(_) => "invalid",
+            Caller::Provider(_) => "bearer",
+            Caller::Expired => "expired",
+            Caller::OAuthClient => "oauth_token",
         }
+    }
+}
+
+/// The emulated service a (non-admin) request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service<'p> {
+    GitHub,
+    /// `/gitlab/{instance}/…`.
+    GitLab(&'p str),
+    /// `/microsoft/{tenant}/…`: the Microsoft identity platform.
+    Microsoft,
+    /// `/vssps/…` and `/azure/…`.
+    AzureDevOps,
+}
+
+impl<'p> Service<'p> {
+    fn of(path: &'p str) -> Self {
+        let mut segments = path.trim_start_matches('/').split('/');
+        match (segments.next(), segments.next()) {
+            (Some("gitlab"), Some(instance)) if gitlab::valid_instance(instance) => {
+                Service::GitLab(instance)
+            }
+            (Some("microsoft"), Some(_)) => Service::Microsoft,
+            (Some("vssps" | "azure"), _) => Service::AzureDevOps,
+            _ => Service::GitHub,
+        }
+    }
+
+    /// Whose OAuth tokens the service accepts (`None`: GitHub's own credentials).
+    fn realm(self) -> Option<Realm> {
+        match self {
+            Service::GitHub => None,
+            Service::GitLab(instance) => Some(Realm::GitLab(instance.to_string())),
+            Service::Microsoft | Service::AzureDevOps => Some(Realm::Azure),
+        }
+    }
+
+    fn is_token_endpoint(self, request: &Request) -> bool {
+        request.method == "POST"
+            && match self {
+                Service::GitLab(instance) => {
+                    request.path == format!("/gitlab/{instance}/oauth/token")
+                }
+                Service::Microsoft => request.path.ends_with("/oauth2/v2.0/token"),
+                Service::GitHub | Service::AzureDevOps => false,
+            }
     }
 }
 
@@ -89,17 +148,22 @@ impl Emulator {
             .map_or_else(|_| json!(self.app_id), |id| json!(id))
     }
 
-    /// Answers one request (admin or GitHub endpoint).
+    /// Answers one request (admin or emulated endpoint).
     pub fn handle(&self, request: &Request) -> Reply {
         if request.path == "/_emulator" || request.path.starts_with("/_emulator/") {
             admin::route(self, request)
         } else {
-            self.handle_github(request)
+            self.handle_service(request)
         }
     }
 
-    fn handle_github(&self, request: &Request) -> Reply {
-        let caller = self.identify(request);
+    fn handle_service(&self, request: &Request) -> Reply {
+        let service = Service::of(&request.path);
+        let caller = match service.realm() {
+            None => self.identify(request),
+            Some(_) if service.is_token_endpoint(request) => Caller::OAuthClient,
+            Some(realm) => self.identify_bearer(&realm, request),
+        };
         let fault = self.faults().take(request);
         if let Some(rule) = &fault {
             std::thread::sleep(rule.delay());
@@ -108,13 +172,20 @@ impl Emulator {
             .as_ref()
             .and_then(FaultRule::reply)
             .unwrap_or_else(|| {
-                let mut reply = github::route(self, request, &caller);
+                let mut reply = match service {
+                    Service::GitHub => github::route(self, request, &caller),
+                    Service::GitLab(instance) => gitlab::route(self, request, instance, &caller),
+                    Service::Microsoft => azure::route_identity(self, request),
+                    Service::AzureDevOps => azure::route(self, request, &caller),
+                };
                 if let Some(rule) = &fault {
                     rule.apply_headers(&mut reply);
                 }
                 reply
             });
-        add_rate_limit_headers(&mut reply);
+        if service == Service::GitHub {
+            add_rate_limit_headers(&mut reply);
+        }
         self.store().log_request(LoggedRequest {
             seq: 0,
             method: request.method.clone(),
@@ -147,6 +218,21 @@ impl Emulator {
                 .store()
                 .token_installation(token, now)
                 .map_or(Caller::Rejected("Bad credentials"), Caller::Installation),
+            Credential::Malformed => Caller::Rejected("Bad credentials"),
+        }
+    }
+
+    /// A GitLab or Microsoft bearer token, checked against the realm's tokens.
+    fn identify_bearer(&self, realm: &Realm, request: &Request) -> Caller {
+        match parse_authorization(request.header("authorization")) {
+            Credential::None => Caller::Anonymous,
+            Credential::Jwt(token) | Credential::Token(token) => {
+                match self.store().provider_oauth.bearer(realm, token, Utc::now()) {
+                    Bearer::Live(holder) => Caller::Provider(holder),
+                    Bearer::Expired => Caller::Expired,
+                    Bearer::Unknown => Caller::Rejected("Bad credentials"),
+                }
+            }
             Credential::Malformed => Caller::Rejected("Bad credentials"),
         }
     }
@@ -236,11 +322,11 @@ fn into_response(reply: Reply) -> Response<std::io::Cursor<Vec<u8>>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::tests::{dev_key, sign, APP_ID};
 
-    fn emulator() -> Emulator {
+    pub(crate) fn emulator() -> Emulator {
         Emulator::new(
             "http://127.0.0.1:1".into(),
             APP_ID.into(),
@@ -250,7 +336,8 @@ mod tests {
         )
     }
 
-    fn call(
+    /// Sends one request through [`Emulator::handle`]: status, JSON body (or null), reply.
+    pub(crate) fn call(
         em: &Emulator,
         method: &str,
         target: &str,
@@ -264,6 +351,16 @@ mod tests {
         let reply = em.handle(&request);
         let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         (reply.status, json, reply)
+    }
+
+    /// The query parameters of a redirect's `Location`.
+    pub(crate) fn location_params(reply: &Reply) -> std::collections::HashMap<String, String> {
+        let location = reply.header("location").expect("a Location header");
+        Url::parse(location)
+            .expect("an absolute Location")
+            .query_pairs()
+            .into_owned()
+            .collect()
     }
 
     fn jwt() -> String {

@@ -1,5 +1,7 @@
 //! In-memory state: installations and their repositories, issued tokens, the request log
-//! and the setup URL.
+//! and the setup URL; and, kept by their own modules, the GitLab instances (`gitlab`), the
+//! Microsoft / Azure DevOps directory (`azure`) and their OAuth clients, codes and tokens
+//! (`oauth`).
 //!
 //! Generated repositories are stored as their index only (`{login}-repo-{i:05}`, id
 //! `installation_id * 1_000_000 + i`), so installations with tens of thousands of
@@ -221,7 +223,9 @@ pub struct LoggedRequest {
     pub path: String,
     pub query: String,
     pub status: u16,
-    /// `app_jwt`, `installation_token`, `none` or `invalid`.
+    /// `app_jwt`, `installation_token`, `user_token`, `none` or `invalid`; for GitLab and
+    /// Microsoft / Azure DevOps: `bearer` (live access token), `expired`, `invalid`, `none`, or
+    /// `oauth_token` (a token endpoint request).
     pub auth: &'static str,
     pub installation_id: Option<u64>,
     pub invocation: Option<String>,
@@ -259,6 +263,11 @@ pub struct Store {
     requests: Vec<LoggedRequest>,
     next_seq: u64,
     pub setup_url: Option<Url>,
+    /// OAuth clients, codes, tokens and grants of the GitLab instances and Microsoft.
+    pub provider_oauth: crate::oauth::OAuthStore,
+    /// GitLab instances by name.
+    pub gitlab: BTreeMap<String, crate::gitlab::Instance>,
+    pub azure: crate::azure::Directory,
 }
 
 impl Store {

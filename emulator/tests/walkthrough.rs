@@ -1,7 +1,9 @@
 //! Spawns the real binary on a free loopback port and walks the flows the gateway uses:
 //! configure an installation, authenticate as the App, mint an installation token, page
 //! through 250 repositories by following `Link` headers, and exercise faults, the
-//! install-page redirect, concurrency under a delayed response and the request log.
+//! install-page redirect, concurrency under a delayed response and the request log; then the
+//! GitLab and Microsoft / Azure DevOps connect flows (authorization code + PKCE, offset and
+//! keyset pagination, accounts, projects, repositories) over real HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -281,4 +283,193 @@ fn gateway_flows_against_the_binary() {
         unknown.body["message"],
         "github-emulator: no route for GET /repos/acme/x"
     );
+}
+
+/// RFC 7636 appendix B: a PKCE verifier and its S256 challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+impl Emulator {
+    /// Follows nothing: the `Location` of a 302 answer to `GET path`, and its `code`.
+    fn authorize(&self, path: &str) -> String {
+        let answer = self.call("GET", path, None, None);
+        assert_eq!(answer.status, 302, "{path}: {}", answer.body);
+        let location = url::Url::parse(answer.location.as_deref().unwrap()).unwrap();
+        location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no code in {location}"))
+    }
+
+    /// `POST path` with a form body; status and JSON.
+    fn form(&self, path: &str, form: &str) -> (u16, Value) {
+        let result = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .set("content-type", "application/x-www-form-urlencoded")
+            .send_string(form);
+        let response = match result {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("POST {path}: {e}"),
+        };
+        (response.status(), response.into_json().unwrap())
+    }
+
+    /// `GET url` with a bearer token: status, chosen headers and JSON.
+    fn bearer(
+        &self,
+        url: &str,
+        token: &str,
+        headers: &[&str],
+    ) -> (u16, Vec<Option<String>>, Value) {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{url}", self.base)
+        };
+        let response = match self
+            .agent
+            .get(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+        {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("GET {url}: {e}"),
+        };
+        let picked = headers
+            .iter()
+            .map(|h| response.header(h).map(str::to_string))
+            .collect();
+        (response.status(), picked, response.into_json().unwrap())
+    }
+}
+
+#[test]
+fn gitlab_and_azure_flows_against_the_binary() {
+    let emulator = Emulator::start();
+    let callback = "http://127.0.0.1:8787/oauth/callback";
+
+    // GitLab: authorize, exchange, then list groups and every project through keyset links.
+    emulator.admin(
+        "PUT",
+        "/_emulator/gitlab/com/oauth",
+        json!({"client_id": "gl", "client_secret": "s"}),
+    );
+    emulator.admin(
+        "PUT",
+        "/_emulator/gitlab/com/users/7001",
+        json!({"username": "dev"}),
+    );
+    emulator.admin(
+        "PUT",
+        "/_emulator/gitlab/com/groups/1",
+        json!({"name": "Initech", "path": "initech", "members": [7001], "projects": 12}),
+    );
+    emulator.admin(
+        "PUT",
+        "/_emulator/gitlab/com/groups/2",
+        json!({"name": "Platform", "path": "platform", "parent_id": 1, "projects": 5}),
+    );
+    let code = emulator.authorize(&format!(
+        "/gitlab/com/oauth/authorize?client_id=gl&redirect_uri={callback}&response_type=code&state=s\
+         &scope=read_api&code_challenge={CHALLENGE}&code_challenge_method=S256"
+    ));
+    let (status, tokens) = emulator.form(
+        "/gitlab/com/oauth/token",
+        &format!("grant_type=authorization_code&client_id=gl&client_secret=s&code={code}&redirect_uri={callback}&code_verifier={VERIFIER}"),
+    );
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, headers, groups) = emulator.bearer(
+        "/gitlab/com/api/v4/groups?per_page=1&order_by=id",
+        access,
+        &["x-total", "x-next-page", "link"],
+    );
+    assert_eq!(
+        (status, groups[0]["full_path"].as_str()),
+        (200, Some("initech"))
+    );
+    assert_eq!(headers[..2], [Some("2".to_string()), Some("2".to_string())]);
+    assert!(headers[2].as_deref().unwrap().contains("rel=\"last\""));
+    let mut url = "/gitlab/com/api/v4/groups/initech/projects?include_subgroups=true&per_page=10&order_by=id&sort=asc&pagination=keyset".to_string();
+    let mut projects = 0;
+    loop {
+        let (status, headers, page) = emulator.bearer(&url, access, &["link"]);
+        assert_eq!(status, 200, "{page}");
+        projects += page.as_array().unwrap().len();
+        match headers[0].as_deref().and_then(next_link) {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(projects, 17);
+
+    // Microsoft and Azure DevOps: authorize, exchange, accounts, projects, repositories.
+    let dev = "0d5e1c9a-0000-4000-8000-00000000d001";
+    emulator.admin(
+        "PUT",
+        "/_emulator/azure/oauth",
+        json!({"client_id": "az", "client_secret": "s"}),
+    );
+    emulator.admin(
+        "PUT",
+        &format!("/_emulator/azure/users/{dev}"),
+        json!({"displayName": "Dev Azure"}),
+    );
+    emulator.admin(
+        "PUT",
+        "/_emulator/azure/orgs/contoso",
+        json!({"members": [dev], "projects": [{"name": "web", "repositories": 4}]}),
+    );
+    let code = emulator.authorize(&format!(
+        "/microsoft/organizations/oauth2/v2.0/authorize?client_id=az&redirect_uri={callback}&response_type=code\
+         &response_mode=query&scope=499b84ac-1321-427f-aa17-267ca6975798%2F.default%20offline_access\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256"
+    ));
+    let (status, tokens) = emulator.form(
+        "/microsoft/organizations/oauth2/v2.0/token",
+        &format!("grant_type=authorization_code&client_id=az&client_secret=s&code={code}&redirect_uri={callback}&code_verifier={VERIFIER}"),
+    );
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["refresh_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("azemu-rt-"));
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, _, accounts) = emulator.bearer(
+        &format!("/vssps/_apis/accounts?memberId={dev}&api-version=7.1"),
+        access,
+        &[],
+    );
+    assert_eq!(
+        (status, &accounts["value"][0]["accountName"]),
+        (200, &json!("contoso"))
+    );
+    let (_, _, repos) = emulator.bearer(
+        "/azure/contoso/web/_apis/git/repositories?api-version=7.1",
+        access,
+        &[],
+    );
+    assert_eq!(repos["count"], 4);
+    let (status, headers, _) = emulator.bearer(
+        "/azure/contoso/_apis/projects",
+        "azemu-at-bogus",
+        &["www-authenticate"],
+    );
+    assert_eq!((status, headers[0].as_deref()), (401, Some("Bearer")));
+
+    let log = emulator.call("GET", "/_emulator/requests", None, None).body;
+    let auths: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["auth"].as_str().unwrap())
+        .collect();
+    assert_eq!(auths.iter().filter(|a| **a == "oauth_token").count(), 2);
+    assert_eq!(auths.iter().filter(|a| **a == "bearer").count(), 3 + 2);
+    let grants = emulator
+        .call("GET", "/_emulator/oauth-grants", None, None)
+        .body;
+    assert_eq!(grants.as_array().unwrap().len(), 2);
 }

@@ -120,7 +120,7 @@ impl Access<'_> {
                     match fetched {
                         // Refused before its expiry (revoked, or expired early): refresh once.
                         Err(CallError::Unauthorized) if !refreshed => {
-                            *token = provider_tokens::access_token(ctx, id, true)
+                            *token = provider_tokens::access_token(ctx, id, Some(token))
                                 .await
                                 .map_err(token_failure)?;
                             refreshed = true;

@@ -198,8 +198,13 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             } else {
                 Provider::AzureDevOps
             };
+            // The redirect URI is on the origin the portal called (unless PUBLIC_URL is set).
             let origin = match req.url() {
-                Ok(url) => url,
+                Ok(mut url) => {
+                    url.set_path("");
+                    url.set_query(None);
+                    url
+                }
                 Err(_) => return problem(&Problem::Internal),
             };
             let content_type = req.headers().get("content-type").ok().flatten();

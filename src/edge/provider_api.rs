@@ -121,6 +121,9 @@ pub async fn azure_organizations(
         .collect()
 }
 
+/// Repository listings fetched at once.
+const CONCURRENT_LISTINGS: usize = 4;
+
 /// A page of an organization's projects (`url`, under `organization_url`) with the Git
 /// repositories of each, fetched concurrently: 1 + `PROJECTS_PER_PAGE` requests at most.
 pub async fn azure_repositories(
@@ -137,23 +140,29 @@ pub async fn azure_repositories(
     let answer = get(ctx, token, url).await?;
     let projects: azure::List<azure::Project> = answer.parse("Azure DevOps projects")?;
     let organization = organization.as_str();
-    let listings = join_all(projects.value.iter().map(|project| async move {
-        let url = azure::repositories_url(organization_url, &project.id);
-        let repos: azure::List<azure::Repository> = match get(ctx, token, &url).await {
-            Ok(answer) => answer.parse("Azure DevOps repositories")?,
-            // Deleted since the project page was read: nothing of it to back up.
-            Err(CallError::NotFound) => azure::List { value: Vec::new() },
-            Err(e) => return Err(e),
-        };
-        Ok::<_, CallError>(
-            repos
-                .value
-                .iter()
-                .map(|r| azure::to_record(organization, project, r))
-                .collect::<Vec<_>>(),
-        )
-    }))
-    .await;
+    let mut listings = Vec::with_capacity(projects.value.len());
+    // A few at a time: a Worker has at most six connections open at once.
+    for chunk in projects.value.chunks(CONCURRENT_LISTINGS) {
+        listings.extend(
+            join_all(chunk.iter().map(|project| async move {
+                let url = azure::repositories_url(organization_url, &project.id);
+                let repos: azure::List<azure::Repository> = match get(ctx, token, &url).await {
+                    Ok(answer) => answer.parse("Azure DevOps repositories")?,
+                    // Deleted since the project page was read: nothing of it to back up.
+                    Err(CallError::NotFound) => azure::List { value: Vec::new() },
+                    Err(e) => return Err(e),
+                };
+                Ok::<_, CallError>(
+                    repos
+                        .value
+                        .iter()
+                        .map(|r| azure::to_record(organization, project, r))
+                        .collect::<Vec<_>>(),
+                )
+            }))
+            .await,
+        );
+    }
     let mut repositories = Vec::new();
     for listing in listings {
         repositories.extend(listing?);

@@ -31,9 +31,10 @@ use worker::{Delay, Method};
 
 /// How long a refresh may hold the row before another invocation may try.
 const LEASE_SECS: i64 = 30;
-/// How often and how many times a caller waiting on another's refresh looks again.
-const WAIT_MS: u64 = 250;
-const WAIT_ROUNDS: u32 = 40;
+/// How often and how many times a caller waiting on another's refresh looks again (each look
+/// is one D1 read of the invocation's budget).
+const WAIT_MS: u64 = 400;
+const WAIT_ROUNDS: u32 = 12;
 /// Connections refreshed / re-sealed per cron run (each refresh costs 3-4 subrequests).
 const CRON_REFRESHES: i64 = 8;
 const CRON_RESEALS: i64 = 20;
@@ -308,14 +309,14 @@ fn seconds(rfc3339: &str) -> i64 {
 }
 
 /// A usable access token of the connection, refreshed first when it is about to expire, or
-/// when `refused` (the provider just answered 401 to it).
+/// when it is `refused` (the token the provider just answered 401 to: if the row holds another
+/// one, someone refreshed meanwhile and that one is used).
 pub async fn access_token(
     ctx: &Ctx,
     connection_id: &str,
-    refused: bool,
+    refused: Option<&Secret>,
 ) -> Result<Secret, TokenFailure> {
     let keys = keys(ctx).map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
-    let mut seen_version = None;
     for _ in 0..WAIT_ROUNDS {
         let row = load(ctx, connection_id).await?;
         if row.status != "active" {
@@ -324,23 +325,20 @@ pub async fn access_token(
             ));
         }
         let now = platform::now();
-        // Someone refreshed since we were refused: their token is the new one.
-        let stale = refused && seen_version.is_none_or(|v| v == row.version);
+        let current = row.open(&keys, "access_token")?;
+        let stale = refused.is_some_and(|r| r.expose() == current.expose());
         if !stale && !oauth::needs_refresh(seconds(&row.expires_at), now) {
-            return row.open(&keys, "access_token");
+            return Ok(current);
         }
+        // A refresh in progress elsewhere: wait for its tokens.
         if row.lease_until.as_deref().is_some_and(|l| seconds(l) > now) {
-            seen_version.get_or_insert(row.version);
             Delay::from(Duration::from_millis(WAIT_MS)).await;
             continue;
         }
         match refresh(ctx, &keys, &row, now).await? {
             Some(token) => return Ok(token),
-            // Another invocation claimed it first: wait for its tokens.
-            None => {
-                seen_version = Some(row.version + 1);
-                Delay::from(Duration::from_millis(WAIT_MS)).await;
-            }
+            // Another invocation claimed it first.
+            None => Delay::from(Duration::from_millis(WAIT_MS)).await,
         }
     }
     Err(TokenFailure::Unavailable(

@@ -254,7 +254,7 @@ async fn continue_run(ctx: &Ctx, c: &EnumerateContinuation) -> Result<(), Intern
             provider.name()
         )));
     }
-    let token = match provider_tokens::access_token(ctx, connection_id, false).await {
+    let token = match provider_tokens::access_token(ctx, connection_id, None).await {
         Ok(token) => token,
         // Revoked: the org is disconnected now and its run ends here.
         Err(TokenFailure::Revoked(_)) => return Ok(()),

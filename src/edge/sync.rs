@@ -121,7 +121,7 @@ async fn sync_connected(
         ))));
     };
     let api_url = Url::parse(api_url).map_err(|e| Internal::new("org API URL", e))?;
-    let token = provider_tokens::access_token(ctx, connection_id, false)
+    let token = provider_tokens::access_token(ctx, connection_id, None)
         .await
         .map_err(SyncError::Token)?;
     let first_page = match provider {

@@ -1,9 +1,10 @@
 //! Checks over everything the run did, once every other test has finished (`Kind::Last`):
 //!
-//! - no installation token the emulator ever issued appears in any file the worker's platform
-//!   wrote — D1 (database and WAL), KV, caches, wrangler's own logs — nor in the worker's log
-//!   (the test first connects an installation large enough to need a continuation, so tokens
-//!   minted by the queue consumer are covered even when run alone);
+//! - no installation token, and no GitLab / Microsoft access or refresh token, the emulator ever
+//!   issued appears in the clear in any file the worker's platform wrote — D1 (database and
+//!   WAL), KV, caches, wrangler's own logs — nor in the worker's log (the test first connects an
+//!   installation large enough to need a continuation, so tokens minted by the queue consumer
+//!   are covered even when run alone, and a GitLab group whose tokens are refreshed);
 //! - every GitHub call carried the right credential: the App JWT on `/app/…`, an installation
 //!   token on `/installation/…`, `/orgs/…`, `/users/…`; nothing the emulator rejected;
 //! - no worker invocation made more GitHub calls than the 50-subrequest limit.
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use crate::harness::checks::{self, SUBREQUEST_LIMIT};
 use crate::harness::emulator::Inst;
+use crate::harness::portal::Portal;
 use crate::harness::store::files_under;
-use crate::harness::Stack;
+use crate::harness::{Stack, GITLAB_INSTANCE};
 use crate::Case;
 
 pub fn cases() -> Vec<Case> {
@@ -34,26 +36,38 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// Installation tokens are `ghs_` and 36 alphanumerics; user tokens (OAuth during
-/// installation) `ghu_` and 36.
-const TOKEN_PREFIXES: [&[u8]; 2] = [b"ghs_", b"ghu_"];
-const TOKEN_LEN: usize = 40;
+/// Installation tokens are `ghs_` and 36 alphanumerics, user tokens (OAuth during
+/// installation) `ghu_` and 36; the emulator's GitLab and Microsoft tokens `glemu-at-`,
+/// `glemu-rt-`, `azemu-at-`, `azemu-rt-` and 32 hex digits.
+const TOKEN_KINDS: [(&[u8], usize); 6] = [
+    (b"ghs_", 40),
+    (b"ghu_", 40),
+    (b"glemu-at-", 41),
+    (b"glemu-rt-", 41),
+    (b"azemu-at-", 41),
+    (b"azemu-rt-", 41),
+];
 
-fn is_token_start(bytes: &[u8]) -> bool {
-    TOKEN_PREFIXES.iter().any(|p| bytes.starts_with(p))
+/// The length of a token of a known kind starting `bytes`.
+fn token_len(bytes: &[u8]) -> Option<usize> {
+    TOKEN_KINDS
+        .iter()
+        .find(|(prefix, _)| bytes.starts_with(prefix))
+        .map(|(_, len)| *len)
 }
 
 /// The tokens of `tokens` that occur in `bytes`.
 fn tokens_in<'t>(bytes: &[u8], tokens: &'t HashSet<Vec<u8>>) -> Vec<&'t [u8]> {
     let mut found = Vec::new();
-    let mut i = 0;
-    while i + TOKEN_LEN <= bytes.len() {
-        if bytes[i] == b'g' && is_token_start(&bytes[i..]) {
-            if let Some(token) = tokens.get(&bytes[i..i + TOKEN_LEN]) {
+    for i in 0..bytes.len() {
+        if !matches!(bytes[i], b'g' | b'a') {
+            continue;
+        }
+        if let Some(len) = token_len(&bytes[i..]).filter(|len| i + len <= bytes.len()) {
+            if let Some(token) = tokens.get(&bytes[i..i + len]) {
                 found.push(token.as_slice());
             }
         }
-        i += 1;
     }
     found
 }
@@ -70,16 +84,34 @@ fn no_token_anywhere(s: &Stack) {
         "a continuation minted a token too"
     );
 
+    // A GitLab group, connected and synced after GitLab expired its token (a refresh).
+    s.emulator
+        .gitlab_user(GITLAB_INSTANCE, 79001, "hygiene", "Hygiene");
+    s.emulator.gitlab_group(
+        GITLAB_INSTANCE,
+        79001,
+        serde_json::json!({"name": "Hygiene", "path": "hygiene-79001", "members": [79001], "projects": 2}),
+    );
+    let gitlab = s
+        .oauth_connect_as("gitlab", tenant, "79001", None)
+        .connected("gitlab");
+    s.emulator.gitlab_expire(GITLAB_INSTANCE, Some(79001));
+    Portal::new(s, tenant).sync(&gitlab.org_ids[0]);
+
+    let provider_tokens = s.emulator.provider_tokens();
+    assert!(
+        provider_tokens.iter().any(|t| t.starts_with("glemu-rt-")),
+        "the run issued GitLab tokens"
+    );
     let tokens: HashSet<Vec<u8>> = s
         .emulator
         .tokens()
         .into_iter()
+        .chain(provider_tokens)
         .map(String::into_bytes)
         .collect();
-    assert!(tokens.len() >= 2, "the run issued tokens");
-    assert!(tokens
-        .iter()
-        .all(|t| t.len() == TOKEN_LEN && is_token_start(t)));
+    assert!(tokens.len() >= 4, "the run issued tokens");
+    assert!(tokens.iter().all(|t| token_len(t) == Some(t.len())));
 
     let files = files_under(&s.dir);
     let wrangler_log = s.dir.join("wrangler.log");
@@ -105,7 +137,7 @@ fn no_token_anywhere(s: &Stack) {
     }
     assert!(
         leaks.is_empty(),
-        "installation tokens found on disk:\n{}",
+        "tokens found on disk:\n{}",
         leaks.join("\n")
     );
     eprintln!(

@@ -18,6 +18,9 @@
 //!   filters, sync of added and removed repositories, disconnect and reconnect, the cron
 //!   triggers (scheduled sync, scheduled backups, snapshot expiry), dead letters, tenant
 //!   isolation, the OpenAPI document;
+//! - `oauth.rs`: GitLab groups and Azure DevOps organizations through OAuth: connecting, PKCE,
+//!   refused callbacks, sync, disconnect and reconnect, and the tokens (sealed at rest, refresh
+//!   before expiry and under concurrency, revocation, moved ciphertexts, key rotation);
 //! - `approval.rs`: an owner's approval (`installation.created`) linked to the pending request
 //!   of the tenant whose GitHub user asked (OAuth during installation);
 //! - `hygiene.rs`: run last, over everything the suite did: no installation token stored or
@@ -36,6 +39,7 @@ mod connect;
 mod faults;
 mod harness;
 mod hygiene;
+mod oauth;
 mod orgs;
 mod portal;
 mod sql_plans;
@@ -181,6 +185,7 @@ fn main() {
         webhooks::cases(),
         orgs::cases(),
         approval::cases(),
+        oauth::cases(),
         hygiene::cases(),
     ]
     .into_iter()

@@ -1,7 +1,9 @@
 //! The GitHub emulator as the suite drives it: its admin API (`/_emulator/…`: installations,
-//! repositories, faults, the request log, issued tokens) and, as a ground truth to compare D1
-//! with, its repository listing fetched the way GitHub clients do (App JWT → installation
-//! token → `GET /installation/repositories` following `Link`).
+//! repositories, faults, the request log, issued tokens; GitLab instances and the Microsoft /
+//! Azure DevOps directory with their OAuth applications, the OAuth grants log and every
+//! provider token issued) and, as a ground truth to compare D1 with, its repository listing
+//! fetched the way GitHub clients do (App JWT → installation token →
+//! `GET /installation/repositories` following `Link`).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -46,7 +48,8 @@ impl Inst {
     }
 }
 
-/// One entry of `GET /_emulator/requests`.
+/// One entry of `GET /_emulator/requests` (every emulated service: GitHub, `/gitlab/…`,
+/// `/microsoft/…`, `/vssps/…`, `/azure/…`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Logged {
     pub seq: u64,
@@ -54,7 +57,9 @@ pub struct Logged {
     pub path: String,
     pub query: String,
     pub status: u16,
-    /// `app_jwt`, `installation_token`, `none` or `invalid`.
+    /// `app_jwt`, `installation_token`, `user_token`, `none` or `invalid`; on GitLab and
+    /// Microsoft / Azure DevOps paths also `bearer` (a live access token), `expired` and
+    /// `oauth_token` (a token endpoint request).
     pub auth: String,
     pub installation_id: Option<u64>,
     /// The worker's `x-onecode-invocation` (absent on the harness's own calls).
@@ -84,6 +89,25 @@ impl Logged {
         };
         format!("{} {}{} -> {}", self.method, self.path, query, self.status)
     }
+}
+
+/// One entry of `GET /_emulator/oauth-grants`: a GitLab or Microsoft token request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Grant {
+    /// `gitlab` or `azure`.
+    pub provider: String,
+    /// The GitLab instance (`com`, …) or the Microsoft tenant segment (`organizations`).
+    pub instance: String,
+    /// `authorization_code`, `refresh_token`, another value sent, or absent.
+    pub grant_type: Option<String>,
+    /// The user of the code or refresh token presented (GitLab ids as strings), when known.
+    pub user_id: Option<String>,
+    /// The refresh token a `refresh_token` grant presented.
+    pub presented_refresh_token: Option<String>,
+    /// `ok` or the OAuth `error` answered (`invalid_grant`, `invalid_client`, …).
+    pub outcome: String,
+    /// RFC 3339.
+    pub at: String,
 }
 
 /// A repository as `GET /installation/repositories` lists it (the fields the gateway keeps).
@@ -257,6 +281,184 @@ impl Emulator {
             }
         }
     }
+}
+
+/// The GitLab and Microsoft / Azure DevOps parts of the admin API (see the emulator's
+/// `admin.rs`). Ids: GitLab users, groups and projects are numbers; Microsoft users,
+/// organizations, projects and repositories GUIDs.
+impl Emulator {
+    /// Configures the OAuth application of a GitLab instance (created on first use);
+    /// `ttl`: access token lifetime in seconds (default 7200).
+    pub fn gitlab_oauth(&self, instance: &str, client_id: &str, secret: &str, ttl: Option<u64>) {
+        self.admin(
+            "PUT",
+            &format!("gitlab/{instance}/oauth"),
+            Some(&json!({ "client_id": client_id, "client_secret": secret, "access_token_ttl": ttl })),
+        );
+    }
+
+    /// Creates or replaces a GitLab user (the instance's first user signs in by default).
+    pub fn gitlab_user(&self, instance: &str, id: u64, username: &str, name: &str) {
+        self.admin(
+            "PUT",
+            &format!("gitlab/{instance}/users/{id}"),
+            Some(&json!({ "username": username, "name": name })),
+        );
+    }
+
+    /// Creates or replaces a group: `spec` is `{"name","path","parent_id"?,"visibility"?,
+    /// "members":[user ids],"projects":N or [{"name","visibility"?,"archived"?}]}`. Answers
+    /// `{"id","full_path","parent_id","members","projects":[{"id","name","path",…}]}`.
+    pub fn gitlab_group(&self, instance: &str, id: u64, spec: Value) -> Value {
+        self.admin(
+            "PUT",
+            &format!("gitlab/{instance}/groups/{id}"),
+            Some(&spec),
+        )
+        .json()
+    }
+
+    /// Removes projects of a group by id, then adds `add` generated and `add_names` named
+    /// ones (new ids continue instance-wide). Answers the group's summary.
+    pub fn gitlab_change_projects(
+        &self,
+        instance: &str,
+        group_id: u64,
+        add: u32,
+        add_names: &[&str],
+        remove_ids: &[u64],
+    ) -> Value {
+        self.admin(
+            "POST",
+            &format!("gitlab/{instance}/groups/{group_id}/projects"),
+            Some(&json!({ "add": add, "add_names": add_names, "remove_ids": remove_ids })),
+        )
+        .json()
+    }
+
+    /// Deletes a group with its subgroups and their projects.
+    pub fn gitlab_delete_group(&self, instance: &str, id: u64) {
+        self.admin("DELETE", &format!("gitlab/{instance}/groups/{id}"), None);
+    }
+
+    /// `[{"id","group_id","name","path_with_namespace","visibility","archived"}]`: every
+    /// project of the instance, or those of a group and its subgroups.
+    pub fn gitlab_projects(&self, instance: &str, group_id: Option<u64>) -> Value {
+        let query = group_id.map_or_else(String::new, |g| format!("?group={g}"));
+        self.admin("GET", &format!("gitlab/{instance}/projects{query}"), None)
+            .json()
+    }
+
+    /// Revokes every token of a GitLab user: refreshing answers `invalid_grant`, the API 401.
+    pub fn gitlab_revoke_user(&self, instance: &str, user_id: u64) {
+        self.admin(
+            "POST",
+            &format!("gitlab/{instance}/users/{user_id}/revoke"),
+            None,
+        );
+    }
+
+    /// Makes the live access tokens of a user (or everyone's) expired now; refresh tokens
+    /// keep working.
+    pub fn gitlab_expire(&self, instance: &str, user_id: Option<u64>) {
+        self.admin(
+            "POST",
+            &format!("gitlab/{instance}/expire"),
+            Some(&json!({ "user_id": user_id })),
+        );
+    }
+
+    /// Configures the Microsoft app registration; `ttl` defaults to 3599 seconds.
+    pub fn azure_oauth(&self, client_id: &str, secret: &str, ttl: Option<u64>) {
+        self.admin(
+            "PUT",
+            "azure/oauth",
+            Some(&json!({ "client_id": client_id, "client_secret": secret, "access_token_ttl": ttl })),
+        );
+    }
+
+    /// Creates or replaces a Microsoft user (the first one signs in by default).
+    pub fn azure_user(&self, id: &str, display_name: &str, email: Option<&str>) {
+        self.admin(
+            "PUT",
+            &format!("azure/users/{id}"),
+            Some(&json!({ "displayName": display_name, "emailAddress": email })),
+        );
+    }
+
+    /// Creates or replaces an organization: `spec` is `{"id"?,"members":[guids],"projects":
+    /// [{"name","visibility"?,"repositories":N or [names]}]}`. Answers `{"id","name","members",
+    /// "projects":[{"id","name","visibility","repositories":[{"id","name"}]}]}`.
+    pub fn azure_org(&self, name: &str, spec: Value) -> Value {
+        self.admin("PUT", &format!("azure/orgs/{}", segment(name)), Some(&spec))
+            .json()
+    }
+
+    /// The summary `azure_org` answers, as it is now.
+    pub fn azure_org_summary(&self, name: &str) -> Value {
+        self.admin("GET", &format!("azure/orgs/{}", segment(name)), None)
+            .json()
+    }
+
+    /// Removes repositories of a project by id, then adds `add` generated and `add_names`
+    /// named ones. Answers the organization's summary.
+    pub fn azure_change_repos(
+        &self,
+        org: &str,
+        project: &str,
+        add: u32,
+        add_names: &[&str],
+        remove_ids: &[&str],
+    ) -> Value {
+        self.admin(
+            "POST",
+            &format!(
+                "azure/orgs/{}/projects/{}/repositories",
+                segment(org),
+                segment(project)
+            ),
+            Some(&json!({ "add": add, "add_names": add_names, "remove_ids": remove_ids })),
+        )
+        .json()
+    }
+
+    pub fn azure_delete_org(&self, name: &str) {
+        self.admin("DELETE", &format!("azure/orgs/{}", segment(name)), None);
+    }
+
+    /// Revokes every token of a Microsoft user.
+    pub fn azure_revoke_user(&self, id: &str) {
+        self.admin("POST", &format!("azure/users/{id}/revoke"), None);
+    }
+
+    /// Makes the live Microsoft access tokens of a user (or everyone's) expired now.
+    pub fn azure_expire(&self, user_id: Option<&str>) {
+        self.admin("POST", "azure/expire", Some(&json!({ "user_id": user_id })));
+    }
+
+    /// Every GitLab and Microsoft token request, oldest first.
+    pub fn oauth_grants(&self) -> Vec<Grant> {
+        serde_json::from_value(self.admin("GET", "oauth-grants", None).json())
+            .expect("grant log entries")
+    }
+
+    /// Every GitLab and Microsoft access and refresh token ever issued (for leak scans).
+    pub fn provider_tokens(&self) -> Vec<String> {
+        serde_json::from_value(self.admin("GET", "provider-tokens", None).json())
+            .expect("provider token list")
+    }
+}
+
+/// Percent-encodes one path segment (organization and project names may hold spaces).
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The `rel="next"` target of a `Link` header.

@@ -69,7 +69,12 @@ impl Http {
         for (name, value) in headers {
             request = request.set(name, value);
         }
+        // JSON unless the caller says otherwise.
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
         let result = match body {
+            Some(body) if typed => request.send_string(body),
             Some(body) => request
                 .set("content-type", "application/json")
                 .send_string(body),

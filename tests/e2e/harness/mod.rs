@@ -10,11 +10,13 @@
 //! 3. A temporary directory receives a copy of the bundle and a `wrangler.toml` derived from
 //!    the project's (same bindings; `main` pointing at the copy, no `[build]`), so that edits to
 //!    `src/` while the suite runs cannot make wrangler rebuild and restart the worker mid-test.
-//!    Its `.dev.vars` is the project's with one change: `GITHUB_WEBHOOK_SECRET` is a rotation,
-//!    `["<ROTATED_WEBHOOK_SECRET>", "<the dev secret>"]`, so that both verify.
+//!    Its `.dev.vars` is the project's with two rotations in progress: `GITHUB_WEBHOOK_SECRET`
+//!    is `["<ROTATED_WEBHOOK_SECRET>", "<the dev secret>"]`, so that both verify, and
+//!    `TOKEN_KEYS` is `"<CURRENT_TOKEN_KEY>,<the dev keys>"`.
 //! 4. The emulator starts on a free port; migrations are applied to a fresh persistence
 //!    directory; `wrangler dev` starts on free ports (its own process group, output in
-//!    `wrangler.log`) with `GITHUB_API_URL`/`GITHUB_WEB_URL` pointing at the emulator and an
+//!    `wrangler.log`) with `GITHUB_API_URL`/`GITHUB_WEB_URL` (and the GitLab, Microsoft and
+//!    Azure DevOps URLs) pointing at the emulator and an
 //!    empty `PORTAL_URL` (the worker's own result pages), and `--test-scheduled` so that tests
 //!    can fire the cron triggers ([`Stack::trigger_cron`]); a watchdog stops everything should
 //!    the test process die; `/health` is awaited (up to 300 s).
@@ -26,7 +28,9 @@ pub mod auth;
 pub mod checks;
 pub mod emulator;
 pub mod http;
+pub mod oauth;
 pub mod panics;
+pub mod portal;
 pub mod procs;
 pub mod store;
 
@@ -288,8 +292,14 @@ fn test_dev_vars(original: &str, webhook_secret: &str, token_keys: &str) -> Stri
     let rotation = serde_json::to_string(&[ROTATED_WEBHOOK_SECRET, webhook_secret])
         .expect("strings serialize");
     let replaced = [
-        ("GITHUB_WEBHOOK_SECRET", format!("GITHUB_WEBHOOK_SECRET='{rotation}'")),
-        ("TOKEN_KEYS", format!("TOKEN_KEYS=\"{CURRENT_TOKEN_KEY},{token_keys}\"")),
+        (
+            "GITHUB_WEBHOOK_SECRET",
+            format!("GITHUB_WEBHOOK_SECRET='{rotation}'"),
+        ),
+        (
+            "TOKEN_KEYS",
+            format!("TOKEN_KEYS=\"{CURRENT_TOKEN_KEY},{token_keys}\""),
+        ),
     ];
     let name_of = |l: &str| {
         replaced.iter().find(|(name, _)| {
@@ -303,7 +313,10 @@ fn test_dev_vars(original: &str, webhook_secret: &str, token_keys: &str) -> Stri
         .map(|l| name_of(l).map_or_else(|| l.to_string(), |(_, line)| line.clone()))
         .collect();
     for (name, line) in &replaced {
-        if !original.lines().any(|l| name_of(l).is_some_and(|(n, _)| n == name)) {
+        if !original
+            .lines()
+            .any(|l| name_of(l).is_some_and(|(n, _)| n == name))
+        {
             out.push(line.clone());
         }
     }
@@ -472,9 +485,18 @@ impl Stack {
             .args(["--var", "PORTAL_URL:"])
             .args(["--var", &format!("GITHUB_APP_ID:{APP_ID}")])
             .args(["--var", &format!("GITHUB_APP_SLUG:{APP_SLUG}")])
-            .args(["--var", &format!("GITLAB_URL:{emulator_base}/gitlab/{GITLAB_INSTANCE}")])
-            .args(["--var", &format!("AZURE_AUTHORITY_URL:{emulator_base}/microsoft/organizations")])
-            .args(["--var", &format!("AZURE_DEVOPS_API_URL:{emulator_base}/azure")])
+            .args([
+                "--var",
+                &format!("GITLAB_URL:{emulator_base}/gitlab/{GITLAB_INSTANCE}"),
+            ])
+            .args([
+                "--var",
+                &format!("AZURE_AUTHORITY_URL:{emulator_base}/microsoft/organizations"),
+            ])
+            .args([
+                "--var",
+                &format!("AZURE_DEVOPS_API_URL:{emulator_base}/azure"),
+            ])
             .args(["--var", &format!("AZURE_VSSPS_URL:{emulator_base}/vssps")])
             // `GET /__scheduled?cron=…` runs a cron trigger ([`Stack::trigger_cron`]).
             .arg("--test-scheduled")
@@ -515,12 +537,25 @@ impl Stack {
         let d1 = store::object_sqlite(&persist.join("v3/d1/miniflare-D1DatabaseObject"))
             .ok_or("no D1 database file under the persistence directory")?;
         let store = Store::new(d1, persist.join("v3/kv"));
+        let emulator = Emulator::new(emulator_base, http.clone(), signer);
+        // The OAuth applications the worker's GITLAB_/AZURE_CLIENT_ID name.
+        emulator.gitlab_oauth(
+            GITLAB_INSTANCE,
+            secrets.get("GITLAB_CLIENT_ID")?,
+            secrets.get("GITLAB_CLIENT_SECRET")?,
+            None,
+        );
+        emulator.azure_oauth(
+            secrets.get("AZURE_CLIENT_ID")?,
+            secrets.get("AZURE_CLIENT_SECRET")?,
+            None,
+        );
         Ok(Stack {
             root,
             dir,
             persist,
             worker,
-            emulator: Emulator::new(emulator_base, http.clone(), signer),
+            emulator,
             store,
             http,
             secrets,
