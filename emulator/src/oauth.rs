@@ -22,6 +22,10 @@
 //!   `{glemu|azemu}-rt-<32 hex>` (refresh, no expiry). Revoking a user deletes its tokens and
 //!   codes; expiring backdates its access tokens (refresh tokens stay good).
 
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, URL_SAFE_NO_PAD};
+use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
+use base64::Engine;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -683,51 +687,22 @@ pub fn s256_challenge(verifier: &str) -> String {
     base64url(&Sha256::digest(verifier.as_bytes()))
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Unpadded base64url.
 fn base64url(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            let symbol = BASE64[(n >> (18 - 6 * i) & 63) as usize];
-            out.push(match symbol {
-                b'+' => '-',
-                b'/' => '_',
-                other => char::from(other),
-            });
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
+
+const NO_PAD_INDIFFERENT: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
 
 /// Decodes base64 (standard or URL-safe alphabet, padding optional).
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let values = text
-        .trim_end_matches('=')
-        .bytes()
-        .map(|b| match b {
-            b'-' => Some(62),
-            b'_' => Some(63),
-            b => BASE64.iter().position(|&s| s == b).map(|p| p as u32),
-        })
-        .collect::<Option<Vec<u32>>>()?;
-    if values.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(values.len() * 3 / 4);
-    for chunk in values.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &v)| n | v << (18 - 6 * i));
-        out.extend((0..chunk.len() - 1).map(|i| (n >> (16 - 8 * i)) as u8));
-    }
-    Some(out)
+    let text = text.trim_end_matches('=');
+    let standard = GeneralPurpose::new(&alphabet::STANDARD, NO_PAD_INDIFFERENT);
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| standard.decode(text))
+        .ok()
 }
 
 /// `bytes` random bytes from the OS RNG as lowercase hex.
