@@ -12,6 +12,10 @@
 //! 4. Webhooks: signed deliveries of a ~25 KB `push` and a small `repository.created`, from 4
 //!    client threads: requests per second and p50/p99 latency; and the CPU time of verifying
 //!    and parsing one delivery (native Rust, the same code the worker runs).
+//! 5. OAuth connects: the GitLab callback for a group of 1,000 projects and the Azure DevOps
+//!    callback for an organization of 60 projects × 5 repositories (wall time, subrequests,
+//!    until enumeration completes); a sync whose token must be refreshed first against one that
+//!    need not; and the native cost of sealing and opening a token (AES-256-GCM).
 
 // The shared end-to-end fixture; the benchmark uses only part of it.
 #[allow(dead_code)]
@@ -37,6 +41,7 @@ fn main() {
         callback(s, 9_100 + i as u64, repos);
     }
     webhooks(s);
+    oauth(s);
     harness::shutdown(false);
 }
 
@@ -326,4 +331,127 @@ fn webhooks(s: &Stack) {
             t0.elapsed().as_secs_f64() * 1e6 / n as f64
         );
     }
+}
+
+/// The callback URL of an OAuth connect, timed: (ms, subrequests, the redirect's query).
+fn oauth_callback(
+    s: &Stack,
+    slug: &str,
+    tenant: &str,
+    user: &str,
+) -> (f64, String, HashMap<String, String>) {
+    let authorize = s.oauth_connect(slug, tenant, None);
+    let callback = s.walk_authorize(&authorize, user);
+    let (ms, resp) = timed_get(s, &callback);
+    let location = resp.header("location").unwrap_or_default().to_string();
+    let query =
+        url::form_urlencoded::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes())
+            .into_owned()
+            .collect::<HashMap<_, _>>();
+    assert!(query.contains_key("org_ids"), "not connected: {location}");
+    let subrequests = resp
+        .header("x-onecode-subrequests")
+        .unwrap_or("?")
+        .to_string();
+    (ms, subrequests, query)
+}
+
+/// Waits for the org's run to complete; seconds since `from`.
+fn run_complete_after(s: &Stack, org_id: &str, from: Instant) -> f64 {
+    harness::poll_until(Duration::from_secs(600), "enumeration complete", || {
+        s.store
+            .run(org_id)
+            .filter(|r| r.status == "complete")
+            .ok_or_else(|| format!("{:?}", s.store.run(org_id)))
+    });
+    from.elapsed().as_secs_f64()
+}
+
+fn oauth(s: &Stack) {
+    let instance = harness::GITLAB_INSTANCE;
+    s.emulator.gitlab_user(instance, 99001, "bench", "Bench");
+    s.emulator.gitlab_group(
+        instance,
+        99001,
+        json!({"name": "Bench", "path": "bench-1000", "members": [99001], "projects": 1000}),
+    );
+    let (ms, subrequests, query) = oauth_callback(s, "gitlab", "tenant-bench-gitlab", "99001");
+    let redirected = Instant::now();
+    let org_id = query["org_ids"].clone();
+    let done = run_complete_after(s, &org_id, redirected);
+    println!("\n## GitLab connect, one group of 1,000 projects");
+    println!(
+        "callback: {ms:.0} ms wall, {subrequests} subrequests; redirect said repos={} complete={}; enumeration complete {done:.1} s after the redirect",
+        query["repos"], query["complete"]
+    );
+
+    let user = "0d5e1c9a-0000-4000-8000-000000099002";
+    s.emulator.azure_user(user, "Bench", None);
+    let projects: Vec<Value> = (0..60)
+        .map(|i| json!({"name": format!("p{i:02}"), "repositories": 5}))
+        .collect();
+    s.emulator.azure_org(
+        "bench-azure-60",
+        json!({"members": [user], "projects": projects}),
+    );
+    let (ms, subrequests, query) = oauth_callback(s, "azure-devops", "tenant-bench-azure", user);
+    let redirected = Instant::now();
+    let done = run_complete_after(s, &query["org_ids"], redirected);
+    println!("\n## Azure DevOps connect, one organization of 60 projects × 5 repositories");
+    println!(
+        "callback: {ms:.0} ms wall, {subrequests} subrequests; redirect said repos={} complete={}; enumeration complete {done:.1} s after the redirect",
+        query["repos"], query["complete"]
+    );
+
+    println!("\n## Sync of the 1,000-project group (median of 5)");
+    let jwt = s.portal_jwt("tenant-bench-gitlab", "tenant-bench-gitlab-tech");
+    let sync = || {
+        let t0 = Instant::now();
+        let resp = s.http.request(
+            "POST",
+            &format!("{}/v1/orgs/{org_id}/sync", s.worker),
+            &[("authorization", &format!("Bearer {jwt}"))],
+            None,
+        );
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        t0.elapsed().as_secs_f64() * 1000.0
+    };
+    let fresh = median((0..5).map(|_| sync()).collect());
+    let refreshed = median(
+        (0..5)
+            .map(|_| {
+                s.emulator.gitlab_expire(instance, Some(99001));
+                sync()
+            })
+            .collect(),
+    );
+    println!("token still valid: {fresh:.0} ms; token refused first (401, refresh, retry): {refreshed:.0} ms");
+
+    println!("\n## Provider token at rest (native, release: AES-256-GCM, 41-byte token)");
+    let keys =
+        onecode_edge::token_crypto::TokenKeys::parse(harness::CURRENT_TOKEN_KEY).expect("key");
+    let binding = onecode_edge::token_crypto::Binding {
+        provider: "gitlab",
+        record_id: "0123456789abcdef0123456789abcdef",
+        field: "access_token",
+    };
+    let token = format!("glemu-at-{}", "0".repeat(32));
+    let n = 20_000;
+    let t0 = Instant::now();
+    let mut envelope = String::new();
+    for i in 0..n {
+        envelope = onecode_edge::token_crypto::seal(&keys, [i as u8; 12], &binding, &token);
+    }
+    let seal = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(
+            onecode_edge::token_crypto::open(&keys, &binding, &envelope).expect("opens"),
+        );
+    }
+    let open = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "seal {seal:.2} µs, open {open:.2} µs; envelope {} bytes",
+        envelope.len()
+    );
 }

@@ -32,7 +32,7 @@ pub fn connected(org: &str, repos: &str, added: &str, complete: bool) -> String 
     page(
         "Organization connected",
         &format!(
-            "<p>Connected: <strong>{}</strong>, {} repositories recorded ({} new), each queued for its first backup.</p>{more}",
+            "<p><strong>{}</strong> connected: {} repositories recorded ({} new), each queued for its first backup.</p>{more}",
             escape(org),
             escape(repos),
             escape(added)

@@ -126,7 +126,7 @@ fn repositories_1(s: &Stack) {
         .is_some_and(|t| t.starts_with("text/html")));
     assert!(page
         .body
-        .contains("<strong>e2e-single</strong> is connected"));
+        .contains("<strong>e2e-single</strong> connected: 1 repositories"));
 }
 
 fn repositories_250(s: &Stack) {
