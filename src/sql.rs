@@ -1026,10 +1026,10 @@ mod tests {
         assert_eq!(count(&db, "SELECT count(*) FROM org_activity"), 1);
     }
 
-    /// A spent state, a connection and two GitLab groups of it, as an OAuth callback writes them.
-    fn connected(db: &Connection) {
-        db.execute(CONSUME_STATE, params!["n1", "t1", "now", "later", "inv"])
-            .unwrap();
+    /// The connection `c1` of tenant `t1`, sealed under `key`, as invocation `inv` writes it
+    /// with the state `nonce`.
+    fn upsert_connection(db: &Connection, key: &str, nonce: &str, inv: &str) -> usize {
+        let (access, refresh) = (format!("v1.{key}.a"), format!("v1.{key}.r"));
         db.execute(
             UPSERT_CONNECTION,
             params![
@@ -1039,17 +1039,24 @@ mod tests {
                 "https://gitlab.com/",
                 "7",
                 "dev",
-                "k1",
-                "v1.k1.a",
-                "v1.k1.r",
+                key,
+                access,
+                refresh,
                 "2026-01-01T02:00:00Z",
                 "tech",
                 "2026-01-01T00:00:00Z",
-                "n1",
-                "inv"
+                nonce,
+                inv
             ],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A spent state, a connection and two GitLab groups of it, as an OAuth callback writes them.
+    fn connected(db: &Connection) {
+        db.execute(CONSUME_STATE, params!["n1", "t1", "now", "later", "inv"])
+            .unwrap();
+        upsert_connection(db, "k1", "n1", "inv");
         for (id, account) in [
             ("g1", "https://gitlab.com/api/v4/groups/1"),
             ("g2", "https://gitlab.com/api/v4/groups/2"),
@@ -1084,26 +1091,7 @@ mod tests {
     fn oauth_writes_need_the_spent_state_and_ids_stay_on_reconnect() {
         let db = db();
         // Not spent by this invocation: nothing is written.
-        db.execute(
-            UPSERT_CONNECTION,
-            params![
-                "c1",
-                "t1",
-                "gitlab",
-                "https://gitlab.com/",
-                "7",
-                "dev",
-                "k1",
-                "a",
-                "r",
-                "x",
-                "tech",
-                "now",
-                "n1",
-                "inv"
-            ],
-        )
-        .unwrap();
+        upsert_connection(&db, "k1", "n1", "inv");
         assert_eq!(count(&db, "SELECT count(*) FROM provider_connections"), 0);
         connected(&db);
         assert_eq!(count(&db, "SELECT count(*) FROM organizations WHERE provider = 'gitlab' AND installation_id = 0"), 2);
@@ -1115,26 +1103,7 @@ mod tests {
         .unwrap();
         db.execute(CONSUME_STATE, params!["n2", "t1", "now", "later", "inv2"])
             .unwrap();
-        db.execute(
-            UPSERT_CONNECTION,
-            params![
-                "c1",
-                "t1",
-                "gitlab",
-                "https://gitlab.com/",
-                "7",
-                "dev",
-                "k2",
-                "v1.k2.a",
-                "v1.k2.r",
-                "x",
-                "tech",
-                "now",
-                "n2",
-                "inv2"
-            ],
-        )
-        .unwrap();
+        upsert_connection(&db, "k2", "n2", "inv2");
         let id: String = db
             .query_row(
                 UPSERT_OAUTH_ORG,

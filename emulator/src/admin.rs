@@ -81,15 +81,17 @@ struct InstallationSpec {
     repository_selection: Option<String>,
 }
 
+/// `{"add": N, "add_names": [..], "remove_ids": [..]}`: the repository changes every service's
+/// admin API takes (ids are numbers on GitHub and GitLab, GUIDs on Azure DevOps).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RepositoryChanges {
+pub struct RepositoryChanges<Id: Eq + std::hash::Hash> {
     #[serde(default)]
-    add: u32,
+    pub add: u32,
     #[serde(default)]
-    add_names: Vec<String>,
-    #[serde(default)]
-    remove_ids: HashSet<u64>,
+    pub add_names: Vec<String>,
+    #[serde(default = "HashSet::new")]
+    pub remove_ids: HashSet<Id>,
 }
 
 #[derive(Deserialize)]
@@ -223,7 +225,7 @@ fn delete_installation(em: &Emulator, id: u64) -> Reply {
 }
 
 fn change_repositories(em: &Emulator, request: &Request, id: u64) -> Result<Reply, Reply> {
-    let changes: RepositoryChanges = parse_body(request)?;
+    let changes: RepositoryChanges<u64> = parse_body(request)?;
     let mut store = em.store();
     let inst = store
         .installation_mut(id)

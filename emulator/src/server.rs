@@ -354,6 +354,19 @@ pub(crate) mod tests {
     }
 
     /// The query parameters of a redirect's `Location`.
+    /// An admin call (`/_emulator/{path}`) that must succeed; its JSON answer.
+    pub(crate) fn admin_call(em: &Emulator, method: &str, path: &str, body: Value) -> Value {
+        let (status, reply, _) = call(
+            em,
+            method,
+            &format!("/_emulator/{path}"),
+            None,
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{method} {path}: {reply}");
+        reply
+    }
+
     pub(crate) fn location_params(reply: &Reply) -> std::collections::HashMap<String, String> {
         let location = reply.header("location").expect("a Location header");
         Url::parse(location)

@@ -10,7 +10,7 @@ use chrono::DateTime;
 use serde_json::json;
 
 use crate::harness::auth::{self, now, portal_claims};
-use crate::harness::http::Resp;
+use crate::harness::portal::assert_problem;
 use crate::harness::store::Footprint;
 use crate::harness::Stack;
 use crate::Case;
@@ -28,25 +28,6 @@ pub fn cases() -> Vec<Case> {
         Case::shared("portal::unknown_api_route_is_a_404_problem", unknown_route),
         Case::shared("portal::wrong_method_is_a_405_problem", wrong_method),
     ]
-}
-
-/// A problem+json answer with this status and code.
-fn assert_problem(resp: &Resp, status: u16, code: &str, what: &str) {
-    assert_eq!(resp.status, status, "{what}: {}", resp.body);
-    assert!(
-        resp.header("content-type")
-            .is_some_and(|t| t.starts_with("application/problem+json")),
-        "{what}: content-type {:?}",
-        resp.header("content-type")
-    );
-    let body = resp.json();
-    assert_eq!(body["status"], status, "{what}: {body}");
-    assert_eq!(body["code"], code, "{what}: {body}");
-    assert_eq!(body["type"], format!("/problems/{code}"), "{what}: {body}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{what}: {body}"
-    );
 }
 
 fn auth_failures(s: &Stack) {

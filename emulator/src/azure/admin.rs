@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::entra::DEFAULT_TOKEN_TTL;
 use super::state::{checked_guid, NewProject, Org, User};
+use crate::admin::RepositoryChanges;
 use crate::http::{parse_body, percent_decode, Reply, Request};
 use crate::oauth::{self, Realm};
 use crate::server::Emulator;
@@ -54,17 +55,6 @@ struct OrgSpec {
     members: Vec<String>,
     #[serde(default)]
     projects: Vec<ProjectSpec>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepoChanges {
-    #[serde(default)]
-    add: u32,
-    #[serde(default)]
-    add_names: Vec<String>,
-    #[serde(default)]
-    remove_ids: HashSet<String>,
 }
 
 /// Answers `/_emulator/azure/{rest}`.
@@ -192,7 +182,7 @@ fn change_repos(
     org: &str,
     project: &str,
 ) -> Result<Reply, Reply> {
-    let changes: RepoChanges = parse_body(request)?;
+    let changes: RepositoryChanges<String> = parse_body(request)?;
     let mut store = em.store();
     let target = store
         .azure

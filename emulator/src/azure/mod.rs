@@ -82,7 +82,7 @@ mod tests {
 
     use crate::http::{Reply, Request};
     use crate::oauth::s256_challenge;
-    use crate::server::tests::{call, emulator, location_params};
+    use crate::server::tests::{admin_call, call, emulator, location_params};
     use crate::server::Emulator;
 
     const DEV: &str = "0d5e1c9a-0000-4000-8000-00000000d001";
@@ -93,15 +93,7 @@ mod tests {
     const DEVOPS: &str = "499b84ac-1321-427f-aa17-267ca6975798/.default";
 
     fn admin(em: &Emulator, method: &str, path: &str, body: Value) -> Value {
-        let (status, reply, _) = call(
-            em,
-            method,
-            &format!("/_emulator/azure/{path}"),
-            None,
-            &body.to_string(),
-        );
-        assert_eq!(status, 200, "{method} {path}: {reply}");
-        reply
+        admin_call(em, method, &format!("azure/{path}"), body)
     }
 
     /// Users DEV (default) and OTHER; `contoso` (DEV; projects `web` 4 repos, `infra` 3), and

@@ -1,12 +1,13 @@
 //! The GitLab part of the admin API, under `/_emulator/gitlab/{instance}` (see `admin.rs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::DEFAULT_TOKEN_TTL;
 use super::state::{Instance, NamedProject, NewGroup, User, OWNER};
+use crate::admin::RepositoryChanges;
 use crate::http::{parse_body, Reply, Request};
 use crate::oauth::{self, Realm};
 use crate::server::Emulator;
@@ -65,17 +66,6 @@ struct GroupSpec {
     members: Vec<MemberSpec>,
     #[serde(default)]
     projects: Option<ProjectsSpec>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProjectChanges {
-    #[serde(default)]
-    add: u32,
-    #[serde(default)]
-    add_names: Vec<String>,
-    #[serde(default)]
-    remove_ids: HashSet<u64>,
 }
 
 impl From<ProjectSpec> for NamedProject {
@@ -219,7 +209,7 @@ fn change_projects(
     instance: &str,
     id: u64,
 ) -> Result<Reply, Reply> {
-    let changes: ProjectChanges = parse_body(request)?;
+    let changes: RepositoryChanges<u64> = parse_body(request)?;
     let body = instance_mut(em, instance, |inst| {
         inst.group(id).ok_or_else(|| format!("no group {id}"))?;
         inst.remove_projects(id, &changes.remove_ids);

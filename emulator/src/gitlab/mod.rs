@@ -63,22 +63,14 @@ mod tests {
     use super::api::{EXPIRED, INVALID_CLIENT, INVALID_GRANT};
     use crate::http::{Reply, Request};
     use crate::oauth::s256_challenge;
-    use crate::server::tests::{call, emulator, location_params};
+    use crate::server::tests::{admin_call, call, emulator, location_params};
     use crate::server::Emulator;
 
     const VERIFIER: &str = "dev-verifier-0123456789-abcdefghijklmnopqrstuvwxyz~ABC";
     const CALLBACK: &str = "http://127.0.0.1:8787/gitlab/callback";
 
     fn admin(em: &Emulator, method: &str, path: &str, body: Value) -> Value {
-        let (status, reply, _) = call(
-            em,
-            method,
-            &format!("/_emulator/gitlab/{path}"),
-            None,
-            &body.to_string(),
-        );
-        assert_eq!(status, 200, "{method} {path}: {reply}");
-        reply
+        admin_call(em, method, &format!("gitlab/{path}"), body)
     }
 
     /// Instance `com`: users 7001 (default) and 7002; group 1 `initech` (7001, 3 projects) with

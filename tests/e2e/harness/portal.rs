@@ -108,7 +108,7 @@ impl<'a> Portal<'a> {
     }
 }
 
-/// A problem+json answer with this status and code; its body.
+/// A problem+json answer (RFC 9457) with this status and code; its body.
 #[track_caller]
 pub fn assert_problem(resp: &Resp, status: u16, code: &str, what: &str) -> Value {
     assert_eq!(resp.status, status, "{what}: {}", resp.body);
@@ -121,5 +121,10 @@ pub fn assert_problem(resp: &Resp, status: u16, code: &str, what: &str) -> Value
     let body = resp.json();
     assert_eq!(body["status"], status, "{what}: {body}");
     assert_eq!(body["code"], code, "{what}: {body}");
+    assert_eq!(body["type"], format!("/problems/{code}"), "{what}: {body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
     body
 }
