@@ -359,6 +359,11 @@ async fn refresh(
         version: i64,
     }
     let provider = row.provider()?;
+    // Everything that can fail before the refresh token is spent, before the claim.
+    let base_url =
+        Url::parse(&row.base_url).map_err(|e| Internal::new("connection base URL", e))?;
+    let client = client(ctx, provider, &base_url)
+        .map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
     let stamp = crate::time::rfc3339(now);
     let claimed: Vec<Claimed> = ctx
         .rows(
@@ -399,10 +404,6 @@ async fn refresh(
             return Err(e);
         }
     };
-    let base_url =
-        Url::parse(&row.base_url).map_err(|e| Internal::new("connection base URL", e))?;
-    let client = client(ctx, provider, &base_url)
-        .map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
     let form = oauth::refresh_form(
         refresh_token.expose(),
         &client.client_id,
