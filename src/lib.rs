@@ -1,5 +1,5 @@
-//! onecode-edge: the edge gateway between an MSP's client organizations on GitHub and the
-//! OneCode backup platform, compiled to wasm32 for Cloudflare Workers.
+//! onecode-edge: the edge gateway between an MSP's client organizations on GitHub, GitLab and
+//! Azure DevOps and the OneCode backup platform, compiled to wasm32 for Cloudflare Workers.
 //!
 //! Where each flow lives:
 //! - connect (`POST /v1/connect/github`): `edge::connect`, tokens in [`state_token`];
@@ -14,6 +14,11 @@
 //! - the organization API (`/v1/orgs…`): `edge::orgs`, settings and filters in
 //!   [`org_settings`]; sync, disconnect, fan-out and job dispatch in `edge::sync`;
 //! - queue consumers and cron triggers: `edge::queues`;
+//! - GitLab / Azure DevOps connect (`POST /v1/connect/{gitlab,azure-devops}`, the OAuth
+//!   callbacks): `edge::oauth_connect`; their API shapes and URLs in [`gitlab`] and
+//!   [`azure_devops`], fetching in `edge::provider_api`; what all providers share (names, the
+//!   repository record, connection ids) in [`provider`]; tokens stored, refreshed and re-sealed
+//!   in `edge::provider_tokens`; outbound retries for every provider in `edge::outbound`;
 //! - PKCE (RFC 7636, `S256`) for the GitLab and Entra authorizations: [`pkce`];
 //! - OAuth token requests, responses and expiry (GitLab, Entra): [`oauth`];
 //! - provider tokens at rest in D1 (AES-256-GCM under `TOKEN_KEYS`): [`token_crypto`];
