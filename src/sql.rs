@@ -511,10 +511,16 @@ pub const UPSERT_CONNECTION: &str = concat!(
          connected_by = excluded.connected_by, updated_at = excluded.updated_at"
 );
 
+/// What a token operation reads of a connection.
+macro_rules! connection_columns {
+    () => {
+        "SELECT id, tenant_id, provider, base_url, status, key_id, access_token, refresh_token, expires_at, \
+             version, lease_until FROM provider_connections "
+    };
+}
+
 /// ?1 connection id → the row with its sealed tokens.
-pub const CONNECTION: &str =
-    "SELECT id, tenant_id, provider, base_url, status, key_id, access_token, refresh_token, expires_at, \
-         version, lease_until FROM provider_connections WHERE id = ?1";
+pub const CONNECTION: &str = concat!(connection_columns!(), "WHERE id = ?1");
 
 /// ?1 connection id, ?2 the version read, ?3 lease end, ?4 now → the claimed `version`. The
 /// compare-and-swap that serializes refreshes: only one invocation moves `version` on from what
@@ -560,14 +566,16 @@ pub const RECORD_REVOKED_ACTIVITY: &str =
 
 /// ?1 refresh-before time, ?2 limit → active connections with an active org whose access token
 /// expires before ?1 (the cron refreshes them ahead of use).
-pub const CONNECTIONS_DUE: &str = "SELECT c.id FROM provider_connections c \
-     WHERE c.status = 'active' AND c.expires_at < ?1 \
-         AND EXISTS (SELECT 1 FROM organizations o WHERE o.connection_id = c.id AND o.status = 'active') \
-     ORDER BY c.expires_at LIMIT ?2";
+pub const CONNECTIONS_DUE: &str = concat!(
+    connection_columns!(),
+    "WHERE status = 'active' AND expires_at < ?1 \
+         AND EXISTS (SELECT 1 FROM organizations o WHERE o.connection_id = provider_connections.id AND o.status = 'active') \
+     ORDER BY expires_at LIMIT ?2"
+);
 
 /// ?1 current key id, ?2 limit → connections sealed with another key (the re-encryption pass).
 pub const CONNECTIONS_TO_RESEAL: &str =
-    "SELECT id FROM provider_connections WHERE key_id <> ?1 LIMIT ?2";
+    concat!(connection_columns!(), "WHERE key_id <> ?1 LIMIT ?2");
 
 /// ?1 connection id, ?2 the version read, ?3 key id, ?4 sealed access token, ?5 sealed refresh
 /// token, ?6 now: the same tokens under the current key (lost to a concurrent write: no harm).

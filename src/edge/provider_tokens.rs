@@ -35,9 +35,13 @@ const LEASE_SECS: i64 = 30;
 /// is one D1 read of the invocation's budget).
 const WAIT_MS: u64 = 400;
 const WAIT_ROUNDS: u32 = 12;
-/// Connections refreshed / re-sealed per cron run (each refresh costs 3-4 subrequests).
-const CRON_REFRESHES: i64 = 8;
-const CRON_RESEALS: i64 = 20;
+/// Connections refreshed / re-sealed per cron run: the hourly cron's upkeep reads each list
+/// with one query; a refresh costs `REFRESH_COST` subrequests (claim, token request, store),
+/// the re-sealing one batch, and `CRON_RESERVE` stay for the re-sealing pass.
+const CRON_REFRESHES: i64 = 10;
+const CRON_RESEALS: i64 = 50;
+const REFRESH_COST: u32 = 3;
+const CRON_RESERVE: u32 = 3;
 /// The hourly cron refreshes what would come within the margin before its next run.
 const CRON_HORIZON_SECS: i64 = 3600 + oauth::REFRESH_MARGIN_SECS;
 
@@ -490,13 +494,11 @@ async fn revoke(
     Ok(())
 }
 
-/// Cron: refreshes the connections whose access token would expire before the next run.
+/// Cron: refreshes the connections whose access token would expire before the next run, while
+/// the invocation's budget lasts (a refresh costs `REFRESH_COST` subrequests).
 pub async fn refresh_due(ctx: &Ctx) -> Result<usize, Internal> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    let due: Vec<Id> = ctx
+    let keys = keys(ctx).map_err(|p| Internal(p.detail()))?;
+    let due: Vec<Row> = ctx
         .rows(
             sql::CONNECTIONS_DUE,
             &[
@@ -505,38 +507,25 @@ pub async fn refresh_due(ctx: &Ctx) -> Result<usize, Internal> {
             ],
         )
         .await?;
-    let Ok(keys) = keys(ctx) else {
-        return Err(Internal("TOKEN_KEYS is missing or unusable".into()));
-    };
     let mut refreshed = 0;
-    for connection in &due {
-        let row = match load(ctx, &connection.id).await {
-            Ok(row) => row,
-            Err(e) => {
-                worker::console_warn!("connection {}: {e}", connection.id);
-                continue;
-            }
-        };
-        match refresh(ctx, &keys, &row, platform::now()).await {
+    for row in &due {
+        if ctx.budget.remaining() < REFRESH_COST + CRON_RESERVE {
+            break; // the next run takes the rest
+        }
+        match refresh(ctx, &keys, row, platform::now()).await {
             Ok(Some(_)) => refreshed += 1,
             Ok(None) => {}
-            Err(e) => worker::console_warn!("connection {} not refreshed: {e}", connection.id),
+            Err(e) => worker::console_warn!("connection {} not refreshed: {e}", row.id),
         }
     }
     Ok(refreshed)
 }
 
-/// Cron: re-seals connections sealed under an older key with the current one (a row written
-/// meanwhile keeps its newer version: the compare-and-swap leaves it alone).
+/// Cron: re-seals connections sealed under an older key with the current one, in one batch (a
+/// row written meanwhile keeps its newer version: the compare-and-swap leaves it alone).
 pub async fn reseal_old_keys(ctx: &Ctx) -> Result<usize, Internal> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    let Ok(keys) = keys(ctx) else {
-        return Err(Internal("TOKEN_KEYS is missing or unusable".into()));
-    };
-    let old: Vec<Id> = ctx
+    let keys = keys(ctx).map_err(|p| Internal(p.detail()))?;
+    let old: Vec<Row> = ctx
         .rows(
             sql::CONNECTIONS_TO_RESEAL,
             &[Param::from(keys.current_kid()), Param::from(CRON_RESEALS)],
@@ -544,14 +533,7 @@ pub async fn reseal_old_keys(ctx: &Ctx) -> Result<usize, Internal> {
         .await?;
     let now = crate::time::rfc3339(ctx.now);
     let mut statements = Vec::new();
-    for connection in &old {
-        let row = match load(ctx, &connection.id).await {
-            Ok(row) => row,
-            Err(e) => {
-                worker::console_warn!("connection {}: {e}", connection.id);
-                continue;
-            }
-        };
+    for row in &old {
         let opened = row
             .open(&keys, "access_token")
             .and_then(|a| row.open(&keys, "refresh_token").map(|r| (a, r)));

@@ -347,7 +347,6 @@ async fn connection_upkeep(ctx: &Ctx) {
 }
 
 async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
-    connection_upkeep(ctx).await;
     let now = crate::time::rfc3339(ctx.now);
     let hour = crate::time::backup_hour(ctx.now);
     let delivery_cutoff = crate::time::rfc3339(ctx.now - DELIVERY_RETENTION_SECS);
@@ -379,5 +378,8 @@ async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
         changes(3)
     );
     ctx.send_batch(SYNC_QUEUE, &[SyncMessage::DispatchV1 { org_id: None }], 0)
-        .await
+        .await?;
+    // With the budget the scheduled work left (it costs 2 subrequests).
+    connection_upkeep(ctx).await;
+    Ok(())
 }
