@@ -21,6 +21,7 @@
 //! [`Secret`]s, whose `Debug` output is redacted.
 
 use crate::config::Secret;
+use crate::routes::query_param;
 use serde_json::{Map, Value};
 use std::fmt;
 use url::form_urlencoded::Serializer;
@@ -265,14 +266,8 @@ pub fn needs_refresh(expires_at: i64, now: i64) -> bool {
 /// The error a provider redirected back with (`?error=…&error_description=…`, RFC 6749
 /// §4.1.2.1), as a short safe description; `None` when the query has no `error`.
 pub fn callback_error(query: &[(String, String)]) -> Option<String> {
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let code = param("error")?;
-    Some(describe(code, param("error_description")))
+    let code = query_param(query, "error")?;
+    Some(describe(code, query_param(query, "error_description")))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! (1-3650). Unknown fields are refused, so a typo is not silently ignored.
 
 use crate::problem::Problem;
+use crate::routes::query_param;
 use serde_json::Value;
 
 pub const SCHEDULES: [&str; 3] = ["daily", "weekly", "off"];
@@ -105,11 +106,7 @@ pub fn filter<'a>(
     name: &str,
     allowed: &[&str],
 ) -> Result<Option<&'a str>, Problem> {
-    match query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-    {
+    match query_param(query, name) {
         Some(v) if !allowed.contains(&v) => Err(Problem::BadRequest(format!(
             "`{name}` must be one of {}",
             allowed.join(", ")
@@ -120,7 +117,7 @@ pub fn filter<'a>(
 
 /// `limit` (1-100, default 50) and `cursor` (the last id of the previous page).
 pub fn page(query: &[(String, String)]) -> Result<(i64, String), Problem> {
-    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| query_param(query, k);
     let limit = match get("limit") {
         None => 50,
         Some(v) => v

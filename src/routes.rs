@@ -135,6 +135,14 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Resolved<'a> {
     }
 }
 
+/// The first value of query parameter `name` (the edge hands every route its query as pairs).
+pub fn query_param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// The OpenAPI 3.1 document, kept next to the code.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
@@ -207,6 +215,17 @@ mod tests {
             stale.is_empty(),
             "openapi.json documents routes that do not exist: {stale:?}"
         );
+    }
+
+    #[test]
+    fn query_params_are_found_by_name_first_wins() {
+        let query: Vec<(String, String)> = [("a", "1"), ("b", ""), ("a", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(query_param(&query, "a"), Some("1"));
+        assert_eq!(query_param(&query, "b"), Some(""));
+        assert_eq!(query_param(&query, "c"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::app_jwt::{assemble, native, pkcs8_der_from_pem, AppJwtClaims};
 use crate::problem::Problem;
 
 pub async fn sign(ctx: &Ctx, query: &[(String, String)]) -> Result<serde_json::Value, Problem> {
-    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| crate::routes::query_param(query, k);
     let n: i64 = get("n")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)

@@ -92,11 +92,7 @@ fn answer<T: serde::Serialize>(result: std::result::Result<T, Problem>) -> Resul
 }
 
 fn query_value<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
-    query
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
+    routes::query_param(query, name).unwrap_or("")
 }
 
 #[event(fetch)]

@@ -32,6 +32,7 @@ use crate::pkce;
 use crate::portal_auth::Principal;
 use crate::problem::Problem;
 use crate::provider::{self, Provider};
+use crate::routes::query_param;
 use crate::setup::{Refusal, SetupOutcome};
 use crate::sql;
 use crate::{azure_devops as azure, gitlab};
@@ -274,13 +275,7 @@ async fn callback_flow(
     provider: Provider,
     query: &[(String, String)],
 ) -> Result<SetupOutcome, Refusal> {
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty() && v.len() <= 2048)
-    };
+    let param = |name: &str| query_param(query, name).filter(|v| !v.is_empty() && v.len() <= 2048);
     let state = param("state").ok_or(Refusal::MissingParameters)?;
     if let Some(why) = oauth::callback_error(query) {
         worker::console_warn!("{} callback: {why}", provider.name());

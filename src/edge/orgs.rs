@@ -17,6 +17,7 @@ use super::sync::{self, SyncError, SyncOutcome};
 use crate::org_settings::{self, PROVIDERS, REPOSITORY_STATUSES, STATUSES};
 use crate::portal_auth::Principal;
 use crate::problem::Problem;
+use crate::routes::query_param;
 use crate::sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -82,10 +83,7 @@ pub async fn list(
     principal: &Principal,
     query: &[(String, String)],
 ) -> Result<Value, Problem> {
-    let client = query
-        .iter()
-        .find(|(k, _)| k == "client")
-        .map(|(_, v)| v.as_str());
+    let client = query_param(query, "client");
     let provider = org_settings::filter(query, "provider", &PROVIDERS)?;
     let status = org_settings::filter(query, "status", &STATUSES)?;
     let (limit, cursor) = org_settings::page(query)?;
@@ -222,9 +220,9 @@ pub async fn activity(
     owned(ctx, principal, org_id).await?;
     let (limit, _) = org_settings::page(query)?;
     // Ids are below 2^53: D1 binds numbers as f64.
-    let before = match query.iter().find(|(k, _)| k == "before") {
+    let before = match query_param(query, "before") {
         None => (1 << 53) - 1,
-        Some((_, v)) => v
+        Some(v) => v
             .parse::<i64>()
             .map_err(|_| Problem::BadRequest("`before` must be an integer".into()))?,
     };
