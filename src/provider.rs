@@ -4,6 +4,7 @@
 //! `$.default_branch`, `$.html_url`, `$.archived`, `$.visibility`).
 
 use serde::{Deserialize, Serialize};
+use url::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -41,6 +42,17 @@ impl Provider {
         [Provider::GitHub, Provider::GitLab, Provider::AzureDevOps]
             .into_iter()
             .find(|p| p.slug() == slug)
+    }
+
+    /// The first page of an org's repository listing, from its API root: GitHub's API (the
+    /// installation's repositories), a GitLab group's API URL (its projects, subgroups included)
+    /// or `{api}/{organization}` on Azure DevOps (its projects, whose repositories follow).
+    pub fn first_page(self, api_url: &Url) -> Url {
+        match self {
+            Provider::GitHub => crate::github::first_repositories_url(api_url),
+            Provider::GitLab => crate::gitlab::first_projects_url(api_url),
+            Provider::AzureDevOps => crate::azure_devops::projects_url(api_url, None),
+        }
     }
 
     /// How people call it.

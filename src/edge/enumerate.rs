@@ -64,7 +64,40 @@ pub enum Access<'a> {
     },
 }
 
-impl Access<'_> {
+impl<'a> Access<'a> {
+    /// A GitLab / Azure DevOps org's access, from its row: its connection's access token
+    /// (refreshed first when due) and its API root.
+    pub async fn connection(
+        ctx: &Ctx,
+        provider: Provider,
+        connection_id: Option<&'a str>,
+        api_url: Option<&str>,
+    ) -> Result<Access<'a>, TokenFailure> {
+        let (Some(id), Some(api_url)) = (connection_id, api_url) else {
+            return Err(TokenFailure::Internal(Internal(
+                "the org has no connection".into(),
+            )));
+        };
+        let api_url = Url::parse(api_url).map_err(|e| Internal::new("org API URL", e))?;
+        let token = provider_tokens::access_token(ctx, id, None).await?;
+        Ok(Access::Connection {
+            provider,
+            id,
+            token,
+            api_url,
+        })
+    }
+
+    /// The first page of the org's listing.
+    pub fn first_page(&self, ctx: &Ctx) -> Url {
+        match self {
+            Access::Installation { .. } => Provider::GitHub.first_page(&ctx.config.api_url),
+            Access::Connection {
+                provider, api_url, ..
+            } => provider.first_page(api_url),
+        }
+    }
+
     fn owner(&self) -> Owner<'_> {
         match self {
             Access::Installation { id, .. } => Owner::Installation(*id),

@@ -203,8 +203,8 @@ struct Link {
     display_name: Option<String>,
     avatar_url: Option<String>,
     account_type: &'static str,
+    /// The group's API URL, or `{api}/{organization}` (see `Provider::first_page`).
     api_url: Url,
-    first_page: Url,
 }
 
 fn provider_refusal(provider: Provider, e: CallError) -> Refusal {
@@ -239,7 +239,6 @@ async fn links(
                         display_name: Some(g.name),
                         avatar_url: g.avatar_url,
                         account_type: "Group",
-                        first_page: gitlab::first_projects_url(&api_url),
                         api_url,
                     }
                 })
@@ -260,7 +259,6 @@ async fn links(
                         login: a.account_name,
                         avatar_url: None,
                         account_type: "Organization",
-                        first_page: azure::projects_url(&api_url, None),
                         api_url,
                     }
                 })
@@ -385,7 +383,7 @@ async fn callback_flow(
                         Param::from(&claims.tenant),
                         Param::from(&link.account),
                         Param::from(&run_id),
-                        Param::from(link.first_page.as_str()),
+                        Param::from(provider.first_page(&link.api_url).as_str()),
                         Param::from(&now),
                         Param::from(&nonce),
                         Param::from(&ctx.invocation),
@@ -461,7 +459,7 @@ async fn callback_flow(
             later.push(SyncMessage::EnumerateV1(EnumerateContinuation {
                 org_id: org_id.clone(),
                 run_id: run_id.clone(),
-                next_url: link.first_page.to_string(),
+                next_url: provider.first_page(&link.api_url).to_string(),
             }));
             complete = false;
             continue;
@@ -473,7 +471,8 @@ async fn callback_flow(
             api_url: link.api_url.clone(),
         };
         let target = Target { org_id, run_id };
-        let progress = enumerate::run(ctx, &mut access, &target, link.first_page.clone())
+        let first_page = access.first_page(ctx);
+        let progress = enumerate::run(ctx, &mut access, &target, first_page)
             .await
             .map_err(|e| internal(e.into()))?;
         repos += progress.found;

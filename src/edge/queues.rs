@@ -244,28 +244,25 @@ async fn continue_run(ctx: &Ctx, c: &EnumerateContinuation) -> Result<(), Intern
             .await
             .map(|_| ())?);
     }
-    let (Some(connection_id), Some(api_url)) = (&run.connection_id, &run.api_url) else {
-        return Err(Internal(format!("org {} has no connection", c.org_id)));
+    let access = Access::connection(
+        ctx,
+        provider,
+        run.connection_id.as_deref(),
+        run.api_url.as_deref(),
+    )
+    .await;
+    let mut access = match access {
+        Ok(access) => access,
+        // Revoked: the org is disconnected now and its run ends here.
+        Err(TokenFailure::Revoked(_)) => return Ok(()),
+        Err(e) => return Err(Internal(format!("access token: {e}"))),
     };
-    let api_url = url::Url::parse(api_url).map_err(|e| Internal::new("org API URL", e))?;
-    if url.origin() != api_url.origin() {
+    if url.origin() != access.first_page(ctx).origin() {
         return Err(Internal(format!(
             "continuation URL is not on the {} origin of the org",
             provider.name()
         )));
     }
-    let token = match provider_tokens::access_token(ctx, connection_id, None).await {
-        Ok(token) => token,
-        // Revoked: the org is disconnected now and its run ends here.
-        Err(TokenFailure::Revoked(_)) => return Ok(()),
-        Err(e) => return Err(Internal(format!("access token: {e}"))),
-    };
-    let mut access = Access::Connection {
-        provider,
-        id: connection_id,
-        token,
-        api_url,
-    };
     match enumerate::run(ctx, &mut access, &target, url).await {
         Ok(_) | Err(RunError::Revoked(_)) => Ok(()),
         Err(e) => Err(e.into()),

@@ -15,12 +15,11 @@ use super::enumerate::{self, Access, Owner, Progress, RunError, Target};
 use super::github_client;
 use super::outbound::CallError;
 use super::platform;
-use super::provider_tokens::{self, TokenFailure};
+use super::provider_tokens::TokenFailure;
 use crate::messages::{BackupMessage, SyncMessage, MAX_BATCH_MESSAGES};
 use crate::provider::Provider;
 use crate::sql;
 use serde::Deserialize;
-use url::Url;
 
 /// Orgs per fan-out step, jobs per dispatch step: each step stays far below the budget.
 const FANOUT_PAGE: i64 = 1_000;
@@ -80,13 +79,9 @@ pub async fn sync_org(ctx: &Ctx, org_id: &str) -> Result<SyncOutcome, SyncError>
     }
 }
 
-/// Starts a sync run of the org from `first_page` and enumerates it.
-async fn start_run(
-    ctx: &Ctx,
-    org_id: &str,
-    access: &mut Access<'_>,
-    first_page: Url,
-) -> Result<Progress, RunError> {
+/// Starts a sync run of the org from the first page of its listing and enumerates it.
+async fn start_run(ctx: &Ctx, org_id: &str, access: &mut Access<'_>) -> Result<Progress, RunError> {
+    let first_page = access.first_page(ctx);
     let run_id = platform::random_uuid().map_err(Internal)?;
     let now = crate::time::rfc3339(ctx.now);
     ctx.run(
@@ -114,27 +109,15 @@ async fn sync_connected(
     provider: Provider,
     org: &OrgRow,
 ) -> Result<SyncOutcome, SyncError> {
-    let (Some(connection_id), Some(api_url)) = (&org.connection_id, &org.api_url) else {
-        return Err(SyncError::Internal(Internal(format!(
-            "org {} has no connection",
-            org.id
-        ))));
-    };
-    let api_url = Url::parse(api_url).map_err(|e| Internal::new("org API URL", e))?;
-    let token = provider_tokens::access_token(ctx, connection_id, None)
-        .await
-        .map_err(SyncError::Token)?;
-    let first_page = match provider {
-        Provider::AzureDevOps => crate::azure_devops::projects_url(&api_url, None),
-        _ => crate::gitlab::first_projects_url(&api_url),
-    };
-    let mut access = Access::Connection {
+    let mut access = Access::connection(
+        ctx,
         provider,
-        id: connection_id,
-        token,
-        api_url,
-    };
-    match start_run(ctx, &org.id, &mut access, first_page).await {
+        org.connection_id.as_deref(),
+        org.api_url.as_deref(),
+    )
+    .await
+    .map_err(SyncError::Token)?;
+    match start_run(ctx, &org.id, &mut access).await {
         Ok(progress) => Ok(SyncOutcome::Synced(progress)),
         // The group or organization is gone, or the connected account lost access to it.
         Err(RunError::Gone) => {
@@ -174,13 +157,12 @@ async fn sync_installation(ctx: &Ctx, org: &OrgRow) -> Result<SyncOutcome, SyncE
     let token = github_client::installation_token(ctx, &jwt, installation_id)
         .await
         .map_err(|e| SyncError::Upstream(Provider::GitHub, e))?;
-    let first_page = crate::github::first_repositories_url(&ctx.config.api_url);
     let mut access = Access::Installation {
         id: installation_id,
         token: &token,
     };
     Ok(SyncOutcome::Synced(
-        start_run(ctx, &org.id, &mut access, first_page)
+        start_run(ctx, &org.id, &mut access)
             .await
             .map_err(Internal::from)?,
     ))
