@@ -167,7 +167,7 @@ impl<'a> Access<'a> {
 }
 
 /// A token that cannot be had is a refusal of the page (a revoked connection fails the run).
-pub fn token_failure(f: TokenFailure) -> CallError {
+fn token_failure(f: TokenFailure) -> CallError {
     match f {
         TokenFailure::Internal(e) => CallError::Internal(e),
         TokenFailure::Unavailable(why) => CallError::Unavailable {
