@@ -51,6 +51,9 @@ pub fn authorize_url(
         .append_pair("response_type", "code")
         .append_pair("redirect_uri", redirect_uri)
         .append_pair("response_mode", "query")
+        // Always a consent screen: a user who consented before must still see what they are
+        // connecting, so a link sent by someone else cannot complete without them noticing.
+        .append_pair("prompt", "consent")
         .append_pair("scope", SCOPE)
         .append_pair("state", state)
         .append_pair("code_challenge", challenge)
@@ -184,7 +187,7 @@ mod tests {
             authorize_url(&authority, "app", "https://edge.example/azure-devops/callback", "st", "ch").as_str(),
             "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize?client_id=app&response_type=code\
              &redirect_uri=https%3A%2F%2Fedge.example%2Fazure-devops%2Fcallback&response_mode=query\
-             &scope=499b84ac-1321-427f-aa17-267ca6975798%2F.default+offline_access&state=st&code_challenge=ch\
+             &prompt=consent&scope=499b84ac-1321-427f-aa17-267ca6975798%2F.default+offline_access&state=st&code_challenge=ch\
              &code_challenge_method=S256"
         );
         assert_eq!(

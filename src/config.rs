@@ -5,10 +5,13 @@
 //! `GITHUB_CLIENT_ID` (optional), `PUBLIC_URL` (optional), and for the OAuth providers
 //! `GITLAB_URL`, `GITLAB_CLIENT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_URL`,
 //! `AZURE_DEVOPS_API_URL`, `AZURE_VSSPS_URL` (a provider without its client id is off).
+//! `ALLOW_UNVERIFIED_INSTALLATIONS` (development only: see [`Config::allow_unverified_installations`]).
 //! Secrets (each read only by the route that needs it): `GITHUB_APP_PRIVATE_KEY`,
 //! `GITHUB_WEBHOOK_SECRET`, `STATE_SECRET`, `PORTAL_JWT_SECRET`, `GITHUB_CLIENT_SECRET`
-//! (optional, with `GITHUB_CLIENT_ID`), `GITLAB_CLIENT_SECRET`, `AZURE_CLIENT_SECRET` and
-//! `TOKEN_KEYS` (the keys provider tokens are encrypted with: see `token_crypto`).
+//! (optional, with `GITHUB_CLIENT_ID`), `AZURE_CLIENT_SECRET` and `TOKEN_KEYS` (the keys
+//! provider tokens are encrypted with: see `token_crypto`). GitLab instances and their OAuth
+//! applications (`GITLAB_URL` + `GITLAB_CLIENT_ID` + `GITLAB_CLIENT_SECRET`, and the secret
+//! `GITLAB_INSTANCES` for self-managed ones) are read by [`gitlab_instances`].
 
 use crate::problem::Problem;
 use std::fmt;
@@ -53,8 +56,14 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// GitLab.com or the default self-managed instance (`GITLAB_URL`).
     pub gitlab_url: Url,
-    /// The GitLab OAuth application (`GITLAB_CLIENT_ID`); `None` turns GitLab off.
+    /// The default instance's OAuth application (`GITLAB_CLIENT_ID`); `None`: only the
+    /// instances of `GITLAB_INSTANCES` (if any) can be connected.
     pub gitlab_client_id: Option<String>,
+    /// `ALLOW_UNVERIFIED_INSTALLATIONS=true`: without OAuth during installation
+    /// (`GITHUB_CLIENT_ID` / `GITHUB_CLIENT_SECRET`), install callbacks are linked without
+    /// proof that the returning user can access the installation. For local development
+    /// only; off (the callback is refused as misconfigured) unless set.
+    pub allow_unverified_installations: bool,
     /// The Entra ID app registration (`AZURE_CLIENT_ID`); `None` turns Azure DevOps off.
     pub azure_client_id: Option<String>,
     /// `AZURE_AUTHORITY_URL`: `https://login.microsoftonline.com/organizations` (work and school
@@ -121,6 +130,8 @@ impl Config {
             azure_devops_api_url: url_or("AZURE_DEVOPS_API_URL", DEFAULT_AZURE_DEVOPS_API_URL)?,
             azure_vssps_url: url_or("AZURE_VSSPS_URL", DEFAULT_AZURE_VSSPS_URL)?,
             client_id: non_empty(&lookup, "GITHUB_CLIENT_ID"),
+            allow_unverified_installations: non_empty(&lookup, "ALLOW_UNVERIFIED_INSTALLATIONS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             app_id,
             app_slug,
             api_url: base_url(&api, "GITHUB_API_URL")?,
@@ -138,6 +149,71 @@ pub fn require_secret(
     non_empty(&lookup, name)
         .map(Secret)
         .ok_or_else(|| Problem::Misconfigured(name.to_string()))
+}
+
+/// A GitLab instance the gateway may connect, with its OAuth application. Its credentials go
+/// to this instance only (see `credential_origins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitLabInstance {
+    /// Normalized (see `gitlab::normalize_instance`): no trailing slash, no credentials,
+    /// query or fragment.
+    pub url: Url,
+    pub client_id: String,
+    /// `None` only for the default instance when `GITLAB_CLIENT_SECRET` is missing (connects
+    /// and refreshes are then refused as misconfigured).
+    pub client_secret: Option<Secret>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstanceEntry {
+    url: String,
+    client_id: String,
+    client_secret: String,
+}
+
+/// The GitLab instances: the default one (`GITLAB_URL` with `GITLAB_CLIENT_ID` and
+/// `GITLAB_CLIENT_SECRET`, when the client id is set) first, then each entry of the
+/// `GITLAB_INSTANCES` secret, a JSON array of `{"url", "client_id", "client_secret"}` (one
+/// OAuth application per self-managed instance). Two entries for one instance, a URL that is
+/// not http(s) with a host, or one carrying credentials, a query or a fragment is a
+/// configuration error naming `GITLAB_INSTANCES` (its text never contains a secret).
+pub fn gitlab_instances(
+    lookup: impl Fn(&str) -> Option<String>,
+    config: &Config,
+) -> Result<Vec<GitLabInstance>, Problem> {
+    let bad = || Problem::Misconfigured("GITLAB_INSTANCES".into());
+    let mut instances = Vec::new();
+    if let Some(client_id) = &config.gitlab_client_id {
+        instances.push(GitLabInstance {
+            url: crate::gitlab::normalize_instance(config.gitlab_url.as_str())
+                .map_err(|_| Problem::Misconfigured("GITLAB_URL".into()))?,
+            client_id: client_id.clone(),
+            client_secret: non_empty(&lookup, "GITLAB_CLIENT_SECRET").map(Secret),
+        });
+    }
+    if let Some(json) = non_empty(&lookup, "GITLAB_INSTANCES") {
+        let entries: Vec<InstanceEntry> = serde_json::from_str(&json).map_err(|_| bad())?;
+        for entry in entries {
+            let url = crate::gitlab::normalize_instance(&entry.url).map_err(|_| bad())?;
+            let (client_id, secret) = (entry.client_id.trim(), entry.client_secret.trim());
+            if client_id.is_empty() || secret.is_empty() {
+                return Err(bad());
+            }
+            if instances
+                .iter()
+                .any(|i: &GitLabInstance| crate::gitlab::same_instance(&i.url, &url))
+            {
+                return Err(bad());
+            }
+            instances.push(GitLabInstance {
+                url,
+                client_id: client_id.to_string(),
+                client_secret: Some(Secret(secret.to_string())),
+            });
+        }
+    }
+    Ok(instances)
 }
 
 /// Joins a path onto a base URL that may itself carry a path prefix.
@@ -230,6 +306,75 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err, Problem::Misconfigured("GITLAB_URL".into()));
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let mut all = vec![("GITHUB_APP_ID", "1"), ("GITHUB_APP_SLUG", "a")];
+        all.extend_from_slice(pairs);
+        Config::from_lookup(lookup(&all)).unwrap()
+    }
+
+    #[test]
+    fn gitlab_instances_are_the_default_then_the_configured_ones() {
+        let pairs = [
+            ("GITLAB_URL", "https://gitlab.com/"),
+            ("GITLAB_CLIENT_ID", "gl-app"),
+            ("GITLAB_CLIENT_SECRET", "gl-secret"),
+            (
+                "GITLAB_INSTANCES",
+                r#"[{"url": "https://git.acme.example/gitlab/", "client_id": "acme-app", "client_secret": "acme-secret"}]"#,
+            ),
+        ];
+        let c = config(&pairs);
+        let all = gitlab_instances(lookup(&pairs), &c).unwrap();
+        let urls: Vec<&str> = all.iter().map(|i| i.url.as_str()).collect();
+        assert_eq!(urls, ["https://gitlab.com/", "https://git.acme.example/gitlab"]);
+        assert_eq!(all[1].client_id, "acme-app");
+        assert_eq!(
+            all[1].client_secret.as_ref().map(Secret::expose),
+            Some("acme-secret")
+        );
+        assert!(!format!("{all:?}").contains("secret\""), "{all:?}");
+        assert!(!format!("{all:?}").contains("gl-secret"));
+
+        // Without a default application, only the listed instances.
+        let only = [pairs[3]];
+        let all = gitlab_instances(lookup(&only), &config(&only)).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].url.as_str(), "https://git.acme.example/gitlab");
+        // Nothing configured: no instance at all.
+        assert!(gitlab_instances(lookup(&[]), &config(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unusable_gitlab_instances_are_a_named_misconfiguration_without_secrets() {
+        for json in [
+            "not json",
+            r#"{"url": "https://a.example"}"#,
+            r#"[{"url": "https://a.example", "client_id": "x"}]"#,
+            r#"[{"url": "https://a.example", "client_id": "x", "client_secret": "s3cr3t", "extra": 1}]"#,
+            r#"[{"url": "ftp://a.example", "client_id": "x", "client_secret": "s3cr3t"}]"#,
+            r#"[{"url": "https://u:p@a.example", "client_id": "x", "client_secret": "s3cr3t"}]"#,
+            r#"[{"url": "https://a.example?x=1", "client_id": "x", "client_secret": "s3cr3t"}]"#,
+            r#"[{"url": "https://a.example", "client_id": " ", "client_secret": "s3cr3t"}]"#,
+            r#"[{"url": "https://a.example", "client_id": "x", "client_secret": ""}]"#,
+            // The same instance twice (spelled differently), or the default one again.
+            r#"[{"url": "https://a.example", "client_id": "x", "client_secret": "s3cr3t"},
+                {"url": "https://A.example:443/", "client_id": "y", "client_secret": "s3cr3t"}]"#,
+            r#"[{"url": "https://gitlab.com", "client_id": "y", "client_secret": "s3cr3t"}]"#,
+        ] {
+            let pairs = [("GITLAB_CLIENT_ID", "gl"), ("GITLAB_INSTANCES", json)];
+            let err = gitlab_instances(lookup(&pairs), &config(&pairs)).unwrap_err();
+            assert_eq!(err, Problem::Misconfigured("GITLAB_INSTANCES".into()), "{json}");
+            assert!(!format!("{err:?}").contains("s3cr3t"));
+        }
+    }
+
+    #[test]
+    fn unverified_installations_need_the_explicit_flag() {
+        assert!(!config(&[]).allow_unverified_installations);
+        assert!(!config(&[("ALLOW_UNVERIFIED_INSTALLATIONS", "1")]).allow_unverified_installations);
+        assert!(config(&[("ALLOW_UNVERIFIED_INSTALLATIONS", "true")]).allow_unverified_installations);
     }
 
     #[test]

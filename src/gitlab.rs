@@ -8,6 +8,7 @@
 //! - Projects of a group and its subgroups: `GET /api/v4/groups/:id/projects` with
 //!   `include_subgroups=true`, keyset pagination by id, 100 a page, following `Link: rel="next"`.
 
+use crate::config::GitLabInstance;
 use crate::provider::{RepoId, RepositoryRecord};
 use serde::Deserialize;
 use url::Url;
@@ -99,30 +100,31 @@ pub fn first_projects_url(group_api_url: &Url) -> Url {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BaseUrlError {
     NotAUrl,
-    /// Only `https`, except the configured `GITLAB_URL`'s own origin (a local emulator).
-    NotHttps,
     /// User info, a query or a fragment has no place in an instance URL.
     Extras,
+    /// Not one of the instances the gateway is configured for (`GITLAB_URL`,
+    /// `GITLAB_INSTANCES`).
+    NotConfigured,
 }
 
 impl BaseUrlError {
     pub fn reason(self) -> &'static str {
         match self {
             BaseUrlError::NotAUrl => "must be an absolute URL such as https://gitlab.example.com",
-            BaseUrlError::NotHttps => "must use https",
             BaseUrlError::Extras => "must not carry credentials, a query or a fragment",
+            BaseUrlError::NotConfigured => {
+                "is not a GitLab instance this gateway is configured for (ask the operator to add it to GITLAB_INSTANCES)"
+            }
         }
     }
 }
 
-/// The instance a connect is for: `base_url` from the portal (self-managed) or the configured
-/// `GITLAB_URL`. Trailing slashes are dropped so the same instance is always spelled the same.
-pub fn instance_url(requested: Option<&str>, configured: &Url) -> Result<Url, BaseUrlError> {
-    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(configured.clone());
-    };
-    let mut url = Url::parse(requested).map_err(|_| BaseUrlError::NotAUrl)?;
-    if url.host().is_none() || url.cannot_be_a_base() {
+/// An instance URL in one spelling: http(s) with a host, no credentials, query or fragment,
+/// no trailing slash (scheme and host are lower-cased and a default port dropped by `Url`).
+pub fn normalize_instance(value: &str) -> Result<Url, BaseUrlError> {
+    let mut url = Url::parse(value.trim()).map_err(|_| BaseUrlError::NotAUrl)?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.cannot_be_a_base()
+    {
         return Err(BaseUrlError::NotAUrl);
     }
     if !url.username().is_empty()
@@ -132,12 +134,40 @@ pub fn instance_url(requested: Option<&str>, configured: &Url) -> Result<Url, Ba
     {
         return Err(BaseUrlError::Extras);
     }
-    if url.scheme() != "https" && url.origin() != configured.origin() {
-        return Err(BaseUrlError::NotHttps);
-    }
     let path = url.path().trim_end_matches('/').to_string();
     url.set_path(&path);
     Ok(url)
+}
+
+/// The same instance: scheme, host, port (explicit or default) and path, after normalizing.
+pub fn same_instance(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+        && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
+}
+
+/// The instance a connect is for: the configured instance `requested` names, or the first
+/// configured one (the default `GITLAB_URL`) when nothing is requested. An instance that is not
+/// configured is refused: its OAuth application's secret must never be sent anywhere else.
+pub fn configured_instance<'a>(
+    requested: Option<&str>,
+    instances: &'a [GitLabInstance],
+) -> Result<&'a GitLabInstance, BaseUrlError> {
+    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
+        return instances.first().ok_or(BaseUrlError::NotConfigured);
+    };
+    let url = normalize_instance(requested)?;
+    instances
+        .iter()
+        .find(|i| same_instance(&i.url, &url))
+        .ok_or(BaseUrlError::NotConfigured)
+}
+
+/// The configured instance a stored connection belongs to (`None`: no longer configured).
+pub fn instance_of<'a>(base_url: &str, instances: &'a [GitLabInstance]) -> Option<&'a GitLabInstance> {
+    let url = normalize_instance(base_url).ok()?;
+    instances.iter().find(|i| same_instance(&i.url, &url))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,51 +264,60 @@ mod tests {
             .ends_with("/gl/api/v4/groups?top_level_only=true&min_access_level=20&order_by=id&sort=asc&per_page=100"));
     }
 
+    fn instance(url: &str) -> GitLabInstance {
+        GitLabInstance {
+            url: normalize_instance(url).unwrap(),
+            client_id: format!("app-of-{url}"),
+            client_secret: None,
+        }
+    }
+
     #[test]
-    fn self_managed_instances_must_be_https() {
-        let configured = Url::parse("http://127.0.0.1:9100/gitlab/com").unwrap();
-        assert_eq!(instance_url(None, &configured).unwrap(), configured);
-        assert_eq!(instance_url(Some("  "), &configured).unwrap(), configured);
-        assert_eq!(
-            instance_url(Some("https://git.client.example/"), &configured)
-                .unwrap()
-                .as_str(),
-            "https://git.client.example/"
-        );
-        assert_eq!(
-            instance_url(Some("https://git.client.example/gitlab/"), &configured)
-                .unwrap()
-                .as_str(),
-            "https://git.client.example/gitlab"
-        );
-        assert_eq!(
-            instance_url(Some("http://git.client.example"), &configured),
-            Err(BaseUrlError::NotHttps)
-        );
-        // The configured instance's origin is trusted (the local emulator serves over http).
-        assert!(instance_url(Some("http://127.0.0.1:9100/gitlab/other"), &configured).is_ok());
-        assert_eq!(
-            instance_url(Some("http://127.0.0.1:9101/x"), &configured),
-            Err(BaseUrlError::NotHttps)
-        );
-        for extras in [
-            "https://user:pw@git.example",
-            "https://git.example/?a=b",
-            "https://git.example/#x",
+    fn only_configured_instances_can_be_connected() {
+        let configured = [
+            instance("https://gitlab.com"),
+            instance("https://git.client.example/gitlab/"),
+        ];
+        let pick = |requested| configured_instance(requested, &configured).map(|i| i.url.as_str());
+        assert_eq!(pick(None), Ok("https://gitlab.com/"));
+        assert_eq!(pick(Some("  ")), Ok("https://gitlab.com/"));
+        // Spelled differently, the same instance: case, default port, trailing slashes.
+        for same in [
+            "https://git.client.example/gitlab",
+            "HTTPS://Git.Client.Example:443/gitlab//",
+            " https://git.client.example/gitlab/ ",
         ] {
-            assert_eq!(
-                instance_url(Some(extras), &configured),
-                Err(BaseUrlError::Extras),
-                "{extras}"
-            );
+            assert_eq!(pick(Some(same)), Ok("https://git.client.example/gitlab"), "{same}");
         }
-        for bad in ["gitlab.example.com", "mailto:a@b.c", "https://"] {
-            assert_eq!(
-                instance_url(Some(bad), &configured),
-                Err(BaseUrlError::NotAUrl),
-                "{bad}"
-            );
+        assert_eq!(pick(Some("https://gitlab.com/")), Ok("https://gitlab.com/"));
+        // Another host, port, path or scheme is another instance: refused.
+        for other in [
+            "https://attacker.example",
+            "https://git.client.example:8443/gitlab",
+            "https://git.client.example/other",
+            "https://git.client.example",
+            "https://git.client.example/gitlab/sub",
+            "http://git.client.example/gitlab",
+            "https://gitlab.com.attacker.example",
+        ] {
+            assert_eq!(pick(Some(other)), Err(BaseUrlError::NotConfigured), "{other}");
         }
+        for extras in [
+            "https://user:pw@gitlab.com",
+            "https://token@gitlab.com",
+            "https://gitlab.com/?a=b",
+            "https://gitlab.com/#x",
+        ] {
+            assert_eq!(pick(Some(extras)), Err(BaseUrlError::Extras), "{extras}");
+        }
+        for bad in ["gitlab.example.com", "mailto:a@b.c", "https://", "ftp://gitlab.com"] {
+            assert_eq!(pick(Some(bad)), Err(BaseUrlError::NotAUrl), "{bad}");
+        }
+        // Nothing configured: nothing can be connected.
+        assert_eq!(configured_instance(None, &[]).map(|_| ()), Err(BaseUrlError::NotConfigured));
+        // A stored connection finds its instance while it stays configured.
+        assert!(instance_of("https://git.client.example/gitlab", &configured).is_some());
+        assert!(instance_of("https://old.client.example", &configured).is_none());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod app_jwt;
 pub mod azure_devops;
 pub mod budget;
 pub mod config;
+pub mod credential_origins;
 pub mod dependency_files;
 pub mod github;
 pub mod gitlab;

@@ -1,7 +1,10 @@
 //! The gateway's own browser pages, used when `PORTAL_URL` is not set (local development) and
 //! for browser-facing failures: `/connect/{provider}/done`, `/connect/{provider}/pending`,
-//! `/connect/{provider}/error?reason=…` (`github`, `gitlab`, `azure-devops`). Everything
-//! interpolated is HTML-escaped.
+//! `/connect/{provider}/error?reason=…` (`github`, `gitlab`, `azure-devops`), and
+//! `/connect/{provider}/confirm?pending=…`, where the technician who started a connection
+//! confirms it with their portal token (its script, `/connect/confirm.js`, is
+//! `assets/confirm.js`: no inline script, see [`CONFIRM_CSP`]). Everything interpolated is
+//! HTML-escaped.
 
 use crate::setup::Refusal;
 
@@ -59,6 +62,35 @@ pub fn refused(reason: &str) -> String {
     )
 }
 
+/// The confirm page's Content-Security-Policy: its own script and API only, nothing inline
+/// but the page's style, never framed.
+pub const CONFIRM_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+     style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `assets/confirm.js`, served at `/connect/confirm.js`.
+pub const CONFIRM_SCRIPT: &str = include_str!("../assets/confirm.js");
+
+/// `confirm?pending=…`: the technician pastes (or the URL fragment `#token=` carries) their
+/// portal token and confirms; the script calls `POST /v1/connect/confirm` and then opens the
+/// done page it answers with.
+pub fn confirm(provider_name: &str, pending: &str) -> String {
+    page(
+        "Confirm the connection",
+        &format!(
+            "<main id=\"confirm\" data-pending=\"{}\">\
+             <p>{} answered. Nothing is connected until you confirm, as the technician who started \
+             this connection, within 10 minutes of starting it.</p>\
+             <form id=\"confirm-form\"><p><label>Portal token<br>\
+             <input id=\"token\" type=\"password\" autocomplete=\"off\" size=\"40\" required></label></p>\
+             <p><button type=\"submit\">Confirm</button></p></form>\
+             <p id=\"status\" class=\"note\" role=\"status\"></p>\
+             <script src=\"/connect/confirm.js\"></script></main>",
+            escape(pending),
+            escape(provider_name)
+        ),
+    )
+}
+
 pub fn not_found() -> String {
     page("Not found", "<p>There is nothing at this address.</p>")
 }
@@ -72,6 +104,17 @@ mod tests {
         let html = connected("<script>alert(1)</script>", "3", "3", true);
         assert!(!html.contains("<script>alert"));
         assert!(html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn the_confirm_page_carries_no_inline_script() {
+        let html = confirm("GitHub", "\"><script>x</script>");
+        assert!(!html.contains("<script>x"), "{html}");
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(html.contains("<script src=\"/connect/confirm.js\"></script>"));
+        assert!(CONFIRM_CSP.contains("script-src 'self'") && !CONFIRM_CSP.contains("unsafe-eval"));
+        assert!(!CONFIRM_CSP.contains("script-src 'self' 'unsafe-inline'"));
+        assert!(CONFIRM_SCRIPT.contains("/v1/connect/confirm"));
     }
 
     #[test]

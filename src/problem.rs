@@ -22,6 +22,8 @@ pub enum Problem {
     Unprocessable { field: String, detail: String },
     /// The resource is not in a state that allows the request.
     Conflict(String),
+    /// The resource existed but is no longer available (e.g. an expired pending connection).
+    Gone(String),
     /// The body is larger than the route accepts (the limit in bytes).
     PayloadTooLarge(usize),
     /// The body is not of a type the route accepts.
@@ -57,6 +59,7 @@ impl Problem {
             Problem::PayloadTooLarge(_) => 413,
             Problem::Unprocessable { .. } => 422,
             Problem::Conflict(_) => 409,
+            Problem::Gone(_) => 410,
             Problem::UnsupportedMediaType(_) => 415,
             Problem::Misconfigured(_) => 503,
             Problem::Upstream(_) => 502,
@@ -74,6 +77,7 @@ impl Problem {
             Problem::PayloadTooLarge(_) => "payload_too_large",
             Problem::Unprocessable { .. } => "invalid_field",
             Problem::Conflict(_) => "conflict",
+            Problem::Gone(_) => "gone",
             Problem::UnsupportedMediaType(_) => "unsupported_media_type",
             Problem::Misconfigured(_) => "misconfigured",
             Problem::Upstream(_) => "upstream_unavailable",
@@ -90,6 +94,7 @@ impl Problem {
             Problem::PayloadTooLarge(_) => "Payload too large",
             Problem::Unprocessable { .. } => "Invalid field",
             Problem::Conflict(_) => "Conflict",
+            Problem::Gone(_) => "Gone",
             Problem::UnsupportedMediaType(_) => "Unsupported media type",
             Problem::Misconfigured(_) => "Gateway misconfigured",
             Problem::Upstream(_) => "Upstream unavailable",
@@ -103,7 +108,8 @@ impl Problem {
             | Problem::BadRequest(d)
             | Problem::Upstream(d)
             | Problem::UnsupportedMediaType(d)
-            | Problem::Conflict(d) => d.clone(),
+            | Problem::Conflict(d)
+            | Problem::Gone(d) => d.clone(),
             Problem::Unprocessable { field, detail } => format!("`{field}`: {detail}"),
             Problem::PayloadTooLarge(limit) => format!("the body exceeds {limit} bytes"),
             Problem::Misconfigured(name) => {

@@ -16,6 +16,9 @@ pub enum RouteId {
     ConnectDonePage,
     ConnectPendingPage,
     ConnectErrorPage,
+    ConnectConfirmPage,
+    ConfirmScript,
+    ConfirmConnection,
     ListOrgs,
     GetOrg,
     PatchOrg,
@@ -81,6 +84,20 @@ pub const ROUTES: &[Route] = &[
         "/connect/{id}/error",
         RouteId::ConnectErrorPage,
         false,
+    ),
+    // The gateway's own confirm page (no `PORTAL_URL`) and its script.
+    route(
+        "GET",
+        "/connect/{id}/confirm",
+        RouteId::ConnectConfirmPage,
+        false,
+    ),
+    route("GET", "/connect/confirm.js", RouteId::ConfirmScript, false),
+    route(
+        "POST",
+        "/v1/connect/confirm",
+        RouteId::ConfirmConnection,
+        true,
     ),
     route("GET", "/v1/orgs", RouteId::ListOrgs, true),
     route("GET", "/v1/orgs/{id}", RouteId::GetOrg, true),
@@ -177,6 +194,18 @@ mod tests {
         assert_eq!(
             resolve("POST", "/v1/connect/azure-devops"),
             Resolved::Found(RouteId::ConnectAzureDevops, None)
+        );
+        assert_eq!(
+            resolve("POST", "/v1/connect/confirm"),
+            Resolved::Found(RouteId::ConfirmConnection, None)
+        );
+        assert_eq!(
+            resolve("GET", "/connect/gitlab/confirm"),
+            Resolved::Found(RouteId::ConnectConfirmPage, Some("gitlab"))
+        );
+        assert_eq!(
+            resolve("GET", "/connect/confirm.js"),
+            Resolved::Found(RouteId::ConfirmScript, None)
         );
         assert_eq!(resolve("GET", "/v1/orgs//repos"), Resolved::NotFound);
         assert_eq!(resolve("GET", "/v1/orgs/abc/"), Resolved::NotFound);

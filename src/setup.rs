@@ -25,8 +25,44 @@ pub struct SetupParams {
     pub action: SetupAction,
     pub state: String,
     /// The OAuth code GitHub adds when the App requests user authorization during installation:
-    /// it identifies the GitHub user who clicked through.
+    /// it identifies the GitHub user who clicked through. As sent: see [`SetupParams::usable_code`].
     pub code: Option<String>,
+}
+
+/// Longest OAuth code accepted (GitHub's are 20 characters).
+pub const MAX_CODE_LEN: usize = 256;
+
+/// What an install callback can show about who came back from GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership<'a> {
+    /// OAuth during installation: this code's user must list the installation.
+    Code(&'a str),
+    /// Development only (`ALLOW_UNVERIFIED_INSTALLATIONS`, no OAuth configured): nothing.
+    Unverified,
+}
+
+impl SetupParams {
+    /// How an `install` / `update` callback proves the returning user can access the
+    /// installation: with OAuth configured, a usable code (else `InstallationForbidden`);
+    /// without it, refused as `Misconfigured` unless unverified installations are allowed.
+    pub fn ownership(&self, oauth: bool, allow_unverified: bool) -> Result<Ownership<'_>, Refusal> {
+        match (oauth, allow_unverified) {
+            (true, _) => self
+                .usable_code()
+                .map(Ownership::Code)
+                .ok_or(Refusal::InstallationForbidden),
+            (false, true) => Ok(Ownership::Unverified),
+            (false, false) => Err(Refusal::Misconfigured),
+        }
+    }
+
+    /// The code when it can be one: present, non-empty, at most `MAX_CODE_LEN` bytes of
+    /// visible ASCII. Anything else cannot vouch for anyone.
+    pub fn usable_code(&self) -> Option<&str> {
+        self.code.as_deref().filter(|c| {
+            !c.is_empty() && c.len() <= MAX_CODE_LEN && c.bytes().all(|b| b.is_ascii_graphic())
+        })
+    }
 }
 
 /// Why a callback did not connect anything. The code goes into the redirect (`reason=`).
@@ -94,15 +130,15 @@ impl Refusal {
             Refusal::StateUsed => "This connection link was already used. Start again from the portal if the organization is not connected.",
             Refusal::InstallationUnknown => "GitHub does not know this installation. Start again from the portal.",
             Refusal::InstallationClaimed => "This GitHub installation is already connected to another account. Contact support if this is unexpected.",
-            Refusal::InstallationSuspended => "The GitHub App is suspended on this organization. Unsuspend it in the organization's GitHub settings, then use the same link again (or start again from the portal).",
+            Refusal::InstallationSuspended => "The GitHub App is suspended on this organization. Unsuspend it in the organization's GitHub settings, then start again from the portal.",
             Refusal::InstallationForbidden => "Your GitHub account cannot access this installation. Start again from the portal and install the App from the organization you administer.",
-            Refusal::GitHubUnavailable => "GitHub did not answer in time. Nothing was saved; try again in a few minutes.",
+            Refusal::GitHubUnavailable => "GitHub did not answer in time. Nothing was saved; start again from the portal in a few minutes.",
             Refusal::AuthorizationDenied => "Access was not granted on the sign-in page. Start again from the portal and approve the access OneCode asks for.",
             Refusal::AuthorizationRefused => "The sign-in could not be completed (the authorization expired or was already used). Nothing was saved; start again from the portal.",
-            Refusal::ProviderUnavailable => "GitLab or Azure DevOps did not answer in time. Nothing was saved; try again in a few minutes.",
+            Refusal::ProviderUnavailable => "GitLab or Azure DevOps did not answer in time. Nothing was saved; start again from the portal in a few minutes.",
             Refusal::NothingToConnect => "The account you signed in with cannot read any group or organization (GitLab needs Reporter access or more to a top-level group; Azure DevOps, membership of an organization). Nothing was saved.",
             Refusal::GroupNotFound => "A group or organization you chose does not exist, or the account you signed in with cannot read it. Nothing was saved; check the names and start again.",
-            Refusal::Misconfigured => "The gateway is not fully configured. An operator has been told; try again later.",
+            Refusal::Misconfigured => "The gateway is not fully configured (for GitHub: OAuth during installation must be on, so that it can check who installed the App). An operator has been told; try again later.",
             Refusal::Internal => "Something went wrong on our side. Nothing was lost; try again.",
         }
     }
@@ -137,7 +173,7 @@ pub fn parse_params<'a>(
             "installation_id" => id = Some(v),
             "setup_action" => action = Some(v),
             "state" => state = Some(v),
-            "code" if !v.is_empty() && v.len() <= 256 => code = Some(v.to_string()),
+            "code" => code = Some(v.chars().take(MAX_CODE_LEN + 1).collect()),
             _ => {}
         }
     }
@@ -183,7 +219,64 @@ pub enum SetupOutcome {
         complete: bool,
     },
     Pending,
+    /// Verified and held: the technician who started the flow confirms it
+    /// (`POST /v1/connect/confirm`) before anything is linked. The pending connection's id.
+    AwaitingConfirmation(String),
     Refused(Refusal),
+}
+
+/// The answer to `POST /v1/connect/confirm`: what the done page shows, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfirmAnswer {
+    pub provider: &'static str,
+    pub org_ids: Vec<String>,
+    /// The orgs' names, joined with ", ".
+    pub org: String,
+    pub orgs: usize,
+    pub repos: u64,
+    pub added: u64,
+    pub complete: bool,
+    /// The done page with the same facts (the portal's, or the gateway's own path).
+    pub done_url: String,
+}
+
+/// The confirmation's answer for a linked outcome (`None` for any other outcome).
+pub fn confirm_answer(
+    portal: Option<&Url>,
+    provider: Provider,
+    outcome: &SetupOutcome,
+) -> Option<ConfirmAnswer> {
+    let (orgs, repos, added, complete): (Vec<(&str, &str)>, _, _, _) = match outcome {
+        SetupOutcome::Connected {
+            org_id,
+            login,
+            repos,
+            added,
+            complete,
+        } => (vec![(org_id, login)], *repos, *added, *complete),
+        SetupOutcome::ConnectedOrgs {
+            orgs,
+            repos,
+            added,
+            complete,
+        } => (
+            orgs.iter().map(|(i, n)| (i.as_str(), n.as_str())).collect(),
+            *repos,
+            *added,
+            *complete,
+        ),
+        _ => return None,
+    };
+    Some(ConfirmAnswer {
+        provider: provider.slug(),
+        org_ids: orgs.iter().map(|(id, _)| id.to_string()).collect(),
+        org: orgs.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "),
+        orgs: orgs.len(),
+        repos,
+        added,
+        complete,
+        done_url: redirect_location(portal, provider, outcome),
+    })
 }
 
 /// Where the browser goes: an absolute portal URL, or the gateway's own page path.
@@ -238,6 +331,7 @@ pub fn redirect_location(
             ],
         ),
         SetupOutcome::Pending => ("pending", vec![]),
+        SetupOutcome::AwaitingConfirmation(id) => ("confirm", vec![("pending", id.clone())]),
         SetupOutcome::Refused(r) => ("error", vec![("reason", r.code().to_string())]),
     };
     let path = format!("connect/{}/{page}", provider.slug());
@@ -288,6 +382,22 @@ mod tests {
                 .as_deref(),
             Some("abc")
         );
+        // Kept as sent (cut past the limit); only a usable code vouches for anyone.
+        let usable = |q: &str| parse(q).unwrap().usable_code().map(str::to_string);
+        assert_eq!(usable("installation_id=1&setup_action=install&state=s&code=abc"), Some("abc".into()));
+        for q in [
+            "installation_id=1&setup_action=install&state=s",
+            "installation_id=1&setup_action=install&state=s&code=",
+            "installation_id=1&setup_action=install&state=s&code=a+b",
+            "installation_id=1&setup_action=install&state=s&code=%00",
+        ] {
+            assert_eq!(usable(q), None, "{q}");
+        }
+        let long = format!("installation_id=1&setup_action=install&state=s&code={}", "a".repeat(MAX_CODE_LEN + 1));
+        assert_eq!(parse(&long).unwrap().code.map(|c| c.len()), Some(MAX_CODE_LEN + 1));
+        assert_eq!(usable(&long), None);
+        let longest = format!("installation_id=1&setup_action=install&state=s&code={}", "a".repeat(MAX_CODE_LEN));
+        assert_eq!(usable(&longest).map(|c| c.len()), Some(MAX_CODE_LEN));
         assert_eq!(
             parse("installation_id=7&setup_action=update&state=s")
                 .unwrap()
@@ -298,6 +408,30 @@ mod tests {
             parse("setup_action=request&state=s").unwrap().action,
             SetupAction::Request
         );
+    }
+
+    #[test]
+    fn ownership_needs_a_usable_code_or_the_development_flag() {
+        let with = parse("installation_id=1&setup_action=install&state=s&code=abc").unwrap();
+        let without = parse("installation_id=1&setup_action=install&state=s").unwrap();
+        let empty = parse("installation_id=1&setup_action=install&state=s&code=").unwrap();
+        let long = parse(&format!(
+            "installation_id=1&setup_action=install&state=s&code={}",
+            "c".repeat(MAX_CODE_LEN + 1)
+        ))
+        .unwrap();
+        // OAuth configured: the code is the proof; the flag changes nothing.
+        for allow in [false, true] {
+            assert_eq!(with.ownership(true, allow), Ok(Ownership::Code("abc")));
+            for bad in [&without, &empty, &long] {
+                assert_eq!(bad.ownership(true, allow), Err(Refusal::InstallationForbidden));
+            }
+        }
+        // No OAuth: refused as misconfigured, unless explicitly allowed (development).
+        for p in [&with, &without, &empty] {
+            assert_eq!(p.ownership(false, false), Err(Refusal::Misconfigured));
+            assert_eq!(p.ownership(false, true), Ok(Ownership::Unverified));
+        }
     }
 
     #[test]
@@ -334,6 +468,15 @@ mod tests {
             redirect_location(None, Provider::GitHub, &SetupOutcome::Pending),
             "/connect/github/pending"
         );
+        let held = SetupOutcome::AwaitingConfirmation("0f1e".into());
+        assert_eq!(
+            redirect_location(Some(&portal), Provider::GitLab, &held),
+            "https://portal.example/app/connect/gitlab/confirm?pending=0f1e"
+        );
+        assert_eq!(
+            redirect_location(None, Provider::AzureDevOps, &held),
+            "/connect/azure-devops/confirm?pending=0f1e"
+        );
         assert_eq!(
             redirect_location(
                 None,
@@ -363,6 +506,37 @@ mod tests {
             ),
             "/connect/azure-devops/error?reason=authorization_denied"
         );
+    }
+
+    #[test]
+    fn confirmations_answer_what_the_done_page_shows() {
+        let one = SetupOutcome::Connected {
+            org_id: "o1".into(),
+            login: "acme".into(),
+            repos: 25,
+            added: 3,
+            complete: true,
+        };
+        let answer = confirm_answer(None, Provider::GitHub, &one).unwrap();
+        assert_eq!(
+            (answer.provider, answer.org_ids.clone(), answer.org.as_str(), answer.orgs),
+            ("github", vec!["o1".to_string()], "acme", 1)
+        );
+        assert_eq!((answer.repos, answer.added, answer.complete), (25, 3, true));
+        assert_eq!(
+            answer.done_url,
+            "/connect/github/done?org_id=o1&org=acme&repos=25&added=3&complete=true"
+        );
+        let many = SetupOutcome::ConnectedOrgs {
+            orgs: vec![("o1".into(), "initech".into()), ("o2".into(), "hooli".into())],
+            repos: 47,
+            added: 40,
+            complete: false,
+        };
+        let answer = confirm_answer(None, Provider::GitLab, &many).unwrap();
+        assert_eq!((answer.org.as_str(), answer.orgs), ("initech, hooli", 2));
+        assert!(answer.done_url.starts_with("/connect/gitlab/done?org_ids=o1%2Co2"));
+        assert_eq!(confirm_answer(None, Provider::GitHub, &SetupOutcome::Pending), None);
     }
 
     #[test]

@@ -236,6 +236,32 @@ pub const MARK_JOBS_RECEIVED: &str =
     "UPDATE backup_jobs SET status = 'received', received_at = ?2, updated_at = ?2 \
      WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued'";
 
+/// ?1 id, ?2 tenant, ?3 technician, ?4 provider, ?5 detail JSON, ?6 now, ?7 expiry, ?8 state
+/// nonce, ?9 invocation id: recorded only by the callback that spent the state.
+pub const INSERT_PENDING_CONNECTION: &str = concat!(
+    "INSERT INTO pending_connections (id, tenant_id, technician_id, provider, detail, created_at, expires_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ",
+    spent_here!("?8", "?9")
+);
+
+/// ?1 id → the pending connection (whoever it belongs to: the caller compares).
+pub const PENDING_CONNECTION: &str =
+    "SELECT id, tenant_id, technician_id, provider, detail, created_at, expires_at \
+     FROM pending_connections WHERE id = ?1";
+
+/// ?1 id.
+pub const DELETE_PENDING_CONNECTION: &str = "DELETE FROM pending_connections WHERE id = ?1";
+
+/// ?1 id, ?2 its confirmation nonce (`confirm:<id>`), ?3 invocation id: the confirmation that
+/// spent the nonce removes the row with its writes.
+pub const SPEND_PENDING_CONNECTION: &str = concat!(
+    "DELETE FROM pending_connections WHERE id = ?1 AND ",
+    spent_here!("?2", "?3")
+);
+
+/// ?1 now: unconfirmed connections past their expiry (their sealed tokens go with them).
+pub const PURGE_PENDING_CONNECTIONS: &str = "DELETE FROM pending_connections WHERE expires_at < ?1";
+
 /// ?1 now: spent states past their expiry can go (an expired token is refused by its own expiry).
 pub const PURGE_CONSUMED_STATES: &str = "DELETE FROM consumed_states WHERE expires_at < ?1";
 
@@ -365,7 +391,8 @@ macro_rules! org_columns {
              CASE WHEN o.provider = 'github' THEN o.installation_id END AS installation_id, \
              o.status, o.client_label AS client, o.backup_schedule, o.backup_hour, o.retention_days, \
              o.last_synced_at, o.created_at, o.updated_at, \
-             (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active') AS repo_count \
+             (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active') AS repo_count, \
+             (SELECT c.base_url FROM provider_connections c WHERE c.id = o.connection_id) AS connection_url \
          FROM organizations o "
     };
 }
@@ -692,6 +719,11 @@ mod tests {
             CONNECTIONS_DUE,
             CONNECTIONS_TO_RESEAL,
             RESEAL_CONNECTION,
+            INSERT_PENDING_CONNECTION,
+            PENDING_CONNECTION,
+            DELETE_PENDING_CONNECTION,
+            SPEND_PENDING_CONNECTION,
+            PURGE_PENDING_CONNECTIONS,
         ] {
             db.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
         }

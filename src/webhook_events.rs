@@ -12,6 +12,7 @@
 
 use crate::dependency_files::{self, Kind};
 use crate::github::{Account, Repository};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -127,6 +128,8 @@ struct Login {
     login: String,
 }
 
+/// The top-level members every delivery is read for: its action and installation, and the
+/// members that tell one event's payload from another's (see [`shape_fits`]).
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(default)]
@@ -135,6 +138,47 @@ struct Envelope {
     installation: Option<InstallationRef>,
     #[serde(default)]
     requester: Option<Login>,
+    #[serde(default)]
+    repository: Option<IgnoredAny>,
+    #[serde(default)]
+    repositories_added: Option<IgnoredAny>,
+    #[serde(default)]
+    repositories_removed: Option<IgnoredAny>,
+    #[serde(default, rename = "ref")]
+    git_ref: Option<IgnoredAny>,
+    #[serde(default)]
+    commits: Option<IgnoredAny>,
+}
+
+/// Only the body is signed, yet `X-GitHub-Event` decides how it is read: a signed body of one
+/// event resent under another name must not be applied as that other event (a captured
+/// `repository.deleted` read as `installation.deleted` would disconnect an org). So each event
+/// the gateway acts on must have its own members and none that only another one has:
+///
+/// | event | must have | must not have |
+/// |---|---|---|
+/// | `installation` | `installation` | `repository`, `repositories_added`, `repositories_removed`, `ref`, `commits` |
+/// | `installation_repositories` | `repositories_added`, `repositories_removed` | `repository`, `ref`, `commits` |
+/// | `repository` | `repository` | `repositories_added`, `repositories_removed`, `ref`, `commits` |
+/// | `push` | `ref`, `commits`, `repository` | `repositories_added`, `repositories_removed` |
+fn shape_fits(event: &str, e: &Envelope) -> bool {
+    let has_repository = e.repository.is_some();
+    let has_lists = e.repositories_added.is_some() || e.repositories_removed.is_some();
+    let has_push = e.git_ref.is_some() || e.commits.is_some();
+    match event {
+        "installation" => !has_repository && !has_lists && !has_push,
+        "installation_repositories" => {
+            e.repositories_added.is_some()
+                && e.repositories_removed.is_some()
+                && !has_repository
+                && !has_push
+        }
+        "repository" => has_repository && !has_lists && !has_push,
+        "push" => {
+            e.git_ref.is_some() && e.commits.is_some() && has_repository && !has_lists
+        }
+        _ => true,
+    }
 }
 
 #[derive(Deserialize)]
@@ -186,8 +230,9 @@ fn ignored(why: impl Into<String>) -> Result<Event, Malformed> {
     Ok(Event::Ignored(why.into()))
 }
 
-/// Parses one delivery. `Err` only for a body that is not JSON (a 400); every well-formed
-/// payload is an event or ignored.
+/// Parses one delivery. `Err` for a body that is not JSON, or one whose members belong to
+/// another event than `X-GitHub-Event` names (see [`shape_fits`]): a 400. Every other
+/// well-formed payload is an event or ignored.
 pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
     let Some(envelope) = decode::<Envelope>(body)? else {
         return ignored("payload is not a JSON object");
@@ -200,8 +245,13 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
         event,
         "installation" | "installation_repositories" | "repository" | "push"
     ) {
-        decode::<serde::de::IgnoredAny>(body)?;
+        decode::<IgnoredAny>(body)?;
         return ignored(format!("event `{event}` is not one the gateway acts on"));
+    }
+    if !shape_fits(event, &envelope) {
+        return Err(Malformed(format!(
+            "the payload does not have the shape of a `{event}` event"
+        )));
     }
     let Some(InstallationRef {
         id: installation_id,
@@ -444,6 +494,46 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_signed_body_relabelled_as_another_event_is_malformed() {
+        let repository_deleted = br#"{"action":"deleted","installation":{"id":5},"repository":{"id":1,"name":"b","full_name":"o/b"}}"#;
+        let repositories_removed = br#"{"action":"removed","installation":{"id":5},"repository_selection":"selected","repositories_added":[],"repositories_removed":[{"id":1,"name":"a","full_name":"o/a"}]}"#;
+        let installation_deleted = br#"{"action":"deleted","installation":{"id":5,"account":{"login":"acme","id":9,"type":"Organization"}}}"#;
+        let pushed = push(r#"[{"added":["Cargo.toml"]}]"#, false);
+        // Each under its own name is an event.
+        for (event, body) in [
+            ("repository", &repository_deleted[..]),
+            ("installation_repositories", &repositories_removed[..]),
+            ("installation", &installation_deleted[..]),
+            ("push", pushed.as_bytes()),
+        ] {
+            assert!(
+                !matches!(parse(event, body), Err(_) | Ok(Event::Ignored(_))),
+                "{event} as itself"
+            );
+        }
+        // Under another acted-on name, none is applied.
+        for (event, body) in [
+            ("installation", &repository_deleted[..]),
+            ("installation", &repositories_removed[..]),
+            ("installation", pushed.as_bytes()),
+            ("repository", &repositories_removed[..]),
+            ("repository", &installation_deleted[..]),
+            ("repository", pushed.as_bytes()),
+            ("installation_repositories", &repository_deleted[..]),
+            ("installation_repositories", &installation_deleted[..]),
+            ("push", &repository_deleted[..]),
+            ("push", &installation_deleted[..]),
+        ] {
+            let parsed = parse(event, body);
+            assert!(
+                matches!(&parsed, Err(Malformed(why)) if why.contains(event)),
+                "{event}: {} → {parsed:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,14 @@
 //! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules | see `faults.rs` |
 //! | `GET`/`DELETE /_emulator/requests` | | request log of every emulated endpoint (GitHub, GitLab, Microsoft, Azure DevOps) |
 //! | `GET /_emulator/tokens` | | every GitHub installation and user token ever issued |
+//! | `GET /_emulator/credentials/misplaced` | | the credential ledger (`ledger.rs`): `{"misplaced":[{"seq","method","path","presented_to","home","kind","via"}],"checked":N}`, credentials presented outside their home family or to the sink; `N` counts every credential examined |
+//! | `DELETE /_emulator/credentials/misplaced` | | empties the list (not the counter): `{"cleared":n,"checked":N}` |
+//! | `GET /_emulator/credentials/seen` | | `{"github":n,"microsoft":n,"gitlab:{instance}":n,…}`: known credentials presented to their own home |
+//!
+//! Families (a credential's `home`, a request's `presented_to`): `github`, `gitlab:{instance}`,
+//! `microsoft` (`/microsoft/…`, `/vssps/…`, `/azure/…`) and `sink`: `/sink` and `/sink/…`
+//! answer `200 {"ok":true}` to anything and record every credential they receive, known
+//! (`home` its family) or not (`home` `unknown`).
 //!
 //! GitLab, per instance (`[a-z0-9-]+`, created on first use), under `/_emulator/gitlab/{instance}`:
 //!
@@ -59,6 +67,7 @@ use url::Url;
 
 use crate::faults::FaultRule;
 use crate::http::{parse_body, Reply, Request};
+use crate::ledger::{Family, Kind};
 use crate::server::Emulator;
 use crate::state::{Account, Installation, RepoSpec};
 
@@ -124,7 +133,12 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
         }
         ("PUT", ["setup-url"]) => put_setup_url(em, request),
         ("PUT", ["oauth"]) => parse_body::<crate::state::OAuthApp>(request).map(|app| {
-            em.store().oauth = Some(app);
+            let mut store = em.store();
+            let secret = &app.client_secret;
+            store
+                .ledger
+                .remember(secret, Family::GitHub, Kind::ClientSecret);
+            store.oauth = Some(app);
             Reply::json(200, &json!({ "oauth": true }))
         }),
         ("DELETE", ["oauth"]) => {
@@ -154,6 +168,24 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
             200,
             &json!(em.store().provider_oauth.issued_tokens()),
         )),
+        ("GET", ["credentials", "misplaced"]) => {
+            let store = em.store();
+            let ledger = &store.ledger;
+            Ok(Reply::json(
+                200,
+                &json!({ "misplaced": ledger.misplaced(), "checked": ledger.checked() }),
+            ))
+        }
+        ("DELETE", ["credentials", "misplaced"]) => {
+            let mut store = em.store();
+            let cleared = store.ledger.clear_misplaced();
+            let checked = store.ledger.checked();
+            Ok(Reply::json(
+                200,
+                &json!({ "cleared": cleared, "checked": checked }),
+            ))
+        }
+        ("GET", ["credentials", "seen"]) => Ok(Reply::json(200, &em.store().ledger.seen_json())),
         (_, ["gitlab", instance, rest @ ..]) if crate::gitlab::valid_instance(instance) => {
             Ok(crate::gitlab::admin_route(em, request, instance, rest))
         }

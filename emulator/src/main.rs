@@ -18,9 +18,11 @@
 //! | `/microsoft/{tenant}/oauth2/v2.0/…` | Microsoft identity platform (`authorize`, `token`) | `azure/`, `oauth.rs` |
 //! | `/vssps/_apis/…` | Azure DevOps profile and accounts | `azure/` |
 //! | `/azure/{org}/…` | Azure DevOps projects and Git repositories | `azure/` |
-//! | `/_emulator/…` | control API: setup, faults, request log, issued tokens, OAuth grants | `admin.rs` |
+//! | `/sink/…` | another origin: `200 {"ok":true}`, records every credential it receives | `ledger.rs` |
+//! | `/_emulator/…` | control API: setup, faults, request log, issued tokens, OAuth grants, credential ledger | `admin.rs` |
 //!
-//! Fault rules (`faults.rs`) and the request log cover every service; see each module for its
+//! Fault rules (`faults.rs`), the request log and the credential ledger (`ledger.rs`: which
+//! credential was presented to which service) cover every service; see each module for its
 //! endpoints.
 
 mod admin;
@@ -30,6 +32,7 @@ mod faults;
 mod github;
 mod gitlab;
 mod http;
+mod ledger;
 mod oauth;
 mod pagination;
 mod server;

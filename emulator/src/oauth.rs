@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::http::{parse_body, parse_optional_body, percent_decode, Reply, Request};
+use crate::ledger::{Family, Kind};
 use crate::server::Emulator;
 use crate::state::Store;
 
@@ -564,6 +565,7 @@ pub fn authorize(em: &Emulator, provider: &impl Provider, request: &Request) -> 
         Err(message) => return error_page(&message),
     };
     let holder = Holder { user_id, scopes };
+    let family = Family::of_realm(&realm);
     let code = store.provider_oauth.issue_code(
         realm,
         &client_id,
@@ -572,6 +574,7 @@ pub fn authorize(em: &Emulator, provider: &impl Provider, request: &Request) -> 
         &challenge,
         Utc::now(),
     );
+    store.ledger.remember(&code, family, Kind::Code);
     back(&[("code", &code)])
 }
 
@@ -580,11 +583,20 @@ pub fn token(em: &Emulator, provider: &impl Provider, request: &Request) -> Repl
     let form = TokenForm::parse(request);
     let now = Utc::now();
     let realm = provider.realm();
-    let mut store = em.store();
+    let mut guard = em.store();
+    let store = &mut *guard;
     let oauth = &mut store.provider_oauth;
     let user_id = oauth.presented_user(&realm, &form);
     let (mut reply, outcome) = match oauth.exchange(provider, &form, now) {
-        Ok(issued) => (Reply::json(200, &provider.token_body(&issued)), "ok"),
+        Ok(issued) => {
+            let family = Family::of_realm(&realm);
+            let access = &issued.access_token;
+            store.ledger.remember(access, family.clone(), Kind::Bearer);
+            if let Some(refresh) = &issued.refresh_token {
+                store.ledger.remember(refresh, family, Kind::RefreshToken);
+            }
+            (Reply::json(200, &provider.token_body(&issued)), "ok")
+        }
         Err(error) => {
             let (status, code, description) = provider.grant_error(&error);
             let body = provider.error_body(code, &description);
@@ -636,7 +648,12 @@ pub fn put_client(
         ));
     }
     let body = json!({ "client_id": spec.client_id, "access_token_ttl": ttl });
-    em.store().provider_oauth.clients.insert(
+    let mut store = em.store();
+    let family = Family::of_realm(&realm);
+    store
+        .ledger
+        .remember(&spec.client_secret, family, Kind::ClientSecret);
+    store.provider_oauth.clients.insert(
         realm,
         Client {
             client_id: spec.client_id,
@@ -696,7 +713,7 @@ const NO_PAD_INDIFFERENT: GeneralPurposeConfig =
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
 
 /// Decodes base64 (standard or URL-safe alphabet, padding optional).
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
     let standard = GeneralPurpose::new(&alphabet::STANDARD, NO_PAD_INDIFFERENT);
     URL_SAFE_NO_PAD

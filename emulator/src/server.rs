@@ -3,9 +3,10 @@
 //! [`Emulator::handle`] sends `/_emulator/...` to the admin API and everything else through
 //! one pipeline: pick the service by the first path segment (`/gitlab/{instance}/…` GitLab,
 //! `/microsoft/{tenant}/…` the Microsoft identity platform, `/vssps/…` and `/azure/…` Azure
-//! DevOps, anything else GitHub), identify the caller, apply a matching fault rule (delay
-//! and/or canned response), route, add rate-limit headers (GitHub only) and append to the
-//! request log.
+//! DevOps, `/sink/…` the sink, anything else GitHub), collect the credentials it presents,
+//! identify the caller, apply a matching fault rule (delay and/or canned response), route, add
+//! rate-limit headers (GitHub only), append to the request log and check the credentials in
+//! the credential ledger (see `ledger.rs`, which also describes the sink).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -18,6 +19,7 @@ use url::Url;
 use crate::auth::{parse_authorization, AppVerifier, Credential};
 use crate::faults::{FaultRule, Faults};
 use crate::http::{Reply, Request};
+use crate::ledger::Family;
 use crate::oauth::{Bearer, Holder, Realm};
 use crate::state::{LoggedRequest, Store};
 use crate::{admin, azure, github, gitlab};
@@ -68,6 +70,8 @@ enum Service<'p> {
     Microsoft,
     /// `/vssps/…` and `/azure/…`.
     AzureDevOps,
+    /// `/sink` and `/sink/…`: another origin that collects credentials (see `ledger.rs`).
+    Sink,
 }
 
 impl<'p> Service<'p> {
@@ -79,14 +83,25 @@ impl<'p> Service<'p> {
             }
             (Some("microsoft"), Some(_)) => Service::Microsoft,
             (Some("vssps" | "azure"), _) => Service::AzureDevOps,
+            (Some("sink"), _) => Service::Sink,
             _ => Service::GitHub,
         }
     }
 
-    /// Whose OAuth tokens the service accepts (`None`: GitHub's own credentials).
+    /// The family in the credential ledger.
+    fn family(self) -> Family {
+        match self {
+            Service::GitHub => Family::GitHub,
+            Service::GitLab(instance) => Family::GitLab(instance.to_string()),
+            Service::Microsoft | Service::AzureDevOps => Family::Microsoft,
+            Service::Sink => Family::Sink,
+        }
+    }
+
+    /// Whose OAuth tokens the service accepts (`None`: GitHub's own credentials or the sink).
     fn realm(self) -> Option<Realm> {
         match self {
-            Service::GitHub => None,
+            Service::GitHub | Service::Sink => None,
             Service::GitLab(instance) => Some(Realm::GitLab(instance.to_string())),
             Service::Microsoft | Service::AzureDevOps => Some(Realm::Azure),
         }
@@ -99,7 +114,7 @@ impl<'p> Service<'p> {
                     request.path == format!("/gitlab/{instance}/oauth/token")
                 }
                 Service::Microsoft => request.path.ends_with("/oauth2/v2.0/token"),
-                Service::GitHub | Service::AzureDevOps => false,
+                Service::GitHub | Service::AzureDevOps | Service::Sink => false,
             }
     }
 }
@@ -159,7 +174,9 @@ impl Emulator {
 
     fn handle_service(&self, request: &Request) -> Reply {
         let service = Service::of(&request.path);
+        let presented = crate::ledger::presented(request, |jwt| self.verifier.issued_by_app(jwt));
         let caller = match service.realm() {
+            None if service == Service::Sink => Caller::Anonymous,
             None => self.identify(request),
             Some(_) if service.is_token_endpoint(request) => Caller::OAuthClient,
             Some(realm) => self.identify_bearer(&realm, request),
@@ -177,6 +194,7 @@ impl Emulator {
                     Service::GitLab(instance) => gitlab::route(self, request, instance, &caller),
                     Service::Microsoft => azure::route_identity(self, request),
                     Service::AzureDevOps => azure::route(self, request, &caller),
+                    Service::Sink => Reply::json(200, &json!({ "ok": true })),
                 };
                 if let Some(rule) = &fault {
                     rule.apply_headers(&mut reply);
@@ -186,17 +204,25 @@ impl Emulator {
         if service == Service::GitHub {
             add_rate_limit_headers(&mut reply);
         }
-        self.store().log_request(LoggedRequest {
+        let auth = match service {
+            Service::Sink if !presented.is_empty() => "collected",
+            _ => caller.label(),
+        };
+        let mut store = self.store();
+        let seq = store.log_request(LoggedRequest {
             seq: 0,
             method: request.method.clone(),
             path: request.path.clone(),
             query: request.query.clone(),
             status: reply.status,
-            auth: caller.label(),
+            auth,
             installation_id: logged_installation(&caller, request),
             invocation: request.header("x-onecode-invocation").map(str::to_string),
             user_agent: request.header("user-agent").map(str::to_string),
         });
+        store
+            .ledger
+            .check(seq, request, &service.family(), &presented);
         reply
     }
 
@@ -376,11 +402,11 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn jwt() -> String {
+    pub(crate) fn jwt() -> String {
         format!("Bearer {}", sign(&dev_key(), APP_ID, -60, 540))
     }
 
-    fn install(em: &Emulator, id: u64, body: &str) {
+    pub(crate) fn install(em: &Emulator, id: u64, body: &str) {
         let (status, _, _) = call(
             em,
             "PUT",
@@ -391,7 +417,7 @@ pub(crate) mod tests {
         assert_eq!(status, 200);
     }
 
-    fn token_for(em: &Emulator, id: u64) -> String {
+    pub(crate) fn token_for(em: &Emulator, id: u64) -> String {
         let (status, body, _) = call(
             em,
             "POST",
@@ -403,7 +429,7 @@ pub(crate) mod tests {
         format!("token {}", body["token"].as_str().unwrap())
     }
 
-    const ACME: &str = r#"{"account":{"login":"acme","id":1001,"type":"Organization","name":"Acme Corp"},"repositories":3}"#;
+    pub(crate) const ACME: &str = r#"{"account":{"login":"acme","id":1001,"type":"Organization","name":"Acme Corp"},"repositories":3}"#;
 
     #[test]
     fn installation_lookup_requires_a_valid_jwt() {

@@ -1,7 +1,8 @@
 //! In-memory state: installations and their repositories, issued tokens, the request log
 //! and the setup URL; and, kept by their own modules, the GitLab instances (`gitlab`), the
-//! Microsoft / Azure DevOps directory (`azure`) and their OAuth clients, codes and tokens
-//! (`oauth`).
+//! Microsoft / Azure DevOps directory (`azure`), their OAuth clients, codes and tokens
+//! (`oauth`) and the credential ledger (`ledger`), which every issued or configured
+//! credential is indexed in.
 //!
 //! Generated repositories are stored as their index only (`{login}-repo-{i:05}`, id
 //! `installation_id * 1_000_000 + i`), so installations with tens of thousands of
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::auth::new_installation_token;
+use crate::ledger::{Family, Kind, Ledger};
 
 /// Lifetime of installation access tokens, as on GitHub.
 pub const TOKEN_LIFETIME: Duration = Duration::hours(1);
@@ -225,7 +227,8 @@ pub struct LoggedRequest {
     pub status: u16,
     /// `app_jwt`, `installation_token`, `user_token`, `none` or `invalid`; for GitLab and
     /// Microsoft / Azure DevOps: `bearer` (live access token), `expired`, `invalid`, `none`, or
-    /// `oauth_token` (a token endpoint request).
+    /// `oauth_token` (a token endpoint request); for the sink: `collected` (it carried
+    /// credentials) or `none`.
     pub auth: &'static str,
     pub installation_id: Option<u64>,
     pub invocation: Option<String>,
@@ -268,6 +271,8 @@ pub struct Store {
     /// GitLab instances by name.
     pub gitlab: BTreeMap<String, crate::gitlab::Instance>,
     pub azure: crate::azure::Directory,
+    /// Which credential reached which service (`ledger.rs`).
+    pub ledger: Ledger,
 }
 
 impl Store {
@@ -316,6 +321,8 @@ impl Store {
             },
         );
         self.issued.push(token.clone());
+        self.ledger
+            .remember(&token, Family::GitHub, Kind::InstallationToken);
         (token, expires_at)
     }
 
@@ -323,6 +330,7 @@ impl Store {
     pub fn issue_code(&mut self, now: DateTime<Utc>) -> Option<String> {
         let user = self.oauth.as_ref()?.user.clone();
         let code = crate::auth::new_oauth_code();
+        self.ledger.remember(&code, Family::GitHub, Kind::Code);
         self.codes
             .insert(code.clone(), (user, now + Duration::minutes(10)));
         Some(code)
@@ -348,6 +356,8 @@ impl Store {
         let token = crate::auth::new_user_token();
         self.user_tokens.insert(token.clone(), user);
         self.issued.push(token.clone());
+        self.ledger
+            .remember(&token, Family::GitHub, Kind::UserToken);
         Ok(token)
     }
 
@@ -368,11 +378,12 @@ impl Store {
         &self.issued
     }
 
-    /// Appends to the request log, assigning the next sequence number.
-    pub fn log_request(&mut self, mut entry: LoggedRequest) {
+    /// Appends to the request log, assigning the next sequence number, which it returns.
+    pub fn log_request(&mut self, mut entry: LoggedRequest) -> u64 {
         self.next_seq += 1;
         entry.seq = self.next_seq;
         self.requests.push(entry);
+        self.next_seq
     }
 
     pub fn requests(&self) -> &[LoggedRequest] {

@@ -3,7 +3,8 @@
 //! through 250 repositories by following `Link` headers, and exercise faults, the
 //! install-page redirect, concurrency under a delayed response and the request log; then the
 //! GitLab and Microsoft / Azure DevOps connect flows (authorization code + PKCE, offset and
-//! keyset pagination, accounts, projects, repositories) over real HTTP.
+//! keyset pagination, accounts, projects, repositories) over real HTTP; and the credential
+//! ledger with the sink as the target of a redirect.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -472,4 +473,99 @@ fn gitlab_and_azure_flows_against_the_binary() {
         .call("GET", "/_emulator/oauth-grants", None, None)
         .body;
     assert_eq!(grants.as_array().unwrap().len(), 2);
+}
+
+/// The credential ledger and the sink over real HTTP: a fault redirects a GitLab API call to
+/// the sink; a client that drops `Authorization` on redirects leaves no trace there, one that
+/// keeps it for the same host is caught, and a misplaced credential shows up without its value.
+#[test]
+fn credential_ledger_and_sink_over_http() {
+    let emulator = Emulator::start();
+    let callback = "http://127.0.0.1:8787/oauth/callback";
+    emulator.admin(
+        "PUT",
+        "/_emulator/gitlab/com/oauth",
+        json!({"client_id": "gl", "client_secret": "gl-s3cret"}),
+    );
+    emulator.admin(
+        "PUT",
+        "/_emulator/gitlab/com/users/7001",
+        json!({"username": "dev"}),
+    );
+    let code = emulator.authorize(&format!(
+        "/gitlab/com/oauth/authorize?client_id=gl&redirect_uri={callback}&response_type=code\
+         &scope=api&code_challenge={CHALLENGE}&code_challenge_method=S256"
+    ));
+    let (status, body) = emulator.form(
+        "/gitlab/com/oauth/token",
+        &format!(
+            "grant_type=authorization_code&client_id=gl&client_secret=gl-s3cret&code={code}\
+             &redirect_uri={callback}&code_verifier={VERIFIER}"
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap().to_string();
+    let sink = format!("{}/sink/collect", emulator.base);
+    emulator.admin(
+        "PUT",
+        "/_emulator/faults",
+        json!([{"path_prefix": "/gitlab/com/api/v4/user", "status": 307,
+                "headers": {"location": sink}}]),
+    );
+
+    let get_following = |keep_auth: ureq::RedirectAuthHeaders| {
+        let agent = ureq::AgentBuilder::new()
+            .redirect_auth_headers(keep_auth)
+            .build();
+        let response = agent
+            .get(&format!("{}/gitlab/com/api/v4/user", emulator.base))
+            .set("Authorization", &format!("Bearer {access}"))
+            .call()
+            .expect("the sink answers 200");
+        assert_eq!(response.get_url(), sink);
+        response.into_json::<Value>().unwrap()
+    };
+    assert_eq!(
+        get_following(ureq::RedirectAuthHeaders::Never),
+        json!({"ok": true})
+    );
+    let ledger = emulator.call("GET", "/_emulator/credentials/misplaced", None, None);
+    assert_eq!(ledger.body["misplaced"], json!([]));
+    assert_eq!(ledger.body["checked"], 3, "secret, code, token at home");
+
+    get_following(ureq::RedirectAuthHeaders::SameHost);
+    let log = emulator.call("GET", "/_emulator/requests", None, None).body;
+    let sink_auth: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"] == "/sink/collect")
+        .map(|r| r["auth"].as_str().unwrap())
+        .collect();
+    assert_eq!(sink_auth, ["none", "collected"]);
+    let ledger = emulator.call("GET", "/_emulator/credentials/misplaced", None, None);
+    let misplaced = &ledger.body["misplaced"];
+    assert_eq!(misplaced.as_array().unwrap().len(), 1, "{misplaced}");
+    assert_eq!(
+        (
+            &misplaced[0]["presented_to"],
+            &misplaced[0]["home"],
+            &misplaced[0]["kind"],
+            &misplaced[0]["path"]
+        ),
+        (
+            &json!("sink"),
+            &json!("gitlab:com"),
+            &json!("bearer"),
+            &json!("/sink/collect")
+        )
+    );
+    assert!(!ledger.body.to_string().contains(&access));
+    let seen = emulator.call("GET", "/_emulator/credentials/seen", None, None);
+    assert_eq!(
+        seen.body,
+        json!({"github": 0, "microsoft": 0, "gitlab:com": 4})
+    );
+    let cleared = emulator.call("DELETE", "/_emulator/credentials/misplaced", None, None);
+    assert_eq!(cleared.body, json!({"cleared": 1, "checked": 5}));
 }

@@ -3,7 +3,8 @@
 //! JavaScript errors into [`Internal`] (logged, never sent to a client).
 
 use crate::budget::{Budget, INVOCATION_LIMIT};
-use crate::config::{require_secret, Config, Secret};
+use crate::config::{require_secret, Config, GitLabInstance, Secret};
+use std::cell::OnceCell;
 use crate::problem::Problem;
 use wasm_bindgen::JsValue;
 use worker::{
@@ -41,6 +42,8 @@ pub struct Ctx {
     pub now: i64,
     /// Random id sent as `x-onecode-invocation` on outbound calls (tracing and subrequest counts).
     pub invocation: String,
+    /// The configured GitLab instances, parsed on first use.
+    gitlab: OnceCell<Result<Vec<GitLabInstance>, Problem>>,
 }
 
 /// A D1 parameter.
@@ -101,7 +104,16 @@ impl Ctx {
             budget: Budget::new(INVOCATION_LIMIT),
             now: super::platform::now(),
             invocation,
+            gitlab: OnceCell::new(),
         })
+    }
+
+    /// The GitLab instances the gateway may connect (see `config::gitlab_instances`).
+    pub fn gitlab_instances(&self) -> Result<&[GitLabInstance], Problem> {
+        self.gitlab
+            .get_or_init(|| crate::config::gitlab_instances(|n| lookup(&self.env, n), &self.config))
+            .as_deref()
+            .map_err(Clone::clone)
     }
 
     pub fn secret(&self, name: &str) -> Result<Secret, Problem> {

@@ -3,23 +3,30 @@
 //! `POST /v1/connect/github` (portal JWT) → `200 {"install_url", "expires_at"}`: a state token
 //! (see `state_token`) remembered in KV for 600 s.
 //!
-//! `GET /github/setup?installation_id&setup_action&state` → `303` to the portal (or our pages):
-//! 1. the state: signature and expiry (pure), then present in KV (else expired / used);
+//! `GET /github/setup?installation_id&setup_action&state[&code]` → `303` to the portal (or our
+//! pages):
+//! 1. the state: signature and expiry (pure), then present in KV (else expired / used), and
+//!    issued by this route's `start` (a GitLab / Azure DevOps state is invalid here);
 //! 2. `request`: spend the state and record the pending request, with the GitHub login of who
 //!    asked when GitHub sent an OAuth `code` (see `webhooks` for how the owner's approval is
 //!    linked to it) → `pending`;
-//! 3. `install` / `update`: App JWT → `GET /app/installations/{id}` (unknown → refused), an
-//!    installation token, the account's display name; an installation that another tenant holds,
-//!    one suspended on GitHub, or (with OAuth during installation) one the returning GitHub user
-//!    cannot access (`GET /user/installations`) is refused. Only then is anything written;
-//! 4. one D1 transaction spends the state (single use) and, only if this invocation spent it,
-//!    upserts the organization (a reconnect keeps its settings, re-activates it and resumes its
-//!    paused backup jobs through the dispatcher) and starts a new enumeration run; pages are then
-//!    applied while the budget allows (`enumerate`);
-//! 5. the redirect carries the org, the repositories recorded so far, how many are new, and
-//!    whether enumeration is complete.
+//! 3. `install` / `update`: the state is spent, then ownership: with OAuth during installation the returning user's
+//!    `code` must list the installation in `GET /user/installations` (a missing, empty or
+//!    oversized code is `installation_forbidden`); without OAuth the callback is refused as
+//!    `misconfigured` unless `ALLOW_UNVERIFIED_INSTALLATIONS` is set (development). Then App JWT
+//!    → `GET /app/installations/{id}`: unknown, another tenant's or suspended is refused;
+//!    The state is spent before these checks, so a refused link is used up too (one link cannot
+//!    probe installation ids) and of two racing callbacks only one gets this far;
+//! 4. a verified installation is held (`confirm::hold`: nothing linked, no job sent) and the
+//!    browser goes to `/connect/github/confirm?pending=<id>`;
+//! 5. the technician who started the flow confirms (`POST /v1/connect/confirm`):
+//!    [`link_installation`] checks the installation again, mints a token, and in one D1
+//!    transaction spends the pending id and upserts the organization and its enumeration run;
+//!    pages are then applied while the budget allows (`enumerate`), and the answer carries the
+//!    org, the repositories recorded so far, how many are new, and whether enumeration is done.
 
 use super::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
+use super::confirm::{self, Confirming, Held};
 use super::enumerate::{self, Access, Target};
 use super::github_client;
 use super::outbound::CallError;
@@ -27,7 +34,8 @@ use super::platform;
 use crate::messages::SyncMessage;
 use crate::portal_auth::Principal;
 use crate::problem::Problem;
-use crate::setup::{parse_params, Refusal, SetupAction, SetupOutcome};
+use crate::provider::Provider;
+use crate::setup::{parse_params, Ownership, Refusal, SetupAction, SetupOutcome, SetupParams};
 use crate::sql;
 use crate::state_token::{self, StateClaims, StateError, STATE_TTL_SECS};
 use serde::{Deserialize, Serialize};
@@ -40,7 +48,10 @@ pub struct ConnectAnswer {
     pub expires_at: String,
 }
 
+/// What `POST /v1/connect/github` keeps in KV under the state. Strict: an OAuth state's
+/// record (which has more fields) is not one.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PendingState {
     tenant: String,
     technician: String,
@@ -141,11 +152,16 @@ fn github_refusal(e: CallError) -> Refusal {
 
 async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcome, Refusal> {
     let params = parse_params(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let (claims, _) = verified_state(ctx, &params.state).await?;
+    let (claims, record) = verified_state(ctx, &params.state).await?;
+    // A GitLab / Azure DevOps state is not a valid state here (nor the reverse: see
+    // `oauth_connect`); like any invalid state, it is left alone.
+    if serde_json::from_str::<PendingState>(&record).is_err() {
+        return Err(Refusal::StateInvalid);
+    }
     let installation_id = match params.action {
         SetupAction::Request => {
             // Who asked, when GitHub identified them: the owner's approval is linked by it.
-            let requester = match &params.code {
+            let requester = match params.usable_code() {
                 Some(code) => github_client::requester(ctx, code)
                     .await
                     .unwrap_or_else(|e| {
@@ -173,13 +189,40 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
         }
         SetupAction::Install(id) | SetupAction::Update(id) => id,
     };
+    // Spent before anything else: whatever follows, this link is used up (a refusal cannot be
+    // retried to probe installation ids, and of two racing callbacks one goes on).
+    spend_state_with(ctx, &claims, Vec::new()).await?;
+    verify_installation(ctx, &params, installation_id, &claims.tenant).await?;
+    let held = Held::GitHub {
+        installation_id,
+        update: matches!(params.action, SetupAction::Update(_)),
+    };
+    confirm::hold(ctx, &claims, Provider::GitHub, &held).await
+}
 
-    let jwt = github_client::app_jwt(ctx).await.map_err(problem_refusal)?;
-    let installation = github_client::installation(ctx, &jwt, installation_id)
-        .await
-        .map_err(github_refusal)?;
-    // With OAuth during installation, the user who came back must be able to access it.
-    if let Some(code) = &params.code {
+/// The install callback's proof that the GitHub user who came back can access the
+/// installation: with OAuth during installation (`GITHUB_CLIENT_ID` / `GITHUB_CLIENT_SECRET`) a
+/// usable `code` whose user lists it in `GET /user/installations` (checked first, so a spoofed
+/// id learns nothing about other installations); without OAuth, refused as misconfigured
+/// unless `ALLOW_UNVERIFIED_INSTALLATIONS` is set (development). Then the installation itself:
+/// known to GitHub, not another tenant's, not suspended.
+async fn verify_installation(
+    ctx: &Ctx,
+    params: &SetupParams,
+    installation_id: u64,
+    tenant: &str,
+) -> Result<(), Refusal> {
+    let oauth = ctx.config.client_id.is_some() && ctx.secret("GITHUB_CLIENT_SECRET").is_ok();
+    let proof = params
+        .ownership(oauth, ctx.config.allow_unverified_installations)
+        .inspect_err(|r| {
+            if *r == Refusal::Misconfigured {
+                worker::console_error!(
+                    "setup callback refused: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET (OAuth during installation) to prove installation ownership"
+                );
+            }
+        })?;
+    if let Ownership::Code(code) = proof {
         let access = github_client::user_can_access(ctx, code, installation_id)
             .await
             .map_err(|e| match e {
@@ -190,13 +233,38 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
                 }
                 other => github_refusal(other),
             })?;
-        if access == Some(false) {
+        if access != Some(true) {
             return Err(Refusal::InstallationForbidden);
         }
     }
-    ensure_not_claimed(ctx, installation_id, &claims.tenant).await?;
+    let jwt = github_client::app_jwt(ctx).await.map_err(problem_refusal)?;
+    let installation = github_client::installation(ctx, &jwt, installation_id)
+        .await
+        .map_err(github_refusal)?;
+    ensure_not_claimed(ctx, installation_id, tenant).await?;
     if installation.suspended_at.is_some() {
-        // No token can be minted for it; nothing is written and the link stays usable.
+        return Err(Refusal::InstallationSuspended);
+    }
+    Ok(())
+}
+
+/// Links a confirmed installation (`confirm`): an installation token, the account's display
+/// name, then one D1 transaction that spends the pending id and upserts the organization (a
+/// reconnect keeps its settings, re-activates it and resumes its paused backup jobs through the
+/// dispatcher) and starts a new enumeration run; pages are then applied while the budget allows.
+pub(super) async fn link_installation(
+    ctx: &Ctx,
+    confirming: &Confirming<'_>,
+    installation_id: u64,
+    update: bool,
+) -> Result<SetupOutcome, Refusal> {
+    // Checked again: it may have been suspended or claimed while the technician confirmed.
+    let jwt = github_client::app_jwt(ctx).await.map_err(problem_refusal)?;
+    let installation = github_client::installation(ctx, &jwt, installation_id)
+        .await
+        .map_err(github_refusal)?;
+    ensure_not_claimed(ctx, installation_id, confirming.tenant).await?;
+    if installation.suspended_at.is_some() {
         return Err(Refusal::InstallationSuspended);
     }
     let token = github_client::installation_token(ctx, &jwt, installation_id)
@@ -218,13 +286,13 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
     let new_org_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
     let now = crate::time::rfc3339(ctx.now);
     let first_page = crate::github::first_repositories_url(&ctx.config.api_url);
-    let nonce = claims.nonce_hex();
+    let nonce = confirming.nonce;
     let mut writes = vec![
         ctx.statement(
             sql::UPSERT_ORG,
             &[
                 Param::from(&new_org_id),
-                Param::from(&claims.tenant),
+                Param::from(confirming.tenant),
                 Param::from(account.id as i64),
                 Param::from(&account.login),
                 Param::from(display_name.as_deref()),
@@ -232,9 +300,9 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
                 Param::from(&account.kind),
                 Param::from(installation_id as i64),
                 Param::from("active"),
-                Param::from(&claims.technician),
+                Param::from(confirming.technician),
                 Param::from(&now),
-                Param::from(&nonce),
+                Param::from(nonce),
                 Param::from(&ctx.invocation),
             ],
         )
@@ -242,12 +310,12 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
         ctx.statement(
             sql::START_RUN,
             &[
-                Param::from(&claims.tenant),
+                Param::from(confirming.tenant),
                 Param::from(account.id as i64),
                 Param::from(&run_id),
                 Param::from(first_page.as_str()),
                 Param::from(&now),
-                Param::from(&nonce),
+                Param::from(nonce),
                 Param::from(&ctx.invocation),
                 Param::from(GITHUB),
             ],
@@ -256,40 +324,37 @@ async fn setup_flow(ctx: &Ctx, query: &[(String, String)]) -> Result<SetupOutcom
         ctx.statement(
             sql::RESUME_ORG_JOBS_ON_CONNECT,
             &[
-                Param::from(&claims.tenant),
+                Param::from(confirming.tenant),
                 Param::from(account.id as i64),
                 Param::from(&now),
-                Param::from(&nonce),
+                Param::from(nonce),
                 Param::from(&ctx.invocation),
                 Param::from(GITHUB),
             ],
         )
         .map_err(internal)?,
     ];
-    let action = match params.action {
-        SetupAction::Update(_) => "update",
-        _ => "install",
-    };
+    let action = if update { "update" } else { "install" };
     let detail = format!(
         "connected by {} (installation {installation_id}, setup_action={action})",
-        claims.technician
+        confirming.technician
     );
     writes.push(
         ctx.statement(
             sql::RECORD_CONNECT_ACTIVITY,
             &[
-                Param::from(&claims.tenant),
+                Param::from(confirming.tenant),
                 Param::from(account.id as i64),
                 Param::from(&detail),
                 Param::from(&now),
-                Param::from(&nonce),
+                Param::from(nonce),
                 Param::from(&ctx.invocation),
                 Param::from(GITHUB),
             ],
         )
         .map_err(internal)?,
     );
-    let results = spend_state_with(ctx, &claims, writes).await?;
+    let results = confirm::spend(ctx, confirming, writes).await?;
     let resumed = changes(&results, 2);
     #[derive(Deserialize)]
     struct OrgId {
@@ -357,14 +422,40 @@ pub(super) async fn spend_state_with(
     claims: &StateClaims,
     writes: Vec<worker::D1PreparedStatement>,
 ) -> Result<Vec<worker::D1Result>, Refusal> {
+    let results = spend_once(
+        ctx,
+        &claims.nonce_hex(),
+        &claims.tenant,
+        claims.expires_at,
+        writes,
+    )
+    .await?;
+    if let Err(e) = ctx.kv_delete(&claims.kv_key()).await {
+        // Not fatal: D1 already refuses the nonce.
+        worker::console_warn!("state KV delete: {}", e.0);
+    }
+    Ok(results)
+}
+
+/// Spends `nonce` exactly once (`consumed_states`' primary key) in one D1 transaction with
+/// `writes`, each gated on this invocation having spent it (`sql::spent_here!`). `StateUsed`
+/// when another invocation spent it first: then nothing was written. Returns the writes'
+/// results.
+pub(super) async fn spend_once(
+    ctx: &Ctx,
+    nonce: &str,
+    tenant: &str,
+    expires_at: i64,
+    writes: Vec<worker::D1PreparedStatement>,
+) -> Result<Vec<worker::D1Result>, Refusal> {
     let now = crate::time::rfc3339(ctx.now);
-    let expires = crate::time::rfc3339(claims.expires_at);
+    let expires = crate::time::rfc3339(expires_at);
     let consume = ctx
         .statement(
             sql::CONSUME_STATE,
             &[
-                Param::from(&claims.nonce_hex()),
-                Param::from(&claims.tenant),
+                Param::from(nonce),
+                Param::from(tenant),
                 Param::from(&now),
                 Param::from(&expires),
                 Param::from(&ctx.invocation),
@@ -377,10 +468,6 @@ pub(super) async fn spend_state_with(
         .map_err(internal)?;
     if changes(&results, 0) == 0 {
         return Err(Refusal::StateUsed);
-    }
-    if let Err(e) = ctx.kv_delete(&claims.kv_key()).await {
-        // Not fatal: D1 already refuses the nonce.
-        worker::console_warn!("state KV delete: {}", e.0);
     }
     results.remove(0);
     Ok(results)

@@ -15,8 +15,7 @@ use super::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
 use super::github_client;
 use super::outbound::CallError;
 use super::provider_api::{self, RepositoryPage};
-use super::provider_tokens::{self, TokenFailure};
-use crate::config::Secret;
+use super::provider_tokens::{self, ConnectionToken, TokenFailure};
 use crate::messages::{BackupJob, BackupMessage, EnumerateContinuation, SyncMessage};
 use crate::provider::{Provider, RepositoryRecord};
 use crate::sql;
@@ -58,7 +57,7 @@ pub enum Access<'a> {
     Connection {
         provider: Provider,
         id: &'a str,
-        token: Secret,
+        token: ConnectionToken,
         /// Azure DevOps: `{api}/{organization}`, the root of its project pages.
         api_url: Url,
     },
@@ -143,17 +142,19 @@ impl<'a> Access<'a> {
             } => {
                 let mut refreshed = false;
                 loop {
+                    let secret = token.token.expose();
                     let fetched = match provider {
                         Provider::AzureDevOps => {
-                            provider_api::azure_repositories(ctx, token.expose(), api_url, url)
-                                .await
+                            provider_api::azure_repositories(ctx, secret, api_url, url).await
                         }
-                        _ => provider_api::gitlab_projects(ctx, token.expose(), url).await,
+                        _ => {
+                            provider_api::gitlab_projects(ctx, secret, &token.base_url, url).await
+                        }
                     };
                     match fetched {
                         // Refused before its expiry (revoked, or expired early): refresh once.
                         Err(CallError::Unauthorized) if !refreshed => {
-                            *token = provider_tokens::access_token(ctx, id, Some(token))
+                            *token = provider_tokens::access_token(ctx, id, Some(&token.token))
                                 .await
                                 .map_err(token_failure)?;
                             refreshed = true;

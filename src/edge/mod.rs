@@ -7,7 +7,9 @@
 //! | `GET /github/setup` | browser from GitHub | 303 to the portal or our pages |
 //! | `POST /v1/connect/{gitlab,azure-devops}` | portal (JWT) | 200 `{authorize_url, expires_at}`, 401, 415, 422, 503 |
 //! | `GET /{gitlab,azure-devops}/callback` | browser from GitLab / Microsoft | 303 to the portal or our pages |
-//! | `GET /connect/{provider}/{done,pending,error}` | browser (no `PORTAL_URL`) | HTML |
+//! | `POST /v1/connect/confirm` `{"pending"}` | portal (JWT of the technician who started it) | 200 `{provider, org_ids, org, orgs, repos, added, complete, done_url}`, 404, 410 |
+//! | `GET /connect/{provider}/{done,pending,error,confirm}` | browser (no `PORTAL_URL`) | HTML |
+//! | `GET /connect/confirm.js` | the confirm page | its script |
 //! | `POST /github/webhooks` | GitHub | 200 / 202 JSON; 400, 401, 413, 415, 503 problem+json |
 //! | `GET /v1/orgs/{id}/activity` | portal (JWT) | 200 activity page, 404 |
 //! | `GET /health` | monitoring | 200 `{"ok":true}` |
@@ -18,6 +20,7 @@
 #[cfg(feature = "bench")]
 mod bench;
 mod bindings;
+mod confirm;
 mod connect;
 mod enumerate;
 mod github_client;
@@ -112,10 +115,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Resolved::NotFound => return html(pages::not_found(), 404),
     };
     // Routes that need no configuration. Result pages exist per provider.
+    let page_provider = Provider::from_slug(&id);
     if matches!(
         route,
-        RouteId::ConnectDonePage | RouteId::ConnectPendingPage | RouteId::ConnectErrorPage
-    ) && Provider::from_slug(&id).is_none()
+        RouteId::ConnectDonePage
+            | RouteId::ConnectPendingPage
+            | RouteId::ConnectErrorPage
+            | RouteId::ConnectConfirmPage
+    ) && page_provider.is_none()
     {
         return html(pages::not_found(), 404);
     }
@@ -137,6 +144,22 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             );
         }
         RouteId::ConnectPendingPage => return html(pages::pending(), 200),
+        RouteId::ConnectConfirmPage => {
+            let name = page_provider.map_or("The provider", |p| p.name());
+            let response = html(pages::confirm(name, query_value(&query, "pending")), 200)?;
+            let headers = response.headers();
+            headers.set("content-security-policy", pages::CONFIRM_CSP)?;
+            // The pending id is in the URL: it goes nowhere else.
+            headers.set("referrer-policy", "no-referrer")?;
+            return Ok(response);
+        }
+        RouteId::ConfirmScript => {
+            return with_type(
+                pages::CONFIRM_SCRIPT.to_string(),
+                200,
+                "text/javascript; charset=utf-8",
+            )
+        }
         RouteId::ConnectErrorPage => {
             return html(pages::refused(query_value(&query, "reason")), 400)
         }
@@ -217,6 +240,11 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
                 .await,
             )
         }
+        RouteId::ConfirmConnection => {
+            let content_type = req.headers().get("content-type").ok().flatten();
+            let body = req.bytes().await.unwrap_or_default();
+            answer(confirm::confirm(&ctx, &principal, content_type.as_deref(), &body).await)
+        }
         RouteId::ListOrgs => answer(orgs::list(&ctx, &principal, &query).await),
         RouteId::GetOrg => answer(orgs::get(&ctx, &principal, &id).await),
         RouteId::PatchOrg => {
@@ -235,7 +263,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         | RouteId::GithubWebhooks
         | RouteId::ConnectDonePage
         | RouteId::ConnectPendingPage
-        | RouteId::ConnectErrorPage => problem(&Problem::Internal),
+        | RouteId::ConnectErrorPage
+        | RouteId::ConnectConfirmPage
+        | RouteId::ConfirmScript => problem(&Problem::Internal),
     }
 }
 

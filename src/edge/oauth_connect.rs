@@ -8,23 +8,32 @@
 //! gateway but the state and the verifier's S256 challenge).
 //!
 //! `GET /gitlab/callback` and `GET /azure-devops/callback` `?code&state` (or `?error&state`):
-//! 1. the state (signature, expiry, still in KV) and its provider;
+//! 1. the state (signature, expiry, still in KV) and its provider; then it is spent;
 //! 2. the code is exchanged with the verifier; the provider checks it against the challenge;
 //! 3. who signed in (`/api/v4/user`, the Azure DevOps profile), and the groups / organizations
 //!    to link: the chosen ones, or every one they can read;
-//! 4. one D1 transaction spends the state and, only if this invocation spent it, stores the
-//!    connection with its tokens sealed (`provider_tokens`), upserts each org (a reconnect keeps
-//!    its settings and resumes its paused jobs) and starts its enumeration run;
-//! 5. repositories are enumerated while the budget lasts (`enumerate`), the rest through the
-//!    sync queue; the browser goes to `/connect/{gitlab,azure-devops}/done` or `/error`.
+//! 4. the tokens are sealed for the connection row they will live in, and the whole result is
+//!    held (`confirm::hold`: the state spent, nothing linked, no job sent); the browser goes to
+//!    `/connect/{gitlab,azure-devops}/confirm?pending=<id>`;
+//! 5. the technician who started the flow confirms it (`POST /v1/connect/confirm`): [`link`]
+//!    stores the connection, upserts each org (a reconnect keeps its settings and resumes its
+//!    paused jobs) and starts its enumeration run, all in one D1 transaction that spends the
+//!    pending id; repositories are enumerated while the budget lasts (`enumerate`), the rest
+//!    through the sync queue.
+//!
+//! GitLab instances are configured, never named by the portal: `base_url` must be one of
+//! `GITLAB_URL` / `GITLAB_INSTANCES` (normalized scheme, host, port and path), each with its own
+//! OAuth application, whose secret goes to that instance only. Entra is asked for
+//! `prompt=consent`, so a consent screen is always shown.
 
 use super::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
+use super::confirm::{self, Confirming, Held};
 use super::connect::{internal, issue_state, problem_refusal, spend_state_with, verified_state};
 use super::enumerate::{self, Access, Target};
 use super::outbound::CallError;
 use super::platform;
 use super::provider_api;
-use super::provider_tokens;
+use super::provider_tokens::{self, ConnectionToken};
 use crate::config::Secret;
 use crate::messages::{EnumerateContinuation, SyncMessage, MAX_BATCH_MESSAGES};
 use crate::oauth::{self, TokenError};
@@ -113,8 +122,14 @@ pub async fn start(
     let (base_url, chosen) = match provider {
         Provider::GitLab => {
             let request: GitLabRequest = request_body(content_type, body)?;
-            let base = gitlab::instance_url(request.base_url.as_deref(), &ctx.config.gitlab_url)
-                .map_err(|e| invalid("base_url", e.reason()))?;
+            let instances = ctx.gitlab_instances()?;
+            if instances.is_empty() {
+                return Err(Problem::Misconfigured("GITLAB_CLIENT_ID".into()));
+            }
+            let base = gitlab::configured_instance(request.base_url.as_deref(), instances)
+                .map_err(|e| invalid("base_url", e.reason()))?
+                .url
+                .clone();
             let groups = request.groups.unwrap_or_default();
             if groups.len() > gitlab::MAX_GROUPS {
                 return Err(invalid(
@@ -149,7 +164,7 @@ pub async fn start(
         }
     };
     // Everything the callback will need is checked now, not after the technician signed in.
-    let client = provider_tokens::client(ctx, provider, &base_url)?;
+    let client = provider_tokens::client(ctx, provider, &base_url).map_err(client_problem)?;
     provider_tokens::keys(ctx)?;
 
     let pkce = pkce::from_random(platform::random_bytes::<32>().map_err(Internal)?);
@@ -196,15 +211,39 @@ pub async fn callback(ctx: &Ctx, provider: Provider, query: &[(String, String)])
 }
 
 /// A group / organization to link, as the provider describes it.
-struct Link {
+#[derive(Serialize, Deserialize)]
+pub struct Link {
     /// `organizations.account_id`: unique on the provider (see migration 0005).
     account: String,
     login: String,
     display_name: Option<String>,
     avatar_url: Option<String>,
-    account_type: &'static str,
+    account_type: String,
     /// The group's API URL, or `{api}/{organization}` (see `Provider::first_page`).
-    api_url: Url,
+    api_url: String,
+}
+
+/// A verified OAuth callback, held for its technician's confirmation (`confirm`): who signed
+/// in, what to link, and the tokens already sealed for the connection row they will live in
+/// (its id is derived from the tenant, instance and user, so the associated data matches).
+#[derive(Serialize, Deserialize)]
+pub struct HeldOAuth {
+    base_url: String,
+    user_id: String,
+    user_name: Option<String>,
+    links: Vec<Link>,
+    sealed: provider_tokens::Sealed,
+}
+
+/// A provider client that cannot be had, as the portal is told.
+fn client_problem(e: provider_tokens::ClientError) -> Problem {
+    match e {
+        provider_tokens::ClientError::Misconfigured(p) => p,
+        provider_tokens::ClientError::InstanceNotConfigured => invalid(
+            "base_url",
+            gitlab::BaseUrlError::NotConfigured.reason(),
+        ),
+    }
 }
 
 fn provider_refusal(provider: Provider, e: CallError) -> Refusal {
@@ -238,8 +277,8 @@ async fn links(
                         login: g.full_path,
                         display_name: Some(g.name),
                         avatar_url: g.avatar_url,
-                        account_type: "Group",
-                        api_url,
+                        account_type: "Group".into(),
+                        api_url: api_url.to_string(),
                     }
                 })
                 .collect();
@@ -258,8 +297,8 @@ async fn links(
                         display_name: Some(a.account_name.clone()),
                         login: a.account_name,
                         avatar_url: None,
-                        account_type: "Organization",
-                        api_url,
+                        account_type: "Organization".into(),
+                        api_url: api_url.to_string(),
                     }
                 })
                 .collect();
@@ -286,9 +325,15 @@ async fn callback_flow(
     if pending.provider != provider.slug() {
         return Err(Refusal::StateInvalid);
     }
+    // Spent before the code is exchanged: of two racing callbacks only one goes on, and a
+    // refused one is used up.
+    spend_state_with(ctx, &claims, Vec::new()).await?;
     let base_url = Url::parse(&pending.base_url)
         .map_err(|e| internal(Internal::new("pending base URL", e)))?;
-    let client = provider_tokens::client(ctx, provider, &base_url).map_err(problem_refusal)?;
+    let client = provider_tokens::client(ctx, provider, &base_url).map_err(|e| match e {
+        provider_tokens::ClientError::Misconfigured(p) => problem_refusal(p),
+        provider_tokens::ClientError::InstanceNotConfigured => Refusal::Misconfigured,
+    })?;
     let keys = provider_tokens::keys(ctx).map_err(problem_refusal)?;
     let grant = provider_tokens::exchange_code(
         ctx,
@@ -319,38 +364,73 @@ async fn callback_flow(
             worker::console_warn!("{} grant unusable: {e}", provider.name());
             Refusal::AuthorizationRefused
         })?;
+    // Nothing is linked until the technician who started the flow confirms it.
+    let held = Held::OAuth(HeldOAuth {
+        base_url: base_url.to_string(),
+        user_id,
+        user_name,
+        links,
+        sealed,
+    });
+    confirm::hold(ctx, &claims, provider, &held).await
+}
 
+/// Links a confirmed OAuth connection (`confirm`): one D1 transaction spends the pending id
+/// and stores the connection with its sealed tokens, upserts each org (a reconnect keeps its
+/// settings and resumes its paused jobs) and starts its enumeration run; repositories are then
+/// enumerated while the budget lasts, the rest through the sync queue.
+pub(super) async fn link(
+    ctx: &Ctx,
+    confirming: &Confirming<'_>,
+    provider: Provider,
+    held: HeldOAuth,
+) -> Result<SetupOutcome, Refusal> {
+    let HeldOAuth {
+        base_url,
+        user_id,
+        user_name,
+        links,
+        sealed,
+    } = held;
+    let connection_id =
+        provider::connection_id(confirming.tenant, provider, &base_url, &user_id);
+    let keys = provider_tokens::keys(ctx).map_err(problem_refusal)?;
+    let token = provider_tokens::open_sealed(&keys, provider, &connection_id, &sealed)
+        .map_err(|e| internal(Internal(e)))?;
     let now = crate::time::rfc3339(ctx.now);
-    let nonce = claims.nonce_hex();
+    let nonce = confirming.nonce;
     let kind = provider.as_str();
     let mut writes = vec![ctx
         .statement(
             sql::UPSERT_CONNECTION,
             &[
                 Param::from(&connection_id),
-                Param::from(&claims.tenant),
+                Param::from(confirming.tenant),
                 Param::from(kind),
-                Param::from(base_url.as_str()),
+                Param::from(&base_url),
                 Param::from(&user_id),
                 Param::from(user_name.as_deref()),
                 Param::from(&sealed.key_id),
                 Param::from(&sealed.access_token),
                 Param::from(&sealed.refresh_token),
                 Param::from(&sealed.expires_at),
-                Param::from(&claims.technician),
+                Param::from(confirming.technician),
                 Param::from(&now),
-                Param::from(&nonce),
+                Param::from(nonce),
                 Param::from(&ctx.invocation),
             ],
         )
         .map_err(internal)?];
     let mut run_ids = Vec::with_capacity(links.len());
+    let mut api_urls = Vec::with_capacity(links.len());
     for link in &links {
+        let api_url = Url::parse(&link.api_url)
+            .map_err(|e| internal(Internal::new("held API URL", e)))?;
         let run_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
         let new_org_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
         let detail = format!(
             "connected by {} ({} {} {}, authorized as {})",
-            claims.technician,
+            confirming.technician,
             provider.name(),
             link.account_type.to_lowercase(),
             link.login,
@@ -362,30 +442,30 @@ async fn callback_flow(
                     sql::UPSERT_OAUTH_ORG,
                     &[
                         Param::from(&new_org_id),
-                        Param::from(&claims.tenant),
+                        Param::from(confirming.tenant),
                         Param::from(kind),
                         Param::from(&link.account),
                         Param::from(&link.login),
                         Param::from(link.display_name.as_deref()),
                         Param::from(link.avatar_url.as_deref()),
-                        Param::from(link.account_type),
-                        Param::from(link.api_url.as_str()),
+                        Param::from(&link.account_type),
+                        Param::from(api_url.as_str()),
                         Param::from(&connection_id),
-                        Param::from(&claims.technician),
+                        Param::from(confirming.technician),
                         Param::from(&now),
-                        Param::from(&nonce),
+                        Param::from(nonce),
                         Param::from(&ctx.invocation),
                     ],
                 ),
                 ctx.statement(
                     sql::START_RUN,
                     &[
-                        Param::from(&claims.tenant),
+                        Param::from(confirming.tenant),
                         Param::from(&link.account),
                         Param::from(&run_id),
-                        Param::from(provider.first_page(&link.api_url).as_str()),
+                        Param::from(provider.first_page(&api_url).as_str()),
                         Param::from(&now),
-                        Param::from(&nonce),
+                        Param::from(nonce),
                         Param::from(&ctx.invocation),
                         Param::from(kind),
                     ],
@@ -393,10 +473,10 @@ async fn callback_flow(
                 ctx.statement(
                     sql::RESUME_ORG_JOBS_ON_CONNECT,
                     &[
-                        Param::from(&claims.tenant),
+                        Param::from(confirming.tenant),
                         Param::from(&link.account),
                         Param::from(&now),
-                        Param::from(&nonce),
+                        Param::from(nonce),
                         Param::from(&ctx.invocation),
                         Param::from(kind),
                     ],
@@ -404,11 +484,11 @@ async fn callback_flow(
                 ctx.statement(
                     sql::RECORD_CONNECT_ACTIVITY,
                     &[
-                        Param::from(&claims.tenant),
+                        Param::from(confirming.tenant),
                         Param::from(&link.account),
                         Param::from(&detail),
                         Param::from(&now),
-                        Param::from(&nonce),
+                        Param::from(nonce),
                         Param::from(&ctx.invocation),
                         Param::from(kind),
                     ],
@@ -419,8 +499,9 @@ async fn callback_flow(
             .map_err(internal)?,
         );
         run_ids.push(run_id);
+        api_urls.push(api_url);
     }
-    let results = spend_state_with(ctx, &claims, writes).await?;
+    let results = confirm::spend(ctx, confirming, writes).await?;
 
     #[derive(Deserialize)]
     struct OrgId {
@@ -454,12 +535,12 @@ async fn callback_flow(
     // Enumerate inline while the budget lasts; hand the other orgs to the sync queue at once.
     let (mut repos, mut added, mut complete) = (0, 0, true);
     let mut later = Vec::new();
-    for ((link, org_id), run_id) in links.iter().zip(&org_ids).zip(&run_ids) {
+    for ((api_url, org_id), run_id) in api_urls.iter().zip(&org_ids).zip(&run_ids) {
         if ctx.budget.remaining() < INLINE_MIN_BUDGET {
             later.push(SyncMessage::EnumerateV1(EnumerateContinuation {
                 org_id: org_id.clone(),
                 run_id: run_id.clone(),
-                next_url: provider.first_page(&link.api_url).to_string(),
+                next_url: provider.first_page(api_url).to_string(),
             }));
             complete = false;
             continue;
@@ -467,8 +548,12 @@ async fn callback_flow(
         let mut access = Access::Connection {
             provider,
             id: &connection_id,
-            token: Secret::new(token.to_string()),
-            api_url: link.api_url.clone(),
+            token: ConnectionToken {
+                token: Secret::new(token.expose().to_string()),
+                base_url: Url::parse(&base_url)
+                    .map_err(|e| internal(Internal::new("held base URL", e)))?,
+            },
+            api_url: api_url.clone(),
         };
         let target = Target { org_id, run_id };
         let first_page = access.first_page(ctx);

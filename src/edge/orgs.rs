@@ -2,7 +2,8 @@
 //! scoped to its tenant: another tenant's org id answers 404 exactly like an unknown one.
 //!
 //! - `GET /v1/orgs?client=&provider=&status=&cursor=&limit=` → `{"items": [Org], "next_cursor"}`
-//! - `GET /v1/orgs/{id}` → `Org`
+//! - `GET /v1/orgs/{id}` → `Org` (an active GitLab org whose instance is no longer configured
+//!   shows `status: "misconfigured"` with a `status_detail`)
 //! - `PATCH /v1/orgs/{id}` (`org_settings`) → `Org`; 422 names the invalid field
 //! - `GET /v1/orgs/{id}/repos?status=&cursor=&limit=` → `{"items": [Repository], "next_cursor"}`
 //! - `POST /v1/orgs/{id}/sync` → `{"found", "added", "removed", "complete"}`; 409 when the org is
@@ -42,6 +43,36 @@ pub struct Org {
     created_at: String,
     updated_at: String,
     repo_count: i64,
+    /// Why the status is what it is, when that is not plain (e.g. `misconfigured`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status_detail: Option<String>,
+    /// The OAuth connection's `base_url` (GitLab: its instance); not shown.
+    #[serde(default, skip_serializing)]
+    connection_url: Option<String>,
+}
+
+impl Org {
+    /// An active GitLab org whose instance is no longer configured shows `misconfigured`: it is
+    /// neither synced nor refreshed (no credential goes to an unconfigured instance) until an
+    /// operator configures it again, and then it shows `active` again by itself.
+    fn with_configuration(mut self, ctx: &Ctx) -> Org {
+        let Some(url) = self.connection_url.as_deref() else {
+            return self;
+        };
+        if self.provider != "gitlab" || self.status != "active" {
+            return self;
+        }
+        let configured = ctx
+            .gitlab_instances()
+            .is_ok_and(|all| crate::gitlab::instance_of(url, all).is_some());
+        if !configured {
+            self.status = "misconfigured".into();
+            self.status_detail = Some(format!(
+                "the GitLab instance {url} is no longer configured on this gateway (GITLAB_URL / GITLAB_INSTANCES): nothing is sent to it, and the organization is not synced or backed up until an operator configures it again"
+            ));
+        }
+        self
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,7 +106,10 @@ async fn owned(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Org, Pr
             &[Param::from(org_id), Param::from(&principal.tenant)],
         )
         .await?;
-    rows.into_iter().next().ok_or(Problem::NotFound)
+    rows.into_iter()
+        .next()
+        .map(|org| org.with_configuration(ctx))
+        .ok_or(Problem::NotFound)
 }
 
 pub async fn list(
@@ -88,7 +122,7 @@ pub async fn list(
     let status = org_settings::filter(query, "status", &STATUSES)?;
     let (limit, cursor) = org_settings::page(query)?;
     let items: Vec<Org> = ctx
-        .rows(
+        .rows::<Org>(
             sql::LIST_ORGS,
             &[
                 Param::from(&principal.tenant),
@@ -99,7 +133,10 @@ pub async fn list(
                 Param::from(limit),
             ],
         )
-        .await?;
+        .await?
+        .into_iter()
+        .map(|org| org.with_configuration(ctx))
+        .collect();
     Ok(cursor_page(items, limit, |o| o.id.clone()))
 }
 

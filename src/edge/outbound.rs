@@ -3,14 +3,17 @@
 //! off; 403/429 wait `retry-after` or the rate-limit reset). Short waits are slept inline, long
 //! ones handed back to the caller to defer through the queue. Credentials only ever travel in
 //! the request that needs them (a header, or the form body of a token request), never in a
-//! message, a log line or an error.
+//! message, a log line or an error, and only to where they were issued: every call is checked
+//! against `credential_origins` before it is sent, and redirects are never followed (a 3xx is
+//! a refusal), so no `Location` can carry a credential elsewhere.
 
 use super::bindings::{Ctx, Internal};
+use crate::credential_origins::{self, Issuer};
 use crate::github::{self, Retry};
 use futures_util::future::{select, Either};
 use std::time::Duration;
 use url::Url;
-use worker::{Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
 
 /// One attempt may take this long before it counts as a timeout.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,20 +70,49 @@ pub enum Auth<'a> {
     User(&'a str),
     /// GitHub's OAuth code exchange: a form body carrying the client credentials and the code.
     CodeExchange(&'a str),
-    /// GitLab / Azure DevOps: an OAuth access token.
-    Bearer(&'a str),
+    /// GitLab / Azure DevOps: an OAuth access token issued by the instance or by Microsoft.
+    Bearer(&'a str, Issuer<'a>),
     /// GitLab / Microsoft token endpoint: a form body with the client credentials and the code
     /// or refresh token. Its 4xx answers are returned (they say why the grant was refused).
-    TokenRequest(&'a str),
+    TokenRequest(&'a str, Issuer<'a>),
 }
 
 impl Auth<'_> {
-    fn is_github(&self) -> bool {
-        matches!(
-            self,
-            Auth::AppJwt(_) | Auth::Installation(_) | Auth::User(_) | Auth::CodeExchange(_)
-        )
+    fn issuer(&self) -> Issuer<'_> {
+        match self {
+            Auth::AppJwt(_) | Auth::Installation(_) | Auth::User(_) | Auth::CodeExchange(_) => {
+                Issuer::GitHub
+            }
+            Auth::Bearer(_, issuer) | Auth::TokenRequest(_, issuer) => *issuer,
+        }
     }
+
+    fn is_github(&self) -> bool {
+        matches!(self.issuer(), Issuer::GitHub)
+    }
+}
+
+/// The credential may go to `url` (see `credential_origins`); nothing is sent otherwise.
+fn ensure_issued_for(ctx: &Ctx, auth: &Auth<'_>, url: &Url) -> Result<(), CallError> {
+    let issuer = auth.issuer();
+    let gitlab = match issuer {
+        Issuer::GitLab(_) => ctx
+            .gitlab_instances()
+            .map_err(|p| CallError::Refused(format!("GitLab is misconfigured: {}", p.detail())))?,
+        _ => &[],
+    };
+    if credential_origins::allowed(&ctx.config, gitlab, issuer, url) {
+        return Ok(());
+    }
+    worker::console_error!(
+        "refused to send a credential to {}{}: it was not issued there",
+        service(url),
+        url.path()
+    );
+    Err(CallError::Refused(format!(
+        "a credential was not sent to {}: it was not issued there",
+        service(url)
+    )))
 }
 
 pub struct Answer {
@@ -119,10 +151,10 @@ async fn attempt(
     match auth {
         Auth::AppJwt(jwt) => set("authorization", &format!("Bearer {jwt}"))?,
         Auth::Installation(token) => set("authorization", &format!("token {token}"))?,
-        Auth::User(token) | Auth::Bearer(token) => {
+        Auth::User(token) | Auth::Bearer(token, _) => {
             set("authorization", &format!("Bearer {token}"))?
         }
-        Auth::CodeExchange(form) | Auth::TokenRequest(form) => {
+        Auth::CodeExchange(form) | Auth::TokenRequest(form, _) => {
             set("content-type", "application/x-www-form-urlencoded")?;
             init.with_body(Some(wasm_bindgen::JsValue::from_str(form)));
         }
@@ -133,7 +165,10 @@ async fn attempt(
         _ => "application/json",
     };
     set("accept", accept)?;
-    init.with_method(method.clone()).with_headers(headers);
+    // A redirect is answered to us, never followed with the credential.
+    init.with_method(method.clone())
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
     let request =
         Request::new_with_init(url.as_str(), &init).map_err(|e| Internal::new("request", e))?;
     ctx.budget.spend().map_err(|_| {
@@ -158,6 +193,7 @@ pub async fn call(
     url: &Url,
     auth: Auth<'_>,
 ) -> Result<Answer, CallError> {
+    ensure_issued_for(ctx, &auth, url)?;
     let mut tries = 0u32;
     loop {
         tries += 1;
@@ -188,7 +224,7 @@ pub async fn call(
             };
         // A token endpoint's refusal is an answer: its body says why.
         let refused_grant =
-            matches!(auth, Auth::TokenRequest(_)) && (400..500).contains(&status) && status != 429;
+            matches!(auth, Auth::TokenRequest(..)) && (400..500).contains(&status) && status != 429;
         if let Some(mut response) =
             response.filter(|_| (200..300).contains(&status) || refused_grant)
         {
@@ -205,10 +241,17 @@ pub async fn call(
                 continuation,
             });
         }
+        if (300..400).contains(&status) {
+            return Err(CallError::Refused(format!(
+                "{} answered {status} (a redirect, not followed) to {}",
+                service(url),
+                url.path()
+            )));
+        }
         if status == 404 {
             return Err(CallError::NotFound);
         }
-        if status == 401 && matches!(auth, Auth::Bearer(_)) {
+        if status == 401 && matches!(auth, Auth::Bearer(..)) {
             return Err(CallError::Unauthorized);
         }
         let failed = github::FailedResponse {

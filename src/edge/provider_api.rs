@@ -4,14 +4,15 @@
 use super::bindings::Ctx;
 use super::outbound::{call, Answer, Auth, CallError};
 use crate::azure_devops::{self as azure, Account};
+use crate::credential_origins::Issuer;
 use crate::gitlab::{self, Group, Project, User};
 use crate::provider::RepositoryRecord;
 use futures_util::future::join_all;
 use url::Url;
 use worker::Method;
 
-async fn get(ctx: &Ctx, token: &str, url: &Url) -> Result<Answer, CallError> {
-    call(ctx, Method::Get, url, Auth::Bearer(token)).await
+async fn get(ctx: &Ctx, token: &str, issuer: Issuer<'_>, url: &Url) -> Result<Answer, CallError> {
+    call(ctx, Method::Get, url, Auth::Bearer(token, issuer)).await
 }
 
 /// The `rel="next"` link of a GitLab answer, which must stay on the instance's origin.
@@ -21,7 +22,7 @@ fn next_link(answer: &Answer, instance: &Url) -> Result<Option<Url>, CallError> 
 }
 
 pub async fn gitlab_user(ctx: &Ctx, token: &str, instance: &Url) -> Result<User, CallError> {
-    get(ctx, token, &gitlab::user_url(instance))
+    get(ctx, token, Issuer::GitLab(instance), &gitlab::user_url(instance))
         .await?
         .parse("GitLab user")
 }
@@ -37,7 +38,12 @@ pub async fn gitlab_groups(
     if !chosen.is_empty() {
         let mut groups = Vec::with_capacity(chosen.len());
         for path in chosen {
-            let group: Group = get(ctx, token, &gitlab::group_url(instance, path))
+            let group: Group = get(
+                ctx,
+                token,
+                Issuer::GitLab(instance),
+                &gitlab::group_url(instance, path),
+            )
                 .await?
                 .parse("GitLab group")?;
             if !groups.iter().any(|g: &Group| g.id == group.id) {
@@ -49,7 +55,7 @@ pub async fn gitlab_groups(
     let mut groups: Vec<Group> = Vec::new();
     let mut url = Some(gitlab::groups_url(instance));
     while let Some(page) = url.take() {
-        let answer = get(ctx, token, &page).await?;
+        let answer = get(ctx, token, Issuer::GitLab(instance), &page).await?;
         groups.extend(answer.parse::<Vec<Group>>("GitLab groups")?);
         if groups.len() >= gitlab::MAX_GROUPS {
             groups.truncate(gitlab::MAX_GROUPS);
@@ -66,13 +72,14 @@ pub struct RepositoryPage {
     pub next: Option<Url>,
 }
 
-/// A page of a group's projects (subgroups included).
+/// A page of a group's projects (subgroups included), read with a token of `instance`.
 pub async fn gitlab_projects(
     ctx: &Ctx,
     token: &str,
+    instance: &Url,
     url: &Url,
 ) -> Result<RepositoryPage, CallError> {
-    let answer = get(ctx, token, url).await?;
+    let answer = get(ctx, token, Issuer::GitLab(instance), url).await?;
     let projects: Vec<Project> = answer.parse("GitLab projects")?;
     Ok(RepositoryPage {
         repositories: projects.iter().map(RepositoryRecord::from).collect(),
@@ -82,7 +89,12 @@ pub async fn gitlab_projects(
 
 /// The signed-in Azure DevOps user's id and name.
 pub async fn azure_profile(ctx: &Ctx, token: &str) -> Result<azure::Profile, CallError> {
-    get(ctx, token, &azure::profile_url(&ctx.config.azure_vssps_url))
+    get(
+        ctx,
+        token,
+        Issuer::Microsoft,
+        &azure::profile_url(&ctx.config.azure_vssps_url),
+    )
         .await?
         .parse("Azure DevOps profile")
 }
@@ -97,7 +109,7 @@ pub async fn azure_organizations(
     chosen: &[String],
 ) -> Result<Vec<Account>, CallError> {
     let url = azure::accounts_url(&ctx.config.azure_vssps_url, member_id);
-    let accounts: azure::List<Account> = get(ctx, token, &url)
+    let accounts: azure::List<Account> = get(ctx, token, Issuer::Microsoft, &url)
         .await?
         .parse("Azure DevOps accounts")?;
     let mut accounts: Vec<Account> = accounts
@@ -137,7 +149,7 @@ pub async fn azure_repositories(
         .and_then(|mut s| s.next_back())
         .unwrap_or_default()
         .to_string();
-    let answer = get(ctx, token, url).await?;
+    let answer = get(ctx, token, Issuer::Microsoft, url).await?;
     let projects: azure::List<azure::Project> = answer.parse("Azure DevOps projects")?;
     let organization = organization.as_str();
     let mut listings = Vec::with_capacity(projects.value.len());
@@ -146,7 +158,8 @@ pub async fn azure_repositories(
         listings.extend(
             join_all(chunk.iter().map(|project| async move {
                 let url = azure::repositories_url(organization_url, &project.id);
-                let repos: azure::List<azure::Repository> = match get(ctx, token, &url).await {
+                let repos: azure::List<azure::Repository> =
+                    match get(ctx, token, Issuer::Microsoft, &url).await {
                     Ok(answer) => answer.parse("Azure DevOps repositories")?,
                     // Deleted since the project page was read: nothing of it to back up.
                     Err(CallError::NotFound) => azure::List { value: Vec::new() },

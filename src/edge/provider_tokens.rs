@@ -19,6 +19,7 @@ use super::bindings::{changes, Ctx, Internal, Param};
 use super::outbound::{call, Auth, CallError};
 use super::platform;
 use crate::config::Secret;
+use crate::credential_origins::Issuer;
 use crate::oauth::{self, TokenError, TokenGrant};
 use crate::problem::Problem;
 use crate::provider::Provider;
@@ -52,6 +53,9 @@ pub enum TokenFailure {
     Unavailable(String),
     /// A stored token does not decrypt with any key (moved, tampered, or its key is gone).
     Undecryptable(String),
+    /// The connection's GitLab instance is no longer configured: nothing is sent to it and the
+    /// connection is not refreshed until it is configured again (its orgs show `misconfigured`).
+    InstanceNotConfigured(String),
     NotFound,
     Internal(Internal),
 }
@@ -62,6 +66,9 @@ impl std::fmt::Display for TokenFailure {
             TokenFailure::Revoked(why) => write!(f, "authorization revoked: {why}"),
             TokenFailure::Unavailable(why) => write!(f, "token refresh failed: {why}"),
             TokenFailure::Undecryptable(why) => write!(f, "stored credentials unusable: {why}"),
+            TokenFailure::InstanceNotConfigured(url) => {
+                write!(f, "the GitLab instance {url} is not configured")
+            }
             TokenFailure::NotFound => f.write_str("connection not found"),
             TokenFailure::Internal(e) => f.write_str(&e.0),
         }
@@ -85,6 +92,9 @@ impl From<TokenFailure> for Problem {
                 worker::console_error!("provider tokens: {why}");
                 Problem::Internal
             }
+            TokenFailure::InstanceNotConfigured(url) => Problem::Conflict(format!(
+                "the GitLab instance {url} is no longer configured on this gateway (GITLAB_URL / GITLAB_INSTANCES); nothing was sent to it. An operator has to configure it again"
+            )),
             TokenFailure::NotFound => Problem::NotFound,
             TokenFailure::Internal(e) => e.into(),
         }
@@ -107,37 +117,62 @@ pub struct OAuthClient {
     client_secret: Secret,
     /// Entra wants the scope again on refresh.
     scope: Option<&'static str>,
+    /// GitLab: the configured instance the client belongs to (its credentials go nowhere else).
+    instance: Option<Url>,
 }
 
-/// The OAuth client of `provider` (for GitLab, of the instance at `base_url`).
-pub fn client(ctx: &Ctx, provider: Provider, base_url: &Url) -> Result<OAuthClient, Problem> {
-    let (client_id, secret_name, token_url, scope) = match provider {
-        Provider::GitLab => (
-            ctx.config.gitlab_client_id.clone(),
-            "GITLAB_CLIENT_SECRET",
-            crate::gitlab::token_url(base_url),
-            None,
-        ),
-        Provider::AzureDevOps => (
-            ctx.config.azure_client_id.clone(),
-            "AZURE_CLIENT_SECRET",
-            crate::azure_devops::token_url(&ctx.config.azure_authority_url),
-            Some(crate::azure_devops::SCOPE),
-        ),
-        Provider::GitHub => return Err(Problem::Internal),
-    };
-    let client_id = client_id.ok_or_else(|| {
-        Problem::Misconfigured(match provider {
-            Provider::GitLab => "GITLAB_CLIENT_ID".into(),
-            _ => "AZURE_CLIENT_ID".into(),
-        })
-    })?;
-    Ok(OAuthClient {
-        token_url,
-        client_id,
-        client_secret: ctx.secret(secret_name)?,
-        scope,
-    })
+impl OAuthClient {
+    pub fn issuer(&self) -> Issuer<'_> {
+        self.instance.as_ref().map_or(Issuer::Microsoft, Issuer::GitLab)
+    }
+}
+
+/// Why a connection's OAuth client cannot be had.
+pub enum ClientError {
+    /// A setting is missing or unusable (its name).
+    Misconfigured(Problem),
+    /// GitLab: the instance is not one the gateway is configured for.
+    InstanceNotConfigured,
+}
+
+impl From<Problem> for ClientError {
+    fn from(p: Problem) -> Self {
+        ClientError::Misconfigured(p)
+    }
+}
+
+/// The OAuth client of `provider`: for GitLab, the application configured for the instance at
+/// `base_url` (`GITLAB_URL` / `GITLAB_INSTANCES`), never another instance's.
+pub fn client(ctx: &Ctx, provider: Provider, base_url: &Url) -> Result<OAuthClient, ClientError> {
+    match provider {
+        Provider::GitLab => {
+            let instance = crate::gitlab::instance_of(base_url.as_str(), ctx.gitlab_instances()?)
+                .ok_or(ClientError::InstanceNotConfigured)?;
+            let client_secret = instance
+                .client_secret
+                .clone()
+                .ok_or_else(|| Problem::Misconfigured("GITLAB_CLIENT_SECRET".into()))?;
+            Ok(OAuthClient {
+                token_url: crate::gitlab::token_url(&instance.url),
+                client_id: instance.client_id.clone(),
+                client_secret,
+                scope: None,
+                instance: Some(instance.url.clone()),
+            })
+        }
+        Provider::AzureDevOps => Ok(OAuthClient {
+            token_url: crate::azure_devops::token_url(&ctx.config.azure_authority_url),
+            client_id: ctx
+                .config
+                .azure_client_id
+                .clone()
+                .ok_or_else(|| Problem::Misconfigured("AZURE_CLIENT_ID".into()))?,
+            client_secret: ctx.secret("AZURE_CLIENT_SECRET")?,
+            scope: Some(crate::azure_devops::SCOPE),
+            instance: None,
+        }),
+        Provider::GitHub => Err(ClientError::Misconfigured(Problem::Internal)),
+    }
 }
 
 /// Posts a token request; the answer (a grant or why not) is parsed by `oauth`.
@@ -150,7 +185,7 @@ async fn token_request(
         ctx,
         Method::Post,
         &client.token_url,
-        Auth::TokenRequest(form),
+        Auth::TokenRequest(form, client.issuer()),
     )
     .await
     {
@@ -179,7 +214,8 @@ pub async fn exchange_code(
     token_request(ctx, client, &form).await
 }
 
-/// A connection's tokens sealed for its row.
+/// A connection's tokens sealed for its row (also what a pending connection holds).
+#[derive(serde::Serialize, Deserialize)]
 pub struct Sealed {
     pub key_id: String,
     pub access_token: String,
@@ -256,6 +292,22 @@ pub fn seal_grant(
     })
 }
 
+/// The access token of a grant sealed for `connection_id` (a held connection's, on confirm).
+pub fn open_sealed(
+    keys: &TokenKeys,
+    provider: Provider,
+    connection_id: &str,
+    sealed: &Sealed,
+) -> Result<Secret, String> {
+    token_crypto::open(
+        keys,
+        &binding(provider.as_str(), connection_id, "access_token"),
+        &sealed.access_token,
+    )
+    .map(Secret::new)
+    .map_err(|e| format!("held access token of {connection_id}: {e}"))
+}
+
 fn default_lifetime(provider: Provider) -> i64 {
     match provider {
         Provider::AzureDevOps => crate::azure_devops::ACCESS_TOKEN_SECS,
@@ -312,14 +364,23 @@ fn seconds(rfc3339: &str) -> i64 {
     crate::time::parse_rfc3339(rfc3339).unwrap_or(0)
 }
 
+/// A connection's access token and who issued it: the GitLab instance (its `base_url`), or
+/// Microsoft. The token is only ever sent where `credential_origins` allows for that issuer.
+pub struct ConnectionToken {
+    pub token: Secret,
+    /// The connection's `base_url`: the GitLab instance, or the Azure DevOps API base.
+    pub base_url: Url,
+}
+
 /// A usable access token of the connection, refreshed first when it is about to expire, or
 /// when it is `refused` (the token the provider just answered 401 to: if the row holds another
-/// one, someone refreshed meanwhile and that one is used).
+/// one, someone refreshed meanwhile and that one is used). A GitLab connection whose instance
+/// is no longer configured gets nothing (`InstanceNotConfigured`).
 pub async fn access_token(
     ctx: &Ctx,
     connection_id: &str,
     refused: Option<&Secret>,
-) -> Result<Secret, TokenFailure> {
+) -> Result<ConnectionToken, TokenFailure> {
     let keys = keys(ctx).map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
     for _ in 0..WAIT_ROUNDS {
         let row = load(ctx, connection_id).await?;
@@ -328,11 +389,24 @@ pub async fn access_token(
                 "the connection was revoked earlier".into(),
             ));
         }
+        let base_url =
+            Url::parse(&row.base_url).map_err(|e| Internal::new("connection base URL", e))?;
+        if row.provider()? == Provider::GitLab {
+            let instances = ctx
+                .gitlab_instances()
+                .map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
+            if crate::gitlab::instance_of(&row.base_url, instances).is_none() {
+                return Err(TokenFailure::InstanceNotConfigured(row.base_url));
+            }
+        }
         let now = platform::now();
         let current = row.open(&keys, "access_token")?;
         let stale = refused.is_some_and(|r| r.expose() == current.expose());
         if !stale && !oauth::needs_refresh(seconds(&row.expires_at), now) {
-            return Ok(current);
+            return Ok(ConnectionToken {
+                token: current,
+                base_url,
+            });
         }
         // A refresh in progress elsewhere: wait for its tokens.
         if row.lease_until.as_deref().is_some_and(|l| seconds(l) > now) {
@@ -340,7 +414,7 @@ pub async fn access_token(
             continue;
         }
         match refresh(ctx, &keys, &row, now).await? {
-            Some(token) => return Ok(token),
+            Some(token) => return Ok(ConnectionToken { token, base_url }),
             // Another invocation claimed it first.
             None => Delay::from(Duration::from_millis(WAIT_MS)).await,
         }
@@ -366,8 +440,10 @@ async fn refresh(
     // Everything that can fail before the refresh token is spent, before the claim.
     let base_url =
         Url::parse(&row.base_url).map_err(|e| Internal::new("connection base URL", e))?;
-    let client = client(ctx, provider, &base_url)
-        .map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
+    let client = client(ctx, provider, &base_url).map_err(|e| match e {
+        ClientError::InstanceNotConfigured => TokenFailure::InstanceNotConfigured(row.base_url.clone()),
+        ClientError::Misconfigured(p) => TokenFailure::Internal(Internal(p.detail())),
+    })?;
     let stamp = crate::time::rfc3339(now);
     let claimed: Vec<Claimed> = ctx
         .rows(

@@ -363,16 +363,18 @@ async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
             ctx.statement(sql::PURGE_CONSUMED_STATES, &[Param::from(&now)])?,
             ctx.statement(sql::PURGE_DELIVERIES, &[Param::from(&delivery_cutoff)])?,
             ctx.statement(sql::PURGE_MESSAGE_FAILURES, &[Param::from(&failure_cutoff)])?,
+            ctx.statement(sql::PURGE_PENDING_CONNECTIONS, &[Param::from(&now)])?,
         ])
         .await?;
     let changes = |i: usize| bindings::changes(&results, i);
     worker::console_log!(
-        "hourly {}: {} scheduled backup jobs, {} snapshots expired, {} states and {} delivery ids purged",
+        "hourly {}: {} scheduled backup jobs, {} snapshots expired, {} states, {} delivery ids and {} unconfirmed connections purged",
         hour.key,
         changes(0),
         changes(1),
         changes(2),
-        changes(3)
+        changes(3),
+        changes(5)
     );
     ctx.send_batch(SYNC_QUEUE, &[SyncMessage::DispatchV1 { org_id: None }], 0)
         .await?;

@@ -41,30 +41,26 @@ impl<'a> OAuth<'a> {
 
     /// OAuth on for `user`, who can access only `installations` (all when `None`).
     fn with_installations(s: &'a Stack, user: &str, installations: Option<&[u64]>) -> OAuth<'a> {
-        let body = json!({
-            "client_id": s.secrets.get("GITHUB_CLIENT_ID").expect("GITHUB_CLIENT_ID in .dev.vars"),
-            "client_secret": s.secrets.get("GITHUB_CLIENT_SECRET").expect("GITHUB_CLIENT_SECRET in .dev.vars"),
-            "user": { "login": user, "id": 4_242, "installations": installations },
-        });
-        let resp = s.http.request(
-            "PUT",
-            &format!("{}/_emulator/oauth", s.emulator.base),
-            &[],
-            Some(&body.to_string()),
-        );
-        assert_eq!(resp.status, 200, "{}", resp.body);
+        let (id, secret) = client(s);
+        s.emulator.github_oauth(id, secret, user, installations);
         OAuth(s)
     }
 }
 
+fn client(s: &Stack) -> (&str, &str) {
+    (
+        s.secrets.get("GITHUB_CLIENT_ID").expect("GITHUB_CLIENT_ID in .dev.vars"),
+        s.secrets.get("GITHUB_CLIENT_SECRET").expect("GITHUB_CLIENT_SECRET in .dev.vars"),
+    )
+}
+
 impl Drop for OAuth<'_> {
+    /// Back to the suite's default user, who can access every installation.
     fn drop(&mut self) {
-        self.0.http.request(
-            "DELETE",
-            &format!("{}/_emulator/oauth", self.0.emulator.base),
-            &[],
-            None,
-        );
+        let (id, secret) = client(self.0);
+        self.0
+            .emulator
+            .github_oauth(id, secret, crate::harness::GITHUB_USER, None);
     }
 }
 

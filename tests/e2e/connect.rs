@@ -1,15 +1,15 @@
 //! Connecting GitHub installations end to end (issue #2): connect → install page → setup
-//! callback → D1 rows, backup jobs received by the queue consumer, and the GitHub calls made.
+//! callback (which only verifies and holds) → the technician's confirmation → D1 rows, backup
+//! jobs received by the queue consumer, and the GitHub calls made.
 //!
 //! - installations of 0, 1, 250 and 10,000 repositories (10,000 continue through the sync
 //!   queue: the redirect says `complete=false`, the background finishes the run), and a
 //!   personal (User) account;
 //! - `setup_action=update` and reconnects add only new repositories, never duplicates;
 //! - `setup_action=request` records a pending request and spends the state;
-//! - an installation another tenant holds, and one GitHub does not know, are refused with
-//!   nothing written (the unknown one leaves the state usable);
-//! - a suspended installation is refused with nothing written, and the same link works once
-//!   it is unsuspended.
+//! - an installation another tenant holds, one the returning user cannot access (an unknown
+//!   id among them) and a suspended one are refused with nothing written but the spent state;
+//!   a new connect works once the installation is unsuspended.
 
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ pub fn cases() -> Vec<Case> {
             claimed,
         ),
         Case::shared(
-            "connect::unknown_installation_is_refused_and_keeps_the_state",
+            "connect::an_installation_the_user_cannot_see_is_refused_and_spends_the_state",
             unknown_installation,
         ),
         Case::shared(
@@ -87,11 +87,11 @@ fn connect_complete(s: &Stack, tenant: &str, inst: &Inst) -> (Done, OrgRow) {
         inst.repos as usize
     );
     checks::jobs_received(s, &org.id, inst.repos as usize);
-    let invocations = checks::invocations(s, inst.id);
+    let invocations = checks::after_callback(s, inst.id);
     assert_eq!(
         invocations.len(),
         1,
-        "everything happens in the callback: {:#?}",
+        "everything happens in the confirmation: {:#?}",
         invocations.iter().map(|c| describe(c)).collect::<Vec<_>>()
     );
     (done, org)
@@ -100,7 +100,7 @@ fn connect_complete(s: &Stack, tenant: &str, inst: &Inst) -> (Done, OrgRow) {
 fn repositories_0(s: &Stack) {
     let inst = Inst::org(1100, "e2e-empty", 0);
     connect_complete(s, "tenant-repos-0", &inst);
-    let calls = checks::invocations(s, inst.id).remove(0);
+    let calls = checks::after_callback(s, inst.id).remove(0);
     assert_eq!(
         describe(&calls),
         [
@@ -132,7 +132,7 @@ fn repositories_1(s: &Stack) {
 fn repositories_250(s: &Stack) {
     let inst = Inst::org(1102, "e2e-quarter", 250);
     connect_complete(s, "tenant-repos-250", &inst);
-    let calls = checks::invocations(s, inst.id).remove(0);
+    let calls = checks::after_callback(s, inst.id).remove(0);
     assert_eq!(
         describe(&calls),
         [
@@ -193,7 +193,7 @@ fn repositories_10000(s: &Stack) {
     assert_eq!(checks::repositories_recorded(s, &org.id, inst.id), 10_000);
     checks::jobs_received(s, &org.id, 10_000);
 
-    let invocations = checks::invocations(s, inst.id);
+    let invocations = checks::after_callback(s, inst.id);
     assert!(invocations.len() >= 2, "continued through the sync queue");
     let pages_in = |calls: &[crate::harness::emulator::Logged]| {
         calls.iter().filter(|c| c.is_page()).count() as u64
@@ -201,7 +201,7 @@ fn repositories_10000(s: &Stack) {
     assert_eq!(
         pages_in(&invocations[0]) * 100,
         done.repos,
-        "the callback reports the pages it applied"
+        "the confirmation reports the pages it applied"
     );
     for continuation in &invocations[1..] {
         assert_eq!(
@@ -234,7 +234,7 @@ fn personal_account(s: &Stack) {
         ..Inst::org(1104, "e2e-person", 3)
     };
     connect_complete(s, "tenant-personal", &inst);
-    let calls = checks::invocations(s, inst.id).remove(0);
+    let calls = checks::after_callback(s, inst.id).remove(0);
     assert_eq!(describe(&calls[2..3]), ["GET /users/e2e-person -> 200"]);
 }
 
@@ -379,8 +379,11 @@ fn claimed(s: &Stack) {
     callback.assert_refused("installation_claimed");
     assert_eq!(
         s.store.footprint(intruder),
-        Footprint::default(),
-        "nothing written for the refused tenant"
+        Footprint {
+            consumed_states: 1,
+            ..Footprint::default()
+        },
+        "nothing written for the refused tenant but its spent state"
     );
     assert_eq!(s.store.footprint("tenant-claim-owner"), owner);
     assert_eq!(
@@ -388,9 +391,9 @@ fn claimed(s: &Stack) {
         [(org.id.clone(), "tenant-claim-owner".to_string())]
     );
     let invocations = checks::invocations(s, inst.id);
-    assert_eq!(invocations.len(), 2);
+    assert_eq!(invocations.len(), 3, "owner: callback and confirmation; intruder: callback");
     assert_eq!(
-        describe(&invocations[1]),
+        describe(&invocations[2]),
         ["GET /app/installations/1202 -> 200"],
         "refused before any installation token is minted"
     );
@@ -404,30 +407,39 @@ fn unknown_installation(s: &Stack) {
     let claims =
         state_token::verify(s.state_secret().as_bytes(), &state, now()).expect("valid state");
 
+    // An id nobody can access: the returning user's own installations do not list it, so it
+    // is refused before GitHub is asked about it (the answer tells nothing about other ids).
     let url = s.setup_url(&[
         ("installation_id", "999999"),
         ("setup_action", "install"),
         ("state", &state),
     ]);
-    s.callback(&url).assert_refused("installation_unknown");
-    assert_eq!(s.store.footprint(tenant), Footprint::default());
-    assert!(
-        s.store.kv_has(&claims.kv_key()),
-        "the state is not spent by a refusal"
-    );
+    s.callback(&url).assert_refused("installation_forbidden");
     assert_eq!(
-        describe(&s.emulator.worker_requests(999_999)),
-        ["GET /app/installations/999999 -> 404"],
-        "the id is verified with GitHub, nothing more"
+        s.store.footprint(tenant),
+        Footprint {
+            consumed_states: 1,
+            ..Footprint::default()
+        },
+        "nothing but the spent state"
+    );
+    assert!(
+        !s.store.kv_has(&claims.kv_key()),
+        "a refused callback spends its state"
+    );
+    assert!(
+        s.emulator.worker_requests(999_999).is_empty(),
+        "GitHub is not asked about an installation the user cannot access"
     );
 
-    // The same state still connects a real installation.
-    let callback = s.callback(&s.setup_url(&[
+    // The same state is used up; a new connect links a real installation.
+    let again = s.setup_url(&[
         ("installation_id", "1203"),
         ("setup_action", "install"),
         ("state", &state),
-    ]));
-    let done = callback.done();
+    ]);
+    s.callback(&again).assert_refused("state_used");
+    let done = s.connect_and_install(tenant, inst.id).done();
     assert_eq!((done.repos, done.added, done.complete), (2, 2, true));
     checks::org_recorded(s, tenant, &inst, &done.org_id);
 }
@@ -446,8 +458,11 @@ fn suspended(s: &Stack) {
     s.callback(&setup).assert_refused("installation_suspended");
     assert_eq!(
         s.store.footprint(tenant),
-        Footprint::default(),
-        "nothing is written"
+        Footprint {
+            consumed_states: 1,
+            ..Footprint::default()
+        },
+        "nothing is written but the spent state"
     );
     assert!(
         !describe(&s.emulator.worker_requests(inst.id))
@@ -456,9 +471,10 @@ fn suspended(s: &Stack) {
         "no token is requested for a suspended installation"
     );
 
-    // Once unsuspended on GitHub, the same link connects it.
+    // The link is used up; once unsuspended on GitHub, a new connect links it.
+    s.callback(&setup).assert_refused("state_used");
     s.emulator.set_suspended(inst.id, false);
-    let done = s.callback(&setup).done();
+    let done = s.connect_and_install(tenant, inst.id).done();
     assert_eq!((done.repos, done.added, done.complete), (4, 4, true));
     checks::org_recorded(s, tenant, &inst, &done.org_id);
 }

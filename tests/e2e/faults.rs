@@ -1,5 +1,5 @@
 //! GitHub failing in the middle of an enumeration (page 2 of 3): server errors and a short
-//! secondary rate limit are retried inside the callback; a long rate limit hands the rest to
+//! secondary rate limit are retried inside the confirmation that links the org; a long rate limit hands the rest to
 //! the sync queue, which resumes after the `retry-after`. Either way every repository ends up
 //! recorded exactly once with one job each.
 //!
@@ -100,7 +100,7 @@ fn server_errors(s: &Stack) {
         "Location: {}",
         callback.location
     );
-    let invocations = checks::invocations(s, inst.id);
+    let invocations = checks::after_callback(s, inst.id);
     assert_eq!(invocations.len(), 1, "retried inline");
     assert_eq!(statuses_of_page(&invocations[0], 2), [502, 502, 200]);
     assert_eq!(statuses_of_page(&invocations[0], 3), [200]);
@@ -140,7 +140,7 @@ fn secondary_rate_limit(s: &Stack) {
         elapsed >= Duration::from_secs(1),
         "retry-after: 1 is honoured ({elapsed:?})"
     );
-    let invocations = checks::invocations(s, inst.id);
+    let invocations = checks::after_callback(s, inst.id);
     assert_eq!(invocations.len(), 1, "waited out inline");
     assert_eq!(statuses_of_page(&invocations[0], 2), [403, 200]);
     all_recorded(s, tenant, &inst, &done.org_id);
@@ -169,7 +169,7 @@ fn long_rate_limit(s: &Stack) {
     );
     all_recorded(s, tenant, &inst, &done.org_id);
 
-    let invocations = checks::invocations(s, inst.id);
+    let invocations = checks::after_callback(s, inst.id);
     let shapes: Vec<Vec<String>> = invocations.iter().map(|c| describe(c)).collect();
     assert_eq!(
         shapes,
@@ -190,9 +190,9 @@ fn long_rate_limit(s: &Stack) {
     );
 }
 
-/// 1,100 repositories are 11 pages: exactly what the callback's budget affords after its own
-/// calls (45 subrequests: 7 of its own, 3 per page, 3 kept back), so page 11 is the last page it
-/// fetches and the last page of the run. One 502 on it
+/// 1,100 repositories are 11 pages: within what the confirmation's budget affords after its
+/// own calls (45 subrequests: 6 of its own, 3 per page, 3 kept back), so page 11 is the last
+/// page of the run and fetched by the confirmation. One 502 on it
 /// costs one more subrequest; the connection must still end as connected (the pages are all
 /// written and the jobs sent), either complete or continued in the background.
 fn retry_at_the_budget_edge(s: &Stack) {
@@ -201,11 +201,11 @@ fn retry_at_the_budget_edge(s: &Stack) {
     s.emulator.put_installation(&inst);
     let _faults = Faults::install(s, page_rule(11, 502, 1, json!({})));
     let callback = s.connect_and_install(tenant, inst.id);
-    let calls = checks::invocations(s, inst.id);
+    let calls = checks::after_callback(s, inst.id);
     assert_eq!(
         statuses_of_page(&calls[0], 11),
         [502, 200],
-        "the callback fetched page 11 twice: {:?}",
+        "the confirmation fetched page 11 twice: {:?}",
         describe(&calls[0])
     );
     let done = callback.done();
@@ -216,8 +216,8 @@ fn retry_at_the_budget_edge(s: &Stack) {
 }
 
 /// GitHub answers 502 to every attempt at `GET /app/installations/{id}`: the callback gives up
-/// after its retries with `github_unavailable`, writes nothing and leaves the state unspent, so
-/// the same link works once GitHub is back.
+/// after its retries with `github_unavailable` and writes nothing but its spent state (a
+/// refused link is used up); a new connect works once GitHub is back.
 fn github_down(s: &Stack) {
     let tenant = "tenant-fault-down";
     let inst = Inst::org(1404, "e2e-fault-down", 3);
@@ -234,8 +234,14 @@ fn github_down(s: &Stack) {
             }]),
         );
         s.callback(&setup).assert_refused("github_unavailable");
-        assert_eq!(s.store.footprint(tenant), Footprint::default());
-        assert!(s.store.kv_has(&claims.kv_key()), "the state is not spent");
+        assert_eq!(
+            s.store.footprint(tenant),
+            Footprint {
+                consumed_states: 1,
+                ..Footprint::default()
+            }
+        );
+        assert!(!s.store.kv_has(&claims.kv_key()), "the state is spent");
         let calls = describe(&checks::invocations(s, inst.id)[0]);
         assert!(
             calls.len() > 1
@@ -245,7 +251,8 @@ fn github_down(s: &Stack) {
             "retried, then gave up, and nothing else: {calls:?}"
         );
     }
-    let done = s.callback(&setup).done();
+    s.callback(&setup).assert_refused("state_used");
+    let done = s.connect_and_install(tenant, inst.id).done();
     assert_eq!((done.repos, done.added, done.complete), (3, 3, true));
     all_recorded(s, tenant, &inst, &done.org_id);
 }

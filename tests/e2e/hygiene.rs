@@ -16,7 +16,8 @@ use crate::harness::checks::{self, SUBREQUEST_LIMIT};
 use crate::harness::emulator::Inst;
 use crate::harness::portal::Portal;
 use crate::harness::store::files_under;
-use crate::harness::{Stack, GITLAB_INSTANCE};
+use crate::harness::{Stack, GITLAB_INSTANCE, SELF_MANAGED_GITLAB};
+use serde_json::json;
 use crate::Case;
 
 pub fn cases() -> Vec<Case> {
@@ -33,7 +34,67 @@ pub fn cases() -> Vec<Case> {
             "hygiene::no_invocation_exceeds_the_subrequest_limit",
             subrequest_limit,
         ),
+        Case::last(
+            "hygiene::no_credential_reached_a_service_it_does_not_belong_to",
+            credentials_stay_home,
+        ),
     ]
+}
+
+/// The emulator recorded every credential presented to each of its services (GitHub, each
+/// GitLab instance, Microsoft with Azure DevOps, and a sink standing for anywhere else): over
+/// the whole run, none went anywhere but to the service that issued it. The run first makes
+/// sure each family was really exercised.
+fn credentials_stay_home(s: &Stack) {
+    let tenant = "hygiene-credentials";
+    // Each family at work at least once, even when this test runs alone.
+    let inst = Inst::org(1_910, "e2e-hygiene-credentials", 2);
+    s.emulator.put_installation(&inst);
+    s.connect_and_install(tenant, inst.id).done();
+    let (instance, client_id, secret) = SELF_MANAGED_GITLAB[0];
+    s.emulator.gitlab_oauth(instance, client_id, secret, None);
+    for (instance, base_url) in [
+        (GITLAB_INSTANCE, None),
+        (instance, Some(format!("{}/gitlab/{instance}", s.emulator.base))),
+    ] {
+        s.emulator.gitlab_user(instance, 1_911, "hygiene-ledger", "Hygiene Ledger");
+        s.emulator.gitlab_group(
+            instance,
+            1_911,
+            json!({"name": "Ledger", "path": "hygiene-ledger", "members": [1_911], "projects": 1}),
+        );
+        let body = base_url.map(|url| json!({ "base_url": url }));
+        s.oauth_connect_as("gitlab", tenant, "1911", body.as_ref())
+            .connected("gitlab");
+    }
+    let azure_user = "0d5e1c9a-0000-4000-8000-000000001911";
+    s.emulator.azure_user(azure_user, "Hygiene Ledger", None);
+    s.emulator.azure_org(
+        "hygiene-ledger-1911",
+        json!({"members": [azure_user], "projects": [{"name": "p", "repositories": 1}]}),
+    );
+    s.oauth_connect_as(
+        "azure-devops",
+        tenant,
+        azure_user,
+        Some(&json!({"organizations": ["hygiene-ledger-1911"]})),
+    )
+    .connected("azure-devops");
+
+    let seen = s.emulator.credentials_seen();
+    for family in ["github", "microsoft", "gitlab:com", "gitlab:selfmanaged-e2e"] {
+        assert!(
+            seen[family].as_u64().unwrap_or(0) > 0,
+            "the ledger saw {family} credentials at home: {seen}"
+        );
+    }
+    let ledger = s.emulator.misplaced_credentials();
+    assert!(ledger["checked"].as_u64().unwrap_or(0) > 0, "{ledger}");
+    assert_eq!(
+        ledger["misplaced"],
+        json!([]),
+        "credentials presented where they were not issued"
+    );
 }
 
 /// Installation tokens are `ghs_` and 36 alphanumerics, user tokens (OAuth during

@@ -21,6 +21,9 @@
 //! - `oauth.rs`: GitLab groups and Azure DevOps organizations through OAuth: connecting, PKCE,
 //!   refused callbacks, sync, disconnect and reconnect, and the tokens (sealed at rest, refresh
 //!   before expiry and under concurrency, revocation, moved ciphertexts, key rotation);
+//! - `security.rs`: configured GitLab instances only, proof of installation ownership,
+//!   confirmation by the technician who started a connection, OAuth states at the GitHub
+//!   callback, relabelled webhooks, redirects, a retired GitLab instance (issue #13);
 //! - `approval.rs`: an owner's approval (`installation.created`) linked to the pending request
 //!   of the tenant whose GitHub user asked (OAuth during installation);
 //! - `hygiene.rs`: run last, over everything the suite did: no installation token stored or
@@ -42,6 +45,7 @@ mod hygiene;
 mod oauth;
 mod orgs;
 mod portal;
+mod security;
 mod sql_plans;
 mod state;
 mod webhooks;
@@ -186,6 +190,7 @@ fn main() {
         orgs::cases(),
         approval::cases(),
         oauth::cases(),
+        security::cases(),
         hygiene::cases(),
     ]
     .into_iter()

@@ -24,7 +24,7 @@ use onecode_edge::token_crypto::{self, Binding, TokenKeys};
 use crate::harness::checks;
 use crate::harness::emulator::Grant;
 use crate::harness::portal::{assert_problem, Portal};
-use crate::harness::{poll_until, Stack, CURRENT_TOKEN_KEY, GITLAB_INSTANCE};
+use crate::harness::{poll_until, Stack, CURRENT_TOKEN_KEY, GITLAB_INSTANCE, SELF_MANAGED_GITLAB};
 use crate::Case;
 
 pub fn cases() -> Vec<Case> {
@@ -120,16 +120,14 @@ fn azure_user(s: &Stack, n: u32) -> String {
     id
 }
 
-/// A GitLab instance other than the worker's `GITLAB_URL`, with the same OAuth application.
+/// A self-managed GitLab instance the worker is configured for (`GITLAB_INSTANCES`, see
+/// `SELF_MANAGED_GITLAB`), with its own OAuth application; `ttl`: its access tokens' lifetime.
 fn self_managed(s: &Stack, instance: &str, ttl: Option<u64>) -> String {
-    s.emulator.gitlab_oauth(
-        instance,
-        s.secrets.get("GITLAB_CLIENT_ID").expect("GITLAB_CLIENT_ID"),
-        s.secrets
-            .get("GITLAB_CLIENT_SECRET")
-            .expect("GITLAB_CLIENT_SECRET"),
-        ttl,
-    );
+    let (_, client_id, secret) = SELF_MANAGED_GITLAB
+        .iter()
+        .find(|(name, _, _)| *name == instance)
+        .unwrap_or_else(|| panic!("{instance} is not in SELF_MANAGED_GITLAB"));
+    s.emulator.gitlab_oauth(instance, client_id, secret, ttl);
     format!("{}/gitlab/{instance}", s.emulator.base)
 }
 

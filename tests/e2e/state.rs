@@ -197,7 +197,9 @@ fn replayed(s: &Stack) {
             profiles: 2,
             jobs: 2,
             consumed_states: 1,
-            installation_requests: 0
+            installation_requests: 0,
+            confirmations: 1,
+            pending: 0,
         }
     );
     let calls_after_first = s.emulator.worker_requests(p.installation_id).len();
@@ -248,7 +250,9 @@ fn racing_replay(s: &Stack) {
             profiles: 2,
             jobs: 2,
             consumed_states: 1,
-            installation_requests: 0
+            installation_requests: 0,
+            confirmations: 1,
+            pending: 0,
         }
     );
 }

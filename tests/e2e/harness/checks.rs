@@ -154,6 +154,22 @@ pub fn invocations(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
     groups
 }
 
+/// The worker's GitHub calls for an installation after its install callback, grouped by
+/// invocation: the callback only verifies the installation (its one call tagged with it,
+/// `GET /app/installations/{id}`), the confirmation and what follows do the work.
+#[track_caller]
+pub fn after_callback(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
+    let mut all = invocations(s, installation_id);
+    assert!(!all.is_empty(), "no call for installation {installation_id}");
+    let callback = all.remove(0);
+    assert_eq!(
+        describe(&callback),
+        [format!("GET /app/installations/{installation_id} -> 200")],
+        "the install callback verifies the installation and nothing more"
+    );
+    all
+}
+
 /// `method path?query -> status` lines, for readable assertions.
 pub fn describe(calls: &[Logged]) -> Vec<String> {
     calls.iter().map(Logged::short).collect()

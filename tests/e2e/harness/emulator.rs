@@ -283,6 +283,63 @@ impl Emulator {
     }
 }
 
+/// GitHub's OAuth during installation (the emulator's `PUT /_emulator/oauth`).
+impl Emulator {
+    /// Turns OAuth during installation on: every install link carries a one-time code of
+    /// `user`, who can access `installations` (every installation when `None`).
+    pub fn github_oauth(
+        &self,
+        client_id: &str,
+        secret: &str,
+        user: &str,
+        installations: Option<&[u64]>,
+    ) {
+        self.admin(
+            "PUT",
+            "oauth",
+            Some(&json!({
+                "client_id": client_id,
+                "client_secret": secret,
+                "user": { "login": user, "id": 4_242, "installations": installations },
+            })),
+        );
+    }
+
+    /// A fresh one-time code of the OAuth user, as the install page hands them out (taken from
+    /// its "request approval" link).
+    #[track_caller]
+    pub fn github_code(&self) -> String {
+        let page = self
+            .http
+            .get(&format!("{}/apps/{}/installations/new?state=code", self.base, super::APP_SLUG));
+        assert_eq!(page.status, 200, "install page: {}", page.body);
+        page.body
+            .split("code=")
+            .nth(1)
+            .and_then(|rest| rest.split(['"', '&']).next())
+            .filter(|code| !code.is_empty())
+            .unwrap_or_else(|| panic!("no code on the install page (is OAuth on?): {}", page.body))
+            .to_string()
+    }
+}
+
+/// The credential ledger (`GET /_emulator/credentials/…`): which credential reached which
+/// service.
+impl Emulator {
+    /// `{"misplaced": [{"seq", "method", "path", "presented_to", "home", "kind", "via"}], "checked"}`:
+    /// every credential presented to a service other than the one that issued it (or to the
+    /// sink), and how many credentials were examined.
+    pub fn misplaced_credentials(&self) -> Value {
+        self.admin("GET", "credentials/misplaced", None).json()
+    }
+
+    /// `{"github": n, "microsoft": n, "gitlab:{instance}": n, …}`: recognised credentials
+    /// presented to their own service.
+    pub fn credentials_seen(&self) -> Value {
+        self.admin("GET", "credentials/seen", None).json()
+    }
+}
+
 /// The GitLab and Microsoft / Azure DevOps parts of the admin API (see the emulator's
 /// `admin.rs`). Ids: GitLab users, groups and projects are numbers; Microsoft users,
 /// organizations, projects and repositories GUIDs.

@@ -130,11 +130,39 @@ pub enum Outcome {
     Other(String),
 }
 
-/// The answer to `GET /github/setup`.
+/// Where a browser flow through a connect callback ended: the callback's redirect, or, when
+/// the callback held the connection for confirmation and the technician confirmed it (see
+/// `Stack::callback`), the confirmation's status and its `done_url`.
 #[derive(Debug, Clone)]
 pub struct Callback {
     pub status: u16,
     pub location: String,
+    /// The pending connection the callback held (`/connect/{provider}/confirm?pending=`),
+    /// when it held one.
+    pub held: Option<Held>,
+}
+
+/// A callback's `303` to the confirm page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// `github`, `gitlab` or `azure-devops`.
+    pub provider: String,
+    pub pending: String,
+}
+
+impl Held {
+    /// The confirm redirect's provider and pending id, if `location` is one.
+    pub fn from_location(location: &str) -> Option<Held> {
+        let (path, query) = location.split_once('?')?;
+        let provider = path.strip_prefix("/connect/")?.strip_suffix("/confirm")?;
+        let pending = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "pending")
+            .map(|(_, v)| v.into_owned())?;
+        Some(Held {
+            provider: provider.to_string(),
+            pending,
+        })
+    }
 }
 
 impl Callback {

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use auth::{AppSigner, DevVars};
 use emulator::Emulator;
-use http::{Callback, Http, Resp};
+use http::{Callback, Held, Http, Resp};
 use procs::Managed;
 use store::Store;
 
@@ -56,6 +56,17 @@ pub const ROTATED_WEBHOOK_SECRET: &str = "e2e-rotated-webhook-secret";
 pub const CURRENT_TOKEN_KEY: &str = "e2e2:ZTJlLWN1cnJlbnQtdG9rZW4ta2V5LTMyLWJ5dGVzISE=";
 /// The emulated GitLab instance the worker's `GITLAB_URL` names (others are "self-managed").
 pub const GITLAB_INSTANCE: &str = "com";
+/// Self-managed GitLab instances the test worker is configured for (`GITLAB_INSTANCES`), each
+/// with an OAuth application of its own: `(instance, client id, client secret)`.
+pub const SELF_MANAGED_GITLAB: [(&str, &str, &str); 3] = [
+    ("selfmanaged-e2e", "e2e-selfmanaged-app", "e2e-selfmanaged-secret"),
+    ("short-e2e", "e2e-short-app", "e2e-short-secret"),
+    ("cron-e2e", "e2e-cron-app", "e2e-cron-secret"),
+];
+/// The GitHub user who clicks through the emulator's install page (OAuth during installation
+/// is on, as in production: every install link carries a code for this user, who can access
+/// every installation unless a test says otherwise).
+pub const GITHUB_USER: &str = "e2e-installer";
 /// How long `wrangler dev` may take to answer `/health`.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -287,8 +298,14 @@ fn test_config(original: &str, main: &Path, migrations: &Path) -> Result<String,
 
 /// `.dev.vars` for the test worker: the same lines, except two rotations in progress:
 /// `GITHUB_WEBHOOK_SECRET` becomes `["<ROTATED_WEBHOOK_SECRET>", "<webhook_secret>"]` and
-/// `TOKEN_KEYS` becomes `"<CURRENT_TOKEN_KEY>,<token_keys>"`.
-fn test_dev_vars(original: &str, webhook_secret: &str, token_keys: &str) -> String {
+/// `TOKEN_KEYS` becomes `"<CURRENT_TOKEN_KEY>,<token_keys>"`; and `GITLAB_INSTANCES` lists the
+/// emulator's self-managed instances ([`SELF_MANAGED_GITLAB`]).
+fn test_dev_vars(
+    original: &str,
+    webhook_secret: &str,
+    token_keys: &str,
+    gitlab_instances: &str,
+) -> String {
     let rotation = serde_json::to_string(&[ROTATED_WEBHOOK_SECRET, webhook_secret])
         .expect("strings serialize");
     let replaced = [
@@ -299,6 +316,10 @@ fn test_dev_vars(original: &str, webhook_secret: &str, token_keys: &str) -> Stri
         (
             "TOKEN_KEYS",
             format!("TOKEN_KEYS=\"{CURRENT_TOKEN_KEY},{token_keys}\""),
+        ),
+        (
+            "GITLAB_INSTANCES",
+            format!("GITLAB_INSTANCES='{gitlab_instances}'"),
         ),
     ];
     let name_of = |l: &str| {
@@ -406,14 +427,6 @@ impl Stack {
             &root.join("migrations"),
         )?;
         std::fs::write(&config, text).map_err(|e| e.to_string())?;
-        let dev_vars = std::fs::read_to_string(root.join(".dev.vars"))
-            .map_err(|e| format!(".dev.vars: {e}"))?;
-        let dev_vars = test_dev_vars(
-            &dev_vars,
-            secrets.get("GITHUB_WEBHOOK_SECRET")?,
-            secrets.get("TOKEN_KEYS")?,
-        );
-        std::fs::write(dir.join(".dev.vars"), dev_vars).map_err(|e| e.to_string())?;
         let key_file = dir.join("app-key.pem");
         std::fs::write(&key_file, secrets.get("GITHUB_APP_PRIVATE_KEY")?)
             .map_err(|e| e.to_string())?;
@@ -456,6 +469,26 @@ impl Stack {
                 )
             })?
             .to_string();
+
+        let instances: Vec<serde_json::Value> = SELF_MANAGED_GITLAB
+            .iter()
+            .map(|(instance, client_id, secret)| {
+                serde_json::json!({
+                    "url": format!("{emulator_base}/gitlab/{instance}"),
+                    "client_id": client_id,
+                    "client_secret": secret,
+                })
+            })
+            .collect();
+        let dev_vars = std::fs::read_to_string(root.join(".dev.vars"))
+            .map_err(|e| format!(".dev.vars: {e}"))?;
+        let dev_vars = test_dev_vars(
+            &dev_vars,
+            secrets.get("GITHUB_WEBHOOK_SECRET")?,
+            secrets.get("TOKEN_KEYS")?,
+            &serde_json::Value::from(instances).to_string(),
+        );
+        std::fs::write(dir.join(".dev.vars"), dev_vars).map_err(|e| e.to_string())?;
 
         let persist = dir.join("state");
         let mut migrate = wrangler(&root, &dir);
@@ -550,6 +583,12 @@ impl Stack {
             secrets.get("AZURE_CLIENT_SECRET")?,
             None,
         );
+        emulator.github_oauth(
+            secrets.get("GITHUB_CLIENT_ID")?,
+            secrets.get("GITHUB_CLIENT_SECRET")?,
+            GITHUB_USER,
+            None,
+        );
         Ok(Stack {
             root,
             dir,
@@ -633,22 +672,89 @@ impl Stack {
         location.to_string()
     }
 
-    /// `GET` a setup URL (absolute, or a path on the worker) without following the redirect.
+    /// A connect callback as the browser and then the technician go through it: `GET` the
+    /// callback URL (absolute, or a path on the worker) without following its redirect; when it
+    /// holds the connection for confirmation (`/connect/{provider}/confirm?pending=`), the
+    /// technician who started the flow (the state's tenant and technician) confirms it with
+    /// `POST /v1/connect/confirm`, and the answer's `done_url` is the Location the outcome is
+    /// read from (a failed confirmation's status and body otherwise).
     pub fn callback(&self, url: &str) -> Callback {
-        let url = if url.starts_with('/') {
-            format!("{}{url}", self.worker)
-        } else {
-            url.to_string()
+        let held = self.callback_held(url);
+        let Some(pending) = held.held.clone() else {
+            return held;
         };
-        let resp = self.http.get(&url);
+        let state = auth::query_param(&self.absolute(url), "state")
+            .expect("a callback that held a connection has a state");
+        let claims = onecode_edge::state_token::verify(
+            self.state_secret().as_bytes(),
+            &state,
+            auth::now(),
+        )
+        .expect("the callback's state was issued by the worker");
+        let resp = self.confirm_as(&claims.tenant, &claims.technician, &pending.pending);
+        if resp.status != 200 {
+            return Callback {
+                status: resp.status,
+                location: format!("confirmation refused: {}", resp.body),
+                held: Some(pending),
+            };
+        }
+        let done_url = resp.json()["done_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no done_url in {}", resp.body))
+            .to_string();
         Callback {
-            status: resp.status,
-            location: resp.header("location").unwrap_or_default().to_string(),
+            status: held.status,
+            location: done_url,
+            held: Some(pending),
         }
     }
 
-    /// A setup URL on the worker with these query parameters.
+    /// `GET` a callback URL and stop there: the connection is only held, if anything.
+    pub fn callback_held(&self, url: &str) -> Callback {
+        let resp = self.http.get(&self.absolute(url));
+        let location = resp.header("location").unwrap_or_default().to_string();
+        Callback {
+            status: resp.status,
+            held: (resp.status == 303)
+                .then(|| Held::from_location(&location))
+                .flatten(),
+            location,
+        }
+    }
+
+    /// `POST /v1/connect/confirm` as `tenant`'s `technician`.
+    pub fn confirm_as(&self, tenant: &str, technician: &str, pending: &str) -> Resp {
+        let jwt = self.portal_jwt(tenant, technician);
+        self.http.request(
+            "POST",
+            &format!("{}/v1/connect/confirm", self.worker),
+            &[("authorization", &format!("Bearer {jwt}"))],
+            Some(&serde_json::json!({ "pending": pending }).to_string()),
+        )
+    }
+
+    fn absolute(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            format!("{}{url}", self.worker)
+        } else {
+            url.to_string()
+        }
+    }
+
+    /// A setup URL on the worker with these query parameters and, unless they name one, a fresh
+    /// OAuth `code` of [`GITHUB_USER`] (as GitHub adds with OAuth during installation).
     pub fn setup_url(&self, params: &[(&str, &str)]) -> String {
+        let code = self.emulator.github_code();
+        let mut all = params.to_vec();
+        if !params.iter().any(|(k, _)| *k == "code") {
+            all.push(("code", &code));
+        }
+        self.setup_url_as_sent(&all)
+    }
+
+    /// A setup URL with exactly these query parameters (no code added).
+    pub fn setup_url_as_sent(&self, params: &[(&str, &str)]) -> String {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params)
             .finish();

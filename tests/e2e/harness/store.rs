@@ -74,8 +74,13 @@ pub struct Footprint {
     pub repos: i64,
     pub profiles: i64,
     pub jobs: i64,
+    /// States spent (connect callbacks).
     pub consumed_states: i64,
     pub installation_requests: i64,
+    /// Pending connections spent by their confirmation (`confirm:<id>` nonces).
+    pub confirmations: i64,
+    /// Connections held for confirmation, not yet confirmed or purged.
+    pub pending: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -189,10 +194,18 @@ impl Store {
                     "SELECT count(*) FROM backup_jobs j JOIN organizations o ON o.id = j.org_id \
                      WHERE o.tenant_id = ?1",
                 )?,
-                consumed_states: one("SELECT count(*) FROM consumed_states WHERE tenant_id = ?1")?,
+                consumed_states: one(
+                    "SELECT count(*) FROM consumed_states WHERE tenant_id = ?1 \
+                     AND nonce NOT LIKE 'confirm:%'",
+                )?,
                 installation_requests: one(
                     "SELECT count(*) FROM installation_requests WHERE tenant_id = ?1",
                 )?,
+                confirmations: one(
+                    "SELECT count(*) FROM consumed_states WHERE tenant_id = ?1 \
+                     AND nonce LIKE 'confirm:%'",
+                )?,
+                pending: one("SELECT count(*) FROM pending_connections WHERE tenant_id = ?1")?,
             })
         })
     }
