@@ -109,6 +109,32 @@ fn signing(s: &Stack) {
     }
 }
 
+/// Confirms the connection a timed callback held, as the technician who started it:
+/// (the callback's ms and subrequests, the confirmation's ms and subrequests, its answer).
+fn held_and_confirmed(
+    s: &Stack,
+    tenant: &str,
+    callback_url: &str,
+) -> (f64, String, f64, String, Value) {
+    let (callback_ms, resp) = timed_get(s, callback_url);
+    let location = resp.header("location").unwrap_or_default().to_string();
+    let held = harness::http::Held::from_location(&location)
+        .unwrap_or_else(|| panic!("not held for confirmation: {location}"));
+    let subrequests =
+        |r: &harness::http::Resp| r.header("x-onecode-subrequests").unwrap_or("?").to_string();
+    let t0 = Instant::now();
+    let confirmed = s.confirm_as(tenant, &harness::technician(tenant), &held.pending);
+    let confirm_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    (
+        callback_ms,
+        subrequests(&resp),
+        confirm_ms,
+        subrequests(&confirmed),
+        confirmed.json(),
+    )
+}
+
 fn callback(s: &Stack, installation_id: u64, repos: u32) {
     let login = format!("bench-{repos}");
     let tenant = format!("tenant-bench-{repos}");
@@ -116,28 +142,14 @@ fn callback(s: &Stack, installation_id: u64, repos: u32) {
         .put_installation(&Inst::org(installation_id, &login, repos));
     let install_url = s.connect(&tenant);
     let setup = s.walk_install(&install_url, installation_id);
-    let (ms, resp) = timed_get(s, &setup);
+    let (ms, subrequests, confirm_ms, confirm_subrequests, answer) =
+        held_and_confirmed(s, &tenant, &setup);
     let redirected = Instant::now();
-    let location = resp.header("location").unwrap_or_default().to_string();
-    let subrequests = resp
-        .header("x-onecode-subrequests")
-        .unwrap_or("?")
+    let org_id = answer["org_ids"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("not connected: {answer}"))
         .to_string();
-    let org_id =
-        url::form_urlencoded::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes())
-            .find(|(k, _)| k == "org_id")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_else(|| panic!("not connected: {location}"));
-    let (recorded, complete) = {
-        let q: HashMap<_, _> =
-            url::form_urlencoded::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes())
-                .into_owned()
-                .collect();
-        (
-            q.get("repos").cloned().unwrap_or_default(),
-            q.get("complete").cloned().unwrap_or_default(),
-        )
-    };
+    let (recorded, complete) = (answer["repos"].clone(), answer["complete"].clone());
     let run = harness::poll_until(Duration::from_secs(600), "enumeration complete", || {
         s.store
             .run(&org_id)
@@ -162,10 +174,11 @@ fn callback(s: &Stack, installation_id: u64, repos: u32) {
             .or_default() += 1;
     }
     let max_calls = per_invocation.values().max().copied().unwrap_or(0);
-    println!("\n## Connect callback, {repos} repositories");
-    println!("callback: {ms:.0} ms wall, {subrequests} subrequests (worker's count, limit 50); redirect said repos={recorded} complete={complete}");
+    println!("\n## Connect callback and confirmation, {repos} repositories");
+    println!("callback (verify and hold): {ms:.0} ms wall, {subrequests} subrequests (worker's count, limit 50)");
+    println!("confirmation (link and enumerate): {confirm_ms:.0} ms wall, {confirm_subrequests} subrequests; it said repos={recorded} complete={complete}");
     println!(
-        "enumeration complete {:.1} s after the redirect ({} pages, {} found); every job received after {:.1} s",
+        "enumeration complete {:.1} s after the confirmation ({} pages, {} found); every job received after {:.1} s",
         enumerated.as_secs_f64(),
         run.pages,
         run.found,
@@ -333,27 +346,16 @@ fn webhooks(s: &Stack) {
     }
 }
 
-/// The callback URL of an OAuth connect, timed: (ms, subrequests, the redirect's query).
+/// An OAuth connect's callback and confirmation, timed (see [`held_and_confirmed`]).
 fn oauth_callback(
     s: &Stack,
     slug: &str,
     tenant: &str,
     user: &str,
-) -> (f64, String, HashMap<String, String>) {
+) -> (f64, String, f64, String, Value) {
     let authorize = s.oauth_connect(slug, tenant, None);
     let callback = s.walk_authorize(&authorize, user);
-    let (ms, resp) = timed_get(s, &callback);
-    let location = resp.header("location").unwrap_or_default().to_string();
-    let query =
-        url::form_urlencoded::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes())
-            .into_owned()
-            .collect::<HashMap<_, _>>();
-    assert!(query.contains_key("org_ids"), "not connected: {location}");
-    let subrequests = resp
-        .header("x-onecode-subrequests")
-        .unwrap_or("?")
-        .to_string();
-    (ms, subrequests, query)
+    held_and_confirmed(s, tenant, &callback)
 }
 
 /// Waits for the org's run to complete; seconds since `from`.
@@ -375,14 +377,18 @@ fn oauth(s: &Stack) {
         99001,
         json!({"name": "Bench", "path": "bench-1000", "members": [99001], "projects": 1000}),
     );
-    let (ms, subrequests, query) = oauth_callback(s, "gitlab", "tenant-bench-gitlab", "99001");
+    let (ms, subrequests, confirm_ms, confirm_subrequests, answer) =
+        oauth_callback(s, "gitlab", "tenant-bench-gitlab", "99001");
     let redirected = Instant::now();
-    let org_id = query["org_ids"].clone();
+    let org_id = answer["org_ids"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let done = run_complete_after(s, &org_id, redirected);
     println!("\n## GitLab connect, one group of 1,000 projects");
     println!(
-        "callback: {ms:.0} ms wall, {subrequests} subrequests; redirect said repos={} complete={}; enumeration complete {done:.1} s after the redirect",
-        query["repos"], query["complete"]
+        "callback: {ms:.0} ms wall, {subrequests} subrequests; confirmation: {confirm_ms:.0} ms wall, {confirm_subrequests} subrequests, it said repos={} complete={}; enumeration complete {done:.1} s after it",
+        answer["repos"], answer["complete"]
     );
 
     let user = "0d5e1c9a-0000-4000-8000-000000099002";
@@ -394,13 +400,18 @@ fn oauth(s: &Stack) {
         "bench-azure-60",
         json!({"members": [user], "projects": projects}),
     );
-    let (ms, subrequests, query) = oauth_callback(s, "azure-devops", "tenant-bench-azure", user);
+    let (ms, subrequests, confirm_ms, confirm_subrequests, answer) =
+        oauth_callback(s, "azure-devops", "tenant-bench-azure", user);
     let redirected = Instant::now();
-    let done = run_complete_after(s, &query["org_ids"], redirected);
+    let done = run_complete_after(
+        s,
+        answer["org_ids"][0].as_str().unwrap_or_default(),
+        redirected,
+    );
     println!("\n## Azure DevOps connect, one organization of 60 projects × 5 repositories");
     println!(
-        "callback: {ms:.0} ms wall, {subrequests} subrequests; redirect said repos={} complete={}; enumeration complete {done:.1} s after the redirect",
-        query["repos"], query["complete"]
+        "callback: {ms:.0} ms wall, {subrequests} subrequests; confirmation: {confirm_ms:.0} ms wall, {confirm_subrequests} subrequests, it said repos={} complete={}; enumeration complete {done:.1} s after it",
+        answer["repos"], answer["complete"]
     );
 
     println!("\n## Sync of the 1,000-project group (median of 5)");

@@ -328,7 +328,10 @@ mod tests {
         let c = config(&pairs);
         let all = gitlab_instances(lookup(&pairs), &c).unwrap();
         let urls: Vec<&str> = all.iter().map(|i| i.url.as_str()).collect();
-        assert_eq!(urls, ["https://gitlab.com/", "https://git.acme.example/gitlab"]);
+        assert_eq!(
+            urls,
+            ["https://gitlab.com/", "https://git.acme.example/gitlab"]
+        );
         assert_eq!(all[1].client_id, "acme-app");
         assert_eq!(
             all[1].client_secret.as_ref().map(Secret::expose),
@@ -343,7 +346,9 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].url.as_str(), "https://git.acme.example/gitlab");
         // Nothing configured: no instance at all.
-        assert!(gitlab_instances(lookup(&[]), &config(&[])).unwrap().is_empty());
+        assert!(gitlab_instances(lookup(&[]), &config(&[]))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -365,7 +370,11 @@ mod tests {
         ] {
             let pairs = [("GITLAB_CLIENT_ID", "gl"), ("GITLAB_INSTANCES", json)];
             let err = gitlab_instances(lookup(&pairs), &config(&pairs)).unwrap_err();
-            assert_eq!(err, Problem::Misconfigured("GITLAB_INSTANCES".into()), "{json}");
+            assert_eq!(
+                err,
+                Problem::Misconfigured("GITLAB_INSTANCES".into()),
+                "{json}"
+            );
             assert!(!format!("{err:?}").contains("s3cr3t"));
         }
     }
@@ -374,7 +383,9 @@ mod tests {
     fn unverified_installations_need_the_explicit_flag() {
         assert!(!config(&[]).allow_unverified_installations);
         assert!(!config(&[("ALLOW_UNVERIFIED_INSTALLATIONS", "1")]).allow_unverified_installations);
-        assert!(config(&[("ALLOW_UNVERIFIED_INSTALLATIONS", "true")]).allow_unverified_installations);
+        assert!(
+            config(&[("ALLOW_UNVERIFIED_INSTALLATIONS", "true")]).allow_unverified_installations
+        );
     }
 
     #[test]

@@ -154,7 +154,12 @@ mod tests {
         }
         // The default instance's tokens do not go to the self-managed one, and the reverse.
         let com = url("https://gitlab.com");
-        assert!(allowed(&c, &gl, Issuer::GitLab(&com), &url("https://gitlab.com/api/v4/user")));
+        assert!(allowed(
+            &c,
+            &gl,
+            Issuer::GitLab(&com),
+            &url("https://gitlab.com/api/v4/user")
+        ));
         assert!(!allowed(
             &c,
             &gl,

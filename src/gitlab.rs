@@ -123,8 +123,7 @@ impl BaseUrlError {
 /// no trailing slash (scheme and host are lower-cased and a default port dropped by `Url`).
 pub fn normalize_instance(value: &str) -> Result<Url, BaseUrlError> {
     let mut url = Url::parse(value.trim()).map_err(|_| BaseUrlError::NotAUrl)?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.cannot_be_a_base()
-    {
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.cannot_be_a_base() {
         return Err(BaseUrlError::NotAUrl);
     }
     if !url.username().is_empty()
@@ -165,7 +164,10 @@ pub fn configured_instance<'a>(
 }
 
 /// The configured instance a stored connection belongs to (`None`: no longer configured).
-pub fn instance_of<'a>(base_url: &str, instances: &'a [GitLabInstance]) -> Option<&'a GitLabInstance> {
+pub fn instance_of<'a>(
+    base_url: &str,
+    instances: &'a [GitLabInstance],
+) -> Option<&'a GitLabInstance> {
     let url = normalize_instance(base_url).ok()?;
     instances.iter().find(|i| same_instance(&i.url, &url))
 }
@@ -287,7 +289,11 @@ mod tests {
             "HTTPS://Git.Client.Example:443/gitlab//",
             " https://git.client.example/gitlab/ ",
         ] {
-            assert_eq!(pick(Some(same)), Ok("https://git.client.example/gitlab"), "{same}");
+            assert_eq!(
+                pick(Some(same)),
+                Ok("https://git.client.example/gitlab"),
+                "{same}"
+            );
         }
         assert_eq!(pick(Some("https://gitlab.com/")), Ok("https://gitlab.com/"));
         // Another host, port, path or scheme is another instance: refused.
@@ -300,7 +306,11 @@ mod tests {
             "http://git.client.example/gitlab",
             "https://gitlab.com.attacker.example",
         ] {
-            assert_eq!(pick(Some(other)), Err(BaseUrlError::NotConfigured), "{other}");
+            assert_eq!(
+                pick(Some(other)),
+                Err(BaseUrlError::NotConfigured),
+                "{other}"
+            );
         }
         for extras in [
             "https://user:pw@gitlab.com",
@@ -310,11 +320,19 @@ mod tests {
         ] {
             assert_eq!(pick(Some(extras)), Err(BaseUrlError::Extras), "{extras}");
         }
-        for bad in ["gitlab.example.com", "mailto:a@b.c", "https://", "ftp://gitlab.com"] {
+        for bad in [
+            "gitlab.example.com",
+            "mailto:a@b.c",
+            "https://",
+            "ftp://gitlab.com",
+        ] {
             assert_eq!(pick(Some(bad)), Err(BaseUrlError::NotAUrl), "{bad}");
         }
         // Nothing configured: nothing can be connected.
-        assert_eq!(configured_instance(None, &[]).map(|_| ()), Err(BaseUrlError::NotConfigured));
+        assert_eq!(
+            configured_instance(None, &[]).map(|_| ()),
+            Err(BaseUrlError::NotConfigured)
+        );
         // A stored connection finds its instance while it stays configured.
         assert!(instance_of("https://git.client.example/gitlab", &configured).is_some());
         assert!(instance_of("https://old.client.example", &configured).is_none());

@@ -384,7 +384,10 @@ mod tests {
         );
         // Kept as sent (cut past the limit); only a usable code vouches for anyone.
         let usable = |q: &str| parse(q).unwrap().usable_code().map(str::to_string);
-        assert_eq!(usable("installation_id=1&setup_action=install&state=s&code=abc"), Some("abc".into()));
+        assert_eq!(
+            usable("installation_id=1&setup_action=install&state=s&code=abc"),
+            Some("abc".into())
+        );
         for q in [
             "installation_id=1&setup_action=install&state=s",
             "installation_id=1&setup_action=install&state=s&code=",
@@ -393,10 +396,19 @@ mod tests {
         ] {
             assert_eq!(usable(q), None, "{q}");
         }
-        let long = format!("installation_id=1&setup_action=install&state=s&code={}", "a".repeat(MAX_CODE_LEN + 1));
-        assert_eq!(parse(&long).unwrap().code.map(|c| c.len()), Some(MAX_CODE_LEN + 1));
+        let long = format!(
+            "installation_id=1&setup_action=install&state=s&code={}",
+            "a".repeat(MAX_CODE_LEN + 1)
+        );
+        assert_eq!(
+            parse(&long).unwrap().code.map(|c| c.len()),
+            Some(MAX_CODE_LEN + 1)
+        );
         assert_eq!(usable(&long), None);
-        let longest = format!("installation_id=1&setup_action=install&state=s&code={}", "a".repeat(MAX_CODE_LEN));
+        let longest = format!(
+            "installation_id=1&setup_action=install&state=s&code={}",
+            "a".repeat(MAX_CODE_LEN)
+        );
         assert_eq!(usable(&longest).map(|c| c.len()), Some(MAX_CODE_LEN));
         assert_eq!(
             parse("installation_id=7&setup_action=update&state=s")
@@ -424,7 +436,10 @@ mod tests {
         for allow in [false, true] {
             assert_eq!(with.ownership(true, allow), Ok(Ownership::Code("abc")));
             for bad in [&without, &empty, &long] {
-                assert_eq!(bad.ownership(true, allow), Err(Refusal::InstallationForbidden));
+                assert_eq!(
+                    bad.ownership(true, allow),
+                    Err(Refusal::InstallationForbidden)
+                );
             }
         }
         // No OAuth: refused as misconfigured, unless explicitly allowed (development).
@@ -519,7 +534,12 @@ mod tests {
         };
         let answer = confirm_answer(None, Provider::GitHub, &one).unwrap();
         assert_eq!(
-            (answer.provider, answer.org_ids.clone(), answer.org.as_str(), answer.orgs),
+            (
+                answer.provider,
+                answer.org_ids.clone(),
+                answer.org.as_str(),
+                answer.orgs
+            ),
             ("github", vec!["o1".to_string()], "acme", 1)
         );
         assert_eq!((answer.repos, answer.added, answer.complete), (25, 3, true));
@@ -528,15 +548,23 @@ mod tests {
             "/connect/github/done?org_id=o1&org=acme&repos=25&added=3&complete=true"
         );
         let many = SetupOutcome::ConnectedOrgs {
-            orgs: vec![("o1".into(), "initech".into()), ("o2".into(), "hooli".into())],
+            orgs: vec![
+                ("o1".into(), "initech".into()),
+                ("o2".into(), "hooli".into()),
+            ],
             repos: 47,
             added: 40,
             complete: false,
         };
         let answer = confirm_answer(None, Provider::GitLab, &many).unwrap();
         assert_eq!((answer.org.as_str(), answer.orgs), ("initech, hooli", 2));
-        assert!(answer.done_url.starts_with("/connect/gitlab/done?org_ids=o1%2Co2"));
-        assert_eq!(confirm_answer(None, Provider::GitHub, &SetupOutcome::Pending), None);
+        assert!(answer
+            .done_url
+            .starts_with("/connect/gitlab/done?org_ids=o1%2Co2"));
+        assert_eq!(
+            confirm_answer(None, Provider::GitHub, &SetupOutcome::Pending),
+            None
+        );
     }
 
     #[test]

@@ -174,9 +174,7 @@ fn shape_fits(event: &str, e: &Envelope) -> bool {
                 && !has_push
         }
         "repository" => has_repository && !has_lists && !has_push,
-        "push" => {
-            e.git_ref.is_some() && e.commits.is_some() && has_repository && !has_lists
-        }
+        "push" => e.git_ref.is_some() && e.commits.is_some() && has_repository && !has_lists,
         _ => true,
     }
 }

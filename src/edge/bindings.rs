@@ -4,8 +4,8 @@
 
 use crate::budget::{Budget, INVOCATION_LIMIT};
 use crate::config::{require_secret, Config, GitLabInstance, Secret};
-use std::cell::OnceCell;
 use crate::problem::Problem;
+use std::cell::OnceCell;
 use wasm_bindgen::JsValue;
 use worker::{
     D1PreparedStatement, D1Result, Env, QueueContentType, RawMessageBuilder, SendMessage,

@@ -147,9 +147,7 @@ impl<'a> Access<'a> {
                         Provider::AzureDevOps => {
                             provider_api::azure_repositories(ctx, secret, api_url, url).await
                         }
-                        _ => {
-                            provider_api::gitlab_projects(ctx, secret, &token.base_url, url).await
-                        }
+                        _ => provider_api::gitlab_projects(ctx, secret, &token.base_url, url).await,
                     };
                     match fetched {
                         // Refused before its expiry (revoked, or expired early): refresh once.

@@ -239,10 +239,9 @@ pub struct HeldOAuth {
 fn client_problem(e: provider_tokens::ClientError) -> Problem {
     match e {
         provider_tokens::ClientError::Misconfigured(p) => p,
-        provider_tokens::ClientError::InstanceNotConfigured => invalid(
-            "base_url",
-            gitlab::BaseUrlError::NotConfigured.reason(),
-        ),
+        provider_tokens::ClientError::InstanceNotConfigured => {
+            invalid("base_url", gitlab::BaseUrlError::NotConfigured.reason())
+        }
     }
 }
 
@@ -392,8 +391,7 @@ pub(super) async fn link(
         links,
         sealed,
     } = held;
-    let connection_id =
-        provider::connection_id(confirming.tenant, provider, &base_url, &user_id);
+    let connection_id = provider::connection_id(confirming.tenant, provider, &base_url, &user_id);
     let keys = provider_tokens::keys(ctx).map_err(problem_refusal)?;
     let token = provider_tokens::open_sealed(&keys, provider, &connection_id, &sealed)
         .map_err(|e| internal(Internal(e)))?;
@@ -424,8 +422,8 @@ pub(super) async fn link(
     let mut run_ids = Vec::with_capacity(links.len());
     let mut api_urls = Vec::with_capacity(links.len());
     for link in &links {
-        let api_url = Url::parse(&link.api_url)
-            .map_err(|e| internal(Internal::new("held API URL", e)))?;
+        let api_url =
+            Url::parse(&link.api_url).map_err(|e| internal(Internal::new("held API URL", e)))?;
         let run_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
         let new_org_id = platform::random_uuid().map_err(|e| internal(Internal(e)))?;
         let detail = format!(

@@ -22,9 +22,14 @@ fn next_link(answer: &Answer, instance: &Url) -> Result<Option<Url>, CallError> 
 }
 
 pub async fn gitlab_user(ctx: &Ctx, token: &str, instance: &Url) -> Result<User, CallError> {
-    get(ctx, token, Issuer::GitLab(instance), &gitlab::user_url(instance))
-        .await?
-        .parse("GitLab user")
+    get(
+        ctx,
+        token,
+        Issuer::GitLab(instance),
+        &gitlab::user_url(instance),
+    )
+    .await?
+    .parse("GitLab user")
 }
 
 /// The groups to connect: the chosen ones (each must be readable), or every top-level group the
@@ -44,8 +49,8 @@ pub async fn gitlab_groups(
                 Issuer::GitLab(instance),
                 &gitlab::group_url(instance, path),
             )
-                .await?
-                .parse("GitLab group")?;
+            .await?
+            .parse("GitLab group")?;
             if !groups.iter().any(|g: &Group| g.id == group.id) {
                 groups.push(group);
             }
@@ -95,8 +100,8 @@ pub async fn azure_profile(ctx: &Ctx, token: &str) -> Result<azure::Profile, Cal
         Issuer::Microsoft,
         &azure::profile_url(&ctx.config.azure_vssps_url),
     )
-        .await?
-        .parse("Azure DevOps profile")
+    .await?
+    .parse("Azure DevOps profile")
 }
 
 /// The organizations to connect: the chosen ones (each must be one the user belongs to), or all
@@ -160,11 +165,11 @@ pub async fn azure_repositories(
                 let url = azure::repositories_url(organization_url, &project.id);
                 let repos: azure::List<azure::Repository> =
                     match get(ctx, token, Issuer::Microsoft, &url).await {
-                    Ok(answer) => answer.parse("Azure DevOps repositories")?,
-                    // Deleted since the project page was read: nothing of it to back up.
-                    Err(CallError::NotFound) => azure::List { value: Vec::new() },
-                    Err(e) => return Err(e),
-                };
+                        Ok(answer) => answer.parse("Azure DevOps repositories")?,
+                        // Deleted since the project page was read: nothing of it to back up.
+                        Err(CallError::NotFound) => azure::List { value: Vec::new() },
+                        Err(e) => return Err(e),
+                    };
                 Ok::<_, CallError>(
                     repos
                         .value

@@ -123,7 +123,9 @@ pub struct OAuthClient {
 
 impl OAuthClient {
     pub fn issuer(&self) -> Issuer<'_> {
-        self.instance.as_ref().map_or(Issuer::Microsoft, Issuer::GitLab)
+        self.instance
+            .as_ref()
+            .map_or(Issuer::Microsoft, Issuer::GitLab)
     }
 }
 
@@ -441,7 +443,9 @@ async fn refresh(
     let base_url =
         Url::parse(&row.base_url).map_err(|e| Internal::new("connection base URL", e))?;
     let client = client(ctx, provider, &base_url).map_err(|e| match e {
-        ClientError::InstanceNotConfigured => TokenFailure::InstanceNotConfigured(row.base_url.clone()),
+        ClientError::InstanceNotConfigured => {
+            TokenFailure::InstanceNotConfigured(row.base_url.clone())
+        }
         ClientError::Misconfigured(p) => TokenFailure::Internal(Internal(p.detail())),
     })?;
     let stamp = crate::time::rfc3339(now);

@@ -49,8 +49,12 @@ impl<'a> OAuth<'a> {
 
 fn client(s: &Stack) -> (&str, &str) {
     (
-        s.secrets.get("GITHUB_CLIENT_ID").expect("GITHUB_CLIENT_ID in .dev.vars"),
-        s.secrets.get("GITHUB_CLIENT_SECRET").expect("GITHUB_CLIENT_SECRET in .dev.vars"),
+        s.secrets
+            .get("GITHUB_CLIENT_ID")
+            .expect("GITHUB_CLIENT_ID in .dev.vars"),
+        s.secrets
+            .get("GITHUB_CLIENT_SECRET")
+            .expect("GITHUB_CLIENT_SECRET in .dev.vars"),
     )
 }
 

@@ -391,7 +391,11 @@ fn claimed(s: &Stack) {
         [(org.id.clone(), "tenant-claim-owner".to_string())]
     );
     let invocations = checks::invocations(s, inst.id);
-    assert_eq!(invocations.len(), 3, "owner: callback and confirmation; intruder: callback");
+    assert_eq!(
+        invocations.len(),
+        3,
+        "owner: callback and confirmation; intruder: callback"
+    );
     assert_eq!(
         describe(&invocations[2]),
         ["GET /app/installations/1202 -> 200"],

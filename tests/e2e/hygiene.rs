@@ -17,8 +17,8 @@ use crate::harness::emulator::Inst;
 use crate::harness::portal::Portal;
 use crate::harness::store::files_under;
 use crate::harness::{Stack, GITLAB_INSTANCE, SELF_MANAGED_GITLAB};
-use serde_json::json;
 use crate::Case;
+use serde_json::json;
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -55,9 +55,13 @@ fn credentials_stay_home(s: &Stack) {
     s.emulator.gitlab_oauth(instance, client_id, secret, None);
     for (instance, base_url) in [
         (GITLAB_INSTANCE, None),
-        (instance, Some(format!("{}/gitlab/{instance}", s.emulator.base))),
+        (
+            instance,
+            Some(format!("{}/gitlab/{instance}", s.emulator.base)),
+        ),
     ] {
-        s.emulator.gitlab_user(instance, 1_911, "hygiene-ledger", "Hygiene Ledger");
+        s.emulator
+            .gitlab_user(instance, 1_911, "hygiene-ledger", "Hygiene Ledger");
         s.emulator.gitlab_group(
             instance,
             1_911,
@@ -82,7 +86,12 @@ fn credentials_stay_home(s: &Stack) {
     .connected("azure-devops");
 
     let seen = s.emulator.credentials_seen();
-    for family in ["github", "microsoft", "gitlab:com", "gitlab:selfmanaged-e2e"] {
+    for family in [
+        "github",
+        "microsoft",
+        "gitlab:com",
+        "gitlab:selfmanaged-e2e",
+    ] {
         assert!(
             seen[family].as_u64().unwrap_or(0) > 0,
             "the ledger saw {family} credentials at home: {seen}"

@@ -111,7 +111,11 @@ fn unconfigured_instances(s: &Stack) {
         "https://gitlab.attacker.example".to_string(),
         "https://gitlab.com.attacker.example".to_string(),
         // The configured instance on another port, on another path, and above it.
-        format!("http://127.0.0.1:{}/gitlab/{}", port + 1, SELF_MANAGED_GITLAB[0].0),
+        format!(
+            "http://127.0.0.1:{}/gitlab/{}",
+            port + 1,
+            SELF_MANAGED_GITLAB[0].0
+        ),
         format!("{configured}/sub"),
         format!("{configured}-other"),
         format!("{}/gitlab", s.emulator.base),
@@ -145,8 +149,14 @@ fn unconfigured_instances(s: &Stack) {
     ] {
         let resp = s.oauth_start(GL, tenant, Some(&json!({ "base_url": spelled })));
         assert_eq!(resp.status, 200, "{spelled}: {}", resp.body);
-        let url = resp.json()["authorize_url"].as_str().unwrap_or_default().to_string();
-        assert!(url.starts_with(&format!("{configured}/oauth/authorize?")), "{url}");
+        let url = resp.json()["authorize_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            url.starts_with(&format!("{configured}/oauth/authorize?")),
+            "{url}"
+        );
         assert_eq!(
             query_param(&url, "client_id").as_deref(),
             Some(SELF_MANAGED_GITLAB[0].1),
@@ -161,8 +171,7 @@ fn ownership(s: &Stack) {
     s.emulator.put_installation(&inst);
     let id = inst.id.to_string();
     let oversized = "c".repeat(300);
-    let mut spent = 0;
-    for code in [None, Some(""), Some(oversized.as_str())] {
+    for (spent, code) in (1..).zip([None, Some(""), Some(oversized.as_str())]) {
         let state = state_of(&s.connect(tenant));
         let mut params = vec![
             ("installation_id", id.as_str()),
@@ -174,7 +183,6 @@ fn ownership(s: &Stack) {
         }
         let url = s.setup_url_as_sent(&params);
         s.callback(&url).assert_refused("installation_forbidden");
-        spent += 1;
         assert_eq!(
             s.store.footprint(tenant),
             Footprint {
@@ -184,7 +192,8 @@ fn ownership(s: &Stack) {
             "nothing linked or held, the state spent ({code:?})"
         );
         // Used up: the genuine code cannot revive it.
-        s.callback(&s.setup_url(&params[..3])).assert_refused("state_used");
+        s.callback(&s.setup_url(&params[..3]))
+            .assert_refused("state_used");
     }
     assert!(
         s.emulator.worker_requests(inst.id).is_empty(),
@@ -237,7 +246,10 @@ fn only_the_starter_confirms(s: &Stack) {
         "no installation token before confirmation"
     );
     // The confirm page (no PORTAL_URL) carries the id and a strict policy.
-    let page = s.http.get(&format!("{}/connect/github/confirm?pending={pending}", s.worker));
+    let page = s.http.get(&format!(
+        "{}/connect/github/confirm?pending={pending}",
+        s.worker
+    ));
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&pending) && page.body.contains("/connect/confirm.js"));
     let csp = page.header("content-security-policy").unwrap_or_default();
@@ -248,22 +260,39 @@ fn only_the_starter_confirms(s: &Stack) {
         .collect();
     assert_eq!(script_src, ["script-src 'self'"], "no inline script: {csp}");
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
-    assert!(s.http.get(&format!("{}/connect/confirm.js", s.worker)).body.contains("/v1/connect/confirm"));
+    assert!(s
+        .http
+        .get(&format!("{}/connect/confirm.js", s.worker))
+        .body
+        .contains("/v1/connect/confirm"));
 
     // Another technician of the same tenant: 404, and the pending connection is dropped.
     let other = s.confirm_as(tenant, "someone-else", &pending);
     assert_problem(&other, 404, "not_found", "another technician");
     assert_eq!(s.store.footprint(tenant).pending, 0, "dropped");
-    assert_problem(&s.confirm_as(tenant, &tech, &pending), 404, "not_found", "after a foreign confirmation");
+    assert_problem(
+        &s.confirm_as(tenant, &tech, &pending),
+        404,
+        "not_found",
+        "after a foreign confirmation",
+    );
     assert_eq!(s.store.footprint(tenant).orgs, 0);
 
     // Completed in another tenant's browser: that tenant cannot confirm it either.
     let pending = held_installation(s, tenant, &inst);
     let foreign = s.confirm_as("sec-confirm-other-tenant", &tech, &pending);
     assert_problem(&foreign, 404, "not_found", "another tenant");
-    assert_problem(&s.confirm_as(tenant, &tech, &pending), 404, "not_found", "dropped");
+    assert_problem(
+        &s.confirm_as(tenant, &tech, &pending),
+        404,
+        "not_found",
+        "dropped",
+    );
     assert_eq!(s.store.footprint(tenant).orgs, 0);
-    assert_eq!(s.store.footprint("sec-confirm-other-tenant"), Footprint::default());
+    assert_eq!(
+        s.store.footprint("sec-confirm-other-tenant"),
+        Footprint::default()
+    );
 
     // Malformed requests change nothing.
     let pending = held_installation(s, tenant, &inst);
@@ -297,18 +326,39 @@ fn only_the_starter_confirms(s: &Stack) {
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     let answer = confirmed.json();
     assert_eq!(
-        (answer["provider"].as_str(), answer["org"].as_str(), answer["orgs"].as_u64()),
+        (
+            answer["provider"].as_str(),
+            answer["org"].as_str(),
+            answer["orgs"].as_u64()
+        ),
         (Some("github"), Some("e2e-sec-confirm"), Some(1))
     );
-    assert_eq!((answer["repos"].as_u64(), answer["complete"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(
+        (answer["repos"].as_u64(), answer["complete"].as_bool()),
+        (Some(3), Some(true))
+    );
     let org_id = answer["org_ids"][0].as_str().expect("org id").to_string();
     assert_eq!(
         answer["done_url"].as_str(),
         Some(format!("/connect/github/done?org_id={org_id}&org=e2e-sec-confirm&repos=3&added=3&complete=true").as_str())
     );
     let after = s.store.footprint(tenant);
-    assert_eq!((after.orgs, after.repos, after.jobs, after.pending, after.confirmations), (1, 3, 3, 0, 1));
-    assert_problem(&s.confirm_as(tenant, &tech, &pending), 404, "not_found", "a replayed confirmation");
+    assert_eq!(
+        (
+            after.orgs,
+            after.repos,
+            after.jobs,
+            after.pending,
+            after.confirmations
+        ),
+        (1, 3, 3, 0, 1)
+    );
+    assert_problem(
+        &s.confirm_as(tenant, &tech, &pending),
+        404,
+        "not_found",
+        "a replayed confirmation",
+    );
     assert_eq!(s.store.footprint(tenant), after, "a replay changes nothing");
 }
 
@@ -325,31 +375,65 @@ fn oauth_held_until_confirmed(s: &Stack) {
     );
     for (slug, user, body, repos) in [
         (GL, user.as_str(), None, 2),
-        (AZ, azure_user, Some(json!({"organizations": ["sec-held-e2e75102"]})), 3),
+        (
+            AZ,
+            azure_user,
+            Some(json!({"organizations": ["sec-held-e2e75102"]})),
+            3,
+        ),
     ] {
         let authorize = s.oauth_connect(slug, tenant, body.as_ref());
         if slug == AZ {
-            assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("consent"));
+            assert_eq!(
+                query_param(&authorize, "prompt").as_deref(),
+                Some("consent")
+            );
         }
         let held = s.callback_held(&s.walk_authorize(&authorize, user));
-        let pending = held.held.unwrap_or_else(|| panic!("{slug}: held, not {}", held.location));
+        let pending = held
+            .held
+            .unwrap_or_else(|| panic!("{slug}: held, not {}", held.location));
         assert_eq!(pending.provider, slug);
-        assert_eq!(s.store.footprint(tenant).orgs, 0, "{slug}: nothing linked");
-        assert_eq!(tenant_connections(s, tenant), i64::from(slug == AZ), "{slug}: no connection stored before confirmation");
-        let pending_detail: String = s.store.query(
-            "SELECT detail FROM pending_connections WHERE id = ?1",
-            [&pending.pending],
-            |r| r.get(0),
-        ).pop().expect("the pending row");
+        let linked_before = i64::from(slug == AZ);
+        assert_eq!(
+            s.store.footprint(tenant).orgs,
+            linked_before,
+            "{slug}: nothing linked"
+        );
+        assert_eq!(
+            tenant_connections(s, tenant),
+            linked_before,
+            "{slug}: no connection stored before confirmation"
+        );
+        let pending_detail: String = s
+            .store
+            .query(
+                "SELECT detail FROM pending_connections WHERE id = ?1",
+                [&pending.pending],
+                |r| r.get(0),
+            )
+            .pop()
+            .expect("the pending row");
         for token in s.emulator.provider_tokens() {
-            assert!(!pending_detail.contains(&token), "{slug}: tokens are held sealed");
+            assert!(
+                !pending_detail.contains(&token),
+                "{slug}: tokens are held sealed"
+            );
         }
         let confirmed = s.confirm_as(tenant, &tech, &pending.pending);
         assert_eq!(confirmed.status, 200, "{}", confirmed.body);
-        assert_eq!(confirmed.json()["repos"].as_u64(), Some(repos), "{}", confirmed.body);
+        assert_eq!(
+            confirmed.json()["repos"].as_u64(),
+            Some(repos),
+            "{}",
+            confirmed.body
+        );
     }
     let after = s.store.footprint(tenant);
-    assert_eq!((after.orgs, after.repos, after.pending, after.confirmations), (2, 5, 0, 2));
+    assert_eq!(
+        (after.orgs, after.repos, after.pending, after.confirmations),
+        (2, 5, 0, 2)
+    );
     assert_eq!(tenant_connections(s, tenant), 2);
 }
 
@@ -375,11 +459,26 @@ fn late_confirmation(s: &Stack) {
     );
     let late = s.confirm_as(tenant, &tech, &pending);
     let problem = assert_problem(&late, 410, "gone", "a late confirmation");
-    assert!(problem["detail"].as_str().unwrap_or_default().contains("Start again"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Start again"),
+        "{problem}"
+    );
     let footprint = s.store.footprint(tenant);
-    assert_eq!((footprint.orgs, footprint.pending, footprint.confirmations), (0, 0, 0), "nothing linked, the sealed tokens dropped");
+    assert_eq!(
+        (footprint.orgs, footprint.pending, footprint.confirmations),
+        (0, 0, 0),
+        "nothing linked, the sealed tokens dropped"
+    );
     assert_eq!(tenant_connections(s, tenant), 0);
-    assert_problem(&s.confirm_as(tenant, &tech, &pending), 404, "not_found", "gone for good");
+    assert_problem(
+        &s.confirm_as(tenant, &tech, &pending),
+        404,
+        "not_found",
+        "gone for good",
+    );
 }
 
 fn oauth_state_at_github(s: &Stack) {
@@ -404,7 +503,10 @@ fn relabelled_webhook(s: &Stack) {
     let inst = Inst::org(5_104, "e2e-sec-relabel", 2);
     s.emulator.put_installation(&inst);
     let done = s.connect_and_install(tenant, inst.id).done();
-    let secret = s.secrets.get("GITHUB_WEBHOOK_SECRET").expect("webhook secret");
+    let secret = s
+        .secrets
+        .get("GITHUB_WEBHOOK_SECRET")
+        .expect("webhook secret");
     // A genuine, signed `repository.deleted` of that installation…
     let body = json!({
         "action": "deleted",
@@ -426,9 +528,18 @@ fn relabelled_webhook(s: &Stack) {
         Some(&body),
     );
     let problem = assert_problem(&resp, 400, "bad_request", "a relabelled delivery");
-    assert!(problem["detail"].as_str().unwrap_or_default().contains("installation"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("installation"),
+        "{problem}"
+    );
     let org = Portal::new(s, tenant).org(&done.org_id);
-    assert_eq!(org["status"], "active", "the org is not disconnected: {org}");
+    assert_eq!(
+        org["status"], "active",
+        "the org is not disconnected: {org}"
+    );
 }
 
 /// Sends `rules` to the emulator; they are cleared when the guard drops.
@@ -459,19 +570,29 @@ fn at_sink(s: &Stack) -> Vec<Value> {
 
 fn redirects(s: &Stack) {
     let sink = format!("{}/sink/collect", s.emulator.base);
-    let sink_requests = || s.emulator.requests().iter().filter(|r| r.path.starts_with("/sink")).count();
-    let before = sink_requests();
-    let redirect = |path: &str, status: u16| {
-        json!({"path_prefix": path, "status": status, "headers": {"location": sink}})
+    let sink_requests = || {
+        s.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/sink"))
+            .count()
     };
+    let before = sink_requests();
+    let redirect = |path: &str, status: u16| json!({"path_prefix": path, "status": status, "headers": {"location": sink}});
 
     // GitLab: the API answers 307 (the access token would follow), then the token endpoint
     // answers 308 (the client secret and code would follow).
     let user = gitlab_user(s, GITLAB_INSTANCE, 75_301);
     gitlab_group(s, GITLAB_INSTANCE, 75_301, 75_301, 1);
     for (rule, reason) in [
-        (redirect("/gitlab/com/api/v4/user", 307), "provider_unavailable"),
-        (redirect("/gitlab/com/oauth/token", 308), "provider_unavailable"),
+        (
+            redirect("/gitlab/com/api/v4/user", 307),
+            "provider_unavailable",
+        ),
+        (
+            redirect("/gitlab/com/oauth/token", 308),
+            "provider_unavailable",
+        ),
     ] {
         let _faults = Faults::install(s, json!([rule]));
         s.oauth_connect_as(GL, "sec-redirect-gl", &user, None)
@@ -486,14 +607,26 @@ fn redirects(s: &Stack) {
             .assert_refused("github_unavailable");
     }
     assert_eq!(sink_requests(), before, "no redirect was followed");
-    assert_eq!(at_sink(s), Vec::<Value>::new(), "no credential reached the sink");
-    assert_eq!(s.store.footprint("sec-redirect-gl").orgs + s.store.footprint("sec-redirect-gh").orgs, 0);
+    assert_eq!(
+        at_sink(s),
+        Vec::<Value>::new(),
+        "no credential reached the sink"
+    );
+    assert_eq!(
+        s.store.footprint("sec-redirect-gl").orgs + s.store.footprint("sec-redirect-gh").orgs,
+        0
+    );
 }
 
 fn retired_instance(s: &Stack) {
     let tenant = "sec-retired";
     let instance = SELF_MANAGED_GITLAB[0].0;
-    s.emulator.gitlab_oauth(instance, SELF_MANAGED_GITLAB[0].1, SELF_MANAGED_GITLAB[0].2, None);
+    s.emulator.gitlab_oauth(
+        instance,
+        SELF_MANAGED_GITLAB[0].1,
+        SELF_MANAGED_GITLAB[0].2,
+        None,
+    );
     let user = gitlab_user(s, instance, 75_401);
     gitlab_group(s, instance, 75_401, 75_401, 2);
     let base_url = format!("{}/gitlab/{instance}", s.emulator.base);
@@ -518,19 +651,38 @@ fn retired_instance(s: &Stack) {
     let requests_before = s.emulator.requests().len();
     let org = portal.org(&org_id);
     assert_eq!(org["status"], "misconfigured", "{org}");
-    assert!(org["status_detail"].as_str().unwrap_or_default().contains("no longer configured"), "{org}");
+    assert!(
+        org["status_detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no longer configured"),
+        "{org}"
+    );
     let listed = portal.get("/v1/orgs");
     assert_eq!(listed["items"][0]["status"], "misconfigured", "{listed}");
     let sync = portal.request("POST", &format!("/v1/orgs/{org_id}/sync"), None);
     let problem = assert_problem(&sync, 409, "conflict", "syncing a retired instance's org");
-    assert!(problem["detail"].as_str().unwrap_or_default().contains("no longer configured"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no longer configured"),
+        "{problem}"
+    );
     s.trigger_cron("15 * * * *");
     let sent: Vec<String> = s.emulator.requests()[requests_before..]
         .iter()
-        .filter(|r| r.path.starts_with("/gitlab/retired-e2e") || r.path.starts_with(&format!("/gitlab/{instance}/")))
+        .filter(|r| {
+            r.path.starts_with("/gitlab/retired-e2e")
+                || r.path.starts_with(&format!("/gitlab/{instance}/"))
+        })
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    assert_eq!(sent, Vec::<String>::new(), "nothing sent to the retired instance or the old one");
+    assert_eq!(
+        sent,
+        Vec::<String>::new(),
+        "nothing sent to the retired instance or the old one"
+    );
     let refreshed: Vec<_> = s.emulator.oauth_grants()[grants_before..]
         .iter()
         .filter(|g| g.user_id.as_deref() == Some(user.as_str()))

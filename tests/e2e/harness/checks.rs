@@ -160,7 +160,10 @@ pub fn invocations(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
 #[track_caller]
 pub fn after_callback(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
     let mut all = invocations(s, installation_id);
-    assert!(!all.is_empty(), "no call for installation {installation_id}");
+    assert!(
+        !all.is_empty(),
+        "no call for installation {installation_id}"
+    );
     let callback = all.remove(0);
     assert_eq!(
         describe(&callback),

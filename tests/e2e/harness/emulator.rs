@@ -309,9 +309,11 @@ impl Emulator {
     /// its "request approval" link).
     #[track_caller]
     pub fn github_code(&self) -> String {
-        let page = self
-            .http
-            .get(&format!("{}/apps/{}/installations/new?state=code", self.base, super::APP_SLUG));
+        let page = self.http.get(&format!(
+            "{}/apps/{}/installations/new?state=code",
+            self.base,
+            super::APP_SLUG
+        ));
         assert_eq!(page.status, 200, "install page: {}", page.body);
         page.body
             .split("code=")

@@ -59,7 +59,11 @@ pub const GITLAB_INSTANCE: &str = "com";
 /// Self-managed GitLab instances the test worker is configured for (`GITLAB_INSTANCES`), each
 /// with an OAuth application of its own: `(instance, client id, client secret)`.
 pub const SELF_MANAGED_GITLAB: [(&str, &str, &str); 3] = [
-    ("selfmanaged-e2e", "e2e-selfmanaged-app", "e2e-selfmanaged-secret"),
+    (
+        "selfmanaged-e2e",
+        "e2e-selfmanaged-app",
+        "e2e-selfmanaged-secret",
+    ),
     ("short-e2e", "e2e-short-app", "e2e-short-secret"),
     ("cron-e2e", "e2e-cron-app", "e2e-cron-secret"),
 ];
@@ -685,12 +689,9 @@ impl Stack {
         };
         let state = auth::query_param(&self.absolute(url), "state")
             .expect("a callback that held a connection has a state");
-        let claims = onecode_edge::state_token::verify(
-            self.state_secret().as_bytes(),
-            &state,
-            auth::now(),
-        )
-        .expect("the callback's state was issued by the worker");
+        let claims =
+            onecode_edge::state_token::verify(self.state_secret().as_bytes(), &state, auth::now())
+                .expect("the callback's state was issued by the worker");
         let resp = self.confirm_as(&claims.tenant, &claims.technician, &pending.pending);
         if resp.status != 200 {
             return Callback {

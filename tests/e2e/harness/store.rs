@@ -194,17 +194,13 @@ impl Store {
                     "SELECT count(*) FROM backup_jobs j JOIN organizations o ON o.id = j.org_id \
                      WHERE o.tenant_id = ?1",
                 )?,
-                consumed_states: one(
-                    "SELECT count(*) FROM consumed_states WHERE tenant_id = ?1 \
-                     AND nonce NOT LIKE 'confirm:%'",
-                )?,
+                consumed_states: one("SELECT count(*) FROM consumed_states WHERE tenant_id = ?1 \
+                     AND nonce NOT LIKE 'confirm:%'")?,
                 installation_requests: one(
                     "SELECT count(*) FROM installation_requests WHERE tenant_id = ?1",
                 )?,
-                confirmations: one(
-                    "SELECT count(*) FROM consumed_states WHERE tenant_id = ?1 \
-                     AND nonce LIKE 'confirm:%'",
-                )?,
+                confirmations: one("SELECT count(*) FROM consumed_states WHERE tenant_id = ?1 \
+                     AND nonce LIKE 'confirm:%'")?,
                 pending: one("SELECT count(*) FROM pending_connections WHERE tenant_id = ?1")?,
             })
         })
