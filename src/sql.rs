@@ -79,6 +79,10 @@ pub struct RepositorySet {
     gate: &'static str,
     /// What goes into `backup_jobs.run_id`.
     run: &'static str,
+    /// What goes into `repositories.last_seen_run`: the run whose page listed it, or, for a
+    /// webhook, the org's current run (so a sync in progress counts it as seen: see
+    /// `REMOVE_UNSEEN`).
+    seen: &'static str,
     /// How a known repository's `archived` follows: listings carry it, but webhook
     /// repository lists (`installation_repositories`) do not, so there it is kept.
     archived: &'static str,
@@ -89,6 +93,7 @@ pub struct RepositorySet {
 pub const RUN_PAGE: RepositorySet = RepositorySet {
     gate: "EXISTS (SELECT 1 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?4 AND next_url = ?5)",
     run: "?4",
+    seen: "?4",
     archived: "excluded.archived",
 };
 
@@ -96,6 +101,7 @@ pub const RUN_PAGE: RepositorySet = RepositorySet {
 pub const DELIVERED: RepositorySet = RepositorySet {
     gate: "1",
     run: "NULL",
+    seen: "(SELECT run_id FROM enumeration_runs WHERE org_id = ?1)",
     archived: "repositories.archived",
 };
 
@@ -120,11 +126,11 @@ impl RepositorySet {
     /// Inserts new repositories, updates known ones and re-activates removed ones.
     pub fn upsert_active(&self) -> String {
         format!(
-            "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
+            "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {seen} FROM json_each(?2) AS j WHERE {gate} \
              ON CONFLICT (org_id, provider_repo_id) DO UPDATE SET {FOLLOW_GITHUB}, status = 'active', \
                  archived = {archived}, \
                  last_seen_run = coalesce(excluded.last_seen_run, repositories.last_seen_run)",
-            run = self.run,
+            seen = self.seen,
             archived = self.archived,
             gate = self.gate
         )
@@ -134,9 +140,9 @@ impl RepositorySet {
     /// `repository.created` delivered after its `deleted`).
     pub fn insert_if_absent(&self) -> String {
         format!(
-            "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
+            "{REPOSITORY_COLUMNS} 'active', ?3, ?3, {seen} FROM json_each(?2) AS j WHERE {gate} \
              ON CONFLICT (org_id, provider_repo_id) DO NOTHING",
-            run = self.run,
+            seen = self.seen,
             gate = self.gate
         )
     }
@@ -145,9 +151,9 @@ impl RepositorySet {
     /// late `created` cannot bring them back.
     pub fn mark_removed(&self) -> String {
         format!(
-            "{REPOSITORY_COLUMNS} 'removed', ?3, ?3, {run} FROM json_each(?2) AS j WHERE {gate} \
+            "{REPOSITORY_COLUMNS} 'removed', ?3, ?3, {seen} FROM json_each(?2) AS j WHERE {gate} \
              ON CONFLICT (org_id, provider_repo_id) DO UPDATE SET status = 'removed', updated_at = excluded.updated_at",
-            run = self.run,
+            seen = self.seen,
             gate = self.gate
         )
     }
@@ -161,9 +167,11 @@ impl RepositorySet {
                  default_branch = coalesce(json_extract(j.value, '$.default_branch'), default_branch), \
                  html_url = coalesce(json_extract(j.value, '$.html_url'), html_url), \
                  archived = coalesce(json_extract(j.value, '$.archived'), archived), \
-                 visibility = coalesce(json_extract(j.value, '$.visibility'), visibility), updated_at = ?3 \
+                 visibility = coalesce(json_extract(j.value, '$.visibility'), visibility), updated_at = ?3, \
+                 last_seen_run = coalesce({seen}, last_seen_run) \
              FROM json_each(?2) AS j WHERE repositories.org_id = ?1 \
                  AND repositories.provider_repo_id = json_extract(j.value, '$.id') AND {gate}",
+            seen = self.seen,
             gate = self.gate
         )
     }
@@ -319,14 +327,17 @@ pub const MARK_ANALYSIS_RECEIVED: &str =
      WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued'";
 
 /// At the end of a complete run (?1 org, ?2 run id, ?3 now): the active repositories the run
-/// did not see and nobody touched since it started are gone from the installation.
+/// did not see are gone from the installation. "Seen" is `last_seen_run`: set by the run's
+/// pages, and by every webhook write to the org's current run, so a repository created or
+/// changed by a webhook while the run was listing counts as seen. No clock is involved: two
+/// writes in the same second (or millisecond) cannot be mistaken for each other.
 /// Only when the run saw at least as many repositories as GitHub's last page reported in
 /// `total_count` (?4): page-numbered listings can skip an entry when the installation changes
 /// mid-run, and a skipped repository must not be taken for a removed one.
 macro_rules! unseen {
     () => {
-        "org_id = ?1 AND status = 'active' AND coalesce(last_seen_run, '') <> ?2 AND updated_at < \
-         (SELECT started_at FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2 AND status = 'complete' \
+        "org_id = ?1 AND status = 'active' AND coalesce(last_seen_run, '') <> ?2 AND EXISTS \
+         (SELECT 1 FROM enumeration_runs WHERE org_id = ?1 AND run_id = ?2 AND status = 'complete' \
              AND found >= ?4)"
     };
 }
@@ -861,53 +872,42 @@ mod tests {
     }
 
     #[test]
-    fn a_complete_sync_removes_what_it_did_not_see_unless_touched_since() {
+    fn a_complete_sync_removes_what_nothing_saw_during_it_whatever_the_clock_says() {
+        // Every write in the same second: only runs decide, not timestamps.
+        let t = "2026-01-01T00:00:00Z";
         let db = db();
         db.execute(
             &DELIVERED.upsert_active(),
-            params!["o1", repos(&[1, 2, 3]), "2026-01-01T00:00:00Z"],
+            params!["o1", repos(&[1, 2, 3]), t],
         )
         .unwrap();
         returned(
             &db,
             &DELIVERED.insert_initial_jobs(),
-            params!["o1", repos(&[1, 2, 3]), "2026-01-01T00:00:00Z"],
+            params!["o1", repos(&[1, 2, 3]), t],
         );
-        db.execute(
-            START_SYNC_RUN,
-            params!["o1", "run2", "p1", "2026-02-01T00:00:00Z"],
-        )
-        .unwrap();
+        db.execute(START_SYNC_RUN, params!["o1", "run2", "p1", t])
+            .unwrap();
         // The sync sees 1; a webhook re-adds 3 while it runs; 2 is gone.
         db.execute(
             &RUN_PAGE.upsert_active(),
-            params!["o1", repos(&[1]), "2026-02-01T00:00:01Z", "run2", "p1"],
+            params!["o1", repos(&[1]), t, "run2", "p1"],
         )
         .unwrap();
-        db.execute(
-            &DELIVERED.upsert_active(),
-            params!["o1", repos(&[3]), "2026-02-01T00:00:02Z"],
-        )
-        .unwrap();
+        db.execute(&DELIVERED.upsert_active(), params!["o1", repos(&[3]), t])
+            .unwrap();
         db.execute(
             ADVANCE_RUN,
-            params![
-                "o1",
-                "run2",
-                "p1",
-                None::<String>,
-                1,
-                "2026-02-01T00:00:03Z"
-            ],
+            params!["o1", "run2", "p1", None::<String>, 1, t],
         )
         .unwrap();
-        let skipped = params!["o1", "run2", "2026-02-01T00:00:03Z", 3];
+        let skipped = params!["o1", "run2", t, 3];
         assert_eq!(
             db.execute(REMOVE_UNSEEN, skipped).unwrap(),
             0,
             "GitHub reported more than the run saw"
         );
-        let p = params!["o1", "run2", "2026-02-01T00:00:03Z", 1];
+        let p = params!["o1", "run2", t, 1];
         db.execute(PAUSE_UNSEEN_JOBS, p).unwrap();
         assert_eq!(db.execute(REMOVE_UNSEEN, p).unwrap(), 1);
         assert_eq!(
