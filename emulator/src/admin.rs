@@ -11,7 +11,7 @@
 //! | `PUT /_emulator/setup-url` | `{"url":".."}` | where the install page sends the browser |
 //! | `PUT /_emulator/oauth` | `{"client_id","client_secret","user":{"login","id"}}` | OAuth during installation: install links carry a code for that user |
 //! | `DELETE /_emulator/oauth` | | OAuth off |
-//! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules | see `faults.rs` |
+//! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules `{"method"?,"path_prefix","query_contains"?,"status"?,"times"?,"headers"?,"body"?,"delay_ms"?,"truncate_after_bytes"?}` | see `faults.rs` |
 //! | `GET`/`DELETE /_emulator/requests` | | request log of every emulated endpoint (GitHub, GitLab, Microsoft, Azure DevOps) |
 //! | `GET /_emulator/tokens` | | every GitHub installation and user token ever issued |
 //! | `GET /_emulator/credentials/misplaced` | | the credential ledger (`ledger.rs`): `{"misplaced":[{"seq","method","path","presented_to","home","kind","via"}],"checked":N}`, credentials presented outside their home family or to the sink; `N` counts every credential examined |
@@ -57,6 +57,23 @@
 //! | --- | --- |
 //! | `GET /_emulator/oauth-grants` | every GitLab / Microsoft token request, oldest first: `{"provider":"gitlab"or"azure","instance","grant_type","user_id","presented_refresh_token","outcome":"ok"or the error,"at"}` |
 //! | `GET /_emulator/provider-tokens` | every GitLab / Microsoft access and refresh token ever issued |
+//!
+//! Git repositories (`git/`), under `/_emulator/git/{key}` where `{key}` is
+//! `github/{owner}/{repo}`, `gitlab/{instance}/{path_with_namespace}` or
+//! `azure/{org}/{project}/{repo}` (URL path segments, percent-encoded where needed). A
+//! repository the emulator does not list → 404; one not yet created is created first (see
+//! `git/repos.rs` for its initial refs). Every route answers the refs after the change:
+//! `{"refs":{"refs/heads/main":"<oid>",…},"head":"refs/heads/main","path":"<bare repository
+//! directory>"}` (annotated tags by their tag object id, no peeled entries, no `HEAD`).
+//!
+//! | Method and path | Body | Effect |
+//! | --- | --- | --- |
+//! | `GET …/refs` | | the refs (so tests can compare a restore with `git` against `path`) |
+//! | `POST …/commits` | `{"branch"?,"count"?,"file_bytes"?,"incompressible"?}` | adds `count` (default 1) commits to `branch` (default: the default branch; created from `HEAD` if missing); with `file_bytes` > 0 each adds a file of that many bytes, random with `incompressible` (streamed into `git fast-import`, never held in memory) |
+//! | `POST …/branches` | `{"name","from"?}` | creates a branch at `from` (object id or ref; default `HEAD`); 409 if it exists |
+//! | `DELETE …/branches/{name}` | | deletes a branch (name percent-encoded); 404 unknown, 400 for the default branch |
+//! | `POST …/tags` | `{"name","target"?,"annotated"?}` | creates a tag of `target` (default `HEAD`), lightweight unless `annotated`; 409 if it exists |
+//! | `POST …/force-push` | `{"branch","to"?,"commits"?,"file_bytes"?,"incompressible"?}` | resets `branch` to `to` (object id or ref; default `{branch}~1`), then adds `commits` (default 1) new commits on top: history rewritten |
 
 use std::collections::HashSet;
 
@@ -190,6 +207,7 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
             Ok(crate::gitlab::admin_route(em, request, instance, rest))
         }
         (_, ["azure", rest @ ..]) => Ok(crate::azure::admin_route(em, request, rest)),
+        (_, ["git", rest @ ..]) => Ok(crate::git::admin_route(em, request, rest)),
         _ => Err(crate::github::no_route(request)),
     };
     result.unwrap_or_else(|reply| reply)

@@ -1,10 +1,18 @@
 //! Fault injection rules (`PUT /_emulator/faults`).
 //!
-//! A rule matches a GitHub request by method (optional, case-insensitive), path prefix and
-//! query substring (optional). The first matching rule that still has uses left is consumed
-//! once; it may delay the request and/or replace the normal response with its own status,
-//! headers and body. A rule without `status` delays and then serves normally, with its
-//! headers added to the normal response. `times` absent or null means the rule never runs out.
+//! A rule matches a request to any emulated service (GitHub, GitLab, Microsoft, Azure DevOps,
+//! git smart HTTP, the sink) by method (optional, case-insensitive), path prefix and query
+//! substring (optional). The first matching rule that still has uses left is consumed once; it
+//! may delay the request and/or replace the normal response with its own status, headers and
+//! body. A rule without `status` delays and then serves normally, with its headers added to the
+//! normal response. `times` absent or null means the rule never runs out.
+//!
+//! `truncate_after_bytes: N` cuts the body short: the response (the normal one, or the rule's
+//! own) announces its full length in `Content-Length`, sends only its first `N` bytes and then
+//! the emulator closes the connection, as a pack cut off mid-stream would look. A body of
+//! unknown length (a git pack streamed from `git upload-pack`) is first spooled to a temporary
+//! file, never held in memory, to learn its length. Example:
+//! `{"path_prefix":"/acme/repo.git/git-upload-pack","truncate_after_bytes":5000,"times":1}`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +45,9 @@ pub struct FaultRule {
     pub body: Option<Value>,
     #[serde(default)]
     pub delay_ms: u64,
+    /// Send only this many bytes of the body (with the full `Content-Length`), then close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_after_bytes: Option<u64>,
 }
 
 impl FaultRule {
@@ -55,8 +66,14 @@ impl FaultRule {
         Duration::from_millis(self.delay_ms)
     }
 
+    /// Applies the rule's headers and truncation to the normal response.
+    pub fn apply(&self, reply: &mut Reply) {
+        self.apply_headers(reply);
+        reply.truncate_after = self.truncate_after_bytes;
+    }
+
     /// Applies the rule's headers on top of `reply`, replacing same-named ones.
-    pub fn apply_headers(&self, reply: &mut Reply) {
+    fn apply_headers(&self, reply: &mut Reply) {
         for (name, value) in &self.headers {
             let value = match value {
                 Value::String(s) => s.clone(),
@@ -70,11 +87,7 @@ impl FaultRule {
     pub fn reply(&self) -> Option<Reply> {
         let status = self.status?;
         let mut reply = match &self.body {
-            Some(Value::String(text)) => Reply {
-                status,
-                headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
-                body: text.clone().into_bytes(),
-            },
+            Some(Value::String(text)) => Reply::text(status, text),
             Some(value) => Reply::json(status, value),
             None => Reply::json(
                 status,
@@ -84,7 +97,7 @@ impl FaultRule {
                 }),
             ),
         };
-        self.apply_headers(&mut reply);
+        self.apply(&mut reply);
         Some(reply)
     }
 }
@@ -206,6 +219,25 @@ mod tests {
         let reply = rule.reply().unwrap();
         assert_eq!(reply.body, b"<html>Bad gateway</html>");
         assert_eq!(reply.header("content-type"), Some("text/html"));
+    }
+
+    #[test]
+    fn truncation_applies_to_normal_and_injected_answers() {
+        let rule: FaultRule = serde_json::from_value(json!({
+            "path_prefix": "/acme/repo.git/", "truncate_after_bytes": 10
+        }))
+        .unwrap();
+        assert!(rule.reply().is_none(), "serves normally");
+        let mut normal = Reply::text(200, "a long enough body");
+        rule.apply(&mut normal);
+        assert_eq!(normal.truncate_after, Some(10));
+        let injected: FaultRule = serde_json::from_value(json!({
+            "path_prefix": "/", "status": 500, "body": "oops", "truncate_after_bytes": 2
+        }))
+        .unwrap();
+        assert_eq!(injected.reply().unwrap().truncate_after, Some(2));
+        let listed = serde_json::to_value(&rule).unwrap();
+        assert_eq!(listed["truncate_after_bytes"], 10);
     }
 
     #[test]

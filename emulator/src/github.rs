@@ -9,6 +9,8 @@
 //! - `POST /login/oauth/access_token` (code → `ghu_` user token), `GET /user` and
 //!   `GET /user/installations` (user token)
 //!
+//! Repositories list `clone_url` as `{emulator}/{owner}/{repo}.git`, served by `git/`.
+//!
 //! Any other request answers 404 naming the method and path.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -229,7 +231,7 @@ fn repository_json(em: &Emulator, inst: &Installation, repo: &Repo) -> Value {
         "description": repo.description,
         "fork": repo.fork,
         "url": format!("{}/repos/{full_name}", em.base_url),
-        "clone_url": format!("https://github.com/{full_name}.git"),
+        "clone_url": format!("{}/{full_name}.git", em.base_url),
         "default_branch": repo.default_branch,
         "archived": repo.archived,
         "disabled": false,

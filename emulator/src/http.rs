@@ -1,7 +1,13 @@
 //! Transport-neutral request and reply types.
 //!
 //! Handlers work on [`Request`] and return [`Reply`]; `server.rs` converts to and from
-//! tiny_http, so routing, auth, faults and handlers can be unit-tested without sockets.
+//! tiny_http, so routing, auth, faults and handlers can be unit-tested without sockets. A
+//! reply's body is in memory, or a [`BodyStream`] (a git pack piped from `git upload-pack`)
+//! that is never held in memory as a whole.
+
+use std::fmt;
+use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{json, Value};
 
@@ -72,24 +78,102 @@ impl Request {
     }
 }
 
+/// A response body read from a source (a child process's output) instead of memory. Clones
+/// share the one source, which [`BodyStream::take`] hands out once.
+#[derive(Clone)]
+pub struct BodyStream {
+    reader: Arc<Mutex<Option<Box<dyn Read + Send>>>>,
+    /// The body's length, when known in advance.
+    pub len: Option<u64>,
+}
+
+impl BodyStream {
+    pub fn new(reader: impl Read + Send + 'static, len: Option<u64>) -> Self {
+        BodyStream {
+            reader: Arc::new(Mutex::new(Some(Box::new(reader)))),
+            len,
+        }
+    }
+
+    /// The source, the first time only.
+    pub fn take(&self) -> Option<Box<dyn Read + Send>> {
+        self.reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Reads the whole body into memory (tests only: packs can be large).
+    #[cfg(test)]
+    pub fn read_all(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        if let Some(mut reader) = self.take() {
+            reader.read_to_end(&mut body).expect("stream readable");
+        }
+        body
+    }
+}
+
+impl PartialEq for BodyStream {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.reader, &other.reader)
+    }
+}
+
+impl fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BodyStream(len: {:?})", self.len)
+    }
+}
+
 /// A response about to be sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body, unless `stream` is set (then empty).
     pub body: Vec<u8>,
+    /// A body streamed from its source instead of `body`.
+    pub stream: Option<BodyStream>,
+    /// Fault injection (`faults.rs`): announce the full length but send only this many bytes
+    /// of the body, then close the connection.
+    pub truncate_after: Option<u64>,
 }
 
 impl Reply {
-    pub fn json(status: u16, value: &Value) -> Self {
+    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Self {
         Reply {
             status,
-            headers: vec![(
-                "content-type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            body: serde_json::to_vec(value).expect("JSON values always serialize"),
+            headers: vec![("content-type".into(), content_type.into())],
+            body,
+            stream: None,
+            truncate_after: None,
         }
+    }
+
+    /// A streamed body of `content_type`.
+    pub fn streamed(status: u16, content_type: &str, stream: BodyStream) -> Self {
+        Reply {
+            stream: Some(stream),
+            ..Reply::new(status, content_type, Vec::new())
+        }
+    }
+
+    pub fn json(status: u16, value: &Value) -> Self {
+        Reply::new(
+            status,
+            "application/json; charset=utf-8",
+            serde_json::to_vec(value).expect("JSON values always serialize"),
+        )
+    }
+
+    /// A `text/plain` body.
+    pub fn text(status: u16, text: &str) -> Self {
+        Reply::new(
+            status,
+            "text/plain; charset=utf-8",
+            text.as_bytes().to_vec(),
+        )
     }
 
     /// A GitHub-style error: `{"message": ..., "documentation_url": ...}`.
@@ -105,19 +189,13 @@ impl Reply {
     }
 
     pub fn html(status: u16, body: String) -> Self {
-        Reply {
-            status,
-            headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
-            body: body.into_bytes(),
-        }
+        Reply::new(status, "text/html; charset=utf-8", body.into_bytes())
     }
 
     pub fn redirect(location: &str) -> Self {
-        Reply {
-            status: 302,
-            headers: vec![("location".into(), location.into())],
-            body: Vec::new(),
-        }
+        let mut reply = Reply::new(302, "", Vec::new());
+        reply.headers = vec![("location".into(), location.into())];
+        reply
     }
 
     /// Sets a header, replacing any existing header of the same name.

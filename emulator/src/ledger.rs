@@ -6,7 +6,8 @@
 //! - each `Authorization` header: what follows `Bearer`, `token` or any other scheme; for
 //!   `Basic`, the decoded password, and the user name too when it looks like a secret (a
 //!   credential the emulator knows, a JWT, or a value with a GitHub, GitLab or emulator token
-//!   prefix; `x-access-token` or a client id is not one);
+//!   prefix; `x-access-token`, `oauth2` or a client id is not one), which is how git smart
+//!   HTTP requests (`git/`) present `x-access-token:<token>` and `oauth2:<token>`;
 //! - in an `application/x-www-form-urlencoded` body (or one without `content-type`, which the
 //!   token endpoints read as a form too): the fields `client_secret`, `refresh_token`, `code` and
 //!   `access_token`.

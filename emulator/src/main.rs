@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! github-emulator --port <P> --app-id <ID> --app-key <PATH> [--slug <SLUG>] [--setup-url <URL>]
+//!                 [--git-root <DIR>]
 //! ```
 //!
 //! Binds 127.0.0.1 only (`--port 0` picks a free port), prints
@@ -18,17 +19,23 @@
 //! | `/microsoft/{tenant}/oauth2/v2.0/…` | Microsoft identity platform (`authorize`, `token`) | `azure/`, `oauth.rs` |
 //! | `/vssps/_apis/…` | Azure DevOps profile and accounts | `azure/` |
 //! | `/azure/{org}/…` | Azure DevOps projects and Git repositories | `azure/` |
+//! | `/{owner}/{repo}.git/…`, `/gitlab/{instance}/{path}.git/…`, `/azure/{org}/{project}/_git/{repo}/…` | git smart HTTP (`info/refs`, `git-upload-pack`) of every listed repository, from real bare repositories | `git/` |
 //! | `/sink/…` | another origin: `200 {"ok":true}`, records every credential it receives | `ledger.rs` |
 //! | `/_emulator/…` | control API: setup, faults, request log, issued tokens, OAuth grants, credential ledger | `admin.rs` |
 //!
 //! Fault rules (`faults.rs`), the request log and the credential ledger (`ledger.rs`: which
 //! credential was presented to which service) cover every service; see each module for its
 //! endpoints.
+//!
+//! `--git-root <DIR>` is where the bare repositories behind the git routes live (created
+//! lazily, kept after exit); without it, a fresh directory under the system temp directory
+//! (see `git/repos.rs`). The `git` binary must be on `PATH`.
 
 mod admin;
 mod auth;
 mod azure;
 mod faults;
+mod git;
 mod github;
 mod gitlab;
 mod http;
@@ -39,6 +46,7 @@ mod server;
 mod state;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use url::Url;
@@ -47,7 +55,7 @@ use url::Url;
 const WORKER_THREADS: usize = 32;
 
 const USAGE: &str = "usage: github-emulator --port <P> --app-id <ID> --app-key <PATH> \
-                     [--slug <SLUG>] [--setup-url <URL>]";
+                     [--slug <SLUG>] [--setup-url <URL>] [--git-root <DIR>]";
 
 struct Options {
     port: u16,
@@ -55,10 +63,12 @@ struct Options {
     app_key: String,
     slug: String,
     setup_url: Option<Url>,
+    git_root: Option<PathBuf>,
 }
 
 fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let (mut port, mut app_id, mut app_key, mut setup_url) = (None, None, None, None);
+    let mut git_root = None;
     let mut slug = "the-one-code".to_string();
     let mut args = args;
     while let Some(arg) = args.next() {
@@ -82,6 +92,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> 
                     Url::parse(&value).map_err(|e| format!("bad --setup-url {value:?}: {e}"))?,
                 )
             }
+            "--git-root" => git_root = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
     }
@@ -92,6 +103,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> Result<Options, String> 
         app_key: app_key.ok_or_else(|| missing("--app-key"))?,
         slug,
         setup_url,
+        git_root,
     })
 }
 
@@ -114,6 +126,7 @@ fn run(options: Options) -> Result<(), String> {
         key,
         options.slug,
         options.setup_url,
+        options.git_root,
     );
     let mut stdout = std::io::stdout();
     writeln!(stdout, "github-emulator listening on {base_url}")

@@ -5,9 +5,21 @@
 //! `/microsoft/{tenant}/…` the Microsoft identity platform, `/vssps/…` and `/azure/…` Azure
 //! DevOps, `/sink/…` the sink, anything else GitHub), collect the credentials it presents,
 //! identify the caller, apply a matching fault rule (delay and/or canned response), route, add
-//! rate-limit headers (GitHub only), append to the request log and check the credentials in
-//! the credential ledger (see `ledger.rs`, which also describes the sink).
+//! rate-limit headers (GitHub API only), append to the request log and check the credentials in
+//! the credential ledger (see `ledger.rs`, which also describes the sink). Git smart HTTP
+//! paths of any service (`git/`) take the same pipeline with the caller identified as each
+//! service's git endpoint does (Basic passwords).
+//!
+//! Replies are sent by tiny_http: in-memory bodies as they are, streamed bodies (git packs)
+//! chunked as they are read; a reply a fault rule truncates (`truncate_after_bytes`) announces
+//! its full `Content-Length` (a streamed body is spooled to an unlinked temporary file to learn
+//! it), sends that many bytes, and the connection is then shut down: tiny_http cannot close a
+//! kept-alive connection itself, so on Unix the emulator finds the connection's socket among
+//! its open file descriptors by its two addresses and shuts it down.
 
+use std::io::{Read, Seek};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -18,11 +30,12 @@ use url::Url;
 
 use crate::auth::{parse_authorization, AppVerifier, Credential};
 use crate::faults::{FaultRule, Faults};
+use crate::git::{GitRequest, Host};
 use crate::http::{Reply, Request};
 use crate::ledger::Family;
 use crate::oauth::{Bearer, Holder, Realm};
 use crate::state::{LoggedRequest, Store};
-use crate::{admin, azure, github, gitlab};
+use crate::{admin, azure, git, github, gitlab};
 
 /// Who is calling, decided from the `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +141,8 @@ pub struct Emulator {
     verifier: AppVerifier,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
+    /// The bare repositories behind the git routes.
+    git: git::Repos,
 }
 
 impl Emulator {
@@ -137,6 +152,7 @@ impl Emulator {
         key: rsa::RsaPublicKey,
         slug: String,
         setup_url: Option<Url>,
+        git_root: Option<PathBuf>,
     ) -> Self {
         Emulator {
             base_url,
@@ -145,7 +161,12 @@ impl Emulator {
             app_id,
             store: Mutex::new(Store::new(setup_url)),
             faults: Mutex::new(Faults::default()),
+            git: git::Repos::new(git_root),
         }
+    }
+
+    pub fn git(&self) -> &git::Repos {
+        &self.git
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
@@ -175,11 +196,13 @@ impl Emulator {
     fn handle_service(&self, request: &Request) -> Reply {
         let service = Service::of(&request.path);
         let presented = crate::ledger::presented(request, |jwt| self.verifier.issued_by_app(jwt));
-        let caller = match service.realm() {
-            None if service == Service::Sink => Caller::Anonymous,
-            None => self.identify(request),
-            Some(_) if service.is_token_endpoint(request) => Caller::OAuthClient,
-            Some(realm) => self.identify_bearer(&realm, request),
+        let git = GitRequest::parse(&request.path).filter(|_| service != Service::Sink);
+        let caller = match (&git, service.realm()) {
+            (Some(git), _) => self.identify_git(&git.host, request),
+            (None, None) if service == Service::Sink => Caller::Anonymous,
+            (None, None) => self.identify(request),
+            (None, Some(_)) if service.is_token_endpoint(request) => Caller::OAuthClient,
+            (None, Some(realm)) => self.identify_bearer(&realm, request),
         };
         let fault = self.faults().take(request);
         if let Some(rule) = &fault {
@@ -190,6 +213,9 @@ impl Emulator {
             .and_then(FaultRule::reply)
             .unwrap_or_else(|| {
                 let mut reply = match service {
+                    _ if git.is_some() => {
+                        git::serve(self, request, git.as_ref().expect("checked"), &caller)
+                    }
                     Service::GitHub => github::route(self, request, &caller),
                     Service::GitLab(instance) => gitlab::route(self, request, instance, &caller),
                     Service::Microsoft => azure::route_identity(self, request),
@@ -197,11 +223,11 @@ impl Emulator {
                     Service::Sink => Reply::json(200, &json!({ "ok": true })),
                 };
                 if let Some(rule) = &fault {
-                    rule.apply_headers(&mut reply);
+                    rule.apply(&mut reply);
                 }
                 reply
             });
-        if service == Service::GitHub {
+        if service == Service::GitHub && git.is_none() {
             add_rate_limit_headers(&mut reply);
         }
         let auth = match service {
@@ -227,24 +253,64 @@ impl Emulator {
     }
 
     fn identify(&self, request: &Request) -> Caller {
-        let now = Utc::now();
         match parse_authorization(request.header("authorization")) {
             Credential::None => Caller::Anonymous,
-            Credential::Jwt(jwt) => match self.verifier.verify(jwt, now) {
+            Credential::Jwt(jwt) => match self.verifier.verify(jwt, Utc::now()) {
                 Ok(()) => Caller::App,
                 Err(message) => Caller::Rejected(message),
             },
-            Credential::Token(token) if token.starts_with(crate::auth::USER_TOKEN_PREFIX) => self
+            Credential::Token(token) => self.identify_token(token),
+            Credential::Malformed => Caller::Rejected("Bad credentials"),
+        }
+    }
+
+    /// A GitHub installation or user-to-server token.
+    fn identify_token(&self, token: &str) -> Caller {
+        if token.starts_with(crate::auth::USER_TOKEN_PREFIX) {
+            return self
                 .store()
                 .token_user(token)
                 .map_or(Caller::Rejected("Bad credentials"), |u| {
                     Caller::User(u.login.clone())
-                }),
-            Credential::Token(token) => self
-                .store()
-                .token_installation(token, now)
-                .map_or(Caller::Rejected("Bad credentials"), Caller::Installation),
-            Credential::Malformed => Caller::Rejected("Bad credentials"),
+                });
+        }
+        self.store()
+            .token_installation(token, Utc::now())
+            .map_or(Caller::Rejected("Bad credentials"), Caller::Installation)
+    }
+
+    /// The caller of a git request, as each service's git endpoint reads credentials: GitHub
+    /// the password of Basic (or `token`/`Bearer` like its API), GitLab the password of Basic
+    /// with user name `oauth2`, Azure DevOps a Bearer token (see `git/mod.rs`).
+    fn identify_git(&self, host: &Host, request: &Request) -> Caller {
+        let basic = git::basic_credentials(request.header("authorization"));
+        match (host, basic) {
+            // `x-access-token:<token>`, or the token as user name (`<token>:x-oauth-basic`).
+            (Host::GitHub { .. }, Some((user, password)))
+                if password.is_empty() || password == "x-oauth-basic" =>
+            {
+                self.identify_token(&user)
+            }
+            (Host::GitHub { .. }, Some((_, password))) => self.identify_token(&password),
+            (Host::GitHub { .. }, None) => self.identify(request),
+            (Host::GitLab { instance, .. }, Some((user, password))) if user == "oauth2" => {
+                let realm = Realm::GitLab(instance.clone());
+                self.bearer_caller(&realm, &password)
+            }
+            (Host::GitLab { .. }, _) if request.header("authorization").is_none() => {
+                Caller::Anonymous
+            }
+            (Host::GitLab { .. }, _) => Caller::Rejected("HTTP Basic: Access denied"),
+            (Host::Azure { .. }, _) => self.identify_bearer(&Realm::Azure, request),
+        }
+    }
+
+    /// What an access token is in `realm`.
+    fn bearer_caller(&self, realm: &Realm, token: &str) -> Caller {
+        match self.store().provider_oauth.bearer(realm, token, Utc::now()) {
+            Bearer::Live(holder) => Caller::Provider(holder),
+            Bearer::Expired => Caller::Expired,
+            Bearer::Unknown => Caller::Rejected("Bad credentials"),
         }
     }
 
@@ -252,13 +318,7 @@ impl Emulator {
     fn identify_bearer(&self, realm: &Realm, request: &Request) -> Caller {
         match parse_authorization(request.header("authorization")) {
             Credential::None => Caller::Anonymous,
-            Credential::Jwt(token) | Credential::Token(token) => {
-                match self.store().provider_oauth.bearer(realm, token, Utc::now()) {
-                    Bearer::Live(holder) => Caller::Provider(holder),
-                    Bearer::Expired => Caller::Expired,
-                    Bearer::Unknown => Caller::Rejected("Bad credentials"),
-                }
-            }
+            Credential::Jwt(token) | Credential::Token(token) => self.bearer_caller(realm, token),
             Credential::Malformed => Caller::Rejected("Bad credentials"),
         }
     }
@@ -295,19 +355,20 @@ fn add_rate_limit_headers(reply: &mut Reply) {
 
 /// Serves requests on `threads` worker threads until the server stops.
 pub fn serve(server: &Server, emulator: &Emulator, threads: usize) {
+    let local = server.server_addr().to_ip();
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
                 server
                     .incoming_requests()
-                    .for_each(|r| serve_one(emulator, r))
+                    .for_each(|r| serve_one(emulator, r, local))
             });
         }
     });
 }
 
 /// Answers one tiny_http request and logs `METHOD target -> status` to stderr.
-fn serve_one(emulator: &Emulator, mut incoming: tiny_http::Request) {
+fn serve_one(emulator: &Emulator, mut incoming: tiny_http::Request, local: Option<SocketAddr>) {
     let started = Instant::now();
     let mut request = Request::new(incoming.method().as_str(), incoming.url());
     request.headers = incoming
@@ -331,21 +392,106 @@ fn serve_one(emulator: &Emulator, mut incoming: tiny_http::Request) {
         reply.status,
         started.elapsed().as_millis()
     );
-    if let Err(e) = incoming.respond(into_response(reply)) {
+    let peer = incoming.remote_addr().copied();
+    let truncated = reply.truncate_after.is_some();
+    let sent = into_response(reply).and_then(|response| incoming.respond(response));
+    if let Err(e) = sent {
         eprintln!("github-emulator: failed to send response: {e}");
+    }
+    if truncated {
+        if let (Some(local), Some(peer)) = (local, peer) {
+            close_connection(local, peer);
+        }
     }
 }
 
-fn into_response(reply: Reply) -> Response<std::io::Cursor<Vec<u8>>> {
-    let mut response = Response::from_data(reply.body).with_status_code(StatusCode(reply.status));
-    for (name, value) in reply.headers {
+type Body = Box<dyn Read + Send>;
+
+/// The tiny_http response of a reply: its body from memory or its stream; truncated by a fault
+/// rule, the full length announced and only the first bytes sent.
+fn into_response(reply: Reply) -> std::io::Result<Response<Body>> {
+    let stream = reply
+        .stream
+        .as_ref()
+        .and_then(|s| s.take().map(|r| (r, s.len)));
+    let (body, len): (Body, Option<u64>) = match stream {
+        Some((reader, len)) => (reader, len),
+        None => {
+            let len = reply.body.len() as u64;
+            (Box::new(std::io::Cursor::new(reply.body)), Some(len))
+        }
+    };
+    let mut headers: Vec<Header> = Vec::new();
+    for (name, value) in &reply.headers {
         match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            Ok(header) => response.add_header(header),
+            Ok(header) => headers.push(header),
             Err(()) => eprintln!("github-emulator: dropping invalid header {name:?}"),
         }
     }
-    response
+    let status = StatusCode(reply.status);
+    let Some(limit) = reply.truncate_after else {
+        let len = len.and_then(|l| usize::try_from(l).ok());
+        return Ok(Response::new(status, headers, body, len, None));
+    };
+    let (body, full) = match len {
+        Some(full) => (body, full),
+        None => spool(body)?,
+    };
+    headers.push(Header::from_bytes("connection", "close").expect("valid header"));
+    let full = usize::try_from(full).unwrap_or(usize::MAX);
+    let cut: Body = Box::new(body.take(limit));
+    Ok(Response::new(status, headers, cut, Some(full), None).with_chunked_threshold(usize::MAX))
 }
+
+/// Copies a body of unknown length to an unlinked temporary file: the file, rewound, and the
+/// length.
+fn spool(mut body: Body) -> std::io::Result<(Body, u64)> {
+    let path = std::env::temp_dir().join(format!(
+        "github-emulator-spool-{}-{}",
+        std::process::id(),
+        crate::oauth::random_hex(8)
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let _ = std::fs::remove_file(&path);
+    let len = std::io::copy(&mut body, &mut file)?;
+    file.rewind()?;
+    Ok((Box::new(file), len))
+}
+
+/// Shuts down the emulator's socket connected from `peer` to `local`, so a client waiting for
+/// the rest of a truncated body sees the connection close. tiny_http offers no way to close a
+/// kept-alive connection, so the socket is looked up among the process's file descriptors.
+#[cfg(unix)]
+fn close_connection(local: SocketAddr, peer: SocketAddr) {
+    use std::mem::ManuallyDrop;
+    use std::net::{Shutdown, TcpStream};
+    use std::os::fd::{FromRawFd, RawFd};
+
+    let listing = std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd"));
+    let Ok(entries) = listing else {
+        return;
+    };
+    let fds: Vec<RawFd> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        // SAFETY: the descriptor is borrowed, never closed (`ManuallyDrop`), and only used for
+        // getsockname/getpeername/shutdown, which fail harmlessly on a descriptor that is not
+        // a socket or was closed meanwhile; only the socket with both addresses is shut down.
+        let socket = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+        if socket.peer_addr().ok() == Some(peer) && socket.local_addr().ok() == Some(local) {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn close_connection(_local: SocketAddr, _peer: SocketAddr) {}
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -358,6 +504,7 @@ pub(crate) mod tests {
             APP_ID.into(),
             dev_key().to_public_key(),
             "the-one-code".into(),
+            None,
             None,
         )
     }

@@ -228,7 +228,7 @@ pub struct LoggedRequest {
     /// `app_jwt`, `installation_token`, `user_token`, `none` or `invalid`; for GitLab and
     /// Microsoft / Azure DevOps: `bearer` (live access token), `expired`, `invalid`, `none`, or
     /// `oauth_token` (a token endpoint request); for the sink: `collected` (it carried
-    /// credentials) or `none`.
+    /// credentials) or `none`. Git smart HTTP requests use their service's labels.
     pub auth: &'static str,
     pub installation_id: Option<u64>,
     pub invocation: Option<String>,

@@ -165,7 +165,7 @@ impl Site<'_> {
             "project": self.project_json(project),
             "defaultBranch": "refs/heads/main",
             "size": repo.size,
-            "remoteUrl": format!("https://{org}@dev.azure.com/{path}"),
+            "remoteUrl": format!("{}/{path}", self.api),
             "sshUrl": format!(
                 "git@ssh.dev.azure.com:v3/{org}/{}/{}",
                 encode_segment(&project.name),

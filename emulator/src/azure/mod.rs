@@ -11,7 +11,7 @@
 //! | `GET /vssps/_apis/accounts?memberId=<caller's id>` | `{"count","value":[{"accountId","accountUri","accountName","properties"}]}`; another user's id → 401 |
 //! | `GET /azure/{org}/_apis/projects` | `$top` (default 100), `$skip`, `continuationToken`; header `x-ms-continuationtoken` while more remain; projects by name |
 //! | `GET /azure/{org}/_apis/projects/{project}` | one project (id or name) |
-//! | `GET /azure/{org}[/{project}]/_apis/git/repositories` | `{"count","value":[{"id","name","url","project","defaultBranch","size","remoteUrl","sshUrl","webUrl","isDisabled"}]}`, unpaginated |
+//! | `GET /azure/{org}[/{project}]/_apis/git/repositories` | `{"count","value":[{"id","name","url","project","defaultBranch","size","remoteUrl","sshUrl","webUrl","isDisabled"}]}`, unpaginated; `remoteUrl` is the emulator's git URL `{emulator}/azure/{org}/{project}/_git/{repo}` (without the user info dev.azure.com puts in it) |
 //!
 //! Azure DevOps requests need `Authorization: Bearer <access token>`; none, unknown, revoked,
 //! rotated out or expired → 401 `TF400813` with `WWW-Authenticate: Bearer`. An organization
@@ -627,7 +627,7 @@ mod tests {
         assert_eq!(
             (&alpha["remoteUrl"], &alpha["webUrl"], &alpha["sshUrl"]),
             (
-                &json!("https://big@dev.azure.com/big/Fabrikam%20Fiber/_git/alpha"),
+                &json!("http://127.0.0.1:1/azure/big/Fabrikam%20Fiber/_git/alpha"),
                 &json!("https://dev.azure.com/big/Fabrikam%20Fiber/_git/alpha"),
                 &json!("git@ssh.dev.azure.com:v3/big/Fabrikam%20Fiber/alpha")
             )

@@ -17,6 +17,9 @@
 //! 403 `insufficient_scope`. Offset pagination: `per_page` 20 by default, at most 100, with
 //! `X-Total`, `X-Total-Pages`, `X-Page`, `X-Per-Page`, `X-Next-Page`, `X-Prev-Page` and `Link`
 //! (see `pagination.rs`). Bad parameter values answer 400 `{"error":"<name> …"}` as Grape does.
+//!
+//! Projects list `http_url_to_repo` as `{emulator}/gitlab/{instance}/{path_with_namespace}.git`,
+//! served over git smart HTTP by `git/`.
 
 mod admin;
 mod api;
