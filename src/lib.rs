@@ -31,6 +31,7 @@
 
 pub mod app_jwt;
 pub mod azure_devops;
+pub mod backup;
 pub mod budget;
 pub mod config;
 pub mod credential_origins;
