@@ -156,6 +156,9 @@ pub struct Repository {
     pub web_url: Option<String>,
     #[serde(default)]
     pub is_disabled: Option<bool>,
+    /// `https://{org}@dev.azure.com/{org}/{project}/_git/{repo}`.
+    #[serde(default)]
+    pub remote_url: Option<String>,
 }
 
 /// A Git repository of `project` in `organization` as a repository record.
@@ -173,7 +176,17 @@ pub fn to_record(organization: &str, project: &Project, repo: &Repository) -> Re
         // A disabled repository cannot be read or cloned until re-enabled.
         archived: repo.is_disabled.unwrap_or(false),
         visibility: project.visibility.clone(),
+        git_url: repo.remote_url.as_deref().and_then(without_user_info),
     }
+}
+
+/// A clone URL without the `{org}@` Azure DevOps puts before the host (credentials travel in
+/// a header, never in the URL).
+fn without_user_info(url: &str) -> Option<String> {
+    let mut url = Url::parse(url).ok()?;
+    url.set_username("").ok()?;
+    url.set_password(None).ok()?;
+    Some(url.to_string())
 }
 
 #[cfg(test)]

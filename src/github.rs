@@ -98,6 +98,8 @@ pub struct Repository {
     pub archived: bool,
     #[serde(default)]
     pub visibility: Option<String>,
+    #[serde(default)]
+    pub clone_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -202,6 +202,8 @@ pub struct Project {
     pub web_url: Option<String>,
     #[serde(default)]
     pub archived: bool,
+    #[serde(default)]
+    pub http_url_to_repo: Option<String>,
 }
 
 impl From<&Project> for RepositoryRecord {
@@ -217,6 +219,7 @@ impl From<&Project> for RepositoryRecord {
             html_url: p.web_url.clone(),
             archived: p.archived,
             visibility: p.visibility.clone(),
+            git_url: p.http_url_to_repo.clone(),
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct RepositoryRecord {
     pub html_url: Option<String>,
     pub archived: bool,
     pub visibility: Option<String>,
+    /// Where git clones it over https (GitHub `clone_url`, GitLab `http_url_to_repo`, Azure
+    /// DevOps `remoteUrl` without its user info); credentials only ever go there when it is
+    /// under the provider's configured origin (`credential_origins`).
+    pub git_url: Option<String>,
 }
 
 impl From<&crate::github::Repository> for RepositoryRecord {
@@ -111,6 +115,7 @@ impl From<&crate::github::Repository> for RepositoryRecord {
             html_url: r.html_url.clone(),
             archived: r.archived,
             visibility: r.visibility.clone(),
+            git_url: r.clone_url.clone(),
         }
     }
 }
@@ -162,6 +167,7 @@ mod tests {
             html_url: None,
             archived: false,
             visibility: None,
+            git_url: None,
         };
         let number = serde_json::to_value(record(RepoId::Number(42))).unwrap();
         assert_eq!(number["id"], 42);

@@ -26,11 +26,16 @@ pub enum RouteId {
     SyncOrg,
     DisconnectOrg,
     OrgActivity,
+    BackupOrg,
+    ListSnapshots,
+    GetSnapshot,
+    RestoreSnapshot,
+    SnapshotBundle,
 }
 
 pub struct Route {
     pub method: &'static str,
-    /// `{id}` stands for one path segment.
+    /// `{id}` stands for one path segment; a second placeholder (`{repo_id}`) for another.
     pub template: &'static str,
     pub id: RouteId,
     /// In the OpenAPI document (browser pages are not).
@@ -111,24 +116,48 @@ pub const ROUTES: &[Route] = &[
         true,
     ),
     route("GET", "/v1/orgs/{id}/activity", RouteId::OrgActivity, true),
+    route("POST", "/v1/orgs/{id}/backup", RouteId::BackupOrg, true),
+    route(
+        "GET",
+        "/v1/orgs/{id}/repos/{repo_id}/snapshots",
+        RouteId::ListSnapshots,
+        true,
+    ),
+    route("GET", "/v1/snapshots/{id}", RouteId::GetSnapshot, true),
+    route(
+        "GET",
+        "/v1/snapshots/{id}/restore",
+        RouteId::RestoreSnapshot,
+        true,
+    ),
+    route(
+        "GET",
+        "/v1/snapshots/{id}/bundle",
+        RouteId::SnapshotBundle,
+        true,
+    ),
 ];
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolved<'a> {
-    Found(RouteId, Option<&'a str>),
+    /// The route with its `{id}` segment and its second placeholder's, if any.
+    Found(RouteId, Option<&'a str>, Option<&'a str>),
     /// The path exists for other methods.
     MethodNotAllowed,
     NotFound,
 }
 
-/// The `{id}` segment of `path` when it fits `template`.
-fn fit<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
+/// The `{id}` segment and the second placeholder's of `path` when it fits `template`.
+type Ids<'a> = (Option<&'a str>, Option<&'a str>);
+
+fn fit<'a>(template: &str, path: &'a str) -> Option<Ids<'a>> {
     let (mut t, mut p) = (template.split('/'), path.split('/'));
-    let mut id = None;
+    let (mut id, mut sub) = (None, None);
     loop {
         match (t.next(), p.next()) {
-            (None, None) => return Some(id),
+            (None, None) => return Some((id, sub)),
             (Some("{id}"), Some(seg)) if !seg.is_empty() => id = Some(seg),
+            (Some(a), Some(seg)) if a.starts_with('{') && !seg.is_empty() => sub = Some(seg),
             (Some(a), Some(b)) if a == b => {}
             _ => return None,
         }
@@ -138,9 +167,9 @@ fn fit<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
 pub fn resolve<'a>(method: &str, path: &'a str) -> Resolved<'a> {
     let mut path_known = false;
     for r in ROUTES {
-        if let Some(id) = fit(r.template, path) {
+        if let Some((id, sub)) = fit(r.template, path) {
             if r.method.eq_ignore_ascii_case(method) {
-                return Resolved::Found(r.id, id);
+                return Resolved::Found(r.id, id, sub);
             }
             path_known = true;
         }
@@ -172,15 +201,15 @@ mod tests {
     fn paths_resolve_with_their_id() {
         assert_eq!(
             resolve("GET", "/v1/orgs"),
-            Resolved::Found(RouteId::ListOrgs, None)
+            Resolved::Found(RouteId::ListOrgs, None, None)
         );
         assert_eq!(
             resolve("PATCH", "/v1/orgs/abc"),
-            Resolved::Found(RouteId::PatchOrg, Some("abc"))
+            Resolved::Found(RouteId::PatchOrg, Some("abc"), None)
         );
         assert_eq!(
             resolve("POST", "/v1/orgs/abc/sync"),
-            Resolved::Found(RouteId::SyncOrg, Some("abc"))
+            Resolved::Found(RouteId::SyncOrg, Some("abc"), None)
         );
         assert_eq!(
             resolve("DELETE", "/v1/orgs/abc"),
@@ -189,24 +218,33 @@ mod tests {
         assert_eq!(resolve("GET", "/v1/orgs/abc/nope"), Resolved::NotFound);
         assert_eq!(
             resolve("GET", "/connect/azure-devops/done"),
-            Resolved::Found(RouteId::ConnectDonePage, Some("azure-devops"))
+            Resolved::Found(RouteId::ConnectDonePage, Some("azure-devops"), None)
         );
         assert_eq!(
             resolve("POST", "/v1/connect/azure-devops"),
-            Resolved::Found(RouteId::ConnectAzureDevops, None)
+            Resolved::Found(RouteId::ConnectAzureDevops, None, None)
         );
         assert_eq!(
             resolve("POST", "/v1/connect/confirm"),
-            Resolved::Found(RouteId::ConfirmConnection, None)
+            Resolved::Found(RouteId::ConfirmConnection, None, None)
         );
         assert_eq!(
             resolve("GET", "/connect/gitlab/confirm"),
-            Resolved::Found(RouteId::ConnectConfirmPage, Some("gitlab"))
+            Resolved::Found(RouteId::ConnectConfirmPage, Some("gitlab"), None)
         );
         assert_eq!(
             resolve("GET", "/connect/confirm.js"),
-            Resolved::Found(RouteId::ConfirmScript, None)
+            Resolved::Found(RouteId::ConfirmScript, None, None)
         );
+        assert_eq!(
+            resolve("GET", "/v1/orgs/o1/repos/r1/snapshots"),
+            Resolved::Found(RouteId::ListSnapshots, Some("o1"), Some("r1"))
+        );
+        assert_eq!(
+            resolve("GET", "/v1/snapshots/s1/bundle"),
+            Resolved::Found(RouteId::SnapshotBundle, Some("s1"), None)
+        );
+        assert_eq!(resolve("GET", "/v1/orgs/o1/repos//snapshots"), Resolved::NotFound);
         assert_eq!(resolve("GET", "/v1/orgs//repos"), Resolved::NotFound);
         assert_eq!(resolve("GET", "/v1/orgs/abc/"), Resolved::NotFound);
     }

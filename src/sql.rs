@@ -73,7 +73,7 @@ pub const RUN_FOR_ORG: &str =
 
 /// Statements over a set of repositories given as one JSON array: ?1 org, ?2 the array (objects
 /// with GitHub's `id`, `name`, `full_name`, `private`, `default_branch`, `html_url`, `archived`,
-/// `visibility`), ?3 now. `gate` is a condition that must hold for anything to be written, with
+/// `visibility`, and `git_url`: see `provider::RepositoryRecord`), ?3 now. `gate` is a condition that must hold for anything to be written, with
 /// its own parameters from ?4 on.
 pub struct RepositorySet {
     gate: &'static str,
@@ -106,16 +106,18 @@ pub const DELIVERED: RepositorySet = RepositorySet {
 };
 
 const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, provider_repo_id, name, full_name, private, default_branch, \
-         html_url, archived, visibility, status, created_at, updated_at, last_seen_run) \
+         html_url, archived, visibility, git_url, status, created_at, updated_at, last_seen_run) \
      SELECT lower(hex(randomblob(16))), ?1, json_extract(j.value, '$.id'), json_extract(j.value, '$.name'), \
          json_extract(j.value, '$.full_name'), coalesce(json_extract(j.value, '$.private'), 0), \
          json_extract(j.value, '$.default_branch'), json_extract(j.value, '$.html_url'), \
-         coalesce(json_extract(j.value, '$.archived'), 0), json_extract(j.value, '$.visibility'),";
+         coalesce(json_extract(j.value, '$.archived'), 0), json_extract(j.value, '$.visibility'), \
+         json_extract(j.value, '$.git_url'),";
 
 const FOLLOW_GITHUB: &str = "name = excluded.name, full_name = excluded.full_name, private = excluded.private, \
      default_branch = coalesce(excluded.default_branch, repositories.default_branch), \
      html_url = coalesce(excluded.html_url, repositories.html_url), \
-     visibility = coalesce(excluded.visibility, repositories.visibility), updated_at = excluded.updated_at";
+     visibility = coalesce(excluded.visibility, repositories.visibility), \
+     git_url = coalesce(excluded.git_url, repositories.git_url), updated_at = excluded.updated_at";
 
 /// `CROSS JOIN` keeps `json_each` the outer loop: one index lookup per page entry instead of a
 /// scan of the org's repositories per entry (SQLite would otherwise choose the latter).
@@ -167,7 +169,8 @@ impl RepositorySet {
                  default_branch = coalesce(json_extract(j.value, '$.default_branch'), default_branch), \
                  html_url = coalesce(json_extract(j.value, '$.html_url'), html_url), \
                  archived = coalesce(json_extract(j.value, '$.archived'), archived), \
-                 visibility = coalesce(json_extract(j.value, '$.visibility'), visibility), updated_at = ?3, \
+                 visibility = coalesce(json_extract(j.value, '$.visibility'), visibility), \
+                 git_url = coalesce(json_extract(j.value, '$.git_url'), git_url), updated_at = ?3, \
                  last_seen_run = coalesce({seen}, last_seen_run) \
              FROM json_each(?2) AS j WHERE repositories.org_id = ?1 \
                  AND repositories.provider_repo_id = json_extract(j.value, '$.id') AND {gate}",
@@ -495,6 +498,127 @@ pub const DISPATCHABLE_JOBS: &str =
 pub const MARK_DISPATCHED: &str =
     "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
 
+// ---- backups (src/edge/backup.rs) ----
+
+/// ?1 job id → what a backup job needs: the job (still queued), its repository and org, and
+/// the org's credentials. No row: the job is unknown or already done.
+pub const BACKUP_TARGET: &str =
+    "SELECT j.id AS job_id, j.status AS job_status, r.id AS repository_id, r.full_name AS full_name, \
+         r.git_url AS git_url, r.status AS repository_status, o.id AS org_id, o.tenant_id AS tenant_id, \
+         o.status AS org_status, o.provider AS provider, o.installation_id AS installation_id, \
+         o.connection_id AS connection_id, o.full_every AS full_every \
+     FROM backup_jobs j JOIN repositories r ON r.id = j.repository_id JOIN organizations o ON o.id = j.org_id \
+     WHERE j.id = ?1";
+
+/// ?1 repository → its latest ok snapshot still kept (`id`, `kind`, `refs`) and how many ok
+/// snapshots were taken since (and including) the latest full one.
+pub const LAST_OK_SNAPSHOT: &str =
+    "SELECT s.id AS id, s.kind AS kind, s.refs AS refs, \
+         (SELECT count(*) FROM snapshots c WHERE c.repository_id = ?1 AND c.outcome = 'ok' AND c.status = 'available' \
+             AND c.taken_at >= (SELECT max(f.taken_at) FROM snapshots f WHERE f.repository_id = ?1 \
+                 AND f.outcome = 'ok' AND f.kind = 'full' AND f.status = 'available')) AS since_full \
+     FROM snapshots s WHERE s.repository_id = ?1 AND s.outcome = 'ok' AND s.status = 'available' \
+     ORDER BY s.taken_at DESC, s.rowid DESC LIMIT 1";
+
+/// ?1 repository, ?2 cutoff, ?3 now: running snapshots started before the cutoff were abandoned
+/// (their invocation died): failed, and their uploads returned to be aborted.
+pub const ABANDON_STALE_SNAPSHOTS: &str =
+    "UPDATE snapshots SET outcome = 'failed', error = 'abandoned: the backup did not finish', finished_at = ?3 \
+     WHERE repository_id = ?1 AND outcome = 'running' AND started_at < ?2 \
+     RETURNING id, object_key, upload_id";
+
+/// ?1 snapshot id, ?2 org, ?3 repository, ?4 now, ?5 job id: claims the repository's one
+/// running backup (`changes` 0: another is running).
+pub const CLAIM_SNAPSHOT: &str =
+    "INSERT INTO snapshots (id, org_id, repository_id, taken_at, started_at, outcome, job_id, size_bytes) \
+     VALUES (?1, ?2, ?3, ?4, ?4, 'running', ?5, 0) ON CONFLICT DO NOTHING";
+
+/// ?1 snapshot, ?2 object key, ?3 multipart upload id: recorded before the first part, so an
+/// abandoned upload can be aborted.
+pub const RECORD_UPLOAD: &str =
+    "UPDATE snapshots SET object_key = ?2, upload_id = ?3 WHERE id = ?1 AND outcome = 'running'";
+
+/// ?1 snapshot, ?2 outcome (`ok`, `unchanged`, `empty`), ?3 kind, ?4 base snapshot, ?5 refs
+/// JSON, ?6 object key, ?7 bytes, ?8 SHA-256, ?9 pack objects, ?10 now.
+pub const FINISH_SNAPSHOT: &str =
+    "UPDATE snapshots SET outcome = ?2, kind = ?3, base_snapshot_id = ?4, refs = ?5, object_key = ?6, \
+         upload_id = NULL, size_bytes = ?7, sha256 = ?8, pack_objects = ?9, finished_at = ?10, error = NULL \
+     WHERE id = ?1 AND outcome = 'running'";
+
+/// ?1 snapshot, ?2 error (no secret), ?3 now.
+pub const FAIL_SNAPSHOT: &str =
+    "UPDATE snapshots SET outcome = 'failed', error = ?2, finished_at = ?3, upload_id = NULL \
+     WHERE id = ?1 AND outcome = 'running'";
+
+/// ?1 repository, ?2 outcome, ?3 now.
+pub const RECORD_LAST_BACKUP: &str =
+    "UPDATE repositories SET last_backup_at = ?3, last_backup_status = ?2 WHERE id = ?1";
+
+/// ?1 org, ?2 repository, ?3 snapshot, ?4 now: the repository's first ok backup in the
+/// activity log (once).
+pub const RECORD_FIRST_BACKUP_ACTIVITY: &str =
+    "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT ?1, NULL, 'backup.first', 'first backup of ' || r.full_name || ' stored (snapshot ' || ?3 || ')', ?4 \
+     FROM repositories r WHERE r.id = ?2 AND NOT EXISTS \
+         (SELECT 1 FROM snapshots s WHERE s.repository_id = ?2 AND s.outcome = 'ok' AND s.id <> ?3)";
+
+/// ?1 org, ?2 repository, ?3 error, ?4 now: a backup that failed its last retry.
+pub const RECORD_BACKUP_FAILED_ACTIVITY: &str =
+    "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT ?1, NULL, 'backup.failed', 'backup of ' || r.full_name || ' failed: ' || ?3, ?4 \
+     FROM repositories r WHERE r.id = ?2";
+
+/// The columns a snapshot is shown with (`s` the snapshot).
+macro_rules! snapshot_columns {
+    () => {
+        "SELECT s.id AS id, s.org_id AS org_id, s.repository_id AS repository_id, s.outcome AS status, \
+             s.kind AS kind, s.base_snapshot_id AS base_snapshot_id, s.started_at AS started_at, \
+             s.finished_at AS finished_at, s.size_bytes AS bytes, s.sha256 AS sha256, s.refs AS refs, \
+             s.pack_objects AS pack_objects, s.error AS error, s.status AS retention, s.object_key AS object_key \
+         FROM snapshots s JOIN organizations o ON o.id = s.org_id "
+    };
+}
+
+/// ?1 org, ?2 repository, ?3 tenant, ?4 cursor (the last id seen, '' first), ?5 limit: newest
+/// first (snapshot ids sort by time).
+pub const LIST_SNAPSHOTS: &str = concat!(
+    snapshot_columns!(),
+    "WHERE s.org_id = ?1 AND s.repository_id = ?2 AND o.tenant_id = ?3 AND (?4 = '' OR s.id < ?4) \
+     ORDER BY s.id DESC LIMIT ?5"
+);
+
+/// ?1 snapshot, ?2 tenant.
+pub const GET_SNAPSHOT: &str = concat!(snapshot_columns!(), "WHERE s.id = ?1 AND o.tenant_id = ?2");
+
+/// ?1 snapshot, ?2 tenant → its restore chain, oldest first: from the snapshot back through
+/// `base_snapshot_id` to the last full one (an `unchanged` snapshot's base is the ok snapshot
+/// whose refs it found again).
+pub const SNAPSHOT_CHAIN: &str = concat!(
+    "WITH RECURSIVE chain (id, base, kind, depth) AS ( \
+         SELECT s.id, s.base_snapshot_id, s.kind, 0 FROM snapshots s JOIN organizations o ON o.id = s.org_id \
+             WHERE s.id = ?1 AND o.tenant_id = ?2 \
+         UNION ALL \
+         SELECT s.id, s.base_snapshot_id, s.kind, c.depth + 1 FROM snapshots s JOIN chain c ON s.id = c.base \
+             WHERE coalesce(c.kind, '') <> 'full' AND c.depth < 1000) ",
+    snapshot_columns!(),
+    "JOIN chain c ON c.id = s.id ORDER BY c.depth DESC"
+);
+
+/// ?1 org, ?2 JSON array of repository ids (NULL: every active one), ?3 now, ?4 a key unique to
+/// the request: a manual backup job for each active repository that has none queued (at most
+/// one backup of a repository is queued at a time) → the jobs created.
+pub const INSERT_MANUAL_JOBS: &str =
+    "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at) \
+     SELECT lower(hex(randomblob(16))), ?1, r.id, 'manual', 'high', 'queued', 'manual:' || r.id || ':' || ?4, ?3 \
+     FROM repositories r WHERE r.org_id = ?1 AND r.status = 'active' \
+         AND (?2 IS NULL OR r.id IN (SELECT value FROM json_each(?2))) \
+         AND NOT EXISTS (SELECT 1 FROM backup_jobs q WHERE q.repository_id = r.id AND q.status = 'queued') \
+     ON CONFLICT (dedupe_key) DO NOTHING RETURNING id";
+
+/// ?1 org, ?2 JSON array of repository ids → how many of them are the org's.
+pub const COUNT_ORG_REPOSITORIES: &str =
+    "SELECT count(*) AS n FROM repositories WHERE org_id = ?1 AND id IN (SELECT value FROM json_each(?2))";
+
 /// ?1 now: snapshots older than their org's retention are expired.
 pub const EXPIRE_SNAPSHOTS: &str = "UPDATE snapshots SET status = 'expired' \
      WHERE status = 'available' AND julianday(taken_at) + \
@@ -710,6 +834,21 @@ mod tests {
             DISPATCHABLE_JOBS,
             MARK_DISPATCHED,
             EXPIRE_SNAPSHOTS,
+            BACKUP_TARGET,
+            LIST_SNAPSHOTS,
+            GET_SNAPSHOT,
+            SNAPSHOT_CHAIN,
+            INSERT_MANUAL_JOBS,
+            COUNT_ORG_REPOSITORIES,
+            LAST_OK_SNAPSHOT,
+            ABANDON_STALE_SNAPSHOTS,
+            CLAIM_SNAPSHOT,
+            RECORD_UPLOAD,
+            FINISH_SNAPSHOT,
+            FAIL_SNAPSHOT,
+            RECORD_LAST_BACKUP,
+            RECORD_FIRST_BACKUP_ACTIVITY,
+            RECORD_BACKUP_FAILED_ACTIVITY,
             RECORD_MESSAGE_FAILURE,
             RECORD_DEAD_LETTER,
             PURGE_MESSAGE_FAILURES,
@@ -869,6 +1008,104 @@ mod tests {
             ("acme/new", "trunk", true)
         );
         assert_eq!(count(&db, "SELECT count(*) FROM repositories"), 1);
+    }
+
+    #[test]
+    fn one_backup_runs_per_repository_and_chains_count_from_the_last_full() {
+        let db = db();
+        db.execute(&DELIVERED.upsert_active(), params!["o1", repos(&[1]), "t0"])
+            .unwrap();
+        let repo: String = db
+            .query_row("SELECT id FROM repositories", [], |r| r.get(0))
+            .unwrap();
+        let claim = |id: &str, at: &str| {
+            db.execute(CLAIM_SNAPSHOT, params![id, "o1", repo, at, "job"])
+                .unwrap()
+        };
+        assert_eq!(claim("s1", "2026-01-01T00:00:00Z"), 1);
+        assert_eq!(claim("s2", "2026-01-01T00:00:01Z"), 0, "one running at a time");
+        // A run that never finished is abandoned after the cutoff, and its upload returned.
+        db.execute(RECORD_UPLOAD, params!["s1", "k1", "up1"]).unwrap();
+        let abandoned: Vec<(String, Option<String>)> = db
+            .prepare(ABANDON_STALE_SNAPSHOTS)
+            .unwrap()
+            .query_map(params![repo, "2026-01-01T00:00:00Z", "now"], |r| {
+                Ok((r.get(0)?, r.get(2)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(abandoned.is_empty(), "not before the cutoff");
+        let abandoned: Vec<(String, Option<String>)> = db
+            .prepare(ABANDON_STALE_SNAPSHOTS)
+            .unwrap()
+            .query_map(params![repo, "2026-01-01T00:20:00Z", "now"], |r| {
+                Ok((r.get(0)?, r.get(2)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(abandoned, [("s1".to_string(), Some("up1".to_string()))]);
+        // Full, incremental, incremental: three since the full; a newer full restarts.
+        let chain = [("f1", "full", None), ("i1", "incremental", Some("f1")), ("i2", "incremental", Some("i1"))];
+        for (taken, (id, kind, base)) in (1..).zip(chain) {
+            let at = format!("2026-01-02T00:00:0{taken}Z");
+            assert_eq!(claim(id, &at), 1);
+            db.execute(
+                FINISH_SNAPSHOT,
+                params![id, "ok", kind, base, "{}", "key", 1, "sha", 1, at],
+            )
+            .unwrap();
+        }
+        let chain_of = |id: &str, tenant: &str| -> Vec<String> {
+            db.prepare(SNAPSHOT_CHAIN)
+                .unwrap()
+                .query_map(params![id, tenant], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(chain_of("i2", "t1"), ["f1", "i1", "i2"], "full first");
+        assert_eq!(chain_of("f1", "t1"), ["f1"]);
+        assert!(chain_of("i2", "t2").is_empty(), "another tenant's snapshot has no chain");
+        let last = |db: &Connection| -> (String, i64) {
+            db.query_row(LAST_OK_SNAPSHOT, [&repo], |r| Ok((r.get(0)?, r.get(3)?)))
+                .unwrap()
+        };
+        assert_eq!(last(&db), ("i2".to_string(), 3));
+        assert_eq!(claim("f2", "2026-01-02T00:00:09Z"), 1);
+        db.execute(
+            FINISH_SNAPSHOT,
+            params!["f2", "ok", "full", None::<String>, "{}", "key", 1, "sha", 1, "t"],
+        )
+        .unwrap();
+        assert_eq!(last(&db), ("f2".to_string(), 1));
+        // A finished snapshot is not finished or failed again.
+        assert_eq!(db.execute(FAIL_SNAPSHOT, params!["f2", "late", "t"]).unwrap(), 0);
+    }
+
+    #[test]
+    fn git_urls_are_recorded_and_follow_the_provider() {
+        let db = db();
+        let listed = r#"[{"id":1,"name":"a","full_name":"acme/a","git_url":"https://github.com/acme/a.git"},
+                         {"id":2,"name":"b","full_name":"acme/b"}]"#;
+        db.execute(&DELIVERED.upsert_active(), params!["o1", listed, "t0"])
+            .unwrap();
+        // A rename moves the clone URL; an entry without one keeps what is known.
+        let renamed = r#"[{"id":1,"name":"c","full_name":"acme/c","git_url":"https://github.com/acme/c.git"}]"#;
+        db.execute(&DELIVERED.follow(), params!["o1", renamed, "t1"])
+            .unwrap();
+        let without = r#"[{"id":1,"name":"c","full_name":"acme/c"}]"#;
+        db.execute(&DELIVERED.upsert_active(), params!["o1", without, "t2"])
+            .unwrap();
+        let urls: Vec<Option<String>> = db
+            .prepare("SELECT git_url FROM repositories ORDER BY provider_repo_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(urls, [Some("https://github.com/acme/c.git".to_string()), None]);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub const DB: &str = "DB";
 pub const BACKUP_QUEUE: &str = "BACKUP_QUEUE";
 pub const SYNC_QUEUE: &str = "SYNC_QUEUE";
 pub const ANALYSIS_QUEUE: &str = "ANALYSIS_QUEUE";
+/// R2: the backups' git bundles.
+pub const BACKUPS: &str = "BACKUPS";
 
 pub struct Ctx {
     pub env: Env,

@@ -12,6 +12,7 @@
 //! | `GET /connect/confirm.js` | the confirm page | its script |
 //! | `POST /github/webhooks` | GitHub | 200 / 202 JSON; 400, 401, 413, 415, 503 problem+json |
 //! | `GET /v1/orgs/{id}/activity` | portal (JWT) | 200 activity page, 404 |
+//! | `GET /v1/orgs/{id}/repos/{repo_id}/snapshots`, `GET /v1/snapshots/{id}[/restore,/bundle]`, `POST /v1/orgs/{id}/backup` | portal (JWT) | backups: see `snapshots` |
 //! | `GET /health` | monitoring | 200 `{"ok":true}` |
 //!
 //! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
@@ -31,6 +32,7 @@ mod platform;
 mod provider_api;
 mod provider_tokens;
 mod queues;
+mod snapshots;
 mod sync;
 mod webhooks;
 
@@ -116,8 +118,12 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
     let method = req.method().to_string();
     let query = query_pairs(&req);
-    let (route, id) = match routes::resolve(&method, &path) {
-        Resolved::Found(route, id) => (route, id.unwrap_or_default().to_string()),
+    let (route, id, sub) = match routes::resolve(&method, &path) {
+        Resolved::Found(route, id, sub) => (
+            route,
+            id.unwrap_or_default().to_string(),
+            sub.unwrap_or_default().to_string(),
+        ),
         Resolved::MethodNotAllowed => return problem(&Problem::MethodNotAllowed),
         #[cfg(feature = "bench")]
         Resolved::NotFound if path == "/_bench/sign" => match Ctx::new(env) {
@@ -265,6 +271,24 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         RouteId::SyncOrg => answer(orgs::sync(&ctx, &principal, &id).await),
         RouteId::DisconnectOrg => answer(orgs::disconnect(&ctx, &principal, &id).await),
         RouteId::OrgActivity => answer(orgs::activity(&ctx, &principal, &id, &query).await),
+        RouteId::ListSnapshots => {
+            answer(snapshots::list(&ctx, &principal, &id, &sub, &query).await)
+        }
+        RouteId::GetSnapshot => answer(snapshots::get(&ctx, &principal, &id).await),
+        RouteId::RestoreSnapshot => answer(snapshots::restore(&ctx, &principal, &id).await),
+        RouteId::SnapshotBundle => match snapshots::bundle(&ctx, &principal, &id).await {
+            Ok(response) => Ok(response),
+            Err(p) => problem(&p),
+        },
+        RouteId::BackupOrg => {
+            let body = req.bytes().await.unwrap_or_default();
+            match snapshots::backup_now(&ctx, &principal, &id, &body).await {
+                Ok((status, value)) => {
+                    with_type(serde_json::to_string(&value)?, status, "application/json")
+                }
+                Err(p) => problem(&p),
+            }
+        }
         RouteId::Health
         | RouteId::OpenApi
         | RouteId::GithubSetup

@@ -1217,6 +1217,16 @@ fn openapi(s: &Stack) {
             &["200", "401", "404"][..],
         ),
         ("get", "/v1/orgs/{id}/activity", &["200", "401", "404"][..]),
+        (
+            "post",
+            "/v1/orgs/{id}/backup",
+            &["202", "401", "404", "409", "422"][..],
+        ),
+        (
+            "get",
+            "/v1/orgs/{id}/repos/{repo_id}/snapshots",
+            &["200", "400", "401", "404"][..],
+        ),
     ];
     for (method, path, statuses) in org_api {
         let op = &doc["paths"][path][method];
