@@ -139,6 +139,20 @@ impl Problem {
     }
 }
 
+/// A request body must be sent as `application/json` (parameters such as `charset` allowed).
+pub fn require_json(content_type: Option<&str>) -> Result<(), Problem> {
+    let json = content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(Problem::UnsupportedMediaType(
+            "send the request as application/json".into(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +180,22 @@ mod tests {
             (Some(422), Some("retention_days"))
         );
         assert!(!Problem::NotFound.to_json().contains("field"));
+    }
+
+    #[test]
+    fn bodies_must_be_json() {
+        assert_eq!(
+            require_json(Some("application/json; charset=utf-8")),
+            Ok(())
+        );
+        assert_eq!(require_json(Some(" Application/JSON")), Ok(()));
+        for other in [None, Some("text/plain"), Some("application/jsonx")] {
+            assert_eq!(
+                require_json(other).map_err(|p| p.status()),
+                Err(415),
+                "{other:?}"
+            );
+        }
     }
 
     #[test]

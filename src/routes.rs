@@ -244,7 +244,10 @@ mod tests {
             resolve("GET", "/v1/snapshots/s1/bundle"),
             Resolved::Found(RouteId::SnapshotBundle, Some("s1"), None)
         );
-        assert_eq!(resolve("GET", "/v1/orgs/o1/repos//snapshots"), Resolved::NotFound);
+        assert_eq!(
+            resolve("GET", "/v1/orgs/o1/repos//snapshots"),
+            Resolved::NotFound
+        );
         assert_eq!(resolve("GET", "/v1/orgs//repos"), Resolved::NotFound);
         assert_eq!(resolve("GET", "/v1/orgs/abc/"), Resolved::NotFound);
     }

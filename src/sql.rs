@@ -113,7 +113,8 @@ const REPOSITORY_COLUMNS: &str = "INSERT INTO repositories (id, org_id, provider
          coalesce(json_extract(j.value, '$.archived'), 0), json_extract(j.value, '$.visibility'), \
          json_extract(j.value, '$.git_url'),";
 
-const FOLLOW_GITHUB: &str = "name = excluded.name, full_name = excluded.full_name, private = excluded.private, \
+const FOLLOW_GITHUB: &str =
+    "name = excluded.name, full_name = excluded.full_name, private = excluded.private, \
      default_branch = coalesce(excluded.default_branch, repositories.default_branch), \
      html_url = coalesce(excluded.html_url, repositories.html_url), \
      visibility = coalesce(excluded.visibility, repositories.visibility), \
@@ -1023,9 +1024,14 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(claim("s1", "2026-01-01T00:00:00Z"), 1);
-        assert_eq!(claim("s2", "2026-01-01T00:00:01Z"), 0, "one running at a time");
+        assert_eq!(
+            claim("s2", "2026-01-01T00:00:01Z"),
+            0,
+            "one running at a time"
+        );
         // A run that never finished is abandoned after the cutoff, and its upload returned.
-        db.execute(RECORD_UPLOAD, params!["s1", "k1", "up1"]).unwrap();
+        db.execute(RECORD_UPLOAD, params!["s1", "k1", "up1"])
+            .unwrap();
         let abandoned: Vec<(String, Option<String>)> = db
             .prepare(ABANDON_STALE_SNAPSHOTS)
             .unwrap()
@@ -1047,7 +1053,11 @@ mod tests {
             .collect();
         assert_eq!(abandoned, [("s1".to_string(), Some("up1".to_string()))]);
         // Full, incremental, incremental: three since the full; a newer full restarts.
-        let chain = [("f1", "full", None), ("i1", "incremental", Some("f1")), ("i2", "incremental", Some("i1"))];
+        let chain = [
+            ("f1", "full", None),
+            ("i1", "incremental", Some("f1")),
+            ("i2", "incremental", Some("i1")),
+        ];
         for (taken, (id, kind, base)) in (1..).zip(chain) {
             let at = format!("2026-01-02T00:00:0{taken}Z");
             assert_eq!(claim(id, &at), 1);
@@ -1067,7 +1077,10 @@ mod tests {
         };
         assert_eq!(chain_of("i2", "t1"), ["f1", "i1", "i2"], "full first");
         assert_eq!(chain_of("f1", "t1"), ["f1"]);
-        assert!(chain_of("i2", "t2").is_empty(), "another tenant's snapshot has no chain");
+        assert!(
+            chain_of("i2", "t2").is_empty(),
+            "another tenant's snapshot has no chain"
+        );
         let last = |db: &Connection| -> (String, i64) {
             db.query_row(LAST_OK_SNAPSHOT, [&repo], |r| Ok((r.get(0)?, r.get(3)?)))
                 .unwrap()
@@ -1076,12 +1089,27 @@ mod tests {
         assert_eq!(claim("f2", "2026-01-02T00:00:09Z"), 1);
         db.execute(
             FINISH_SNAPSHOT,
-            params!["f2", "ok", "full", None::<String>, "{}", "key", 1, "sha", 1, "t"],
+            params![
+                "f2",
+                "ok",
+                "full",
+                None::<String>,
+                "{}",
+                "key",
+                1,
+                "sha",
+                1,
+                "t"
+            ],
         )
         .unwrap();
         assert_eq!(last(&db), ("f2".to_string(), 1));
         // A finished snapshot is not finished or failed again.
-        assert_eq!(db.execute(FAIL_SNAPSHOT, params!["f2", "late", "t"]).unwrap(), 0);
+        assert_eq!(
+            db.execute(FAIL_SNAPSHOT, params!["f2", "late", "t"])
+                .unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -1105,7 +1133,10 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        assert_eq!(urls, [Some("https://github.com/acme/c.git".to_string()), None]);
+        assert_eq!(
+            urls,
+            [Some("https://github.com/acme/c.git".to_string()), None]
+        );
     }
 
     #[test]

@@ -116,14 +116,7 @@ pub async fn confirm(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<ConfirmAnswer, Problem> {
-    let json = content_type
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(Problem::UnsupportedMediaType(
-            "send the request as application/json".into(),
-        ));
-    }
+    crate::problem::require_json(content_type)?;
     let request: ConfirmRequest = serde_json::from_slice(body)
         .map_err(|e| Problem::BadRequest(format!("invalid body: {e}")))?;
     if !valid_id(&request.pending) {

@@ -92,14 +92,7 @@ fn request_body<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let json = content_type
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(Problem::UnsupportedMediaType(
-            "send the request as application/json".into(),
-        ));
-    }
+    crate::problem::require_json(content_type)?;
     serde_json::from_slice(body).map_err(|e| Problem::BadRequest(format!("invalid body: {e}")))
 }
 

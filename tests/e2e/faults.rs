@@ -14,6 +14,7 @@ use onecode_edge::state_token;
 
 use crate::harness::auth::{now, state_of};
 use crate::harness::checks::{self, describe};
+use crate::harness::emulator::Faults;
 use crate::harness::emulator::Inst;
 use crate::harness::store::Footprint;
 use crate::harness::Stack;
@@ -39,22 +40,6 @@ pub fn cases() -> Vec<Case> {
             retry_at_the_budget_edge,
         ),
     ]
-}
-
-/// Installs fault rules for the duration of a test.
-struct Faults<'a>(&'a Stack);
-
-impl<'a> Faults<'a> {
-    fn install(s: &'a Stack, rules: serde_json::Value) -> Faults<'a> {
-        s.emulator.set_faults(rules);
-        Faults(s)
-    }
-}
-
-impl Drop for Faults<'_> {
-    fn drop(&mut self) {
-        self.0.emulator.clear_faults();
-    }
 }
 
 fn page_rule(page: u32, status: u16, times: u32, headers: serde_json::Value) -> serde_json::Value {
@@ -91,7 +76,7 @@ fn server_errors(s: &Stack) {
     let tenant = "tenant-fault-502";
     let inst = Inst::org(1400, "e2e-fault-502", 250);
     s.emulator.put_installation(&inst);
-    let _faults = Faults::install(s, page_rule(2, 502, 2, json!({})));
+    let _faults = Faults::install(&s.emulator, page_rule(2, 502, 2, json!({})));
     let callback = s.connect_and_install(tenant, inst.id);
     let done = callback.done();
     assert_eq!(
@@ -112,7 +97,7 @@ fn secondary_rate_limit(s: &Stack) {
     let inst = Inst::org(1401, "e2e-fault-secondary", 250);
     s.emulator.put_installation(&inst);
     let _faults = Faults::install(
-        s,
+        &s.emulator,
         json!([{
             "method": "GET",
             "path_prefix": "/installation/repositories",
@@ -150,7 +135,10 @@ fn long_rate_limit(s: &Stack) {
     let tenant = "tenant-fault-long";
     let inst = Inst::org(1402, "e2e-fault-long", 250);
     s.emulator.put_installation(&inst);
-    let _faults = Faults::install(s, page_rule(2, 403, 1, json!({ "retry-after": "5" })));
+    let _faults = Faults::install(
+        &s.emulator,
+        page_rule(2, 403, 1, json!({ "retry-after": "5" })),
+    );
     let callback = s.connect_and_install(tenant, inst.id);
     let redirected = Instant::now();
     let done = callback.done();
@@ -199,7 +187,7 @@ fn retry_at_the_budget_edge(s: &Stack) {
     let tenant = "tenant-fault-edge";
     let inst = Inst::org(1403, "e2e-fault-edge", 1_100);
     s.emulator.put_installation(&inst);
-    let _faults = Faults::install(s, page_rule(11, 502, 1, json!({})));
+    let _faults = Faults::install(&s.emulator, page_rule(11, 502, 1, json!({})));
     let callback = s.connect_and_install(tenant, inst.id);
     let calls = checks::after_callback(s, inst.id);
     assert_eq!(
@@ -227,7 +215,7 @@ fn github_down(s: &Stack) {
         .expect("valid state");
     {
         let _faults = Faults::install(
-            s,
+            &s.emulator,
             json!([{
                 "path_prefix": "/app/installations/1404",
                 "status": 502,

@@ -46,6 +46,7 @@ use onecode_edge::time::{backup_hour, rfc3339};
 
 use crate::harness::auth::now;
 use crate::harness::checks;
+use crate::harness::emulator::Faults;
 use crate::harness::emulator::Inst;
 use crate::harness::portal::{assert_problem, Portal};
 use crate::harness::{poll_until, Stack};
@@ -322,22 +323,6 @@ fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
             }
         },
     );
-}
-
-/// Installs fault rules for the duration of a test (exclusive tests only: the rules are global).
-struct Faults<'a>(&'a Stack);
-
-impl<'a> Faults<'a> {
-    fn install(s: &'a Stack, rules: Value) -> Faults<'a> {
-        s.emulator.set_faults(rules);
-        Faults(s)
-    }
-}
-
-impl Drop for Faults<'_> {
-    fn drop(&mut self) {
-        self.0.emulator.clear_faults();
-    }
 }
 
 // ---- several orgs, settings, lists ----
@@ -1567,7 +1552,7 @@ fn failures_count_per_streak(s: &Stack) {
     let one_failed_delivery = json!([{ "method": "POST", "path_prefix": tokens, "status": 500,
                                         "times": 4 }]);
 
-    let _faults = Faults::install(s, one_failed_delivery.clone());
+    let _faults = Faults::install(&s.emulator, one_failed_delivery.clone());
     next_second();
     let since = rfc3339(now());
     s.trigger_cron(SYNC_CRON);
@@ -1605,7 +1590,7 @@ fn dead_letters(s: &Stack) {
     let org_id = connect(s, tenant, &inst);
     let tokens = format!("/app/installations/{}/access_tokens", inst.id);
     let _faults = Faults::install(
-        s,
+        &s.emulator,
         json!([{ "method": "POST", "path_prefix": tokens, "status": 500 }]),
     );
     let body = serde_json::to_string(&SyncMessage::SyncOrgV1 {

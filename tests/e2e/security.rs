@@ -20,6 +20,7 @@
 use serde_json::{json, Value};
 
 use crate::harness::auth::{now, query_param, state_of};
+use crate::harness::emulator::Faults;
 use crate::harness::emulator::Inst;
 use crate::harness::portal::{assert_problem, Portal};
 use crate::harness::store::Footprint;
@@ -542,22 +543,6 @@ fn relabelled_webhook(s: &Stack) {
     );
 }
 
-/// Sends `rules` to the emulator; they are cleared when the guard drops.
-struct Faults<'a>(&'a Stack);
-
-impl<'a> Faults<'a> {
-    fn install(s: &'a Stack, rules: Value) -> Faults<'a> {
-        s.emulator.set_faults(rules);
-        Faults(s)
-    }
-}
-
-impl Drop for Faults<'_> {
-    fn drop(&mut self) {
-        self.0.emulator.clear_faults();
-    }
-}
-
 fn at_sink(s: &Stack) -> Vec<Value> {
     s.emulator.misplaced_credentials()["misplaced"]
         .as_array()
@@ -594,7 +579,7 @@ fn redirects(s: &Stack) {
             "provider_unavailable",
         ),
     ] {
-        let _faults = Faults::install(s, json!([rule]));
+        let _faults = Faults::install(&s.emulator, json!([rule]));
         s.oauth_connect_as(GL, "sec-redirect-gl", &user, None)
             .assert_oauth_refused(GL, reason);
     }
@@ -602,7 +587,10 @@ fn redirects(s: &Stack) {
     let inst = Inst::org(5_105, "e2e-sec-redirect", 1);
     s.emulator.put_installation(&inst);
     {
-        let _faults = Faults::install(s, json!([redirect("/app/installations/5105", 302)]));
+        let _faults = Faults::install(
+            &s.emulator,
+            json!([redirect("/app/installations/5105", 302)]),
+        );
         s.connect_and_install("sec-redirect-gh", inst.id)
             .assert_refused("github_unavailable");
     }

@@ -283,6 +283,23 @@ impl Emulator {
     }
 }
 
+/// Fault rules for the duration of a test (exclusive tests only: the rules are global),
+/// cleared when the guard drops, even when the test fails.
+pub struct Faults<'a>(&'a Emulator);
+
+impl<'a> Faults<'a> {
+    pub fn install(emulator: &'a Emulator, rules: Value) -> Faults<'a> {
+        emulator.set_faults(rules);
+        Faults(emulator)
+    }
+}
+
+impl Drop for Faults<'_> {
+    fn drop(&mut self) {
+        self.0.clear_faults();
+    }
+}
+
 /// GitHub's OAuth during installation (the emulator's `PUT /_emulator/oauth`).
 impl Emulator {
     /// Turns OAuth during installation on: every install link carries a one-time code of
