@@ -96,14 +96,20 @@ const HOURLY: &str = "15 * * * *";
 // ---- fixtures ----
 
 /// A GitLab user of `instance`, signed in by the emulator as `id`.
-fn gitlab_user(s: &Stack, instance: &str, id: u64) -> String {
+pub(crate) fn gitlab_user(s: &Stack, instance: &str, id: u64) -> String {
     s.emulator
         .gitlab_user(instance, id, &format!("user-{id}"), &format!("User {id}"));
     id.to_string()
 }
 
 /// A top-level group (`path-<id>`) with `projects` generated projects and the members given.
-fn gitlab_group(s: &Stack, instance: &str, id: u64, members: &[u64], projects: u32) -> String {
+pub(crate) fn gitlab_group(
+    s: &Stack,
+    instance: &str,
+    id: u64,
+    members: &[u64],
+    projects: u32,
+) -> String {
     let path = format!("grp-{id}");
     s.emulator.gitlab_group(
         instance,
@@ -122,7 +128,7 @@ fn azure_user(s: &Stack, n: u32) -> String {
 
 /// A self-managed GitLab instance the worker is configured for (`GITLAB_INSTANCES`, see
 /// `SELF_MANAGED_GITLAB`), with its own OAuth application; `ttl`: its access tokens' lifetime.
-fn self_managed(s: &Stack, instance: &str, ttl: Option<u64>) -> String {
+pub(crate) fn self_managed(s: &Stack, instance: &str, ttl: Option<u64>) -> String {
     let (_, client_id, secret) = SELF_MANAGED_GITLAB
         .iter()
         .find(|(name, _, _)| *name == instance)

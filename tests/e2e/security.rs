@@ -25,6 +25,7 @@ use crate::harness::emulator::Inst;
 use crate::harness::portal::{assert_problem, Portal};
 use crate::harness::store::Footprint;
 use crate::harness::{technician, Stack, GITLAB_INSTANCE, SELF_MANAGED_GITLAB};
+use crate::oauth::{gitlab_group, gitlab_user, self_managed};
 use crate::Case;
 
 pub fn cases() -> Vec<Case> {
@@ -74,20 +75,6 @@ pub fn cases() -> Vec<Case> {
 
 const GL: &str = "gitlab";
 const AZ: &str = "azure-devops";
-
-fn gitlab_user(s: &Stack, instance: &str, id: u64) -> String {
-    s.emulator
-        .gitlab_user(instance, id, &format!("user-{id}"), &format!("User {id}"));
-    id.to_string()
-}
-
-fn gitlab_group(s: &Stack, instance: &str, id: u64, member: u64, projects: u32) {
-    s.emulator.gitlab_group(
-        instance,
-        id,
-        json!({"name": format!("Group {id}"), "path": format!("grp-{id}"), "members": [member], "projects": projects}),
-    );
-}
 
 fn tenant_connections(s: &Stack, tenant: &str) -> i64 {
     s.store.count(
@@ -367,7 +354,7 @@ fn oauth_held_until_confirmed(s: &Stack) {
     let tenant = "sec-oauth-held";
     let tech = technician(tenant);
     let user = gitlab_user(s, GITLAB_INSTANCE, 75_101);
-    gitlab_group(s, GITLAB_INSTANCE, 75_101, 75_101, 2);
+    gitlab_group(s, GITLAB_INSTANCE, 75_101, &[75_101], 2);
     let azure_user = "0d5e1c9a-0000-4000-8000-000000075102";
     s.emulator.azure_user(azure_user, "Sec Azure", None);
     s.emulator.azure_org(
@@ -442,7 +429,7 @@ fn late_confirmation(s: &Stack) {
     let tenant = "sec-late";
     let tech = technician(tenant);
     let user = gitlab_user(s, GITLAB_INSTANCE, 75_201);
-    gitlab_group(s, GITLAB_INSTANCE, 75_201, 75_201, 1);
+    gitlab_group(s, GITLAB_INSTANCE, 75_201, &[75_201], 1);
     let authorize = s.oauth_connect(GL, tenant, None);
     let pending = s
         .callback_held(&s.walk_authorize(&authorize, &user))
@@ -568,7 +555,7 @@ fn redirects(s: &Stack) {
     // GitLab: the API answers 307 (the access token would follow), then the token endpoint
     // answers 308 (the client secret and code would follow).
     let user = gitlab_user(s, GITLAB_INSTANCE, 75_301);
-    gitlab_group(s, GITLAB_INSTANCE, 75_301, 75_301, 1);
+    gitlab_group(s, GITLAB_INSTANCE, 75_301, &[75_301], 1);
     for (rule, reason) in [
         (
             redirect("/gitlab/com/api/v4/user", 307),
@@ -609,15 +596,9 @@ fn redirects(s: &Stack) {
 fn retired_instance(s: &Stack) {
     let tenant = "sec-retired";
     let instance = SELF_MANAGED_GITLAB[0].0;
-    s.emulator.gitlab_oauth(
-        instance,
-        SELF_MANAGED_GITLAB[0].1,
-        SELF_MANAGED_GITLAB[0].2,
-        None,
-    );
+    let base_url = self_managed(s, instance, None);
     let user = gitlab_user(s, instance, 75_401);
-    gitlab_group(s, instance, 75_401, 75_401, 2);
-    let base_url = format!("{}/gitlab/{instance}", s.emulator.base);
+    gitlab_group(s, instance, 75_401, &[75_401], 2);
     let connected = s
         .oauth_connect_as(GL, tenant, &user, Some(&json!({ "base_url": base_url })))
         .connected(GL);
