@@ -20,6 +20,7 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+mod backup;
 mod bindings;
 mod confirm;
 mod connect;

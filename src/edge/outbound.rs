@@ -286,3 +286,78 @@ pub async fn call(
         }
     }
 }
+
+/// A git smart-HTTP request (`info/refs` or `git-upload-pack`) with its `Authorization` value
+/// (`Basic …` or `Bearer …`) issued by `issuer`: the same origin check, budget and per-attempt
+/// timeout for the answer's head as `call`, no redirect followed, one attempt (the backup job is
+/// retried by its queue). The answer's body is left to stream.
+pub async fn git(
+    ctx: &Ctx,
+    url: &Url,
+    authorization: &str,
+    issuer: Issuer<'_>,
+    request_body: Option<&[u8]>,
+) -> Result<worker::Response, CallError> {
+    ensure_issued_for(ctx, &Auth::Bearer(authorization, issuer), url)?;
+    let headers = Headers::new();
+    let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| Internal::new("header", e));
+    set("user-agent", &format!("git/2.0 ({})", crate::backup::request::AGENT))?;
+    set("x-onecode-invocation", &ctx.invocation)?;
+    set("authorization", authorization)?;
+    let mut init = RequestInit::new();
+    let method = match request_body {
+        Some(body) => {
+            set("content-type", "application/x-git-upload-pack-request")?;
+            set("accept", "application/x-git-upload-pack-result")?;
+            init.with_body(Some(js_sys::Uint8Array::from(body).into()));
+            Method::Post
+        }
+        None => Method::Get,
+    };
+    init.with_method(method)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    let request =
+        Request::new_with_init(url.as_str(), &init).map_err(|e| Internal::new("request", e))?;
+    ctx.budget.spend().map_err(|_| {
+        Internal(format!(
+            "subrequest budget exhausted before a git call to {}",
+            service(url)
+        ))
+    })?;
+    let fetch = Fetch::Request(request);
+    let sent = fetch.send();
+    let timeout = Delay::from(ATTEMPT_TIMEOUT);
+    futures_util::pin_mut!(sent);
+    let response = match select(sent, timeout).await {
+        Either::Left((result, _)) => result.map_err(|e| CallError::Unavailable {
+            retry_after_secs: 30,
+            detail: format!("{}: {e}", service(url)),
+        })?,
+        Either::Right(_) => {
+            return Err(CallError::Unavailable {
+                retry_after_secs: 30,
+                detail: format!("{} did not answer in time", service(url)),
+            })
+        }
+    };
+    match response.status_code() {
+        200 => Ok(response),
+        401 | 403 => Err(CallError::Unauthorized),
+        404 => Err(CallError::NotFound),
+        status if (300..400).contains(&status) => Err(CallError::Refused(format!(
+            "{} answered {status} (a redirect, not followed) to {}",
+            service(url),
+            url.path()
+        ))),
+        status if status == 429 || status >= 500 => Err(CallError::Unavailable {
+            retry_after_secs: 30,
+            detail: format!("{} answered {status} to {}", service(url), url.path()),
+        }),
+        status => Err(CallError::Refused(format!(
+            "{} answered {status} to {}",
+            service(url),
+            url.path()
+        ))),
+    }
+}

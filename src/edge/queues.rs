@@ -1,8 +1,9 @@
 //! Queue consumers and cron triggers.
 //!
-//! - `onecode-backup-jobs` and `onecode-analysis-jobs`: record that each job was received
-//!   (idempotently: a redelivered job changes nothing) and acknowledge it. The backup executor
-//!   and the analysis pipeline replace these later.
+//! - `onecode-backup-jobs`: each job's backup is taken (`backup`: a verified git bundle in R2);
+//!   a failed one is retried like any message.
+//! - `onecode-analysis-jobs`: records that each job was received (idempotently: a redelivered
+//!   job changes nothing) and acknowledges it; the analysis pipeline replaces this later.
 //! - `onecode-sync` (one message per invocation): `enumerate.v1` continuations, `sync_org.v1`,
 //!   `fanout.v1` and `dispatch.v1` steps (see `sync`).
 //! - `onecode-dead-letter`: messages that failed every retry, stored in `dead_letters` with
@@ -17,6 +18,7 @@
 //! `message_failures`) until the queue's `max_retries` send it to the dead-letter queue; one bad
 //! message does not replay the others.
 
+use super::backup;
 use super::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
 use super::enumerate::{self, Access, RunError, Target};
 use super::github_client;
@@ -92,11 +94,20 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
     let queue = batch.queue();
     match queue.as_str() {
         BACKUP_QUEUE_NAME => {
-            let job_id = |body: &str| {
-                serde_json::from_str::<BackupMessage>(body)
-                    .map(|BackupMessage::BackupJobV1(j)| j.job_id)
-            };
-            record_receipts(ctx, &queue, &messages, job_id, sql::MARK_JOBS_RECEIVED).await
+            // One at a time: a backup streams a whole repository and holds one R2 part.
+            for message in &messages {
+                let job = serde_json::from_str::<BackupMessage>(message.body())
+                    .map(|BackupMessage::BackupJobV1(j)| j.job_id);
+                let outcome = match job {
+                    Ok(job_id) => backup::take(ctx, &job_id).await.map_err(|f| f.0),
+                    Err(e) => Err(format!("undecodable message: {e}")),
+                };
+                match outcome {
+                    Ok(()) => message.ack(),
+                    Err(why) => fail(ctx, &queue, message, &why).await,
+                }
+            }
+            Ok(())
         }
         ANALYSIS_QUEUE_NAME => {
             let job_id = |body: &str| {

@@ -21,6 +21,7 @@
 //! - `oauth.rs`: GitLab groups and Azure DevOps organizations through OAuth: connecting, PKCE,
 //!   refused callbacks, sync, disconnect and reconnect, and the tokens (sealed at rest, refresh
 //!   before expiry and under concurrency, revocation, moved ciphertexts, key rotation);
+//! - `backups.rs`: real backups of real git repositories, restored through the API with `git`;
 //! - `security.rs`: configured GitLab instances only, proof of installation ownership,
 //!   confirmation by the technician who started a connection, OAuth states at the GitHub
 //!   callback, relabelled webhooks, redirects, a retired GitLab instance (issue #13);
@@ -38,6 +39,7 @@
 //! has finished.
 
 mod approval;
+mod backups;
 mod connect;
 mod faults;
 mod harness;
@@ -191,6 +193,7 @@ fn main() {
         approval::cases(),
         oauth::cases(),
         security::cases(),
+        backups::cases(),
         hygiene::cases(),
     ]
     .into_iter()
