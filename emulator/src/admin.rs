@@ -62,14 +62,17 @@
 //! `github/{owner}/{repo}`, `gitlab/{instance}/{path_with_namespace}` or
 //! `azure/{org}/{project}/{repo}` (URL path segments, percent-encoded where needed). A
 //! repository the emulator does not list → 404; one not yet created is created first (see
-//! `git/repos.rs` for its initial refs). Every route answers the refs after the change:
+//! `git/repos.rs` for its initial refs; empty under a registered empty prefix). Every route
+//! answers the refs after the change:
 //! `{"refs":{"refs/heads/main":"<oid>",…},"head":"refs/heads/main","path":"<bare repository
 //! directory>"}` (annotated tags by their tag object id, no peeled entries, no `HEAD`).
 //!
 //! | Method and path | Body | Effect |
 //! | --- | --- | --- |
-//! | `GET …/refs` | | the refs (so tests can compare a restore with `git` against `path`) |
-//! | `POST …/commits` | `{"branch"?,"count"?,"file_bytes"?,"incompressible"?}` | adds `count` (default 1) commits to `branch` (default: the default branch; created from `HEAD` if missing); with `file_bytes` > 0 each adds a file of that many bytes, random with `incompressible` (streamed into `git fast-import`, never held in memory) |
+//! | `POST /_emulator/git/empty` | `{"prefix"}` | repositories whose key (`github/{owner}/{repo}`, `gitlab/{instance}/{path}`, `azure/{org}/{project}/{repo}`, compared lowercase) starts with `prefix` start empty: no refs, `HEAD` on the default branch, the cached advertisement of a shared empty repository and no directory until an admin call (scale fixtures); `prefix` must start with `github/`, `gitlab/` or `azure/` (else 400); prefixes last for the emulator's lifetime, only added; answers `{"prefixes":[…every one registered…]}` |
+//! | `GET /_emulator/git/empty` | | `{"prefixes":[…]}` |
+//! | `GET …/refs` | | the refs (so tests can compare a restore with `git` against `path`); `{"refs":{},…}` for an empty repository |
+//! | `POST …/commits` | `{"branch"?,"count"?,"file_bytes"?,"incompressible"?}` | adds `count` (default 1) commits to `branch` (default: the default branch; created from `HEAD` if missing, from nothing, a root commit, in an empty repository); with `file_bytes` > 0 each adds a file of that many bytes, random with `incompressible` (streamed into `git fast-import`, never held in memory) |
 //! | `POST …/branches` | `{"name","from"?}` | creates a branch at `from` (object id or ref; default `HEAD`); 409 if it exists |
 //! | `DELETE …/branches/{name}` | | deletes a branch (name percent-encoded); 404 unknown, 400 for the default branch |
 //! | `POST …/tags` | `{"name","target"?,"annotated"?}` | creates a tag of `target` (default `HEAD`), lightweight unless `annotated`; 409 if it exists |

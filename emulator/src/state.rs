@@ -87,6 +87,23 @@ pub enum Repo {
     Named(Box<RepoDetails>),
 }
 
+/// `i` when `name` is `{login}-repo-{i:05}`, the name of generated repository `i` (any case).
+fn generated_index(login: &str, name: &str) -> Option<u32> {
+    let split = login.len() + "-repo-".len();
+    let (head, digits) = (name.get(..split)?, name.get(split..)?);
+    let expected = login.bytes().chain(*b"-repo-");
+    if !head
+        .bytes()
+        .zip(expected)
+        .all(|(a, b)| a.eq_ignore_ascii_case(&b))
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let i: u32 = digits.parse().ok()?;
+    (format!("{i:05}") == digits).then_some(i)
+}
+
 /// Languages cycled through by generated repositories.
 const LANGUAGES: [Option<&str>; 5] = [
     Some("Rust"),
@@ -197,6 +214,20 @@ impl Installation {
                 size: u64::from(i % 1000) * 64,
             }),
         }
+    }
+
+    /// The first repository named `name` (case-insensitively), described as `repo_details`
+    /// would, without describing the others: generated names are matched by number, so a
+    /// lookup among 10,000 generated repositories allocates nothing per repository.
+    pub fn repo_named(&self, name: &str) -> Option<Cow<'_, RepoDetails>> {
+        let generated = generated_index(&self.account.login, name);
+        self.repos
+            .iter()
+            .find(|repo| match repo {
+                Repo::Generated(i) => generated == Some(*i),
+                Repo::Named(details) => details.name.eq_ignore_ascii_case(name),
+            })
+            .map(|repo| self.repo_details(repo))
     }
 
     pub fn remove_ids(&mut self, ids: &HashSet<u64>) {
@@ -454,6 +485,36 @@ mod tests {
             ),
             ("acme-repo-00002", false, "main")
         );
+    }
+
+    #[test]
+    fn repositories_are_found_by_name() {
+        let mut inst = acme();
+        inst.add_generated(2);
+        inst.add_named(named("Docs", None));
+        inst.add_generated(120_000);
+        let found = |name: &str| inst.repo_named(name).map(|d| d.id);
+        assert_eq!(found("acme-repo-00002"), Some(7_000_002));
+        assert_eq!(found("ACME-Repo-00001"), Some(7_000_001));
+        assert_eq!(found("docs"), Some(7_000_003));
+        assert_eq!(found("acme-repo-00004"), Some(7_000_004));
+        assert_eq!(found("acme-repo-100003"), Some(7_100_003));
+        for missing in [
+            "acme-repo-00003",
+            "acme-repo-0002",
+            "acme-repo-000002",
+            "acme-repo-+0002",
+            "acme-repo-",
+            "acme-repo-99999999999",
+            "other-repo-00001",
+            "acme",
+        ] {
+            assert_eq!(found(missing), None, "{missing}");
+        }
+        for repo in inst.repos().iter().step_by(997) {
+            let details = inst.repo_details(repo);
+            assert_eq!(found(&details.name), Some(details.id));
+        }
     }
 
     #[test]

@@ -8,14 +8,29 @@
 //! repository directory>"}` (`refs` as `git for-each-ref` lists them: annotated tags by their
 //! tag object, no peeled entries, no `HEAD`). Branch names with a `/` are percent-encoded in
 //! `DELETE …/branches/{name}`.
+//!
+//! `POST /_emulator/git/empty` `{"prefix"}` registers a key prefix (lowercased; it must start
+//! with `github/`, `gitlab/` or `azure/`, else 400) of repositories that start empty (see
+//! `repos.rs`) and answers every prefix registered so far, `{"prefixes":[…]}` (also what
+//! `GET /_emulator/git/empty` answers). Prefixes last as long as the emulator: the suite shares
+//! one across parallel tests, so they are only ever added.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::repos::{GitError, NewCommits};
 use super::{find, Host};
-use crate::http::{parse_optional_body, percent_decode, Reply, Request};
+use crate::http::{parse_body, parse_optional_body, percent_decode, Reply, Request};
 use crate::server::Emulator;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptySpec {
+    prefix: String,
+}
+
+/// Service parts a repository key starts with.
+const KEY_STARTS: [&str; 3] = ["github/", "gitlab/", "azure/"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,8 +133,34 @@ fn error(e: GitError) -> Reply {
     Reply::error(e.status, &format!("github-emulator: {}", e.message))
 }
 
+/// `POST /_emulator/git/empty`: registers a prefix of repositories that start empty.
+fn add_empty_prefix(em: &Emulator, request: &Request) -> Result<Value, Reply> {
+    let EmptySpec { prefix } = parse_body(request)?;
+    let prefix = prefix.to_lowercase();
+    if !KEY_STARTS.iter().any(|start| prefix.starts_with(start)) {
+        return Err(Reply::error(
+            400,
+            &format!(
+                "github-emulator: an empty prefix must start with github/, gitlab/ or azure/, \
+                 not {prefix:?}"
+            ),
+        ));
+    }
+    Ok(json!({ "prefixes": em.git().add_empty_prefix(&prefix) }))
+}
+
 /// Answers `/_emulator/git/{rest}`.
 pub fn route(em: &Emulator, request: &Request, rest: &[&str]) -> Reply {
+    match (request.method.as_str(), rest) {
+        ("POST", ["empty"]) => {
+            return add_empty_prefix(em, request)
+                .map_or_else(|reply| reply, |answer| Reply::json(200, &answer))
+        }
+        ("GET", ["empty"]) => {
+            return Reply::json(200, &json!({ "prefixes": em.git().empty_prefixes() }))
+        }
+        _ => {}
+    }
     let Some((host, shown, operation)) = parse(&request.method, rest) else {
         return crate::github::no_route(request);
     };

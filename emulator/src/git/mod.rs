@@ -42,6 +42,12 @@
 //! Bare repositories are created lazily, on the first git request or admin call for them (see
 //! `repos.rs` for their initial content); the admin API (`admin.rs`, under `/_emulator/git/`)
 //! reads their refs and adds commits, branches, tags and forced updates.
+//!
+//! Repositories under a key prefix registered with `POST /_emulator/git/empty` (scale fixtures
+//! of thousands) start empty instead: no refs, and until an admin call changes them no
+//! directory and no git process per advertisement, the cached advertisement of one shared
+//! empty repository being served (see `repos.rs`). Credentials, 404s, fault rules, the request
+//! log and the ledger apply to them exactly as to the others; only the content differs.
 
 mod admin;
 mod protocol;
@@ -193,11 +199,7 @@ fn github_repo(inst: &Installation, owner: &str, name: &str) -> Option<Located> 
     if !inst.account.login.eq_ignore_ascii_case(owner) {
         return None;
     }
-    let details = inst
-        .repos()
-        .iter()
-        .map(|r| inst.repo_details(r))
-        .find(|d| d.name.eq_ignore_ascii_case(name))?;
+    let details = inst.repo_named(name)?;
     let login = &inst.account.login;
     Some(located(
         Flavor::GitHub,
@@ -214,6 +216,18 @@ fn gitlab_project(
     path: &str,
 ) -> Option<(Located, u64)> {
     inst.projects().find_map(|p| {
+        // Cheap first (thousands of projects): the path must end with `/{project path}`,
+        // compared from the end, where generated names differ.
+        let tail = path.len().checked_sub(p.path.len() + 1)?;
+        let ends_with_project = path.as_bytes()[tail] == b'/'
+            && path
+                .bytes()
+                .rev()
+                .zip(p.path.bytes().rev())
+                .all(|(a, b)| a.eq_ignore_ascii_case(&b));
+        if !ends_with_project {
+            return None;
+        }
         let full = format!("{}/{}", inst.full_path(p.group_id), p.path);
         full.eq_ignore_ascii_case(path).then(|| {
             let parts: Vec<&str> = std::iter::once(instance).chain(full.split('/')).collect();
@@ -410,11 +424,7 @@ fn server_error(message: &str) -> Reply {
 }
 
 fn advertise(em: &Emulator, found: &Located) -> Reply {
-    let refs = em
-        .git()
-        .ensure(found)
-        .and_then(|dir| em.git().advertisement(&dir));
-    match refs {
+    match em.git().advertisement(found) {
         Ok(refs) => {
             let mut body = protocol::pkt_line("# service=git-upload-pack\n");
             body.extend_from_slice(protocol::FLUSH);
@@ -466,11 +476,7 @@ fn upload_pack(em: &Emulator, request: &Request, found: &Located) -> Reply {
             }
         }
     }
-    match em
-        .git()
-        .ensure(found)
-        .and_then(|dir| em.git().upload_pack(&dir, body.into_owned()))
-    {
+    match em.git().upload_pack(found, body.into_owned()) {
         Ok(stream) => Reply::streamed(200, "application/x-git-upload-pack-result", stream),
         Err(message) => server_error(&message),
     }

@@ -11,6 +11,21 @@
 //! (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`, its own `HOME`, a cleared
 //! environment, so `GIT_PROTOCOL` never reaches `upload-pack`).
 //!
+//! **Empty repositories.** A repository whose key starts with a prefix registered with
+//! `POST /_emulator/git/empty` (see `admin.rs`) starts empty, as a repository just created on
+//! the real service: no refs, `HEAD` symbolic to `refs/heads/{default branch}`. Until an admin
+//! call touches it, it has no directory of its own and runs no git per advertisement: its
+//! `info/refs` answer is the advertisement of one shared empty bare repository
+//! (`{root}/.empty.git`, made on first use, kept in a given root), computed once with
+//! `git upload-pack --stateless-rpc --advertise-refs` and cached (protocol v0 never shows an
+//! unborn `HEAD`, so it is the same for every default branch), and an upload-pack POST runs
+//! `git upload-pack --stateless-rpc` in that shared repository (git itself answers: nothing
+//! to a bare flush, `ERR upload-pack: not our ref …` to a `want`; clients never POST after an
+//! empty advertisement). The first admin call (`GET …/refs` included) creates its own bare
+//! repository, empty (same configuration, sequence file, no history), served from then on
+//! like any other; `POST …/commits` on it makes the first commit a root commit. A repository
+//! created before its prefix was registered keeps its content.
+//!
 //! **Initial content**, deterministic per repository (the same key gives the same object ids
 //! on every run): author and committer `Emulator <emulator@example.invalid>`, dates from
 //! 2020-01-01T00:00:00Z one hour apart, made with one `git fast-import`:
@@ -34,7 +49,7 @@
 //! streamed into `git fast-import` (blobs over 1 MiB go straight to the pack); each repository
 //! sets `core.bigFileThreshold = 1m` so `upload-pack` never delta-compresses large blobs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -53,6 +68,8 @@ const INITIAL_EPOCH: i64 = 1_577_836_800;
 /// 2020-02-01T00:00:00Z: admin commits, one minute per sequence number.
 const ADMIN_EPOCH: i64 = 1_580_515_200;
 const SEQUENCE_FILE: &str = "emulator-sequence";
+/// The shared empty bare repository, under the git root.
+const EMPTY_DIR: &str = ".empty.git";
 /// Prefix of default git roots under the temp directory.
 const TEMP_PREFIX: &str = "github-emulator-git-";
 
@@ -109,6 +126,25 @@ pub struct Repos {
     configured: Option<PathBuf>,
     root: OnceLock<Result<Root, String>>,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Key prefixes of repositories that start empty (only ever added to).
+    empty_prefixes: Mutex<BTreeSet<String>>,
+    /// The shared empty repository, made on first use.
+    empty: Mutex<Option<Arc<EmptyRepo>>>,
+}
+
+/// The bare repository every not yet created empty repository is served from, and its
+/// advertisement (no refs, so the same for every default branch).
+struct EmptyRepo {
+    dir: PathBuf,
+    advertisement: Vec<u8>,
+}
+
+/// Where a repository's git requests are served from.
+enum Served {
+    /// Its own bare repository.
+    Own(PathBuf),
+    /// Not created yet and starting empty: the shared empty repository.
+    Empty(Arc<EmptyRepo>),
 }
 
 impl Repos {
@@ -118,7 +154,73 @@ impl Repos {
             configured: dir,
             root: OnceLock::new(),
             locks: Mutex::new(HashMap::new()),
+            empty_prefixes: Mutex::new(BTreeSet::new()),
+            empty: Mutex::new(None),
         }
+    }
+
+    /// Registers a key prefix (lowercase, see `git/admin.rs` for what is accepted) of
+    /// repositories that start empty; every prefix registered so far.
+    pub fn add_empty_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut prefixes = self
+            .empty_prefixes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        prefixes.insert(prefix.to_lowercase());
+        prefixes.iter().cloned().collect()
+    }
+
+    /// Every registered empty prefix.
+    pub fn empty_prefixes(&self) -> Vec<String> {
+        let prefixes = self
+            .empty_prefixes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        prefixes.iter().cloned().collect()
+    }
+
+    /// Whether a repository not created yet starts empty.
+    fn starts_empty(&self, key: &str) -> bool {
+        let prefixes = self
+            .empty_prefixes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// The shared empty repository, created (or found, in a kept git root) and advertised once.
+    fn empty_repo(&self) -> Result<Arc<EmptyRepo>, String> {
+        let mut slot = self.empty.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(empty) = slot.as_ref() {
+            return Ok(empty.clone());
+        }
+        let root = self.root()?;
+        let dir = root.dir.join(EMPTY_DIR);
+        if !dir.is_dir() {
+            build_in_scratch(root, &dir, |scratch| init_bare(root, scratch, "main"))?;
+        }
+        let advertisement = advertise(root, &dir)?;
+        let empty = Arc::new(EmptyRepo { dir, advertisement });
+        *slot = Some(empty.clone());
+        Ok(empty)
+    }
+
+    /// Where `found` is served from: its own bare repository (created first, with its initial
+    /// content, unless it starts empty) or, while an empty one has no directory, the shared
+    /// empty repository.
+    fn served(&self, found: &Located) -> Result<Served, String> {
+        let root = self.root()?;
+        let dir = root.dir.join(relative_dir(&found.key));
+        if dir.is_dir() {
+            return Ok(Served::Own(dir));
+        }
+        if self.starts_empty(&found.key) {
+            return self.empty_repo().map(Served::Empty);
+        }
+        let lock = self.lock(&found.key);
+        let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        create_if_missing(root, found, &dir, false)?;
+        Ok(Served::Own(dir))
     }
 
     fn root(&self) -> Result<&Root, String> {
@@ -133,20 +235,8 @@ impl Repos {
         locks.entry(key.to_string()).or_default().clone()
     }
 
-    /// The bare repository of `found`, created first if needed.
-    pub fn ensure(&self, found: &Located) -> Result<PathBuf, String> {
-        let root = self.root()?;
-        let dir = root.dir.join(relative_dir(&found.key));
-        if !dir.is_dir() {
-            let lock = self.lock(&found.key);
-            let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            create_if_missing(root, found, &dir)?;
-        }
-        Ok(dir)
-    }
-
-    /// Runs `change` on the repository (created first if needed) while holding its lock, then
-    /// answers its refs.
+    /// Runs `change` on the repository (created first if needed, empty when it starts empty)
+    /// while holding its lock, then answers its refs.
     fn change(
         &self,
         found: &Located,
@@ -156,7 +246,7 @@ impl Repos {
         let dir = root.dir.join(relative_dir(&found.key));
         let lock = self.lock(&found.key);
         let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        create_if_missing(root, found, &dir).map_err(failed)?;
+        create_if_missing(root, found, &dir, self.starts_empty(&found.key)).map_err(failed)?;
         let git = Git::new(root, &dir);
         change(&git, &dir)?;
         refs_json(&git, &dir)
@@ -167,7 +257,8 @@ impl Repos {
         self.change(found, |_, _| Ok(()))
     }
 
-    /// Adds commits to `branch` (created from `HEAD` when missing).
+    /// Adds commits to `branch` (created from `HEAD` when missing, or as a new root commit
+    /// when `HEAD` names no commit yet: an empty repository).
     pub fn add_commits(
         &self,
         found: &Located,
@@ -177,12 +268,10 @@ impl Repos {
         self.change(found, |git, dir| {
             check_ref_name(git, "heads", branch)?;
             let start = match git.resolve(&format!("refs/heads/{branch}"))? {
-                Some(_) => format!("refs/heads/{branch}^0"),
-                None => git
-                    .resolve("HEAD")?
-                    .ok_or_else(|| refused(409, "the repository has no HEAD commit"))?,
+                Some(_) => Some(format!("refs/heads/{branch}^0")),
+                None => git.resolve("HEAD")?,
             };
-            append_commits(git, dir, found, branch, &start, commits)
+            append_commits(git, dir, found, branch, start.as_deref(), commits)
         })
     }
 
@@ -265,22 +354,29 @@ impl Repos {
             if commits.count == 0 {
                 return Ok(());
             }
-            append_commits(git, dir, found, branch, &target, commits)
+            append_commits(git, dir, found, branch, Some(&target), commits)
         })
     }
 
-    /// `git upload-pack --stateless-rpc --advertise-refs` of a repository.
-    pub fn advertisement(&self, dir: &Path) -> Result<Vec<u8>, String> {
-        let root = self.root()?;
-        let mut command = git_command(root);
-        command
-            .args(["upload-pack", "--stateless-rpc", "--advertise-refs"])
-            .arg(dir);
-        output(&mut command).map_err(|e| e.message)
+    /// `git upload-pack --stateless-rpc --advertise-refs` of a repository (created first if
+    /// needed); for an empty one not created yet, that of the shared empty repository, computed
+    /// once.
+    pub fn advertisement(&self, found: &Located) -> Result<Vec<u8>, String> {
+        match self.served(found)? {
+            Served::Own(dir) => advertise(self.root()?, &dir),
+            Served::Empty(empty) => Ok(empty.advertisement.clone()),
+        }
     }
 
-    /// `git upload-pack --stateless-rpc` with `request` on stdin; its output as it comes.
-    pub fn upload_pack(&self, dir: &Path, request: Vec<u8>) -> Result<BodyStream, String> {
+    /// `git upload-pack --stateless-rpc` with `request` on stdin, in the repository (created
+    /// first if needed) or, for an empty one not created yet, in the shared empty repository
+    /// (git answers a request to an empty repository itself); its output as it comes.
+    pub fn upload_pack(&self, found: &Located, request: Vec<u8>) -> Result<BodyStream, String> {
+        let served = self.served(found)?;
+        let dir = match &served {
+            Served::Own(dir) => dir.as_path(),
+            Served::Empty(empty) => empty.dir.as_path(),
+        };
         let root = self.root()?;
         let mut child = git_command(root)
             .args(["upload-pack", "--stateless-rpc"])
@@ -427,6 +523,15 @@ fn git_command(root: &Root) -> Command {
     command
 }
 
+/// `git upload-pack --stateless-rpc --advertise-refs` of the bare repository `dir`.
+fn advertise(root: &Root, dir: &Path) -> Result<Vec<u8>, String> {
+    let mut command = git_command(root);
+    command
+        .args(["upload-pack", "--stateless-rpc", "--advertise-refs"])
+        .arg(dir);
+    output(&mut command).map_err(|e| e.message)
+}
+
 /// Runs a command to completion: its stdout, or its stderr as the error.
 fn output(command: &mut Command) -> Result<Vec<u8>, GitError> {
     let out = command
@@ -563,31 +668,43 @@ fn check_ref_name(git: &Git, kind: &str, name: &str) -> Result<(), GitError> {
     Ok(())
 }
 
-fn create_if_missing(root: &Root, found: &Located, dir: &Path) -> Result<(), String> {
+/// Creates the repository of `found` at `dir` unless it exists: empty (no refs, `HEAD` unborn
+/// on the default branch) when `empty`, else with its initial content.
+fn create_if_missing(root: &Root, found: &Located, dir: &Path, empty: bool) -> Result<(), String> {
     if dir.is_dir() {
         return Ok(());
     }
+    build_in_scratch(root, dir, |scratch| create(root, found, scratch, empty))
+}
+
+/// Runs `build` on a fresh scratch directory, then renames it to `dir` (so a directory that
+/// exists is complete).
+fn build_in_scratch(
+    root: &Root,
+    dir: &Path,
+    build: impl FnOnce(&Path) -> Result<(), GitError>,
+) -> Result<(), String> {
     let scratch = root
         .scratch
         .join(format!("new-{}", crate::oauth::random_hex(8)));
-    let made = create(root, found, &scratch)
-        .map_err(|e| e.message)
-        .and_then(|()| {
-            let parent = dir.parent().expect("repositories live below the root");
-            fs::create_dir_all(parent)
-                .and_then(|()| fs::rename(&scratch, dir))
-                .map_err(|e| format!("cannot move repository to {}: {e}", dir.display()))
-        });
+    let made = build(&scratch).map_err(|e| e.message).and_then(|()| {
+        let parent = dir.parent().expect("repositories live below the root");
+        fs::create_dir_all(parent)
+            .and_then(|()| fs::rename(&scratch, dir))
+            .map_err(|e| format!("cannot move repository to {}: {e}", dir.display()))
+    });
     if made.is_err() {
         let _ = fs::remove_dir_all(&scratch);
     }
     made
 }
 
-fn create(root: &Root, found: &Located, dir: &Path) -> Result<(), GitError> {
+/// `git init --bare` with `HEAD` on `default_branch` and the configuration every repository
+/// has.
+fn init_bare(root: &Root, dir: &Path, default_branch: &str) -> Result<(), GitError> {
     let mut init = git_command(root);
     init.args(["init", "--bare", "--quiet", "--template="])
-        .arg(format!("--initial-branch={}", found.default_branch))
+        .arg(format!("--initial-branch={default_branch}"))
         .arg(dir);
     output(&mut init)?;
     let mut config = fs::OpenOptions::new()
@@ -596,10 +713,16 @@ fn create(root: &Root, found: &Located, dir: &Path) -> Result<(), GitError> {
         .map_err(|e| failed(format!("cannot open {}/config: {e}", dir.display())))?;
     config
         .write_all(b"[core]\n\tbigFileThreshold = 1m\n[gc]\n\tauto = 0\n")
-        .map_err(|e| failed(format!("cannot write {}/config: {e}", dir.display())))?;
-    let git = Git::new(root, dir);
-    let stream = initial_stream(found);
-    git.fast_import(false, |out| out.write_all(stream.as_bytes()))?;
+        .map_err(|e| failed(format!("cannot write {}/config: {e}", dir.display())))
+}
+
+fn create(root: &Root, found: &Located, dir: &Path, empty: bool) -> Result<(), GitError> {
+    init_bare(root, dir, &found.default_branch)?;
+    if !empty {
+        let git = Git::new(root, dir);
+        let stream = initial_stream(found);
+        git.fast_import(false, |out| out.write_all(stream.as_bytes()))?;
+    }
     fs::write(dir.join(SEQUENCE_FILE), "1\n")
         .map_err(|e| failed(format!("cannot write the sequence file: {e}")))
 }
@@ -737,13 +860,14 @@ fn take_sequence(dir: &Path, count: u64) -> Result<u64, GitError> {
     Ok(next)
 }
 
-/// Appends `commits` to `branch`, the first one's parent being `start` (a commit-ish).
+/// Appends `commits` to `branch`, the first one's parent being `start` (a commit-ish; `None`:
+/// the first one is a root commit).
 fn append_commits(
     git: &Git,
     dir: &Path,
     found: &Located,
     branch: &str,
-    start: &str,
+    start: Option<&str>,
     commits: &NewCommits,
 ) -> Result<(), GitError> {
     if commits.count == 0 {
@@ -762,7 +886,7 @@ fn append_commits(
                 &message,
             );
             out.write_all(header.as_bytes())?;
-            if i == 0 {
+            if let (0, Some(start)) = (i, start) {
                 writeln!(out, "from {start}")?;
             }
             if commits.file_bytes == 0 {

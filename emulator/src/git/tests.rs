@@ -806,3 +806,425 @@ fn faults_cover_git_routes() {
     );
     assert_eq!((reply.status, reply.truncate_after), (200, Some(100)));
 }
+
+/// `git` with no user or system configuration, `HOME` at `home`.
+fn real_git(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new("git");
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .args(args)
+        .output()
+        .expect("run git")
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "github-emulator-unit-{name}-{}-{}",
+            std::process::id(),
+            crate::oauth::random_hex(4)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What real git answers to `GET info/refs?service=git-upload-pack` for an empty bare
+/// repository (initial branch `branch`): the service line, a flush, then its advertisement.
+fn empty_advertisement(branch: &str) -> Vec<u8> {
+    let scratch = Scratch::new("empty");
+    let bare = scratch.0.join("e.git");
+    let bare = bare.to_str().unwrap();
+    let init = real_git(
+        &scratch.0,
+        &[
+            "init",
+            "--bare",
+            "--quiet",
+            &format!("--initial-branch={branch}"),
+            bare,
+        ],
+    );
+    assert!(init.status.success());
+    let refs = real_git(
+        &scratch.0,
+        &["upload-pack", "--stateless-rpc", "--advertise-refs", bare],
+    );
+    assert!(refs.status.success());
+    let mut expected = pkt_line("# service=git-upload-pack\n");
+    expected.extend_from_slice(FLUSH);
+    expected.extend(refs.stdout);
+    expected
+}
+
+fn register_empty(em: &Emulator, prefix: &str) -> Value {
+    admin_call(em, "POST", "git/empty", json!({ "prefix": prefix }))
+}
+
+#[test]
+fn empty_prefix_repositories_advertise_like_empty_git_repositories() {
+    let em = emulator();
+    install(&em, 5, ACME);
+    install(
+        &em,
+        6,
+        r#"{"account":{"login":"octo","id":2},"repositories":[{"name":"Site","default_branch":"trunk"}]}"#,
+    );
+    let token = token_for(&em, 5);
+    let auth = basic("x-access-token", token.trim_start_matches("token "));
+    assert_eq!(
+        register_empty(&em, "GitHub/Acme/acme-repo-00002"),
+        json!({"prefixes": ["github/acme/acme-repo-00002"]})
+    );
+    assert_eq!(
+        register_empty(&em, "github/octo/"),
+        json!({"prefixes": ["github/acme/acme-repo-00002", "github/octo/"]}),
+        "prefixes only add"
+    );
+    assert_eq!(
+        admin_call(&em, "GET", "git/empty", Value::Null)["prefixes"],
+        json!(["github/acme/acme-repo-00002", "github/octo/"])
+    );
+
+    // Byte for byte what git says for an empty repository, whatever the default branch.
+    let expected = empty_advertisement("main");
+    assert_eq!(expected, empty_advertisement("trunk"));
+    let text = String::from_utf8_lossy(&expected).into_owned();
+    assert!(text.contains(" capabilities^{}\0"), "{text}");
+    assert!(!text.contains("symref="), "v0 shows no unborn HEAD: {text}");
+    for _ in 0..2 {
+        let reply = get_refs(&em, "/acme/acme-repo-00002.git", Some(&auth));
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/x-git-upload-pack-advertisement")
+        );
+        assert_eq!(reply.body, expected);
+    }
+
+    // A repository outside the prefix keeps its history; the empty one has no directory.
+    let full = refs(&em, "github/acme/acme-repo-00001");
+    assert!(full["refs"]["refs/heads/main"].is_string(), "{full}");
+    assert!(advertised(&get_refs(&em, "/acme/acme-repo-00003.git", Some(&auth))).len() > 5);
+    let owner_dir = std::path::Path::new(full["path"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(!owner_dir.join("acme-repo-00002.git").exists());
+    let root = owner_dir.parent().unwrap().parent().unwrap();
+    assert!(root.join(".empty.git").join("HEAD").is_file());
+
+    // Upload-pack is git's own answer for an empty repository.
+    let flush_only = upload_pack(
+        &em,
+        "/acme/acme-repo-00002.git",
+        &auth,
+        FLUSH.to_vec(),
+        false,
+    );
+    assert_eq!((flush_only.status, body(&flush_only)), (200, Vec::new()));
+    let oid = "1".repeat(40);
+    let wanting = upload_pack(
+        &em,
+        "/acme/acme-repo-00002.git",
+        &auth,
+        fetch_body(&oid, "multi_ack_detailed"),
+        false,
+    );
+    assert_eq!(wanting.status, 200);
+    let answer = String::from_utf8_lossy(&body(&wanting)).into_owned();
+    assert_eq!(answer, format!("0049ERR upload-pack: not our ref {oid}"));
+    assert!(!owner_dir.join("acme-repo-00002.git").exists());
+
+    // Credentials, unknown repositories and faults as for any repository; the log shows it.
+    assert_eq!(get_refs(&em, "/acme/acme-repo-00002.git", None).status, 401);
+    assert_eq!(
+        get_refs(&em, "/acme/acme-repo-000020.git", Some(&auth)).status,
+        404
+    );
+    assert_eq!(get_refs(&em, "/octo/site.git", Some(&auth)).status, 404);
+    admin_call(
+        &em,
+        "PUT",
+        "faults",
+        json!([{"path_prefix": "/acme/acme-repo-00002.git/info/refs", "status": 503, "times": 1}]),
+    );
+    assert_eq!(
+        get_refs(&em, "/acme/acme-repo-00002.git", Some(&auth)).status,
+        503
+    );
+    let log = admin_call(&em, "GET", "requests", Value::Null);
+    let last = log.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["path"], &last["status"], &last["auth"]),
+        (
+            &json!("/acme/acme-repo-00002.git/info/refs"),
+            &json!(503),
+            &json!("installation_token")
+        )
+    );
+
+    // The admin API creates the empty repository itself, with HEAD on the default branch.
+    let octo = token_for(&em, 6);
+    let octo_auth = basic("x", octo.trim_start_matches("token "));
+    assert_eq!(
+        get_refs(&em, "/octo/site.git", Some(&octo_auth)).body,
+        expected
+    );
+    let site = refs(&em, "github/octo/site");
+    assert_eq!(
+        (&site["refs"], &site["head"]),
+        (&json!({}), &json!("refs/heads/trunk"))
+    );
+    let site_dir = std::path::Path::new(site["path"].as_str().unwrap());
+    assert!(site_dir.join("HEAD").is_file());
+    assert_eq!(
+        get_refs(&em, "/octo/site.git", Some(&octo_auth)).body,
+        expected
+    );
+    let status = |method: &str, path: &str, body: Value| {
+        call(
+            &em,
+            method,
+            &format!("/_emulator/git/{path}"),
+            None,
+            &body.to_string(),
+        )
+        .0
+    };
+    assert_eq!(
+        status("POST", "github/octo/site/branches", json!({"name": "x"})),
+        400,
+        "HEAD names no commit yet"
+    );
+    assert_eq!(
+        status(
+            "POST",
+            "github/octo/site/force-push",
+            json!({"branch": "trunk"})
+        ),
+        404
+    );
+
+    // Commits on an empty repository start the default branch from nothing.
+    let added = admin_call(
+        &em,
+        "POST",
+        "git/github/acme/acme-repo-00002/commits",
+        json!({"count": 2}),
+    );
+    assert_eq!(added["head"], "refs/heads/main");
+    let names: Vec<&String> = added["refs"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["refs/heads/main"]);
+    let main = added["refs"]["refs/heads/main"].as_str().unwrap();
+    let reply = get_refs(&em, "/acme/acme-repo-00002.git", Some(&auth));
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(text.contains(&format!("{main} HEAD\0")), "{text}");
+    assert!(text.contains("symref=HEAD:refs/heads/main"), "{text}");
+    assert_eq!(
+        advertised(&reply),
+        [("refs/heads/main".to_string(), main.to_string())]
+    );
+    let path = added["path"].as_str().unwrap();
+    let log = real_git(
+        std::path::Path::new(path),
+        &["--git-dir", path, "log", "--format=%s", "main"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout),
+        "Commit 2 on main\nCommit 1 on main\n",
+        "two commits, the first a root commit"
+    );
+    // Another branch of a still empty repository is a root commit too.
+    let feature = admin_call(
+        &em,
+        "POST",
+        "git/github/octo/site/commits",
+        json!({"branch": "feature"}),
+    );
+    assert_eq!(feature["head"], "refs/heads/trunk");
+    assert!(feature["refs"]["refs/heads/feature"].is_string());
+}
+
+#[test]
+fn bad_empty_prefixes_are_refused() {
+    let em = emulator();
+    for body in [
+        json!({"prefix": ""}),
+        json!({"prefix": "acme/"}),
+        json!({"prefix": "/github/acme/"}),
+        json!({"prefix": "github"}),
+        json!({"prefix": "bitbucket/x/"}),
+        json!({}),
+        json!({"prefix": "github/x/", "other": 1}),
+    ] {
+        let (status, answer, _) =
+            call(&em, "POST", "/_emulator/git/empty", None, &body.to_string());
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    assert_eq!(
+        admin_call(&em, "GET", "git/empty", Value::Null),
+        json!({"prefixes": []})
+    );
+    for good in ["gitlab/com/hooli/", "AZURE/contoso/", "github/e2e-huge/"] {
+        register_empty(&em, good);
+    }
+    assert_eq!(
+        admin_call(&em, "GET", "git/empty", Value::Null)["prefixes"],
+        json!(["azure/contoso/", "github/e2e-huge/", "gitlab/com/hooli/"])
+    );
+}
+
+/// Runs `body` with the emulator served over HTTP on 127.0.0.1 (its base URL), so the real git
+/// can fetch from it.
+fn over_http<T>(em: &Emulator, body: impl FnOnce(&str) -> T) -> T {
+    const THREADS: usize = 2;
+    /// Stops the serving threads however `body` ends.
+    struct Stop<'s>(&'s tiny_http::Server);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            for _ in 0..THREADS {
+                self.0.unblock();
+            }
+        }
+    }
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", server.server_addr().to_ip().unwrap());
+    std::thread::scope(|scope| {
+        scope.spawn(|| crate::server::serve(&server, em, THREADS));
+        let _stop = Stop(&server);
+        body(&base)
+    })
+}
+
+#[test]
+fn real_git_clones_empty_repositories_empty_until_commits_are_added() {
+    let em = emulator();
+    install(&em, 5, ACME);
+    let token = token_for(&em, 5);
+    let header = format!(
+        "http.extraHeader=Authorization: {}",
+        basic("x-access-token", token.trim_start_matches("token "))
+    );
+    register_empty(&em, "github/acme/acme-repo-00001");
+    let scratch = Scratch::new("clone");
+    let home = scratch.0.as_path();
+    let clone = |base: &str, repo: &str, into: &str| {
+        let target = home.join(into);
+        let out = real_git(
+            home,
+            &[
+                "-c",
+                &header,
+                "clone",
+                &format!("{base}/acme/{repo}.git"),
+                target.to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (target, stderr)
+    };
+    let git_in = |dir: &std::path::Path, args: &[&str]| {
+        let mut all = vec!["-C", dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        String::from_utf8(real_git(home, &all).stdout).unwrap()
+    };
+    over_http(&em, |base| {
+        let (empty, stderr) = clone(base, "acme-repo-00001", "empty");
+        assert!(
+            stderr.contains("You appear to have cloned an empty repository"),
+            "{stderr}"
+        );
+        assert_eq!(git_in(&empty, &["for-each-ref"]), "");
+        let (full, _) = clone(base, "acme-repo-00002", "full");
+        assert_eq!(
+            git_in(&full, &["log", "--format=%s"]),
+            "Update README\nAdd source\nInitial commit\n"
+        );
+        // git asked for the advertisement only: nothing to fetch from an empty repository.
+        let log = admin_call(&em, "GET", "requests", Value::Null);
+        let asked: Vec<String> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["path"].as_str())
+            .filter(|p| p.starts_with("/acme/acme-repo-00001.git/"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(asked, ["/acme/acme-repo-00001.git/info/refs"]);
+
+        admin_call(
+            &em,
+            "POST",
+            "git/github/acme/acme-repo-00001/commits",
+            json!({"count": 2}),
+        );
+        let (now, stderr) = clone(base, "acme-repo-00001", "now");
+        assert!(!stderr.contains("empty repository"), "{stderr}");
+        assert_eq!(
+            git_in(&now, &["log", "--format=%s"]),
+            "Commit 2 on main\nCommit 1 on main\n"
+        );
+        assert_eq!(git_in(&now, &["branch", "--show-current"]), "main\n");
+    });
+}
+
+#[test]
+fn gitlab_and_azure_repositories_start_empty_under_their_prefixes() {
+    let em = emulator();
+    let expected = empty_advertisement("main");
+    let access = gitlab_token(&em, 7001, "read_repository");
+    register_empty(&em, "gitlab/com/initech/platform/");
+    let gitlab = basic("oauth2", &access);
+    let platform = get_refs(
+        &em,
+        "/gitlab/com/initech/platform/platform-repo-001.git",
+        Some(&gitlab),
+    );
+    assert_eq!(platform.body, expected);
+    let initech = get_refs(
+        &em,
+        "/gitlab/com/initech/initech-repo-001.git",
+        Some(&gitlab),
+    );
+    assert!(advertised(&initech)
+        .iter()
+        .any(|(name, _)| name == "refs/merge-requests/1/head"));
+
+    let bearer = format!("Bearer {}", azure_token(&em, AZURE_DEV));
+    register_empty(&em, "Azure/Contoso/Fabrikam Fiber/");
+    let repo_url = "/azure/contoso/Fabrikam%20Fiber/_git/web";
+    assert_eq!(get_refs(&em, repo_url, Some(&bearer)).body, expected);
+    // Azure DevOps still wants multi_ack before git runs.
+    let oid = "2".repeat(40);
+    let refused = upload_pack(&em, repo_url, &bearer, fetch_body(&oid, "ofs-delta"), false);
+    assert_eq!(refused.status, 400);
+    let other = azure_token(&em, AZURE_OTHER);
+    assert_eq!(
+        get_refs(&em, repo_url, Some(&format!("Bearer {other}"))).status,
+        404
+    );
+    let made = refs(&em, "azure/contoso/Fabrikam%20Fiber/web");
+    assert_eq!(
+        (&made["refs"], &made["head"]),
+        (&json!({}), &json!("refs/heads/main"))
+    );
+}

@@ -227,6 +227,24 @@ impl Emulator {
         self.admin("DELETE", "faults", None);
     }
 
+    /// Makes every repository whose key starts with `prefix` (`github/{owner}/{repo}`,
+    /// `gitlab/{instance}/{path}`, `azure/{org}/{project}/{repo}`, compared lowercase, e.g.
+    /// `"github/e2e-huge/"`) start empty, like a freshly created repository: no refs, served
+    /// from a cached advertisement without a git process or directory per repository, so
+    /// backing up thousands of them is cheap. Repositories already created keep their content;
+    /// the emulator's admin git calls (commits, …) still work on them. Prefixes last for the
+    /// emulator's lifetime (it is shared by parallel tests), so use one unique to the test.
+    pub fn empty_git(&self, prefix: &str) {
+        let answer = self
+            .admin("POST", "git/empty", Some(&json!({ "prefix": prefix })))
+            .json();
+        let registered = answer["prefixes"].as_array().expect("registered prefixes");
+        assert!(
+            registered.contains(&json!(prefix.to_lowercase())),
+            "emulator did not register empty prefix {prefix}: {answer}"
+        );
+    }
+
     /// The whole request log (GitHub endpoints only), oldest first.
     pub fn requests(&self) -> Vec<Logged> {
         serde_json::from_value(self.admin("GET", "requests", None).json())
