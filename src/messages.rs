@@ -54,6 +54,9 @@ pub enum SyncMessage {
     /// time, then continue.
     #[serde(rename = "dispatch.v1")]
     DispatchV1 { org_id: Option<String> },
+    /// Another retention pass (the previous one found as many repositories as it could take).
+    #[serde(rename = "retention.v1")]
+    RetentionV1 {},
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

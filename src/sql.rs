@@ -243,11 +243,6 @@ pub const FAIL_RUN: &str =
     "UPDATE enumeration_runs SET status = 'failed', last_error = ?3, updated_at = ?4 \
      WHERE org_id = ?1 AND run_id = ?2";
 
-/// ?1 JSON array of job ids, ?2 now. Idempotent: a redelivered job changes nothing.
-pub const MARK_JOBS_RECEIVED: &str =
-    "UPDATE backup_jobs SET status = 'received', received_at = ?2, updated_at = ?2 \
-     WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued'";
-
 /// ?1 id, ?2 tenant, ?3 technician, ?4 provider, ?5 detail JSON, ?6 now, ?7 expiry, ?8 state
 /// nonce, ?9 invocation id: recorded only by the callback that spent the state.
 pub const INSERT_PENDING_CONNECTION: &str = concat!(
@@ -323,6 +318,17 @@ pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, re
      SELECT ?1, ?2, r.id, ?4, ?5, ?6, ?7, 'queued', ?8 FROM repositories r \
          WHERE r.org_id = ?2 AND r.provider_repo_id = ?3 AND r.status = 'active' \
      ON CONFLICT (delivery_id) DO NOTHING \
+     RETURNING id, repository_id";
+
+/// ?1 org, ?2 the provider's repository id, ?3 delivery id, ?4 now: a push's backup job for an
+/// active repository, unless one is already waiting (pushes are coalesced: at most one waits
+/// while another may be running) → the job created (`id`, `repository_id`).
+pub const INSERT_PUSH_BACKUP_JOB: &str =
+    "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at) \
+     SELECT lower(hex(randomblob(16))), ?1, r.id, 'push', 'normal', 'queued', 'push:' || ?3, ?4 \
+     FROM repositories r WHERE r.org_id = ?1 AND r.provider_repo_id = ?2 AND r.status = 'active' \
+         AND NOT EXISTS (SELECT 1 FROM backup_jobs q WHERE q.repository_id = r.id AND q.status = 'queued') \
+     ON CONFLICT (dedupe_key) DO NOTHING \
      RETURNING id, repository_id";
 
 /// ?1 JSON array of analysis job ids, ?2 now.
@@ -478,12 +484,14 @@ pub const ORG_FOR_SYNC: &str =
     "SELECT id, provider, installation_id, connection_id, api_url, status, login FROM organizations WHERE id = ?1";
 
 /// ?1 now, ?2 UTC hour (0-23), ?3 1 on the weekly backup day (Monday), ?4 the hour's key
-/// (`2026-11-30T02`): one scheduled backup job per active repository whose org is due, once.
+/// (`2026-11-30T02`): one scheduled backup job per active repository whose org is due, once,
+/// unless one is already waiting.
 pub const CREATE_SCHEDULED_JOBS: &str = "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at) \
      SELECT lower(hex(randomblob(16))), o.id, r.id, 'scheduled', 'normal', 'queued', 'scheduled:' || r.id || ':' || ?4, ?1 \
      FROM organizations o JOIN repositories r ON r.org_id = o.id \
      WHERE o.status = 'active' AND r.status = 'active' AND o.backup_hour = ?2 \
          AND (o.backup_schedule = 'daily' OR (o.backup_schedule = 'weekly' AND ?3 = 1)) \
+         AND NOT EXISTS (SELECT 1 FROM backup_jobs q WHERE q.repository_id = r.id AND q.status = 'queued') \
      ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// ?1 org or NULL (all), ?2 re-send cutoff (sent before this and still not received), ?3 limit
@@ -501,15 +509,15 @@ pub const MARK_DISPATCHED: &str =
 
 // ---- backups (src/edge/backup.rs) ----
 
-/// ?1 job id → what a backup job needs: the job (still queued), its repository and org, and
-/// the org's credentials. No row: the job is unknown or already done.
-pub const BACKUP_TARGET: &str =
-    "SELECT j.id AS job_id, j.status AS job_status, r.id AS repository_id, r.full_name AS full_name, \
-         r.git_url AS git_url, r.status AS repository_status, o.id AS org_id, o.tenant_id AS tenant_id, \
-         o.status AS org_status, o.provider AS provider, o.installation_id AS installation_id, \
-         o.connection_id AS connection_id, o.full_every AS full_every \
+/// ?1 JSON array of job ids → what each backup job needs: the job, its repository and org, and
+/// the org's credentials. No row: the job is unknown.
+pub const BACKUP_TARGETS: &str =
+    "SELECT j.id AS job_id, j.status AS job_status, j.created_at AS job_created_at, r.id AS repository_id, \
+         r.full_name AS full_name, r.git_url AS git_url, r.status AS repository_status, o.id AS org_id, \
+         o.tenant_id AS tenant_id, o.status AS org_status, o.provider AS provider, \
+         o.installation_id AS installation_id, o.connection_id AS connection_id, o.full_every AS full_every \
      FROM backup_jobs j JOIN repositories r ON r.id = j.repository_id JOIN organizations o ON o.id = j.org_id \
-     WHERE j.id = ?1";
+     WHERE j.id IN (SELECT value FROM json_each(?1))";
 
 /// ?1 repository → its latest ok snapshot still kept (`id`, `kind`, `refs`) and how many ok
 /// snapshots were taken since (and including) the latest full one.
@@ -521,18 +529,45 @@ pub const LAST_OK_SNAPSHOT: &str =
      FROM snapshots s WHERE s.repository_id = ?1 AND s.outcome = 'ok' AND s.status = 'available' \
      ORDER BY s.taken_at DESC, s.rowid DESC LIMIT 1";
 
-/// ?1 repository, ?2 cutoff, ?3 now: running snapshots started before the cutoff were abandoned
-/// (their invocation died): failed, and their uploads returned to be aborted.
+/// ?1 repository (NULL: every one), ?2 cutoff, ?3 now, ?4 job id or NULL: running snapshots
+/// started before the cutoff, or of this job (redelivered: the invocation that ran it is gone),
+/// were abandoned: failed, and their uploads returned to be aborted.
 pub const ABANDON_STALE_SNAPSHOTS: &str =
     "UPDATE snapshots SET outcome = 'failed', error = 'abandoned: the backup did not finish', finished_at = ?3 \
-     WHERE repository_id = ?1 AND outcome = 'running' AND started_at < ?2 \
-     RETURNING id, object_key, upload_id";
+     WHERE outcome = 'running' AND (?1 IS NULL OR repository_id = ?1) AND (started_at < ?2 OR job_id = ?4) \
+     RETURNING id, job_id, object_key, upload_id";
 
-/// ?1 snapshot id, ?2 org, ?3 repository, ?4 now, ?5 job id: claims the repository's one
-/// running backup (`changes` 0: another is running).
+/// ?1 JSON array of job ids, ?2 now: jobs whose backup was abandoned wait again (the
+/// dispatcher re-sends them).
+pub const REQUEUE_JOBS: &str =
+    "UPDATE backup_jobs SET status = 'queued', updated_at = ?2, dispatched_at = ?2 \
+     WHERE id IN (SELECT value FROM json_each(?1)) AND status IN ('queued', 'running')";
+
+/// ?1 snapshot id, ?2 org, ?3 repository, ?4 now, ?5 job id, ?6 the object key its bundle will
+/// have: claims the repository's one running backup (`changes` 0: another is running). The key
+/// is recorded first, so an abandoned run's object can be found and deleted.
 pub const CLAIM_SNAPSHOT: &str =
-    "INSERT INTO snapshots (id, org_id, repository_id, taken_at, started_at, outcome, job_id, size_bytes) \
-     VALUES (?1, ?2, ?3, ?4, ?4, 'running', ?5, 0) ON CONFLICT DO NOTHING";
+    "INSERT INTO snapshots (id, org_id, repository_id, taken_at, started_at, outcome, job_id, size_bytes, object_key) \
+     VALUES (?1, ?2, ?3, ?4, ?4, 'running', ?5, 0, ?6) ON CONFLICT DO NOTHING";
+
+/// ?1 job, ?2 snapshot, ?3 now: the job is running once its snapshot was claimed.
+pub const START_JOB: &str = "UPDATE backup_jobs SET status = 'running', updated_at = ?3 \
+     WHERE id = ?1 AND status IN ('queued', 'running') \
+         AND EXISTS (SELECT 1 FROM snapshots WHERE id = ?2 AND outcome = 'running')";
+
+/// ?1 repository, ?2 our snapshot → when another running backup of the repository started.
+pub const OTHER_RUNNING_SNAPSHOT: &str =
+    "SELECT started_at FROM snapshots WHERE repository_id = ?1 AND outcome = 'running' AND id <> ?2";
+
+/// ?1 JSON array of job ids, ?2 now: settled (a snapshot recorded them, another covered them,
+/// or there was nothing to do).
+pub const SETTLE_JOBS: &str =
+    "UPDATE backup_jobs SET status = 'received', received_at = ?2, updated_at = ?2 \
+     WHERE id IN (SELECT value FROM json_each(?1)) AND status IN ('queued', 'running')";
+
+/// ?1 job id, ?2 now: failed for good (a permanent error, or its last retry).
+pub const FAIL_JOB: &str = "UPDATE backup_jobs SET status = 'failed', updated_at = ?2 \
+     WHERE id = ?1 AND status IN ('queued', 'running')";
 
 /// ?1 snapshot, ?2 object key, ?3 multipart upload id: recorded before the first part, so an
 /// abandoned upload can be aborted.
@@ -548,7 +583,7 @@ pub const FINISH_SNAPSHOT: &str =
 
 /// ?1 snapshot, ?2 error (no secret), ?3 now.
 pub const FAIL_SNAPSHOT: &str =
-    "UPDATE snapshots SET outcome = 'failed', error = ?2, finished_at = ?3, upload_id = NULL \
+    "UPDATE snapshots SET outcome = 'failed', error = ?2, finished_at = ?3, upload_id = NULL, object_key = NULL \
      WHERE id = ?1 AND outcome = 'running'";
 
 /// ?1 repository, ?2 outcome, ?3 now.
@@ -563,11 +598,16 @@ pub const RECORD_FIRST_BACKUP_ACTIVITY: &str =
      FROM repositories r WHERE r.id = ?2 AND NOT EXISTS \
          (SELECT 1 FROM snapshots s WHERE s.repository_id = ?2 AND s.outcome = 'ok' AND s.id <> ?3)";
 
-/// ?1 org, ?2 repository, ?3 error, ?4 now: a backup that failed its last retry.
+/// ?1 job, ?2 error (NULL: its last snapshot's), ?3 now: a backup that failed for good (a
+/// permanent error, or its last retry), in the activity log once (while the job is not yet
+/// settled or failed).
 pub const RECORD_BACKUP_FAILED_ACTIVITY: &str =
     "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
-     SELECT ?1, NULL, 'backup.failed', 'backup of ' || r.full_name || ' failed: ' || ?3, ?4 \
-     FROM repositories r WHERE r.id = ?2";
+     SELECT j.org_id, NULL, 'backup.failed', 'backup of ' || r.full_name || ' failed: ' || \
+         coalesce(?2, (SELECT s.error FROM snapshots s WHERE s.job_id = ?1 AND s.error IS NOT NULL \
+             ORDER BY s.started_at DESC, s.rowid DESC LIMIT 1), 'every retry failed'), ?3 \
+     FROM backup_jobs j JOIN repositories r ON r.id = j.repository_id \
+     WHERE j.id = ?1 AND j.status IN ('queued', 'running')";
 
 /// The columns a snapshot is shown with (`s` the snapshot).
 macro_rules! snapshot_columns {
@@ -620,10 +660,37 @@ pub const INSERT_MANUAL_JOBS: &str =
 pub const COUNT_ORG_REPOSITORIES: &str =
     "SELECT count(*) AS n FROM repositories WHERE org_id = ?1 AND id IN (SELECT value FROM json_each(?2))";
 
-/// ?1 now: snapshots older than their org's retention are expired.
+/// ?1 now, ?2 limit → every snapshot record of up to ?2 repositories where retention has work:
+/// a snapshot past its org's retention that is still offered (other than a connected
+/// repository's newest ok one), or an expired one whose bundle is stored but no longer needed by
+/// a kept snapshot (none kept after it before the next full). `backup::plan::retention` decides;
+/// this only finds the repositories (`src/edge/retention.rs`).
+pub const RETENTION_RECORDS: &str =
+    "WITH candidates AS (SELECT DISTINCT s.repository_id FROM snapshots s JOIN organizations o ON o.id = s.org_id \
+         WHERE (s.status = 'available' AND s.outcome <> 'running' \
+                 AND julianday(coalesce(s.finished_at, s.taken_at)) + o.retention_days <= julianday(?1) \
+                 AND (o.status = 'disconnected' OR s.id <> coalesce((SELECT n.id FROM snapshots n \
+                     WHERE n.repository_id = s.repository_id AND n.outcome = 'ok' \
+                     ORDER BY coalesce(n.finished_at, n.taken_at) DESC, n.id DESC LIMIT 1), ''))) \
+             OR (s.status = 'expired' AND s.object_key IS NOT NULL AND s.outcome = 'ok' AND NOT EXISTS ( \
+                 SELECT 1 FROM snapshots y WHERE y.repository_id = s.repository_id AND y.status = 'available' \
+                     AND y.outcome IN ('ok', 'unchanged', 'running') AND y.taken_at > s.taken_at \
+                     AND NOT EXISTS (SELECT 1 FROM snapshots f WHERE f.repository_id = s.repository_id \
+                         AND f.outcome = 'ok' AND f.kind = 'full' AND f.taken_at > s.taken_at AND f.taken_at <= y.taken_at))) \
+         LIMIT ?2) \
+     SELECT s.id AS id, s.repository_id AS repository_id, s.kind AS kind, s.base_snapshot_id AS base, \
+         s.outcome AS outcome, coalesce(s.finished_at, s.taken_at) AS finished_at, s.object_key AS object_key, \
+         o.retention_days AS retention_days, o.status AS org_status \
+     FROM snapshots s JOIN organizations o ON o.id = s.org_id \
+     WHERE s.repository_id IN (SELECT repository_id FROM candidates) ORDER BY s.repository_id, s.id";
+
+/// ?1 JSON array of snapshot ids: past retention, no longer offered for restore.
 pub const EXPIRE_SNAPSHOTS: &str = "UPDATE snapshots SET status = 'expired' \
-     WHERE status = 'available' AND julianday(taken_at) + \
-         (SELECT retention_days FROM organizations o WHERE o.id = snapshots.org_id) <= julianday(?1)";
+     WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'available'";
+
+/// ?1 JSON array of snapshot ids: their bundles were deleted.
+pub const FORGET_OBJECTS: &str = "UPDATE snapshots SET object_key = NULL \
+     WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'expired'";
 
 /// ?1 message id, ?2 body hash, ?3 queue, ?4 error, ?5 now → `attempts` so far.
 pub const RECORD_MESSAGE_FAILURE: &str = "INSERT INTO message_failures (message_id, body_hash, queue, attempts, last_error, updated_at) \
@@ -804,7 +871,11 @@ mod tests {
             ADVANCE_RUN,
             STAMP_SYNCED,
             FAIL_RUN,
-            MARK_JOBS_RECEIVED,
+            SETTLE_JOBS,
+            START_JOB,
+            OTHER_RUNNING_SNAPSHOT,
+            REQUEUE_JOBS,
+            FAIL_JOB,
             PURGE_CONSUMED_STATES,
             RECORD_DELIVERY,
             DELIVERY_SEEN,
@@ -816,6 +887,7 @@ mod tests {
             RECORD_DISCONNECT_ACTIVITY,
             LIST_ACTIVITY,
             INSERT_ANALYSIS_JOB,
+            INSERT_PUSH_BACKUP_JOB,
             MARK_ANALYSIS_RECEIVED,
             PAUSE_UNSEEN_JOBS,
             REMOVE_UNSEEN,
@@ -835,7 +907,9 @@ mod tests {
             DISPATCHABLE_JOBS,
             MARK_DISPATCHED,
             EXPIRE_SNAPSHOTS,
-            BACKUP_TARGET,
+            RETENTION_RECORDS,
+            FORGET_OBJECTS,
+            BACKUP_TARGETS,
             LIST_SNAPSHOTS,
             GET_SNAPSHOT,
             SNAPSHOT_CHAIN,
@@ -1020,8 +1094,11 @@ mod tests {
             .query_row("SELECT id FROM repositories", [], |r| r.get(0))
             .unwrap();
         let claim = |id: &str, at: &str| {
-            db.execute(CLAIM_SNAPSHOT, params![id, "o1", repo, at, "job"])
-                .unwrap()
+            db.execute(
+                CLAIM_SNAPSHOT,
+                params![id, "o1", repo, at, "job", format!("k/{id}")],
+            )
+            .unwrap()
         };
         assert_eq!(claim("s1", "2026-01-01T00:00:00Z"), 1);
         assert_eq!(
@@ -1035,9 +1112,10 @@ mod tests {
         let abandoned: Vec<(String, Option<String>)> = db
             .prepare(ABANDON_STALE_SNAPSHOTS)
             .unwrap()
-            .query_map(params![repo, "2026-01-01T00:00:00Z", "now"], |r| {
-                Ok((r.get(0)?, r.get(2)?))
-            })
+            .query_map(
+                params![repo, "2026-01-01T00:00:00Z", "now", None::<String>],
+                |r| Ok((r.get(0)?, r.get(3)?)),
+            )
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -1045,9 +1123,10 @@ mod tests {
         let abandoned: Vec<(String, Option<String>)> = db
             .prepare(ABANDON_STALE_SNAPSHOTS)
             .unwrap()
-            .query_map(params![repo, "2026-01-01T00:20:00Z", "now"], |r| {
-                Ok((r.get(0)?, r.get(2)?))
-            })
+            .query_map(
+                params![repo, "2026-01-01T00:20:00Z", "now", None::<String>],
+                |r| Ok((r.get(0)?, r.get(3)?)),
+            )
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -1195,6 +1274,141 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_job_runs_once_settles_or_fails_once_and_an_abandoned_run_frees_it() {
+        let db = db();
+        db.execute(
+            &DELIVERED.upsert_active(),
+            params!["o1", repos(&[1]), "now"],
+        )
+        .unwrap();
+        let repo: String = db
+            .query_row("SELECT id FROM repositories", [], |r| r.get(0))
+            .unwrap();
+        for job in ["j1", "j2"] {
+            db.execute(
+                "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at) \
+                 VALUES (?1, 'o1', ?2, 'manual', 'high', 'queued', ?1, '2026-01-01T00:00:00Z')",
+                params![job, repo],
+            )
+            .unwrap();
+        }
+        let status = |job: &str| -> String {
+            db.query_row("SELECT status FROM backup_jobs WHERE id = ?1", [job], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let claim = |snapshot: &str, job: &str, at: &str| {
+            db.execute(
+                CLAIM_SNAPSHOT,
+                params![snapshot, "o1", repo, at, job, "key"],
+            )
+            .unwrap()
+        };
+        assert_eq!(claim("s1", "j1", "2026-01-01T00:00:01Z"), 1);
+        assert_eq!(db.execute(START_JOB, params!["j1", "s1", "t"]).unwrap(), 1);
+        assert_eq!(status("j1"), "running");
+        // j2 finds s1 running: it learns when s1 started.
+        assert_eq!(claim("s2", "j2", "2026-01-01T00:00:02Z"), 0);
+        assert_eq!(
+            db.execute(START_JOB, params!["j2", "s2", "t"]).unwrap(),
+            0,
+            "no snapshot of its own"
+        );
+        let started: String = db
+            .query_row(OTHER_RUNNING_SNAPSHOT, params![repo, "s2"], |r| r.get(0))
+            .unwrap();
+        assert_eq!(started, "2026-01-01T00:00:01Z");
+        assert_eq!(
+            returned(&db, OTHER_RUNNING_SNAPSHOT, params![repo, "s1"]),
+            0,
+            "its own run is not another's"
+        );
+        // j1's invocation died; its redelivery abandons its own run (not stale yet) and
+        // claims again; j2 is requeued for the dispatcher.
+        let abandoned: Vec<(String, Option<String>, Option<String>)> = db
+            .prepare(ABANDON_STALE_SNAPSHOTS)
+            .unwrap()
+            .query_map(params![repo, "2026-01-01T00:00:00Z", "now", "j1"], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            abandoned,
+            [(
+                "s1".to_string(),
+                Some("j1".to_string()),
+                Some("key".to_string())
+            )]
+        );
+        assert_eq!(claim("s3", "j1", "2026-01-01T00:00:03Z"), 1);
+        assert_eq!(db.execute(START_JOB, params!["j1", "s3", "t"]).unwrap(), 1);
+        db.execute(REQUEUE_JOBS, params![r#"["j2"]"#, "t"]).unwrap();
+        assert_eq!(status("j2"), "queued");
+        // j1 settles once; a settled job is neither requeued, failed, nor logged as failed.
+        assert_eq!(
+            db.execute(SETTLE_JOBS, params![r#"["j1"]"#, "t"]).unwrap(),
+            1
+        );
+        assert_eq!(
+            db.execute(SETTLE_JOBS, params![r#"["j1"]"#, "t"]).unwrap(),
+            0
+        );
+        assert_eq!(
+            db.execute(REQUEUE_JOBS, params![r#"["j1"]"#, "t"]).unwrap(),
+            0
+        );
+        assert_eq!(
+            db.execute(RECORD_BACKUP_FAILED_ACTIVITY, params!["j1", "x", "t"])
+                .unwrap(),
+            0
+        );
+        assert_eq!(db.execute(FAIL_JOB, params!["j1", "t"]).unwrap(), 0);
+        assert_eq!(status("j1"), "received");
+        // j2 fails for good, once, with its last snapshot's error when none is given.
+        assert_eq!(
+            db.execute(FAIL_SNAPSHOT, params!["s1", "pack truncated", "t"])
+                .unwrap(),
+            0,
+            "an abandoned run keeps its reason"
+        );
+        db.execute("UPDATE snapshots SET job_id = 'j2' WHERE id = 's1'", [])
+            .unwrap();
+        assert_eq!(
+            db.execute(
+                RECORD_BACKUP_FAILED_ACTIVITY,
+                params!["j2", None::<String>, "t"]
+            )
+            .unwrap(),
+            1
+        );
+        assert_eq!(db.execute(FAIL_JOB, params!["j2", "t"]).unwrap(), 1);
+        assert_eq!(
+            db.execute(
+                RECORD_BACKUP_FAILED_ACTIVITY,
+                params!["j2", None::<String>, "t"]
+            )
+            .unwrap(),
+            0,
+            "once"
+        );
+        let detail: String = db
+            .query_row(
+                "SELECT detail FROM org_activity WHERE event = 'backup.failed'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            detail,
+            "backup of acme/r1 failed: abandoned: the backup did not finish"
+        );
+        assert_eq!(status("j2"), "failed");
+    }
+
+    #[test]
     fn scheduled_jobs_follow_each_orgs_schedule_once_per_hour() {
         let db = db();
         db.execute(
@@ -1211,9 +1425,19 @@ mod tests {
         assert_eq!(create(3, 0, "2026-11-30T03"), 0, "not the org's hour");
         assert_eq!(create(2, 0, "2026-11-30T02"), 2);
         assert_eq!(create(2, 0, "2026-11-30T02"), 0, "once per hour key");
+        assert_eq!(
+            create(2, 0, "2026-12-01T02"),
+            0,
+            "not while the last one is still waiting"
+        );
+        db.execute("UPDATE backup_jobs SET status = 'received'", [])
+            .unwrap();
+        assert_eq!(create(2, 0, "2026-12-01T02"), 2, "the next day's");
+        db.execute("UPDATE backup_jobs SET status = 'received'", [])
+            .unwrap();
         db.execute("UPDATE organizations SET backup_schedule = 'weekly'", [])
             .unwrap();
-        assert_eq!(create(2, 0, "2026-12-01T02"), 0, "weekly: not on Tuesday");
+        assert_eq!(create(2, 0, "2026-12-02T02"), 0, "weekly: not on Wednesday");
         assert_eq!(create(2, 1, "2026-12-07T02"), 2);
         db.execute("UPDATE organizations SET backup_schedule = 'off'", [])
             .unwrap();
@@ -1224,6 +1448,8 @@ mod tests {
         )
         .unwrap();
         db.execute("UPDATE organizations SET backup_schedule = 'daily'", [])
+            .unwrap();
+        db.execute("UPDATE backup_jobs SET status = 'received'", [])
             .unwrap();
         assert_eq!(
             create(2, 0, "2026-12-15T02"),
@@ -1237,40 +1463,64 @@ mod tests {
                 DISPATCHABLE_JOBS,
                 params![None::<String>, "2000-01-01", 1000]
             ),
-            5
+            1
         );
     }
 
     #[test]
-    fn snapshots_expire_by_their_orgs_retention() {
+    fn retention_finds_repositories_with_work_and_only_those() {
         let db = db();
         db.execute(
             &DELIVERED.upsert_active(),
-            params!["o1", repos(&[1]), "now"],
+            params!["o1", repos(&[1, 2]), "now"],
         )
         .unwrap();
-        for (id, taken) in [
-            ("old", "2026-01-01T00:00:00Z"),
-            ("new", "2026-03-25T00:00:00Z"),
-        ] {
+        let snap = |id: &str, repo: u64, kind: &str, base: Option<&str>, at: &str| {
             db.execute(
-                "INSERT INTO snapshots (id, org_id, repository_id, taken_at) SELECT ?1, 'o1', id, ?2 FROM repositories",
-                params![id, taken],
+                "INSERT INTO snapshots (id, org_id, repository_id, taken_at, finished_at, outcome, kind, base_snapshot_id, object_key) \
+                 SELECT ?1, 'o1', id, ?4, ?4, 'ok', ?2, ?3, 'key/' || ?1 FROM repositories WHERE provider_repo_id = ?5",
+                params![id, kind, base, at, repo],
             )
             .unwrap();
-        }
-        assert_eq!(
-            db.execute(EXPIRE_SNAPSHOTS, params!["2026-04-01T00:00:00Z"])
-                .unwrap(),
-            1,
-            "90 days"
+        };
+        // Repository 1: a full and an incremental long ago, a fresh incremental on them.
+        snap("a1", 1, "full", None, "2026-01-01T00:00:00Z");
+        snap("a2", 1, "incremental", Some("a1"), "2026-01-02T00:00:00Z");
+        snap("a3", 1, "incremental", Some("a2"), "2026-03-30T00:00:00Z");
+        // Repository 2: one old ok snapshot, its newest: nothing to do while connected.
+        snap("b1", 2, "full", None, "2026-01-01T00:00:00Z");
+        let found = |now: &str| -> Vec<String> {
+            db.prepare(RETENTION_RECORDS)
+                .unwrap()
+                .query_map(params![now, 10], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert!(found("2026-03-01T00:00:00Z").is_empty(), "within 90 days");
+        assert_eq!(found("2026-04-15T00:00:00Z"), ["a1", "a2", "a3"]);
+        db.execute(EXPIRE_SNAPSHOTS, params![r#"["a1","a2"]"#])
+            .unwrap();
+        assert!(
+            found("2026-04-15T00:00:00Z").is_empty(),
+            "a1 and a2 expired but a3 needs them"
         );
+        snap("a4", 1, "full", None, "2026-04-10T00:00:00Z");
+        db.execute(EXPIRE_SNAPSHOTS, params![r#"["a3"]"#]).unwrap();
         assert_eq!(
-            count(
-                &db,
-                "SELECT count(*) FROM snapshots WHERE status = 'available'"
-            ),
-            1
+            found("2026-04-15T00:00:00Z"),
+            ["a1", "a2", "a3", "a4"],
+            "a new full frees the old chain"
+        );
+        db.execute(FORGET_OBJECTS, params![r#"["a1","a2","a3"]"#])
+            .unwrap();
+        assert!(found("2026-04-15T00:00:00Z").is_empty());
+        db.execute("UPDATE organizations SET status = 'disconnected'", [])
+            .unwrap();
+        assert_eq!(
+            found("2026-04-15T00:00:00Z"),
+            ["b1"],
+            "a disconnected org keeps nothing past retention"
         );
     }
 

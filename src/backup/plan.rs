@@ -39,8 +39,9 @@
 //!
 //! # Retention ([`retention`])
 //!
-//! A snapshot is *expired* when it finished before the cutoff, except the newest `ok` snapshot
-//! (an unchanged repository keeps its one backup forever) and unfinished (running) ones. An
+//! A snapshot is *expired* when it finished before the cutoff, except unfinished (running) ones
+//! and, while the repository is still connected (`keep_newest_ok`), the newest `ok` snapshot (a
+//! repository whose backups stopped keeps its last one; a disconnected org's go with retention). An
 //! expired snapshot's stored object may be deleted only when no kept snapshot's base links reach
 //! it: a kept incremental keeps its full and every incremental in between alive. Links are
 //! followed whatever their status (deleting less is the safe side), cycles and dangling bases
@@ -202,10 +203,10 @@ pub struct RetentionPlan {
 }
 
 /// Applies the retention cutoff (unix seconds); see the module docs. Lists are sorted by id.
-pub fn retention(records: &[SnapshotRecord], cutoff: i64) -> RetentionPlan {
+pub fn retention(records: &[SnapshotRecord], cutoff: i64, keep_newest_ok: bool) -> RetentionPlan {
     let newest_ok = records
         .iter()
-        .filter(|r| r.status == SnapshotStatus::Ok)
+        .filter(|r| keep_newest_ok && r.status == SnapshotStatus::Ok)
         .max_by(|a, b| (a.finished_at, &a.id).cmp(&(b.finished_at, &b.id)))
         .map(|r| r.id.as_str());
     let is_expired = |r: &SnapshotRecord| {
@@ -435,23 +436,34 @@ mod tests {
     fn retention_keeps_what_kept_chains_need() {
         let h = history();
         // Cutoff 350: f1, i1, x1, i2 expire; nothing kept needs them (f2 is full).
-        let p = retention(&h, 350);
+        let p = retention(&h, 350, true);
         assert_eq!(p.expired, ["f1", "i1", "i2", "x1"]);
         assert_eq!(p.delete, ["f1", "i1", "i2", "x1"]);
         assert!(p.kept_for_chains.is_empty());
         // Cutoff 250: f1 and i1 expire, but kept i2 needs both; x1 (failed, 250) is not expired.
-        let p = retention(&h, 250);
+        let p = retention(&h, 250, true);
         assert_eq!(p.expired, ["f1", "i1"]);
         assert!(p.delete.is_empty());
         assert_eq!(p.kept_for_chains, ["f1", "i1"]);
         // Cutoff 260: the failed x1 expires and goes; f1, i1 are still needed by i2.
-        let p = retention(&h, 260);
+        let p = retention(&h, 260, true);
         assert_eq!(p.delete, ["x1"]);
         assert_eq!(p.kept_for_chains, ["f1", "i1"]);
         // Cutoff 450: f2 expired but kept alive by i3.
-        let p = retention(&h, 450);
+        let p = retention(&h, 450, true);
         assert_eq!(p.kept_for_chains, ["f2"]);
         assert_eq!(p.delete, ["f1", "i1", "i2", "x1"]);
+    }
+
+    #[test]
+    fn a_disconnected_repository_keeps_nothing_past_retention() {
+        let h = history();
+        let p = retention(&h, 10_000, false);
+        assert_eq!(p.expired, p.delete, "everything finished expires and goes");
+        assert!(p.kept_for_chains.is_empty());
+        assert_eq!(p.expired.len(), h.len());
+        // Within retention, chains are still whole.
+        assert_eq!(retention(&h, 250, false), retention(&h, 250, true));
     }
 
     #[test]
@@ -460,7 +472,7 @@ mod tests {
         h.push(rec("r1", Inc, Some("i3"), Running, None));
         h.push(rec("x2", Full, None, Failed, Some(600)));
         // Everything finished before the cutoff; i3 is the newest ok one and stays with f2.
-        let p = retention(&h, 10_000);
+        let p = retention(&h, 10_000, true);
         assert!(!p.expired.contains(&"i3".to_string()));
         assert_eq!(p.kept_for_chains, ["f2"]);
         assert!(p.delete.contains(&"x2".to_string()));
@@ -472,7 +484,7 @@ mod tests {
             rec("g", Full, None, Good, Some(3)),
             rec("r", Inc, Some("i"), Running, None),
         ];
-        let p = retention(&h, 100);
+        let p = retention(&h, 100, true);
         assert_eq!(p.expired, ["f", "i"]);
         assert_eq!(p.kept_for_chains, ["f", "i"]);
         assert!(p.delete.is_empty());
@@ -483,12 +495,12 @@ mod tests {
             rec("c", Inc, Some("a"), Running, None),
             rec("d", Inc, Some("zz"), Good, Some(4)),
         ];
-        let p = retention(&h, 100);
+        let p = retention(&h, 100, true);
         assert_eq!(p.expired, ["a", "b"]);
         assert_eq!(p.kept_for_chains, ["a", "b"]);
         assert!(p.delete.is_empty());
         // The loop alone: b is the newest ok snapshot and its base link keeps a.
-        let p = retention(&h[..2], 100);
+        let p = retention(&h[..2], 100, true);
         assert_eq!(p.expired, ["a"]);
         assert_eq!(p.kept_for_chains, ["a"]);
     }

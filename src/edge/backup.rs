@@ -1,10 +1,17 @@
-//! The backup executor (issue #9): one `backup_job.v1` message → one verified snapshot of a
-//! repository's refs in R2, as a git bundle, streamed.
+//! The backup executor (issue #9): `backup_job.v1` messages → verified snapshots of
+//! repositories' refs in R2, as git bundles, streamed.
 //!
-//! 1. The job, its repository and org (`BACKUP_TARGET`); a job already done, or of an org or
-//!    repository no longer active, is acknowledged and nothing is fetched.
-//! 2. A `running` snapshot is claimed (one per repository: a second job finds it and is
-//!    coalesced); runs older than 20 minutes are failed and their uploads aborted first.
+//! Per batch (`take_all`): the jobs, their repositories and orgs in one query
+//! (`BACKUP_TARGETS`); one credential per org for the batch; then up to `CONCURRENCY` backups
+//! at once. Per job:
+//!
+//! 1. A job already settled, or of an org or repository no longer active, is acknowledged and
+//!    nothing is fetched.
+//! 2. One D1 batch claims a `running` snapshot (one per repository) and marks the job
+//!    `running`, after failing runs older than 20 minutes or of this very job (a redelivery: its
+//!    invocation is gone), and reads the previous ok snapshot. When another backup of the
+//!    repository is running: a job it covers (created before it started) is settled; any other
+//!    waits (`queued`) for the dispatcher to send it again.
 //! 3. Credentials for the work at hand: a GitHub installation token (Basic
 //!    `x-access-token:<token>`), a GitLab access token (Basic `oauth2:<token>`) or a Microsoft
 //!    one (Bearer); each only sent under its provider's configured origin (`outbound::git`).
@@ -17,8 +24,11 @@
 //!    into R2 behind the bundle header: a single `put` when it stays under one part, otherwise a
 //!    multipart upload of equal `PART_BYTES` parts. Nothing is held but the part being filled.
 //! 6. Only a verified, completed upload makes the snapshot `ok` (with the bundle's SHA-256, its
-//!    size, object count and refs); any failure aborts the upload, fails the snapshot with a
-//!    reason (never a secret) and retries the message.
+//!    size, object count and refs) and settles the job; any failure aborts the upload and fails
+//!    the snapshot with a reason (never a secret). A transient failure retries the message (its
+//!    last retry ends in the dead-letter queue, which fails the job); a permanent one (no git
+//!    URL, a URL outside the provider's origin, a repository gone, or bigger than one invocation
+//!    can carry) fails the job at once: never an endless retry.
 
 use super::bindings::{Ctx, Internal, Param, BACKUPS};
 use super::github_client;
@@ -40,10 +50,15 @@ use url::Url;
 const PART_BYTES: usize = 8 * 1024 * 1024;
 /// A `running` snapshot older than this was abandoned (a consumer invocation has 15 minutes).
 const ABANDONED_AFTER_SECS: i64 = 20 * 60;
+/// Backups of one batch that run at once: each holds one git connection (of the platform's six
+/// simultaneous ones) and at most two parts in memory.
+const CONCURRENCY: usize = 4;
 
 #[derive(Deserialize)]
 struct Target {
+    job_id: String,
     job_status: String,
+    job_created_at: String,
     repository_id: String,
     git_url: Option<String>,
     repository_status: String,
@@ -63,130 +78,369 @@ struct LastOk {
     since_full: Option<f64>,
 }
 
-/// Why a backup did not produce a snapshot; the message is retried.
-pub struct Failed(pub String);
+#[derive(Deserialize)]
+struct Abandoned {
+    job_id: Option<String>,
+    object_key: Option<String>,
+    upload_id: Option<String>,
+}
+
+/// Why a backup did not produce a snapshot. `permanent`: retrying cannot help.
+pub struct Failed {
+    pub why: String,
+    pub permanent: bool,
+    /// The snapshot claimed for the job, to be failed with it.
+    snapshot: Option<String>,
+}
+
+impl Failed {
+    fn transient(why: impl Into<String>) -> Self {
+        Failed {
+            why: why.into(),
+            permanent: false,
+            snapshot: None,
+        }
+    }
+
+    fn permanent(why: impl Into<String>) -> Self {
+        Failed {
+            why: why.into(),
+            permanent: true,
+            snapshot: None,
+        }
+    }
+}
 
 impl From<Internal> for Failed {
     fn from(e: Internal) -> Self {
-        Failed(e.0)
+        Failed::transient(e.0)
     }
 }
 
 impl From<CallError> for Failed {
     fn from(e: CallError) -> Self {
-        Failed(e.to_string())
+        match e {
+            CallError::NotFound => Failed::permanent(
+                "the provider answered 404: the repository is gone or out of reach",
+            ),
+            CallError::Refused(why) => Failed::permanent(why),
+            other => Failed::transient(other.to_string()),
+        }
     }
 }
 
-/// Takes the backup `job_id` asks for. `Ok` when the job is settled (a snapshot recorded, or
-/// nothing to do).
-pub async fn take(ctx: &Ctx, job_id: &str) -> Result<(), Failed> {
-    let rows: Vec<Target> = ctx
-        .rows(sql::BACKUP_TARGET, &[Param::from(job_id)])
-        .await?;
-    let Some(target) = rows.into_iter().next() else {
-        return Ok(());
-    };
+/// What became of one job.
+pub enum Outcome {
+    /// Settled (a snapshot, nothing to do, or failed for good): acknowledge the message.
+    Done,
+    /// Retry the message.
+    Retry(String),
+}
+
+/// Takes the backups `job_ids` ask for; one outcome per job, in order.
+pub async fn take_all(ctx: &Ctx, job_ids: &[String]) -> Vec<Outcome> {
+    match take_batch(ctx, job_ids).await {
+        Ok(outcomes) => outcomes,
+        Err(Internal(why)) => job_ids
+            .iter()
+            .map(|_| Outcome::Retry(why.clone()))
+            .collect(),
+    }
+}
+
+async fn take_batch(ctx: &Ctx, job_ids: &[String]) -> Result<Vec<Outcome>, Internal> {
+    let ids = serde_json::to_string(job_ids).map_err(|e| Internal::new("job ids", e))?;
+    let targets: Vec<Target> = ctx.rows(sql::BACKUP_TARGETS, &[Param::from(&ids)]).await?;
     let now = crate::time::rfc3339(ctx.now);
-    if target.job_status != "queued" {
-        return Ok(());
+    let mut settle = Vec::new();
+    let mut runnable = Vec::new();
+    for target in targets {
+        if target.job_status != "queued" && target.job_status != "running" {
+            continue;
+        }
+        if target.org_status != "active" || target.repository_status != "active" {
+            settle.push(target.job_id.clone());
+            continue;
+        }
+        runnable.push(target);
     }
-    if target.org_status != "active" || target.repository_status != "active" {
-        return mark_received(ctx, job_id, &now).await;
+    if !settle.is_empty() {
+        let ids = serde_json::to_string(&settle).map_err(|e| Internal::new("job ids", e))?;
+        ctx.run(sql::SETTLE_JOBS, &[Param::from(&ids), Param::from(&now)])
+            .await?;
     }
-    abandon_stale(ctx, &target.repository_id).await?;
+    // One credential per org for the batch, minted before the backups start.
+    let mut credentials: BTreeMap<String, Result<Credentials, String>> = BTreeMap::new();
+    for target in &runnable {
+        if !credentials.contains_key(&target.org_id) {
+            let minted = credentials_for(ctx, target).await.map_err(|f| f.why);
+            credentials.insert(target.org_id.clone(), minted);
+        }
+    }
+    let alone = runnable.len() == 1;
+    let credentials = &credentials;
+    let results: BTreeMap<String, Outcome> = futures_util::stream::iter(runnable)
+        .map(|target| async move {
+            let outcome = match credentials.get(&target.org_id) {
+                Some(Ok(credentials)) => take(ctx, &target, credentials, alone).await,
+                Some(Err(why)) => Outcome::Retry(format!("credentials: {why}")),
+                None => Outcome::Retry("no credentials".into()),
+            };
+            (target.job_id, outcome)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut results = results;
+    Ok(job_ids
+        .iter()
+        .map(|id| results.remove(id).unwrap_or(Outcome::Done))
+        .collect())
+}
+
+/// One job, its credentials minted.
+async fn take(ctx: &Ctx, target: &Target, credentials: &Credentials, alone: bool) -> Outcome {
+    match claim_and_back_up(ctx, target, credentials, alone).await {
+        Ok(()) => Outcome::Done,
+        Err(failed) => match record_failure(ctx, target, &failed).await {
+            Err(Internal(why)) => {
+                Outcome::Retry(format!("{} (and recording it: {why})", failed.why))
+            }
+            Ok(()) if failed.permanent => Outcome::Done,
+            Ok(()) => Outcome::Retry(failed.why),
+        },
+    }
+}
+
+/// The claim, the backup and its record. `Err`: the job's snapshot (if claimed) is still to be
+/// failed.
+async fn claim_and_back_up(
+    ctx: &Ctx,
+    target: &Target,
+    credentials: &Credentials,
+    alone: bool,
+) -> Result<(), Failed> {
+    let now = crate::time::rfc3339(ctx.now);
     let snapshot_id = format!(
         "{:012x}{}",
         worker::Date::now().as_millis(),
         hex::encode(platform::random_bytes::<8>().map_err(Internal)?)
     );
-    let claimed = ctx
-        .run(
-            sql::CLAIM_SNAPSHOT,
-            &[
-                Param::from(&snapshot_id),
-                Param::from(&target.org_id),
-                Param::from(&target.repository_id),
-                Param::from(&now),
-                Param::from(job_id),
-            ],
-        )
+    let mut upload = Upload::new(target, &snapshot_id);
+    let cutoff = crate::time::rfc3339(ctx.now - ABANDONED_AFTER_SECS);
+    let results = ctx
+        .batch(vec![
+            ctx.statement(
+                sql::ABANDON_STALE_SNAPSHOTS,
+                &[
+                    Param::from(&target.repository_id),
+                    Param::from(&cutoff),
+                    Param::from(&now),
+                    Param::from(&target.job_id),
+                ],
+            )?,
+            ctx.statement(
+                sql::CLAIM_SNAPSHOT,
+                &[
+                    Param::from(&snapshot_id),
+                    Param::from(&target.org_id),
+                    Param::from(&target.repository_id),
+                    Param::from(&now),
+                    Param::from(&target.job_id),
+                    Param::from(&upload.key),
+                ],
+            )?,
+            ctx.statement(
+                sql::START_JOB,
+                &[
+                    Param::from(&target.job_id),
+                    Param::from(&snapshot_id),
+                    Param::from(&now),
+                ],
+            )?,
+            ctx.statement(
+                sql::OTHER_RUNNING_SNAPSHOT,
+                &[
+                    Param::from(&target.repository_id),
+                    Param::from(&snapshot_id),
+                ],
+            )?,
+            ctx.statement(sql::LAST_OK_SNAPSHOT, &[Param::from(&target.repository_id)])?,
+        ])
         .await?;
-    if claimed.meta().ok().flatten().and_then(|m| m.changes) != Some(1) {
-        // Another backup of this repository is running: this job is coalesced into it.
-        return mark_received(ctx, job_id, &now).await;
-    }
-    let mut upload = Upload::new(&target, &snapshot_id);
-    match snapshot(ctx, &target, &mut upload).await {
-        Ok(done) => {
-            finish(ctx, &target, job_id, &snapshot_id, done).await?;
-            Ok(())
+    let rows = |i: usize| {
+        results
+            .get(i)
+            .ok_or_else(|| Internal("D1 batch returned too few results".into()))
+    };
+    let abandoned: Vec<Abandoned> = rows(0)?
+        .results()
+        .map_err(|e| Internal::new("abandoned rows", e))?;
+    let _ = settle_abandoned(ctx, abandoned, Some(&target.job_id)).await;
+    let claimed = rows(1)?.meta().ok().flatten().and_then(|m| m.changes) == Some(1);
+    if !claimed {
+        #[derive(Deserialize)]
+        struct Running {
+            started_at: Option<String>,
         }
-        Err(Failed(why)) => {
-            upload.abort().await;
-            let at = crate::time::rfc3339(platform::now());
-            ctx.batch(vec![
-                ctx.statement(
-                    sql::FAIL_SNAPSHOT,
-                    &[Param::from(&snapshot_id), Param::from(&why), Param::from(&at)],
-                )?,
-                ctx.statement(
-                    sql::RECORD_LAST_BACKUP,
-                    &[
-                        Param::from(&target.repository_id),
-                        Param::from("failed"),
-                        Param::from(&at),
-                    ],
-                )?,
-            ])
+        let other: Vec<Running> = rows(3)?
+            .results()
+            .map_err(|e| Internal::new("running rows", e))?;
+        let covered = other
+            .first()
+            .and_then(|r| r.started_at.as_deref())
+            .is_some_and(|started| started >= target.job_created_at.as_str());
+        // Covered: the running backup started after the job was made. Otherwise the job waits
+        // for the dispatcher to send it again once that backup is over.
+        let sql = if covered {
+            sql::SETTLE_JOBS
+        } else {
+            sql::REQUEUE_JOBS
+        };
+        let ids = serde_json::json!([target.job_id]).to_string();
+        ctx.run(sql, &[Param::from(&ids), Param::from(&now)])
             .await?;
-            Err(Failed(why))
+        return Ok(());
+    }
+    let previous: Vec<LastOk> = rows(4)?
+        .results()
+        .map_err(|e| Internal::new("last ok rows", e))?;
+    match snapshot(
+        ctx,
+        target,
+        credentials,
+        previous.into_iter().next(),
+        &mut upload,
+    )
+    .await
+    {
+        Ok(done) => {
+            let recorded = finish(ctx, target, &snapshot_id, &done).await;
+            if !matches!(recorded, Ok(true)) {
+                // Not recorded (another invocation abandoned this run): nothing may stay behind.
+                upload.delete(ctx, done.object_key.as_deref()).await;
+            }
+            recorded.map(|_| ()).map_err(|e| Failed {
+                snapshot: Some(snapshot_id.clone()),
+                ..Failed::from(e)
+            })
+        }
+        Err(mut failed) => {
+            upload.abort().await;
+            if failed.why.contains("subrequest budget exhausted") {
+                failed.permanent = alone;
+                failed.why = format!(
+                    "{}: the repository needs more than one invocation's {} subrequests{}",
+                    failed.why,
+                    crate::budget::INVOCATION_LIMIT,
+                    if alone {
+                        ""
+                    } else {
+                        " shared with other backups (retried)"
+                    }
+                );
+            }
+            failed.snapshot = Some(snapshot_id);
+            Err(failed)
         }
     }
 }
 
-async fn mark_received(ctx: &Ctx, job_id: &str, now: &str) -> Result<(), Failed> {
-    let ids = serde_json::json!([job_id]).to_string();
-    ctx.run(
-        sql::MARK_JOBS_RECEIVED,
-        &[Param::from(&ids), Param::from(now)],
-    )
-    .await?;
+/// Fails the job's snapshot (when one was claimed) and either fails the job for good or lets
+/// it wait for the message's retry.
+async fn record_failure(ctx: &Ctx, target: &Target, failed: &Failed) -> Result<(), Internal> {
+    let why = failed.why.as_str();
+    let at = crate::time::rfc3339(platform::now());
+    let ids = serde_json::json!([target.job_id]).to_string();
+    let mut statements = Vec::new();
+    if let Some(snapshot_id) = &failed.snapshot {
+        statements.push(ctx.statement(
+            sql::FAIL_SNAPSHOT,
+            &[Param::from(snapshot_id), Param::from(why), Param::from(&at)],
+        )?);
+        statements.push(ctx.statement(
+            sql::RECORD_LAST_BACKUP,
+            &[
+                Param::from(&target.repository_id),
+                Param::from("failed"),
+                Param::from(&at),
+            ],
+        )?);
+    }
+    if failed.permanent {
+        statements.push(ctx.statement(
+            sql::RECORD_BACKUP_FAILED_ACTIVITY,
+            &[
+                Param::from(&target.job_id),
+                Param::from(why),
+                Param::from(&at),
+            ],
+        )?);
+        statements.push(ctx.statement(
+            sql::FAIL_JOB,
+            &[Param::from(&target.job_id), Param::from(&at)],
+        )?);
+    } else {
+        statements.push(ctx.statement(sql::REQUEUE_JOBS, &[Param::from(&ids), Param::from(&at)])?);
+    }
+    ctx.batch(statements).await?;
     Ok(())
 }
 
-/// Fails the repository's abandoned runs and aborts their uploads (best effort).
-async fn abandon_stale(ctx: &Ctx, repository_id: &str) -> Result<(), Failed> {
-    #[derive(Deserialize)]
-    struct Stale {
-        object_key: Option<String>,
-        upload_id: Option<String>,
+/// Aborts the uploads of abandoned runs, or deletes their objects (best effort), and lets their jobs (other than `ours`)
+/// wait to be sent again.
+async fn settle_abandoned(
+    ctx: &Ctx,
+    abandoned: Vec<Abandoned>,
+    ours: Option<&str>,
+) -> Result<(), Internal> {
+    let mut jobs = Vec::new();
+    for a in abandoned {
+        let cleared = match ctx.env.bucket(BACKUPS) {
+            Ok(bucket) => match (&a.object_key, &a.upload_id) {
+                (Some(key), Some(upload_id)) => {
+                    match bucket.resume_multipart_upload(key, upload_id) {
+                        Ok(upload) => upload.abort().await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                // The run may have died between storing its bundle and recording it.
+                (Some(key), None) => bucket.delete(key).await.map_err(|e| e.to_string()),
+                _ => Ok(()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = cleared {
+            worker::console_warn!("abandoned backup {:?} not cleared: {e}", a.object_key);
+        }
+        if let Some(job) = a.job_id.filter(|j| Some(j.as_str()) != ours) {
+            jobs.push(job);
+        }
     }
-    let stale: Vec<Stale> = ctx
+    if !jobs.is_empty() {
+        let ids = serde_json::to_string(&jobs).map_err(|e| Internal::new("job ids", e))?;
+        let now = crate::time::rfc3339(ctx.now);
+        ctx.run(sql::REQUEUE_JOBS, &[Param::from(&ids), Param::from(&now)])
+            .await?;
+    }
+    Ok(())
+}
+
+/// The hourly sweep: every run older than 20 minutes is failed, its upload aborted and its job
+/// sent again by the dispatcher.
+pub async fn abandon_stale(ctx: &Ctx) -> Result<(), Internal> {
+    let abandoned: Vec<Abandoned> = ctx
         .rows(
             sql::ABANDON_STALE_SNAPSHOTS,
             &[
-                Param::from(repository_id),
+                Param::from(None::<&str>),
                 Param::from(&crate::time::rfc3339(ctx.now - ABANDONED_AFTER_SECS)),
                 Param::from(&crate::time::rfc3339(ctx.now)),
+                Param::from(None::<&str>),
             ],
         )
         .await?;
-    for s in stale {
-        if let (Some(key), Some(upload_id)) = (s.object_key, s.upload_id) {
-            let aborted = match ctx.env.bucket(BACKUPS) {
-                Ok(bucket) => match bucket.resume_multipart_upload(&key, &upload_id) {
-                    Ok(upload) => upload.abort().await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                },
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = aborted {
-                worker::console_warn!("abandoned upload {key} not aborted: {e}");
-            }
-        }
-    }
-    Ok(())
+    settle_abandoned(ctx, abandoned, None).await
 }
 
 /// What a finished backup records.
@@ -201,13 +455,14 @@ struct Done {
     objects: u32,
 }
 
+/// Records a finished backup and settles its job: `false` when the snapshot was no longer
+/// this run's to finish (another invocation abandoned it).
 async fn finish(
     ctx: &Ctx,
     target: &Target,
-    job_id: &str,
     snapshot_id: &str,
-    done: Done,
-) -> Result<(), Internal> {
+    done: &Done,
+) -> Result<bool, Internal> {
     let at = crate::time::rfc3339(platform::now());
     let refs: BTreeMap<&str, String> = done
         .refs
@@ -215,7 +470,7 @@ async fn finish(
         .map(|(name, oid)| (name.as_str(), oid.to_hex()))
         .collect();
     let refs = serde_json::to_string(&refs).map_err(|e| Internal::new("refs JSON", e))?;
-    let ids = serde_json::json!([job_id]).to_string();
+    let ids = serde_json::json!([target.job_id]).to_string();
     let mut statements = vec![
         ctx.statement(
             sql::FINISH_SNAPSHOT,
@@ -240,10 +495,7 @@ async fn finish(
                 Param::from(&at),
             ],
         )?,
-        ctx.statement(
-            sql::MARK_JOBS_RECEIVED,
-            &[Param::from(&ids), Param::from(&at)],
-        )?,
+        ctx.statement(sql::SETTLE_JOBS, &[Param::from(&ids), Param::from(&at)])?,
     ];
     if done.outcome == "ok" {
         statements.push(ctx.statement(
@@ -256,12 +508,40 @@ async fn finish(
             ],
         )?);
     }
-    ctx.batch(statements).await?;
-    Ok(())
+    let results = ctx.batch(statements).await?;
+    Ok(results
+        .first()
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        == Some(1))
 }
 
-/// The `Authorization` value and its issuer for the org's provider.
-async fn credentials(ctx: &Ctx, target: &Target) -> Result<(String, Option<Url>), Failed> {
+/// An org's git credential for a batch: the `Authorization` value and who issued it.
+enum Credentials {
+    GitHub(String),
+    Microsoft(String),
+    GitLab(String, Url),
+}
+
+impl Credentials {
+    fn authorization(&self) -> &str {
+        match self {
+            Credentials::GitHub(a) | Credentials::Microsoft(a) | Credentials::GitLab(a, _) => a,
+        }
+    }
+
+    fn issuer(&self) -> Issuer<'_> {
+        match self {
+            Credentials::GitHub(_) => Issuer::GitHub,
+            Credentials::Microsoft(_) => Issuer::Microsoft,
+            Credentials::GitLab(_, instance) => Issuer::GitLab(instance),
+        }
+    }
+}
+
+/// Mints the org's credential: a GitHub installation token, or the connection's access token
+/// (refreshed when it is about to expire).
+async fn credentials_for(ctx: &Ctx, target: &Target) -> Result<Credentials, Failed> {
     let basic = |user: &str, token: &str| {
         format!(
             "Basic {}",
@@ -272,79 +552,77 @@ async fn credentials(ctx: &Ctx, target: &Target) -> Result<(String, Option<Url>)
         Some(Provider::GitHub) => {
             let id = target
                 .installation_id
-                .ok_or_else(|| Failed("the org has no installation".into()))?
+                .ok_or_else(|| Failed::permanent("the org has no installation"))?
                 as u64;
             let jwt = github_client::app_jwt(ctx)
                 .await
-                .map_err(|p| Failed(p.detail()))?;
-            let token = github_client::installation_token(ctx, &jwt, id).await?;
-            Ok((basic("x-access-token", &token), None))
+                .map_err(|p| Failed::transient(p.detail()))?;
+            let token = github_client::installation_token(ctx, &jwt, id)
+                .await
+                .map_err(|e| Failed::transient(e.to_string()))?;
+            Ok(Credentials::GitHub(basic("x-access-token", &token)))
         }
         Some(provider) => {
             let connection = target
                 .connection_id
                 .as_deref()
-                .ok_or_else(|| Failed("the org has no connection".into()))?;
+                .ok_or_else(|| Failed::permanent("the org has no connection"))?;
             let access = provider_tokens::access_token(ctx, connection, None)
                 .await
-                .map_err(|f| Failed(f.to_string()))?;
-            let value = match provider {
-                Provider::GitLab => basic("oauth2", access.token.expose()),
-                _ => format!("Bearer {}", access.token.expose()),
-            };
-            let instance = (provider == Provider::GitLab).then_some(access.base_url);
-            Ok((value, instance))
+                .map_err(|f| Failed::transient(f.to_string()))?;
+            Ok(match provider {
+                Provider::GitLab => {
+                    Credentials::GitLab(basic("oauth2", access.token.expose()), access.base_url)
+                }
+                _ => Credentials::Microsoft(format!("Bearer {}", access.token.expose())),
+            })
         }
-        None => Err(Failed(format!("unknown provider {}", target.provider))),
+        None => Err(Failed::permanent(format!(
+            "unknown provider {}",
+            target.provider
+        ))),
     }
 }
 
-async fn snapshot(ctx: &Ctx, target: &Target, upload: &mut Upload) -> Result<Done, Failed> {
-    let git_url = target
-        .git_url
-        .as_deref()
-        .ok_or_else(|| Failed("the repository has no git URL yet (a sync records it)".into()))?;
-    let git_url = Url::parse(git_url).map_err(|e| Failed(format!("bad git URL: {e}")))?;
-    let (authorization, instance) = credentials(ctx, target).await?;
-    let issuer = match (&instance, target.provider.as_str()) {
-        (Some(instance), _) => Issuer::GitLab(instance),
-        (None, "github") => Issuer::GitHub,
-        (None, _) => Issuer::Microsoft,
-    };
+async fn snapshot(
+    ctx: &Ctx,
+    target: &Target,
+    credentials: &Credentials,
+    previous: Option<LastOk>,
+    upload: &mut Upload,
+) -> Result<Done, Failed> {
+    let git_url = target.git_url.as_deref().ok_or_else(|| {
+        Failed::permanent("the repository has no git URL yet (the next sync records it)")
+    })?;
+    let git_url =
+        Url::parse(git_url).map_err(|e| Failed::permanent(format!("bad git URL: {e}")))?;
+    let (authorization, issuer) = (credentials.authorization(), credentials.issuer());
     let join = |suffix: &str| {
         let mut url = git_url.clone();
-        url.set_path(&format!("{}/{suffix}", git_url.path().trim_end_matches('/')));
+        url.set_path(&format!(
+            "{}/{suffix}",
+            git_url.path().trim_end_matches('/')
+        ));
         url.set_query(None);
         url
     };
     let mut info = join("info/refs");
     info.set_query(Some("service=git-upload-pack"));
-    let advertised = outbound::git(ctx, &info, &authorization, issuer, None)
+    let advertised = outbound::git(ctx, &info, authorization, issuer, None)
         .await?
         .bytes()
         .await
-        .map_err(|e| Failed(format!("reading the ref advertisement: {e}")))?;
+        .map_err(|e| Failed::transient(format!("reading the ref advertisement: {e}")))?;
     let advertisement = refs::parse_advertisement(&advertised)
-        .map_err(|e| Failed(format!("ref advertisement: {e}")))?;
+        .map_err(|e| Failed::transient(format!("ref advertisement: {e}")))?;
     let current = refs::select_refs(&advertisement);
-
-    let previous: Vec<LastOk> = ctx
-        .rows(
-            sql::LAST_OK_SNAPSHOT,
-            &[Param::from(&target.repository_id)],
-        )
-        .await?;
-    let previous = previous.into_iter().next();
     let previous_refs: Option<plan::RefMap> = previous.as_ref().and_then(|p| {
         let map: BTreeMap<String, String> = serde_json::from_str(p.refs.as_deref()?).ok()?;
         map.into_iter()
             .map(|(k, v)| Some((k, crate::backup::oid::Oid::from_hex(&v)?)))
             .collect()
     });
-    let since_full = previous
-        .as_ref()
-        .and_then(|p| p.since_full)
-        .unwrap_or(0.0) as u32;
+    let since_full = previous.as_ref().and_then(|p| p.since_full).unwrap_or(0.0) as u32;
     let decision = plan::decide(
         previous_refs.as_ref(),
         &current,
@@ -385,17 +663,19 @@ async fn snapshot(ctx: &Ctx, target: &Target, upload: &mut Upload) -> Result<Don
         } => ("incremental", wants, haves, prerequisites),
     };
     let header = bundle::header(&current, &prerequisites)
-        .map_err(|e| Failed(format!("bundle header: {e}")))?;
+        .map_err(|e| Failed::transient(format!("bundle header: {e}")))?;
     upload.push(ctx, &header).await?;
     let mut verifier = pack::PackVerifier::new();
     if wants.is_empty() {
         // Nothing new to fetch (e.g. only a branch deleted): an empty pack.
         let empty = pack::empty_pack();
-        verifier.push(&empty).map_err(|e| Failed(e.to_string()))?;
+        verifier
+            .push(&empty)
+            .map_err(|e| Failed::transient(e.to_string()))?;
         upload.push(ctx, &empty).await?;
     } else {
         let request = request::build_request(&wants, &haves, &advertisement.capabilities)
-            .map_err(|e| Failed(format!("upload-pack request: {e:?}")))?;
+            .map_err(|e| Failed::transient(format!("upload-pack request: {e:?}")))?;
         let mut answer = outbound::git(
             ctx,
             &join("git-upload-pack"),
@@ -407,17 +687,27 @@ async fn snapshot(ctx: &Ctx, target: &Target, upload: &mut Upload) -> Result<Don
         let mut parser = response::ResponseParser::new(request.side_band);
         let mut body = answer
             .stream()
-            .map_err(|e| Failed(format!("upload-pack body: {e}")))?;
+            .map_err(|e| Failed::transient(format!("upload-pack body: {e}")))?;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| Failed(format!("upload-pack transfer: {e}")))?;
-            for piece in parser.push(&chunk).map_err(|e| Failed(e.to_string()))? {
-                verifier.push(piece).map_err(|e| Failed(e.to_string()))?;
+            let chunk =
+                chunk.map_err(|e| Failed::transient(format!("upload-pack transfer: {e}")))?;
+            for piece in parser
+                .push(&chunk)
+                .map_err(|e| Failed::transient(e.to_string()))?
+            {
+                verifier
+                    .push(piece)
+                    .map_err(|e| Failed::transient(e.to_string()))?;
                 upload.push(ctx, piece).await?;
             }
         }
-        parser.finish().map_err(|e| Failed(e.to_string()))?;
+        parser
+            .finish()
+            .map_err(|e| Failed::transient(e.to_string()))?;
     }
-    let summary = verifier.finish().map_err(|e| Failed(e.to_string()))?;
+    let summary = verifier
+        .finish()
+        .map_err(|e| Failed::transient(e.to_string()))?;
     let (object_key, bytes, sha256) = upload.complete(ctx).await?;
     Ok(Done {
         outcome: "ok",
@@ -477,12 +767,12 @@ impl Upload {
                 .map_err(|e| Internal::new("R2 binding", e))?;
             ctx.budget
                 .spend()
-                .map_err(|_| Failed("subrequest budget exhausted before an upload".into()))?;
+                .map_err(|_| Failed::transient("subrequest budget exhausted before an upload"))?;
             let upload = bucket
                 .create_multipart_upload(&self.key)
                 .execute()
                 .await
-                .map_err(|e| Failed(format!("R2 multipart upload: {e}")))?;
+                .map_err(|e| Failed::transient(format!("R2 multipart upload: {e}")))?;
             let upload_id = upload.upload_id().await;
             // Recorded before the first part, so an abandoned upload can be aborted.
             ctx.run(
@@ -497,16 +787,16 @@ impl Upload {
             self.multipart = Some((upload, Vec::new()));
         }
         let Some((upload, parts)) = self.multipart.as_mut() else {
-            return Err(Failed("no multipart upload".into()));
+            return Err(Failed::transient("no multipart upload"));
         };
         ctx.budget
             .spend()
-            .map_err(|_| Failed("subrequest budget exhausted before an upload part".into()))?;
+            .map_err(|_| Failed::transient("subrequest budget exhausted before an upload part"))?;
         let number = parts.len() as u16 + 1;
         let uploaded = upload
             .upload_part(number, part)
             .await
-            .map_err(|e| Failed(format!("R2 part {number}: {e}")))?;
+            .map_err(|e| Failed::transient(format!("R2 part {number}: {e}")))?;
         parts.push(uploaded);
         Ok(())
     }
@@ -522,28 +812,41 @@ impl Upload {
                 .map_err(|e| Internal::new("R2 binding", e))?;
             ctx.budget
                 .spend()
-                .map_err(|_| Failed("subrequest budget exhausted before the upload".into()))?;
+                .map_err(|_| Failed::transient("subrequest budget exhausted before the upload"))?;
             bucket
                 .put(&self.key, last)
                 .execute()
                 .await
-                .map_err(|e| Failed(format!("R2 put: {e}")))?;
+                .map_err(|e| Failed::transient(format!("R2 put: {e}")))?;
             return Ok((self.key.clone(), self.bytes, sha256));
         }
         if !last.is_empty() {
             self.send_part(ctx, last).await?;
         }
         let Some((upload, parts)) = self.multipart.take() else {
-            return Err(Failed("no multipart upload".into()));
+            return Err(Failed::transient("no multipart upload"));
         };
         ctx.budget
             .spend()
-            .map_err(|_| Failed("subrequest budget exhausted before completing".into()))?;
+            .map_err(|_| Failed::transient("subrequest budget exhausted before completing"))?;
         upload
             .complete(parts)
             .await
-            .map_err(|e| Failed(format!("R2 complete: {e}")))?;
+            .map_err(|e| Failed::transient(format!("R2 complete: {e}")))?;
         Ok((self.key.clone(), self.bytes, sha256))
+    }
+
+    /// A stored bundle whose snapshot could not be recorded is deleted (best effort; the hygiene
+    /// scan of the suite checks that none is left).
+    async fn delete(&self, ctx: &Ctx, key: Option<&str>) {
+        let Some(key) = key else { return };
+        let deleted = match ctx.env.bucket(BACKUPS) {
+            Ok(bucket) => bucket.delete(key).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = deleted {
+            worker::console_warn!("unrecorded bundle {key} not deleted: {e}");
+        }
     }
 
     /// A failed backup leaves no object behind.

@@ -33,6 +33,7 @@ mod platform;
 mod provider_api;
 mod provider_tokens;
 mod queues;
+mod retention;
 mod snapshots;
 mod sync;
 mod webhooks;

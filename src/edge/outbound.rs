@@ -93,8 +93,7 @@ impl Auth<'_> {
 }
 
 /// The credential may go to `url` (see `credential_origins`); nothing is sent otherwise.
-fn ensure_issued_for(ctx: &Ctx, auth: &Auth<'_>, url: &Url) -> Result<(), CallError> {
-    let issuer = auth.issuer();
+fn ensure_issued_for(ctx: &Ctx, issuer: Issuer<'_>, url: &Url) -> Result<(), CallError> {
     let gitlab = match issuer {
         Issuer::GitLab(_) => ctx
             .gitlab_instances()
@@ -193,7 +192,7 @@ pub async fn call(
     url: &Url,
     auth: Auth<'_>,
 ) -> Result<Answer, CallError> {
-    ensure_issued_for(ctx, &auth, url)?;
+    ensure_issued_for(ctx, auth.issuer(), url)?;
     let mut tries = 0u32;
     loop {
         tries += 1;
@@ -298,10 +297,13 @@ pub async fn git(
     issuer: Issuer<'_>,
     request_body: Option<&[u8]>,
 ) -> Result<worker::Response, CallError> {
-    ensure_issued_for(ctx, &Auth::Bearer(authorization, issuer), url)?;
+    ensure_issued_for(ctx, issuer, url)?;
     let headers = Headers::new();
     let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| Internal::new("header", e));
-    set("user-agent", &format!("git/2.0 ({})", crate::backup::request::AGENT))?;
+    set(
+        "user-agent",
+        &format!("git/2.0 ({})", crate::backup::request::AGENT),
+    )?;
     set("x-onecode-invocation", &ctx.invocation)?;
     set("authorization", authorization)?;
     let mut init = RequestInit::new();

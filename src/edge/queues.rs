@@ -5,14 +5,16 @@
 //! - `onecode-analysis-jobs`: records that each job was received (idempotently: a redelivered
 //!   job changes nothing) and acknowledges it; the analysis pipeline replaces this later.
 //! - `onecode-sync` (one message per invocation): `enumerate.v1` continuations, `sync_org.v1`,
-//!   `fanout.v1` and `dispatch.v1` steps (see `sync`).
+//!   `fanout.v1` and `dispatch.v1` steps (see `sync`), and `retention.v1` passes (see `retention`).
 //! - `onecode-dead-letter`: messages that failed every retry, stored in `dead_letters` with
 //!   the last failure recorded for them.
 //! - cron `0 */4 * * *`: the scheduled sync (a `fanout.v1` over every active org).
 //! - cron `15 * * * *`: GitLab / Azure DevOps connections refreshed ahead of expiry and re-sealed
 //!   under the current `TOKEN_KEYS` key; scheduled backup jobs for the orgs due this hour, then
-//!   a dispatch; expired snapshots; spent connect states and delivery ids older than 14 days
-//!   purged.
+//!   a dispatch; a retention pass (`retention`: snapshots past retention expired, bundles no
+//!   kept chain needs deleted from R2); backups abandoned by a dead invocation failed, their
+//!   uploads aborted and their jobs sent again; spent connect states and delivery ids older than
+//!   14 days purged.
 //!
 //! A message that fails is retried with a growing delay (the failure, and its count, recorded in
 //! `message_failures`) until the queue's `max_retries` send it to the dead-letter queue; one bad
@@ -23,6 +25,7 @@ use super::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
 use super::enumerate::{self, Access, RunError, Target};
 use super::github_client;
 use super::provider_tokens::{self, TokenFailure};
+use super::retention;
 use super::sync::{self, SyncError, SyncOutcome};
 use crate::messages::{AnalysisMessage, BackupMessage, EnumerateContinuation, SyncMessage};
 use crate::provider::Provider;
@@ -94,17 +97,24 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
     let queue = batch.queue();
     match queue.as_str() {
         BACKUP_QUEUE_NAME => {
-            // One at a time: a backup streams a whole repository and holds one R2 part.
+            let mut jobs = Vec::new();
+            let mut taken = Vec::new();
             for message in &messages {
-                let job = serde_json::from_str::<BackupMessage>(message.body())
-                    .map(|BackupMessage::BackupJobV1(j)| j.job_id);
-                let outcome = match job {
-                    Ok(job_id) => backup::take(ctx, &job_id).await.map_err(|f| f.0),
-                    Err(e) => Err(format!("undecodable message: {e}")),
-                };
+                match serde_json::from_str::<BackupMessage>(message.body()) {
+                    Ok(BackupMessage::BackupJobV1(job)) => {
+                        jobs.push(job.job_id);
+                        taken.push(message);
+                    }
+                    Err(e) => {
+                        fail(ctx, &queue, message, &format!("undecodable message: {e}")).await
+                    }
+                }
+            }
+            let outcomes = backup::take_all(ctx, &jobs).await;
+            for (message, outcome) in taken.into_iter().zip(outcomes) {
                 match outcome {
-                    Ok(()) => message.ack(),
-                    Err(why) => fail(ctx, &queue, message, &why).await,
+                    backup::Outcome::Done => message.ack(),
+                    backup::Outcome::Retry(why) => fail(ctx, &queue, message, &why).await,
                 }
             }
             Ok(())
@@ -196,6 +206,7 @@ async fn sync_step(ctx: &Ctx, body: &str) -> Result<(), String> {
             Err(SyncError::Internal(e)) => Err(format!("sync of org {org_id}: {}", e.0)),
         },
         SyncMessage::FanoutV1 { after } => sync::fanout(ctx, &after).await.map_err(|e| e.0),
+        SyncMessage::RetentionV1 {} => retention_pass(ctx).await.map_err(|e| e.0),
         SyncMessage::DispatchV1 { org_id } => sync::dispatch(ctx, org_id.as_deref())
             .await
             .map(|_| ())
@@ -292,6 +303,21 @@ async fn dead_letters(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Int
         let kind = serde_json::from_str::<Typed>(m.body())
             .ok()
             .and_then(|t| t.kind);
+        // A backup that failed every retry: its job fails, once, in the activity log.
+        if let Ok(BackupMessage::BackupJobV1(job)) = serde_json::from_str(m.body()) {
+            statements.push(ctx.statement(
+                sql::RECORD_BACKUP_FAILED_ACTIVITY,
+                &[
+                    Param::from(&job.job_id),
+                    Param::from(None::<&str>),
+                    Param::from(&now),
+                ],
+            )?);
+            statements.push(ctx.statement(
+                sql::FAIL_JOB,
+                &[Param::from(&job.job_id), Param::from(&now)],
+            )?);
+        }
         statements.push(ctx.statement(
             sql::RECORD_DEAD_LETTER,
             &[
@@ -354,6 +380,22 @@ async fn connection_upkeep(ctx: &Ctx) {
     }
 }
 
+/// One retention pass; a full one asks for the next through the sync queue.
+async fn retention_pass(ctx: &Ctx) -> Result<(), Internal> {
+    let pass = retention::pass(ctx).await?;
+    worker::console_log!(
+        "retention: {} snapshots expired, {} bundles deleted{}",
+        pass.expired,
+        pass.deleted,
+        if pass.more { ", more to do" } else { "" }
+    );
+    if pass.more {
+        ctx.send_batch(SYNC_QUEUE, &[SyncMessage::RetentionV1 {}], 0)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
     let now = crate::time::rfc3339(ctx.now);
     let hour = crate::time::backup_hour(ctx.now);
@@ -370,7 +412,6 @@ async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
                     Param::from(&hour.key),
                 ],
             )?,
-            ctx.statement(sql::EXPIRE_SNAPSHOTS, &[Param::from(&now)])?,
             ctx.statement(sql::PURGE_CONSUMED_STATES, &[Param::from(&now)])?,
             ctx.statement(sql::PURGE_DELIVERIES, &[Param::from(&delivery_cutoff)])?,
             ctx.statement(sql::PURGE_MESSAGE_FAILURES, &[Param::from(&failure_cutoff)])?,
@@ -379,14 +420,17 @@ async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
         .await?;
     let changes = |i: usize| bindings::changes(&results, i);
     worker::console_log!(
-        "hourly {}: {} scheduled backup jobs, {} snapshots expired, {} states, {} delivery ids and {} unconfirmed connections purged",
+        "hourly {}: {} scheduled backup jobs, {} states, {} delivery ids and {} unconfirmed connections purged",
         hour.key,
         changes(0),
         changes(1),
         changes(2),
-        changes(3),
-        changes(5)
+        changes(4)
     );
+    retention_pass(ctx).await?;
+    if let Err(e) = backup::abandon_stale(ctx).await {
+        worker::console_warn!("hourly: abandoned backups: {}", e.0);
+    }
     ctx.send_batch(SYNC_QUEUE, &[SyncMessage::DispatchV1 { org_id: None }], 0)
         .await?;
     // With the budget the scheduled work left (it costs 2 subrequests).

@@ -87,6 +87,13 @@ fn connect_complete(s: &Stack, tenant: &str, inst: &Inst) -> (Done, OrgRow) {
         inst.repos as usize
     );
     checks::jobs_received(s, &org.id, inst.repos as usize);
+    // Every repository was backed up once: its refs advertised to the backup consumer.
+    let advertised = checks::backup_invocations(s, inst.id)
+        .iter()
+        .flatten()
+        .filter(|c| c.path.contains("/info/refs"))
+        .count();
+    assert_eq!(advertised, inst.repos as usize, "one backup per repository");
     let invocations = checks::after_callback(s, inst.id);
     assert_eq!(
         invocations.len(),
@@ -390,11 +397,14 @@ fn claimed(s: &Stack) {
         s.store.orgs_with_installation(inst.id),
         [(org.id.clone(), "tenant-claim-owner".to_string())]
     );
-    let invocations = checks::invocations(s, inst.id);
+    let invocations: Vec<_> = checks::invocations(s, inst.id)
+        .into_iter()
+        .filter(|calls| !checks::is_backup(calls))
+        .collect();
     assert_eq!(
         invocations.len(),
         3,
-        "owner: callback and confirmation; intruder: callback"
+        "owner: callback and confirmation; intruder: callback (the owner's backups aside)"
     );
     assert_eq!(
         describe(&invocations[2]),

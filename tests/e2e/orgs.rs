@@ -238,11 +238,11 @@ fn insert_snapshot(s: &Stack, org_id: &str, id: &str, days_ago: i64) {
     assert_eq!(inserted, 1, "snapshot {id}");
 }
 
-/// `snapshot id → status` of the org's snapshots.
+/// `snapshot id → status` of the org's snapshots that `insert_snapshot` made.
 fn snapshot_statuses(s: &Stack, org_id: &str) -> BTreeMap<String, String> {
     s.store
         .query(
-            "SELECT id, status FROM snapshots WHERE org_id = ?1",
+            "SELECT id, status FROM snapshots WHERE org_id = ?1 AND id LIKE 'e2e-snap-%'",
             [org_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -1477,6 +1477,9 @@ fn snapshot_expiry(s: &Stack) {
     let api = Portal::new(s, tenant);
     let active_id = connect(s, tenant, &Inst::org(3150, "e2e-orgs-snapshots-active", 1));
     let gone_id = connect(s, tenant, &Inst::org(3151, "e2e-orgs-snapshots-gone", 1));
+    // Each org's first real backup (now) is its repository's newest ok snapshot.
+    checks::jobs_received(s, &active_id, 1);
+    checks::jobs_received(s, &gone_id, 1);
     api.patch(&active_id, json!({ "retention_days": 30 }));
     api.patch(&gone_id, json!({ "retention_days": 10 }));
     insert_snapshot(s, &active_id, "e2e-snap-active-old", 31);
@@ -1484,7 +1487,7 @@ fn snapshot_expiry(s: &Stack) {
     insert_snapshot(s, &gone_id, "e2e-snap-gone-old", 11);
     insert_snapshot(s, &gone_id, "e2e-snap-gone-new", 9);
     let answer = api.disconnect(&gone_id);
-    assert_eq!(answer["snapshots_kept"], 2, "{answer}");
+    assert_eq!(answer["snapshots_kept"], 3, "{answer}");
 
     s.trigger_cron(HOURLY_CRON);
     let want = |old: &str, new: &str| {
@@ -1510,12 +1513,19 @@ fn snapshot_expiry(s: &Stack) {
         snapshot_statuses(s, &active_id),
         want("e2e-snap-active-old", "e2e-snap-active-new")
     );
-    // Retention shortened: the next pass expires the newer one too.
+    // Retention shortened: the next pass expires the newer one too; the real backup of today
+    // stays.
     api.patch(&active_id, json!({ "retention_days": 7 }));
     s.trigger_cron(HOURLY_CRON);
     assert!(snapshot_statuses(s, &active_id)
         .values()
         .all(|status| status == "expired"));
+    let real: Vec<String> = s.store.query(
+        "SELECT status FROM snapshots WHERE org_id = ?1 AND id NOT LIKE 'e2e-snap-%'",
+        [&active_id],
+        |r| r.get(0),
+    );
+    assert_eq!(real, ["available"], "today's backup is kept");
     // Let the dispatch the hourly pass queued finish before other tests run.
     std::thread::sleep(Duration::from_secs(2));
 }

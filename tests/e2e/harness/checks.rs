@@ -96,7 +96,8 @@ pub fn repositories_recorded(s: &Stack, org_id: &str, installation_id: u64) -> u
     expected.len()
 }
 
-/// Waits for the backup-job consumer to have received every job of the org.
+/// Waits for the backup consumer to have settled every backup job of the org (`received`: a
+/// snapshot recorded it, `ok`, `unchanged` or `empty`).
 #[track_caller]
 pub fn jobs_received(s: &Stack, org_id: &str, expected: usize) {
     poll_until(
@@ -154,12 +155,53 @@ pub fn invocations(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
     groups
 }
 
+/// Whether an invocation's calls are a backup consumer's: installation tokens minted and git
+/// smart-HTTP calls, nothing else.
+pub fn is_backup(calls: &[Logged]) -> bool {
+    calls.iter().all(|c| {
+        (c.method == "POST" && c.path.ends_with("/access_tokens")) || is_git(c)
+    })
+}
+
+/// A git smart-HTTP call (`info/refs` or `git-upload-pack`).
+pub fn is_git(call: &Logged) -> bool {
+    call.path.contains("/info/refs") || call.path.ends_with("/git-upload-pack")
+}
+
+/// The backup consumer's invocations for an installation: each mints one installation token
+/// for its batch, first, then speaks git.
+#[track_caller]
+pub fn backup_invocations(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
+    let backups: Vec<Vec<Logged>> = invocations(s, installation_id)
+        .into_iter()
+        .filter(|calls| is_backup(calls))
+        .collect();
+    for calls in &backups {
+        assert_eq!(
+            describe(&calls[..1]),
+            [format!("POST /app/installations/{installation_id}/access_tokens -> 201")],
+            "a backup batch mints its token first: {:?}",
+            describe(calls)
+        );
+        assert!(
+            calls[1..].iter().all(is_git),
+            "one token per batch: {:?}",
+            describe(calls)
+        );
+    }
+    backups
+}
+
 /// The worker's GitHub calls for an installation after its install callback, grouped by
-/// invocation: the callback only verifies the installation (its one call tagged with it,
-/// `GET /app/installations/{id}`), the confirmation and what follows do the work.
+/// invocation, without the backup consumer's (`backup_invocations`): the callback only verifies
+/// the installation (its one call tagged with it, `GET /app/installations/{id}`), the
+/// confirmation and what follows do the work.
 #[track_caller]
 pub fn after_callback(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
-    let mut all = invocations(s, installation_id);
+    let mut all: Vec<Vec<Logged>> = invocations(s, installation_id)
+        .into_iter()
+        .filter(|calls| !is_backup(calls))
+        .collect();
     assert!(
         !all.is_empty(),
         "no call for installation {installation_id}"

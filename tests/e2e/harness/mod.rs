@@ -67,6 +67,18 @@ pub const SELF_MANAGED_GITLAB: [(&str, &str, &str); 3] = [
     ("short-e2e", "e2e-short-app", "e2e-short-secret"),
     ("cron-e2e", "e2e-cron-app", "e2e-cron-secret"),
 ];
+/// The scale fixtures' repositories (hundreds to 10,000 per org) are empty git repositories:
+/// each still gets a real backup (ref advertisement, an `empty` snapshot), at a cost the suite
+/// can afford. Every other fixture's repositories have the emulator's real history.
+const EMPTY_REPOSITORIES: [&str; 7] = [
+    "github/e2e-huge/",
+    "github/e2e-quarter/",
+    "github/e2e-fault-",
+    "github/e2e-hygiene/",
+    "github/e2e-orgs-concurrent/",
+    "github/e2e-wh-2124/",
+    "gitlab/com/grp-71003/",
+];
 /// The GitHub user who clicks through the emulator's install page (OAuth during installation
 /// is on, as in production: every install link carries a code for this user, who can access
 /// every installation unless a test says otherwise).
@@ -593,6 +605,9 @@ impl Stack {
             GITHUB_USER,
             None,
         );
+        for prefix in EMPTY_REPOSITORIES {
+            emulator.empty_git(prefix);
+        }
         Ok(Stack {
             root,
             dir,
