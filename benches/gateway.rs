@@ -12,7 +12,13 @@
 //! 4. Webhooks: signed deliveries of a ~25 KB `push` and a small `repository.created`, from 4
 //!    client threads: requests per second and p50/p99 latency; and the CPU time of verifying
 //!    and parsing one delivery (native Rust, the same code the worker runs).
-//! 5. OAuth connects: the GitLab callback for a group of 1,000 projects and the Azure DevOps
+//! 5. Backups: the page's promise (connect an org of 200 repositories with history: time until
+//!    every one has an ok snapshot); one large repository (a pack of about 210 MB of
+//!    incompressible content) through the worker into R2: MB/s, workerd CPU ms per MB and peak
+//!    memory (`VmHWM`, reset first), beside `git clone --mirror` of the same repository from the
+//!    same emulator (wall time, peak RSS via `/usr/bin/time`); an incremental after 10 small
+//!    commits against the full (bytes, time).
+//! 6. OAuth connects: the GitLab callback for a group of 1,000 projects and the Azure DevOps
 //!    callback for an organization of 60 projects × 5 repositories (wall time, subrequests,
 //!    until enumeration completes); a sync whose token must be refreshed first against one that
 //!    need not; and the native cost of sealing and opening a token (AES-256-GCM).
@@ -37,9 +43,14 @@ fn main() {
     std::env::set_var("ONECODE_BENCH_FEATURES", "bench");
     let s = harness::stack();
     signing(s);
+    // The larger orgs' repositories are empty (their backups are `empty` snapshots): these
+    // figures are about enumeration; section 5 is about backups.
+    s.emulator.empty_git("github/bench-1000/");
+    s.emulator.empty_git("github/bench-10000/");
     for (i, repos) in [200u32, 1_000, 10_000].into_iter().enumerate() {
         callback(s, 9_100 + i as u64, repos);
     }
+    backups(s);
     webhooks(s);
     oauth(s);
     harness::shutdown(false);
@@ -167,6 +178,10 @@ fn callback(s: &Stack, installation_id: u64, repos: u32) {
             .ok_or(format!("{received} received"))
     });
     let received = redirected.elapsed();
+    let ok = s.store.count(
+        "SELECT count(DISTINCT repository_id) FROM snapshots WHERE org_id = ?1 AND outcome IN ('ok', 'empty')",
+        [org_id.as_str()],
+    );
     let mut per_invocation: HashMap<String, usize> = HashMap::new();
     for call in s.emulator.worker_requests(installation_id) {
         *per_invocation
@@ -178,7 +193,7 @@ fn callback(s: &Stack, installation_id: u64, repos: u32) {
     println!("callback (verify and hold): {ms:.0} ms wall, {subrequests} subrequests (worker's count, limit 50)");
     println!("confirmation (link and enumerate): {confirm_ms:.0} ms wall, {confirm_subrequests} subrequests; it said repos={recorded} complete={complete}");
     println!(
-        "enumeration complete {:.1} s after the confirmation ({} pages, {} found); every job received after {:.1} s",
+        "enumeration complete {:.1} s after the confirmation ({} pages, {} found); every repository backed up ({ok} with an ok or empty snapshot) after {:.1} s",
         enumerated.as_secs_f64(),
         run.pages,
         run.found,
@@ -187,6 +202,189 @@ fn callback(s: &Stack, installation_id: u64, repos: u32) {
     println!(
         "GitHub calls: {} invocations, at most {max_calls} calls in one",
         per_invocation.len()
+    );
+}
+
+/// The workerd process this benchmark's `wrangler dev` runs (a descendant of this process).
+fn workerd_pid() -> Option<u32> {
+    let me = std::process::id();
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+    };
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let name = cmdline.split(|b| *b == 0).next()?;
+        if !String::from_utf8_lossy(name).ends_with("workerd") {
+            return None;
+        }
+        let mut p = pid;
+        while let Some(up) = parent(p).filter(|&u| u > 1) {
+            if up == me {
+                return Some(pid);
+            }
+            p = up;
+        }
+        None
+    })
+}
+
+/// `(user + system CPU seconds, VmHWM KiB)` of a process.
+fn cpu_and_peak(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (11 and 12 after the command name), in ticks of
+    // 1/100 s on Linux.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (cpu, hwm)
+}
+
+/// Waits for the repository's newest settled snapshot beyond `after` snapshots.
+fn settled_snapshot(s: &Stack, repository_id: &str, after: i64) -> Value {
+    harness::poll_until(Duration::from_secs(900), "the backup", || {
+        let n = s.store.count(
+            "SELECT count(*) FROM snapshots WHERE repository_id = ?1 AND outcome <> 'running'",
+            [repository_id],
+        );
+        if n <= after {
+            return Err(format!("{n} settled"));
+        }
+        let rows: Vec<(String, String, Option<String>, i64, String, String)> = s.store.query(
+            "SELECT id, outcome, kind, size_bytes, started_at, coalesce(finished_at, '') FROM snapshots \
+             WHERE repository_id = ?1 AND outcome <> 'running' ORDER BY rowid DESC LIMIT 1",
+            [repository_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        );
+        let (id, outcome, kind, bytes, started, finished) = rows.into_iter().next().ok_or("none")?;
+        Ok(json!({"id": id, "outcome": outcome, "kind": kind, "bytes": bytes, "started_at": started, "finished_at": finished}))
+    })
+}
+
+fn backups(s: &Stack) {
+    // One large repository: ~210 MB of incompressible blobs, so the pack is as large.
+    let inst = Inst::org(9_200, "bench-large", 1);
+    s.emulator.put_installation(&inst);
+    let name = s.emulator.repositories(inst.id).remove(0).full_name;
+    let key = format!("github/{name}");
+    let t0 = Instant::now();
+    let added = s.http.request(
+        "POST",
+        &format!("{}/_emulator/git/{key}/commits", s.emulator.base),
+        &[],
+        Some(&json!({"count": 25, "file_bytes": 8_400_000, "incompressible": true}).to_string()),
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+    println!("\n## Backups");
+    println!(
+        "large repository prepared in the emulator ({:.1} s)",
+        t0.elapsed().as_secs_f64()
+    );
+    let workerd = workerd_pid();
+    if let Some(pid) = workerd {
+        // Resets VmHWM to the current RSS, so the peak below is this backup's.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+    let before = workerd.map(cpu_and_peak);
+    let tenant = "tenant-bench-large";
+    let install_url = s.connect(tenant);
+    let setup = s.walk_install(&install_url, inst.id);
+    let started = Instant::now();
+    let (_, _, _, _, answer) = held_and_confirmed(s, tenant, &setup);
+    let org_id = answer["org_ids"][0].as_str().expect("org").to_string();
+    let repository_id: String = s
+        .store
+        .query("SELECT id FROM repositories WHERE org_id = ?1", [org_id.as_str()], |r| r.get(0))
+        .into_iter()
+        .next()
+        .expect("the repository");
+    let full = settled_snapshot(s, &repository_id, 0);
+    let wall = started.elapsed().as_secs_f64();
+    let after = workerd.map(cpu_and_peak);
+    let bytes = full["bytes"].as_i64().unwrap_or(0) as f64;
+    let mb = bytes / 1e6;
+    println!(
+        "worker: {} {} snapshot of {:.1} MB in {wall:.1} s from the confirmation: {:.1} MB/s",
+        full["outcome"], full["kind"], mb, mb / wall
+    );
+    match (before, after) {
+        (Some((cpu0, _)), Some((cpu1, peak))) => println!(
+            "workerd: {:.1} CPU ms per MB (the whole process: wasm, JS glue and local R2), peak RSS {:.0} MiB during the backup",
+            (cpu1 - cpu0) * 1000.0 / mb.max(1e-9),
+            peak as f64 / 1024.0
+        ),
+        _ => println!("workerd: process not found, no CPU or memory figures"),
+    }
+    // The same repository with git itself.
+    let token = s.emulator.installation_token(inst.id);
+    let dir = std::env::temp_dir().join(format!("onecode-bench-mirror-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!(
+        "{}/{name}.git",
+        s.emulator.base.replace("http://", &format!("http://x-access-token:{token}@"))
+    );
+    let t0 = Instant::now();
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M %e"])
+        .args(["git", "clone", "--quiet", "--mirror", &url])
+        .arg(&dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output();
+    let git_wall = t0.elapsed().as_secs_f64();
+    match out {
+        Ok(out) if out.status.success() => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let peak_kib: f64 = stderr
+                .lines()
+                .last()
+                .and_then(|l| l.split(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            println!(
+                "git clone --mirror of the same repository: {git_wall:.1} s ({:.1} MB/s of bundle-equivalent), peak RSS {:.0} MiB (git's largest process)",
+                mb / git_wall,
+                peak_kib / 1024.0
+            );
+        }
+        Ok(out) => println!(
+            "git clone --mirror failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => println!("git clone --mirror could not run: {e}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // An incremental after 10 small commits.
+    let added = s.http.request(
+        "POST",
+        &format!("{}/_emulator/git/{key}/commits", s.emulator.base),
+        &[],
+        Some(&json!({"count": 10}).to_string()),
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+    let api = harness::portal::Portal::new(s, tenant);
+    let t0 = Instant::now();
+    let queued = api.request("POST", &format!("/v1/orgs/{org_id}/backup"), None);
+    assert_eq!(queued.status, 202, "{}", queued.body);
+    let incremental = settled_snapshot(s, &repository_id, 1);
+    println!(
+        "incremental after 10 small commits: {} {} of {} bytes in {:.2} s (the full: {:.0} bytes in {wall:.1} s)",
+        incremental["outcome"],
+        incremental["kind"],
+        incremental["bytes"],
+        t0.elapsed().as_secs_f64(),
+        bytes
     );
 }
 

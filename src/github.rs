@@ -119,6 +119,21 @@ pub fn access_tokens_url(api: &Url, installation_id: u64) -> Url {
     )
 }
 
+/// GitHub's https clone URL of `owner/repo` under the web origin (`GITHUB_WEB_URL`), for a
+/// repository recorded from a payload that carries no `clone_url` (`installation_repositories`
+/// events list only ids and names). `None` for a name that is not `owner/repo`.
+pub fn clone_url(web: &Url, full_name: &str) -> Option<Url> {
+    let (owner, repo) = full_name.split_once('/')?;
+    let segment = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    (segment(owner) && segment(repo)).then(|| join(web, &format!("{owner}/{repo}.git")))
+}
+
 pub fn first_repositories_url(api: &Url) -> Url {
     let mut url = join(api, "installation/repositories");
     url.set_query(Some(&format!("per_page={PER_PAGE}")));
@@ -235,6 +250,25 @@ mod tests {
 
     fn api() -> Url {
         Url::parse("http://127.0.0.1:9000").unwrap()
+    }
+
+    #[test]
+    fn clone_urls_are_derived_only_from_plain_names() {
+        let web = Url::parse("https://github.com/").unwrap();
+        assert_eq!(
+            clone_url(&web, "acme/repo.js").map(|u| u.to_string()),
+            Some("https://github.com/acme/repo.js.git".to_string())
+        );
+        let emulator = Url::parse("http://127.0.0.1:9100").unwrap();
+        assert_eq!(
+            clone_url(&emulator, "acme/a").map(|u| u.to_string()),
+            Some("http://127.0.0.1:9100/acme/a.git".to_string())
+        );
+        for bad in [
+            "acme", "acme/", "/a", "acme/a/b", "acme/..", "ac me/a", "acme/a?x", "acme/a#b",
+        ] {
+            assert_eq!(clone_url(&web, bad), None, "{bad}");
+        }
     }
 
     #[test]

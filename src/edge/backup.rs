@@ -60,6 +60,7 @@ struct Target {
     job_status: String,
     job_created_at: String,
     repository_id: String,
+    full_name: String,
     git_url: Option<String>,
     repository_status: String,
     org_id: String,
@@ -591,11 +592,22 @@ async fn snapshot(
     previous: Option<LastOk>,
     upload: &mut Upload,
 ) -> Result<Done, Failed> {
-    let git_url = target.git_url.as_deref().ok_or_else(|| {
-        Failed::permanent("the repository has no git URL yet (the next sync records it)")
-    })?;
-    let git_url =
-        Url::parse(git_url).map_err(|e| Failed::permanent(format!("bad git URL: {e}")))?;
+    let git_url = match (&target.git_url, credentials) {
+        (Some(url), _) => {
+            Url::parse(url).map_err(|e| Failed::permanent(format!("bad git URL: {e}")))?
+        }
+        // Recorded from a webhook that names no clone URL: GitHub's is derived from the name.
+        (None, Credentials::GitHub(_)) => {
+            crate::github::clone_url(&ctx.config.web_url, &target.full_name).ok_or_else(|| {
+                Failed::permanent(format!("no git URL for {:?}", target.full_name))
+            })?
+        }
+        (None, _) => {
+            return Err(Failed::permanent(
+                "the repository has no git URL yet (the next sync records it)",
+            ))
+        }
+    };
     let (authorization, issuer) = (credentials.authorization(), credentials.issuer());
     let join = |suffix: &str| {
         let mut url = git_url.clone();

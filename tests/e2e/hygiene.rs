@@ -223,7 +223,11 @@ fn credentials(s: &Stack) {
     assert!(!requests.is_empty());
     let mut wrong = Vec::new();
     for r in &requests {
-        let expected = if r.path.starts_with("/app/") {
+        let git = r.path.contains(".git/info/refs") || r.path.ends_with(".git/git-upload-pack");
+        let expected = if git {
+            // The backup consumer's git calls: Basic `x-access-token:<installation token>`.
+            Some("installation_token")
+        } else if r.path.starts_with("/app/") {
             Some("app_jwt")
         } else if ["/installation/", "/orgs/", "/users/"]
             .iter()
@@ -238,7 +242,12 @@ fn credentials(s: &Stack) {
                 wrong.push(format!("{} ({}, expected {expected})", r.short(), r.auth));
             }
         }
-        if r.invocation.is_some() && r.user_agent.as_deref() != Some("onecode-edge") {
+        let agent = if git {
+            format!("git/2.0 (onecode-edge/{})", env!("CARGO_PKG_VERSION"))
+        } else {
+            "onecode-edge".to_string()
+        };
+        if r.invocation.is_some() && r.user_agent.as_deref() != Some(agent.as_str()) {
             wrong.push(format!("{} with user-agent {:?}", r.short(), r.user_agent));
         }
     }

@@ -264,8 +264,9 @@ impl Emulator {
         serde_json::from_value(self.admin("GET", "tokens", None).json()).expect("token list")
     }
 
-    /// The installation's repositories as GitHub lists them (the ground truth for D1).
-    pub fn repositories(&self, installation_id: u64) -> Vec<GhRepo> {
+    /// A fresh installation token, minted as the App (for the harness's own calls, e.g. a
+    /// `git clone` to compare with).
+    pub fn installation_token(&self, installation_id: u64) -> String {
         let jwt = self.signer.jwt();
         let minted = self.http.request(
             "POST",
@@ -277,10 +278,15 @@ impl Emulator {
             None,
         );
         assert_eq!(minted.status, 201, "token for the harness: {}", minted.body);
-        let token = minted.json()["token"]
+        minted.json()["token"]
             .as_str()
             .expect("token string")
-            .to_string();
+            .to_string()
+    }
+
+    /// The installation's repositories as GitHub lists them (the ground truth for D1).
+    pub fn repositories(&self, installation_id: u64) -> Vec<GhRepo> {
+        let token = self.installation_token(installation_id);
         let auth = format!("token {token}");
         let mut url = format!("{}/installation/repositories?per_page=100", self.base);
         let mut repos = Vec::new();
