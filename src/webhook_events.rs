@@ -8,7 +8,9 @@
 //! - `installation_repositories`: `added`, `removed`
 //! - `repository`: `created`, `deleted`, and the changes the record follows (`renamed`,
 //!   `transferred`, `archived`, `unarchived`, `privatized`, `publicized`, `edited`)
-//! - `push`: the changed paths that `dependency_files` classifies
+//! - `push`: every push with an installation and a repository, including one that deletes its
+//!   ref (`deleted`) or changes no dependency file (each queues a backup of the repository);
+//!   `files`: the changed paths that `dependency_files` classifies (none for a deletion)
 
 use crate::dependency_files::{self, Kind};
 use crate::github::{Account, Repository};
@@ -57,15 +59,27 @@ pub struct ChangedFile {
     pub kind: Kind,
 }
 
+/// A push (any ref: a branch or a tag). Every one changes refs, so each is worth a backup; only
+/// one that changed dependency or structure files, without deleting its ref, is analysed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
     pub installation_id: u64,
     pub repository: Repository,
     pub git_ref: String,
-    /// `after`: the commit the ref now points at.
+    /// `after`: the commit the ref now points at (all zeros when `deleted`).
     pub head_commit: String,
+    /// The push deleted `git_ref` (a branch or a tag).
+    pub deleted: bool,
+    /// The dependency or structure files the push changed, if any (none when `deleted`).
     pub files: Vec<ChangedFile>,
     pub truncated: bool,
+}
+
+impl Push {
+    /// Worth an analysis job: dependency or structure files changed on a ref that still exists.
+    pub fn needs_analysis(&self) -> bool {
+        !self.deleted && !self.files.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,18 +326,18 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
             let Some(p) = decode::<PushPayload>(body)? else {
                 return ignored("unexpected push payload");
             };
-            if p.deleted {
-                return ignored("push deleted a branch");
-            }
-            let (files, truncated) = relevant_files(&p.commits);
-            if files.is_empty() {
-                return ignored("push changed no dependency or structure file");
-            }
+            // A deletion has no commits; its files would be nothing to analyse anyway.
+            let (files, truncated) = if p.deleted {
+                (Vec::new(), false)
+            } else {
+                relevant_files(&p.commits)
+            };
             Ok(Event::Push(Push {
                 installation_id,
                 repository: p.repository,
                 git_ref: p.git_ref,
                 head_commit: p.after,
+                deleted: p.deleted,
                 files,
                 truncated,
             }))
@@ -415,20 +429,87 @@ mod tests {
     }
 
     #[test]
-    fn irrelevant_and_branch_deleting_pushes_are_ignored() {
+    fn irrelevant_and_ref_deleting_pushes_are_pushes_without_files() {
         let only_code = push(
             r#"[{"added":["src/a.rs"],"removed":[],"modified":["README.md"]}]"#,
             false,
         );
-        assert!(matches!(
-            parse("push", only_code.as_bytes()).unwrap(),
-            Event::Ignored(_)
-        ));
-        let deleted = push(r#"[]"#, true);
-        assert!(matches!(
-            parse("push", deleted.as_bytes()).unwrap(),
-            Event::Ignored(_)
-        ));
+        let Event::Push(p) = parse("push", only_code.as_bytes()).unwrap() else {
+            panic!("a push that changed no dependency file is still a push")
+        };
+        assert_eq!((p.deleted, p.files.len(), p.truncated), (false, 0, false));
+        assert!(!p.needs_analysis());
+        assert_eq!(p.repository.id, 7);
+
+        // A deletion: no files even when commits are listed, and never analysed.
+        let deleted = push(r#"[{"added":["Cargo.toml"]}]"#, true);
+        let Event::Push(p) = parse("push", deleted.as_bytes()).unwrap() else {
+            panic!("a branch deletion is a push")
+        };
+        assert!(p.deleted && p.files.is_empty() && !p.needs_analysis());
+        assert_eq!(p.git_ref, "refs/heads/main");
+
+        // A tag deleted, as GitHub sends it (octokit's example): no commits, `after` all zeros.
+        let tag = br#"{"ref":"refs/tags/simple-tag","before":"6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+            "after":"0000000000000000000000000000000000000000","created":false,"deleted":true,
+            "forced":false,"base_ref":null,"compare":"https://github.com/Codertocat/Hello-World/compare/6113728f27ae...000000000000",
+            "commits":[],"head_commit":null,"repository":{"id":186853002,"name":"Hello-World",
+            "full_name":"Codertocat/Hello-World","private":false},"installation":{"id":1}}"#;
+        let Event::Push(p) = parse("push", tag).unwrap() else {
+            panic!("a tag deletion is a push")
+        };
+        assert_eq!(
+            (
+                p.installation_id,
+                p.repository.id,
+                p.git_ref.as_str(),
+                p.deleted
+            ),
+            (1, 186853002, "refs/tags/simple-tag", true)
+        );
+        assert!(!p.needs_analysis());
+
+        // With dependency files, on a ref that stays: analysed.
+        let cargo = push(r#"[{"modified":["Cargo.toml"]}]"#, false);
+        let Event::Push(p) = parse("push", cargo.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert!(p.needs_analysis());
+    }
+
+    #[test]
+    fn pushes_of_an_unexpected_shape_are_still_ignored() {
+        let ignored: [&[u8]; 5] = [
+            // No `after`.
+            br#"{"ref":"refs/heads/main","commits":[],"repository":{"id":7,"name":"r","full_name":"o/r"},"installation":{"id":42}}"#,
+            // A repository id that is not a number.
+            br#"{"ref":"refs/heads/main","after":"b","commits":[],"repository":{"id":"x","name":"r","full_name":"o/r"},"installation":{"id":42}}"#,
+            // A ref that is not a string.
+            br#"{"ref":5,"after":"b","commits":[],"repository":{"id":7,"name":"r","full_name":"o/r"},"installation":{"id":42}}"#,
+            // Commits that are not a list.
+            br#"{"ref":"refs/heads/main","after":"b","commits":{},"repository":{"id":7,"name":"r","full_name":"o/r"},"installation":{"id":42}}"#,
+            // Not from an App installation.
+            br#"{"ref":"refs/heads/main","after":"b","deleted":true,"commits":[],"repository":{"id":7,"name":"r","full_name":"o/r"}}"#,
+        ];
+        for body in ignored {
+            assert!(
+                matches!(parse("push", body).unwrap(), Event::Ignored(_)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Without `ref`, `commits` or `repository` it is not a push at all (see `shape_fits`).
+        for body in [
+            &br#"{"after":"b","commits":[],"repository":{"id":7,"name":"r","full_name":"o/r"},"installation":{"id":42}}"#[..],
+            br#"{"ref":"refs/heads/main","after":"b","deleted":true,"repository":{"id":7,"name":"r","full_name":"o/r"},"installation":{"id":42}}"#,
+            br#"{"ref":"refs/heads/main","after":"b","deleted":true,"commits":[],"installation":{"id":42}}"#,
+        ] {
+            assert!(
+                parse("push", body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

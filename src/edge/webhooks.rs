@@ -13,12 +13,19 @@
 //!    rolls the batch back → 200 `duplicate`), applies the event and logs the activity; then the
 //!    backup / analysis jobs D1 reports as new are queued. No GitHub call is made inline, so the
 //!    answer never waits on GitHub.
+//! 6. A `push` (any ref, also one deleting a branch or a tag, also one changing no dependency
+//!    file) to an active repository of an active org queues a backup of that repository
+//!    (`INSERT_PUSH_BACKUP_JOB`): coalesced, so none when one is already waiting for it, while
+//!    one may be running. An analysis job only when dependency or structure files changed and
+//!    the ref was not deleted. `backup_jobs` / `analysis_jobs` in the answer count what was
+//!    queued.
 
 use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, SYNC_QUEUE};
 use super::enumerate::{queue_backups, NewJob, Owner};
 use super::platform;
 use crate::messages::{AnalysisJob, AnalysisMessage, SyncMessage};
 use crate::problem::Problem;
+use crate::provider::RepositoryRecord;
 use crate::sql::{self, DELIVERED};
 use crate::webhook_events::{self, Event, InstallationAction, RepositoryAction};
 use crate::webhook_signature;
@@ -267,7 +274,8 @@ struct Plan {
     statements: Vec<D1PreparedStatement>,
     /// Indexes (in the batch, after the delivery record) whose rows are backup jobs to send.
     backup_results: Vec<usize>,
-    /// Index of the statement returning the analysis job, for pushes.
+    /// Index of the statement returning the analysis job, for pushes that changed dependency
+    /// files (a push's backup job is in `backup_results`).
     analysis_result: Option<usize>,
     action: &'static str,
     detail: String,
@@ -290,8 +298,11 @@ impl Plan {
     }
 }
 
+/// The JSON array the `RepositorySet` statements read: as records, so that GitHub's `clone_url`
+/// is kept as `git_url` (where the backup executor clones from).
 fn repositories_json(repos: &[crate::github::Repository]) -> Result<String, Internal> {
-    serde_json::to_string(repos).map_err(|e| Internal::new("repositories JSON", e))
+    let records: Vec<RepositoryRecord> = repos.iter().map(RepositoryRecord::from).collect();
+    serde_json::to_string(&records).map_err(|e| Internal::new("repositories JSON", e))
 }
 
 fn plan(
@@ -424,16 +435,33 @@ fn plan(
             }
         }
         Event::Push(push) => {
+            let what = if push.deleted {
+                "deleted".to_string()
+            } else {
+                format!("{} dependency or structure files changed", push.files.len())
+            };
             p = Plan::new(
                 "",
                 format!(
-                    "push to {} {}: {} dependency or structure files changed",
-                    push.repository.full_name,
-                    push.git_ref,
-                    push.files.len()
+                    "push to {} {}: {what}",
+                    push.repository.full_name, push.git_ref
                 ),
             );
             if active {
+                // Every push changes refs: a backup of the repository, unless one is already
+                // waiting for it (coalesced), and only for an active repository of the org.
+                let i = p.push(ctx.statement(
+                    sql::INSERT_PUSH_BACKUP_JOB,
+                    &[
+                        Param::from(org_id),
+                        Param::from(push.repository.id as i64),
+                        Param::from(delivery),
+                        Param::from(now),
+                    ],
+                )?);
+                p.backup_results.push(i);
+            }
+            if active && push.needs_analysis() {
                 let files = serde_json::to_string(&push.files)
                     .map_err(|e| Internal::new("files JSON", e))?;
                 let job_id = platform::random_uuid().map_err(Internal)?;
