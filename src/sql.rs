@@ -413,6 +413,9 @@ macro_rules! org_columns {
              o.status, o.client_label AS client, o.backup_schedule, o.backup_hour, o.retention_days, \
              o.last_synced_at, o.created_at, o.updated_at, \
              (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active') AS repo_count, \
+             (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active' AND EXISTS \
+                 (SELECT 1 FROM snapshots s WHERE s.repository_id = r.id AND s.outcome = 'ok' AND s.status = 'available')) \
+                 AS repos_backed_up, \
              (SELECT c.base_url FROM provider_connections c WHERE c.id = o.connection_id) AS connection_url \
          FROM organizations o "
     };
@@ -432,7 +435,7 @@ pub const GET_ORG: &str = concat!(org_columns!(), "WHERE o.id = ?1 AND o.tenant_
 /// ?1 org, ?2 status or NULL, ?3 cursor (last id, '' first), ?4 limit.
 pub const LIST_REPOS: &str =
     "SELECT id, provider_repo_id, name, full_name, private, default_branch, html_url, archived, \
-         visibility, status, created_at, updated_at FROM repositories \
+         visibility, status, created_at, updated_at, last_backup_at, last_backup_status FROM repositories \
      WHERE org_id = ?1 AND (?2 IS NULL OR status = ?2) AND id > ?3 ORDER BY id LIMIT ?4";
 
 /// ?1 org, ?2 tenant, ?3 1 when the client label is being set, ?4 client label (NULL clears),

@@ -43,6 +43,8 @@ pub struct Org {
     created_at: String,
     updated_at: String,
     repo_count: i64,
+    /// Active repositories with an ok backup still kept.
+    repos_backed_up: i64,
     /// Why the status is what it is, when that is not plain (e.g. `misconfigured`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status_detail: Option<String>,
@@ -91,6 +93,9 @@ struct Repository {
     status: String,
     created_at: String,
     updated_at: String,
+    /// When the last backup settled, and how (`ok`, `unchanged`, `empty`, `failed`).
+    last_backup_at: Option<String>,
+    last_backup_status: Option<String>,
 }
 
 /// SQLite (and so D1) stores booleans as 0 / 1.

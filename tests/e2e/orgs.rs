@@ -366,6 +366,7 @@ const ORG_FIELDS: [&str; 16] = [
     "created_at",
     "updated_at",
     "repo_count",
+    "repos_backed_up",
 ];
 
 fn keys(value: &Value) -> BTreeSet<String> {
@@ -431,6 +432,10 @@ fn several_orgs(s: &Stack) {
         );
         assert!(org["last_synced_at"].is_string(), "{org}");
         assert_eq!(org["repo_count"], inst.repos);
+        assert_eq!(
+            org["repos_backed_up"], inst.repos,
+            "every repository's first backup is ok: {org}"
+        );
     }
 
     // Each org its own settings.
