@@ -349,7 +349,7 @@ fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
 // ---- several orgs, settings, lists ----
 
 /// The fields of an `Org` answer.
-const ORG_FIELDS: [&str; 16] = [
+const ORG_FIELDS: [&str; 17] = [
     "id",
     "provider",
     "login",
