@@ -3,7 +3,8 @@
 //!
 //! Body: any of `client` (string ≤ 128 characters, or null to clear), `backup_schedule`
 //! (`daily`, `weekly` — Mondays — or `off`), `backup_hour` (UTC, 0-23), `retention_days`
-//! (1-3650). Unknown fields are refused, so a typo is not silently ignored.
+//! (1-3650), `full_every` (a full backup at least every that many snapshots of a repository,
+//! 1-100; 1 = always full). Unknown fields are refused, so a typo is not silently ignored.
 
 use crate::problem::Problem;
 use crate::routes::query_param;
@@ -21,6 +22,7 @@ pub struct SettingsChange {
     pub backup_schedule: Option<String>,
     pub backup_hour: Option<i64>,
     pub retention_days: Option<i64>,
+    pub full_every: Option<i64>,
 }
 
 fn invalid(field: &str, detail: &str) -> Problem {
@@ -77,10 +79,18 @@ pub fn parse_change(body: &[u8]) -> Result<SettingsChange, Problem> {
                 change.retention_days =
                     Some(integer(name, v, 1..=3650, "must be between 1 and 3650")?)
             }
+            "full_every" => {
+                change.full_every = Some(integer(
+                    name,
+                    v,
+                    1..=100,
+                    "must be between 1 (always full) and 100",
+                )?)
+            }
             other => {
                 return Err(invalid(
                     other,
-                    "is not a setting (client, backup_schedule, backup_hour, retention_days)",
+                    "is not a setting (client, backup_schedule, backup_hour, retention_days, full_every)",
                 ))
             }
         }
@@ -88,7 +98,7 @@ pub fn parse_change(body: &[u8]) -> Result<SettingsChange, Problem> {
     if change == SettingsChange::default() {
         return Err(invalid(
             "body",
-            "name at least one of client, backup_schedule, backup_hour, retention_days",
+            "name at least one of client, backup_schedule, backup_hour, retention_days, full_every",
         ));
     }
     Ok(change)
@@ -149,6 +159,10 @@ mod tests {
         assert_eq!(c.backup_schedule.as_deref(), Some("weekly"));
         assert_eq!((c.backup_hour, c.retention_days), (Some(23), Some(3650)));
         assert_eq!(
+            parse_change(br#"{"full_every":1}"#).unwrap().full_every,
+            Some(1)
+        );
+        assert_eq!(
             parse_change(br#"{"client":null}"#).unwrap().client,
             Some(None)
         );
@@ -168,6 +182,9 @@ mod tests {
             (r#"{"retention_days":3651}"#, "retention_days"),
             (r#"{"retention_days":"90"}"#, "retention_days"),
             (r#"{"retention_days":90.5}"#, "retention_days"),
+            (r#"{"full_every":0}"#, "full_every"),
+            (r#"{"full_every":101}"#, "full_every"),
+            (r#"{"full_every":"7"}"#, "full_every"),
             (r#"{"backup_hour":"2"}"#, "backup_hour"),
             (r#"{"backup_schedule":true}"#, "backup_schedule"),
             (r#"{"client":{"name":"Acme"}}"#, "client"),

@@ -410,7 +410,7 @@ macro_rules! org_columns {
     () => {
         "SELECT o.id, o.provider, o.login, o.display_name, o.avatar_url, o.account_type, \
              CASE WHEN o.provider = 'github' THEN o.installation_id END AS installation_id, \
-             o.status, o.client_label AS client, o.backup_schedule, o.backup_hour, o.retention_days, \
+             o.status, o.client_label AS client, o.backup_schedule, o.backup_hour, o.retention_days, o.full_every, \
              o.last_synced_at, o.created_at, o.updated_at, \
              (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active') AS repo_count, \
              (SELECT count(*) FROM repositories r WHERE r.org_id = o.id AND r.status = 'active' AND EXISTS \
@@ -439,11 +439,11 @@ pub const LIST_REPOS: &str =
      WHERE org_id = ?1 AND (?2 IS NULL OR status = ?2) AND id > ?3 ORDER BY id LIMIT ?4";
 
 /// ?1 org, ?2 tenant, ?3 1 when the client label is being set, ?4 client label (NULL clears),
-/// ?5 schedule, ?6 hour, ?7 retention days (NULL keeps each), ?8 now.
+/// ?5 schedule, ?6 hour, ?7 retention days, ?9 full every (NULL keeps each), ?8 now.
 pub const UPDATE_ORG_SETTINGS: &str = "UPDATE organizations SET \
          client_label = CASE WHEN ?3 = 1 THEN ?4 ELSE client_label END, \
          backup_schedule = coalesce(?5, backup_schedule), backup_hour = coalesce(?6, backup_hour), \
-         retention_days = coalesce(?7, retention_days), updated_at = ?8 \
+         retention_days = coalesce(?7, retention_days), full_every = coalesce(?9, full_every), updated_at = ?8 \
      WHERE id = ?1 AND tenant_id = ?2";
 
 /// ?1 org → snapshots still kept.

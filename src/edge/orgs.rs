@@ -39,6 +39,7 @@ pub struct Org {
     backup_schedule: String,
     backup_hour: i64,
     retention_days: i64,
+    full_every: i64,
     last_synced_at: Option<String>,
     created_at: String,
     updated_at: String,
@@ -178,6 +179,7 @@ pub async fn patch(
             Param::from(change.backup_hour),
             Param::from(change.retention_days),
             Param::from(&now),
+            Param::from(change.full_every),
         ],
     )
     .await?;

@@ -2,11 +2,13 @@
 //!
 //! - no installation token, and no GitLab / Microsoft access or refresh token, the emulator ever
 //!   issued appears in the clear in any file the worker's platform wrote — D1 (database and
-//!   WAL), KV, caches, wrangler's own logs — nor in the worker's log (the test first connects an
+//!   WAL), KV, R2 (the bundles and their metadata), caches, wrangler's own logs — nor in the
+//!   worker's log (the test first connects an
 //!   installation large enough to need a continuation, so tokens minted by the queue consumer
 //!   are covered even when run alone, and a GitLab group whose tokens are refreshed);
 //! - every GitHub call carried the right credential: the App JWT on `/app/…`, an installation
-//!   token on `/installation/…`, `/orgs/…`, `/users/…`; nothing the emulator rejected;
+//!   token on `/installation/…`, `/orgs/…`, `/users/…` and the git routes (Basic
+//!   `x-access-token`, with git's user agent); nothing the emulator rejected;
 //! - no worker invocation made more GitHub calls than the 50-subrequest limit.
 
 use std::collections::{HashMap, HashSet};
@@ -189,6 +191,18 @@ fn no_token_anywhere(s: &Stack) {
     assert!(
         files.iter().any(|f| f.starts_with(&s.persist)),
         "the persisted state is scanned"
+    );
+    // R2: the bundles (blobs) and their records and metadata (miniflare's SQLite) are files
+    // under the persisted state, so the scan below reads them all.
+    let bundles = s.store.r2_objects();
+    assert!(
+        bundles.iter().any(|o| o.key.ends_with(".bundle") && o.size > 0),
+        "the run stored bundles in R2"
+    );
+    let r2 = s.persist.join("v3/r2");
+    assert!(
+        files.iter().filter(|f| f.starts_with(&r2)).count() >= 2,
+        "R2's blobs and metadata are scanned"
     );
     let mut leaks = Vec::new();
     let mut bytes_scanned = 0usize;

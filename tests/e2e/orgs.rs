@@ -349,7 +349,7 @@ fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
 // ---- several orgs, settings, lists ----
 
 /// The fields of an `Org` answer.
-const ORG_FIELDS: [&str; 17] = [
+const ORG_FIELDS: [&str; 18] = [
     "id",
     "provider",
     "login",
@@ -362,6 +362,7 @@ const ORG_FIELDS: [&str; 17] = [
     "backup_schedule",
     "backup_hour",
     "retention_days",
+    "full_every",
     "last_synced_at",
     "created_at",
     "updated_at",
