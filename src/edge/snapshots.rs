@@ -148,8 +148,11 @@ pub async fn restore(ctx: &Ctx, principal: &Principal, id: &str) -> Result<Resto
     let starts_full = bundles
         .first()
         .is_some_and(|s| s.kind.as_deref() == Some("full"));
-    let restorable = matches!(last.status.as_str(), "ok" | "unchanged");
-    if !restorable || !starts_full || bundles.iter().any(|s| s.retention != "available") {
+    // The snapshot itself must still be offered; the bundles of its chain are kept (even past
+    // retention) as long as it is (`retention`).
+    let restorable =
+        matches!(last.status.as_str(), "ok" | "unchanged") && last.retention == "available";
+    if !restorable || !starts_full || bundles.iter().any(|s| s.object_key.is_none()) {
         return Err(Problem::Conflict(format!(
             "snapshot {id} cannot be restored: it is {} and its chain of {} bundles {}",
             last.status,
