@@ -568,6 +568,13 @@ pub const SETTLE_JOBS: &str =
     "UPDATE backup_jobs SET status = 'received', received_at = ?2, updated_at = ?2 \
      WHERE id IN (SELECT value FROM json_each(?1)) AND status IN ('queued', 'running')";
 
+/// ?1 repository, ?2 now: the job waiting behind a backup that just settled (one that found it
+/// running, e.g. a push), stamped as sent now → `id`, `priority` (at most one).
+pub const NEXT_WAITING_JOB: &str =
+    "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id = (SELECT id FROM backup_jobs \
+         WHERE repository_id = ?1 AND status = 'queued' ORDER BY created_at LIMIT 1) \
+     RETURNING id, priority";
+
 /// ?1 job id, ?2 now: failed for good (a permanent error, or its last retry).
 pub const FAIL_JOB: &str = "UPDATE backup_jobs SET status = 'failed', updated_at = ?2 \
      WHERE id = ?1 AND status IN ('queued', 'running')";
@@ -578,9 +585,9 @@ pub const RECORD_UPLOAD: &str =
     "UPDATE snapshots SET object_key = ?2, upload_id = ?3 WHERE id = ?1 AND outcome = 'running'";
 
 /// ?1 snapshot, ?2 outcome (`ok`, `unchanged`, `empty`), ?3 kind, ?4 base snapshot, ?5 refs
-/// JSON, ?6 object key, ?7 bytes, ?8 SHA-256, ?9 pack objects, ?10 now.
+/// JSON, ?6 object key, ?7 bytes, ?8 SHA-256, ?9 pack objects, ?10 now, ?11 the branch HEAD names.
 pub const FINISH_SNAPSHOT: &str =
-    "UPDATE snapshots SET outcome = ?2, kind = ?3, base_snapshot_id = ?4, refs = ?5, object_key = ?6, \
+    "UPDATE snapshots SET outcome = ?2, kind = ?3, base_snapshot_id = ?4, refs = ?5, object_key = ?6, head = ?11, \
          upload_id = NULL, size_bytes = ?7, sha256 = ?8, pack_objects = ?9, finished_at = ?10, error = NULL \
      WHERE id = ?1 AND outcome = 'running'";
 
@@ -618,7 +625,8 @@ macro_rules! snapshot_columns {
         "SELECT s.id AS id, s.org_id AS org_id, s.repository_id AS repository_id, s.outcome AS status, \
              s.kind AS kind, s.base_snapshot_id AS base_snapshot_id, s.started_at AS started_at, \
              s.finished_at AS finished_at, s.size_bytes AS bytes, s.sha256 AS sha256, s.refs AS refs, \
-             s.pack_objects AS pack_objects, s.error AS error, s.status AS retention, s.object_key AS object_key \
+             s.pack_objects AS pack_objects, s.error AS error, s.status AS retention, s.object_key AS object_key, \
+             s.head AS head \
          FROM snapshots s JOIN organizations o ON o.id = s.org_id "
     };
 }
@@ -879,6 +887,7 @@ mod tests {
             OTHER_RUNNING_SNAPSHOT,
             REQUEUE_JOBS,
             FAIL_JOB,
+            NEXT_WAITING_JOB,
             PURGE_CONSUMED_STATES,
             RECORD_DELIVERY,
             DELIVERY_SEEN,
@@ -1145,7 +1154,19 @@ mod tests {
             assert_eq!(claim(id, &at), 1);
             db.execute(
                 FINISH_SNAPSHOT,
-                params![id, "ok", kind, base, "{}", "key", 1, "sha", 1, at],
+                params![
+                    id,
+                    "ok",
+                    kind,
+                    base,
+                    "{}",
+                    "key",
+                    1,
+                    "sha",
+                    1,
+                    at,
+                    "refs/heads/main"
+                ],
             )
             .unwrap();
         }
@@ -1181,7 +1202,8 @@ mod tests {
                 1,
                 "sha",
                 1,
-                "t"
+                "t",
+                "refs/heads/main"
             ],
         )
         .unwrap();

@@ -8,8 +8,9 @@
 //    left behind.
 // 3. The real `git` does the rest: `git clone --mirror` of the full bundle, then `git bundle
 //    verify` and `git fetch --prune` of each incremental (every ref, as the bundle holds them),
-//    then a working clone of that mirror in DIRECTORY (default: ./restore-<id>) whose `origin`
-//    is removed, on the default branch the repository had.
+//    then `HEAD` pointed at the branch the snapshot recorded (`head`), and a working clone of
+//    that mirror in DIRECTORY (default: ./restore-<id>) with every ref, whose `origin` is
+//    removed, on that branch.
 // Needs node 18+ and git.
 import { createHash } from "node:crypto";
 import { createWriteStream, existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -48,7 +49,7 @@ const git = (cwd, ...args) =>
     .toString()
     .trim();
 
-const { bundles } = await (await get(`/v1/snapshots/${encodeURIComponent(id)}/restore`)).json();
+const { head, bundles } = await (await get(`/v1/snapshots/${encodeURIComponent(id)}/restore`)).json();
 if (!Array.isArray(bundles) || bundles.length === 0) fail("the restore chain is empty");
 scratch = mkdtempSync(join(tmpdir(), "onecode-restore-"));
 try {
@@ -74,6 +75,8 @@ try {
     }
     console.error(`restore: ${bundle.snapshot_id} (${bytes} bytes) applied`);
   }
+  // A bundle cannot say which branch HEAD names; the snapshot recorded it.
+  if (head) git(mirror, "symbolic-ref", "HEAD", head);
   git(scratch, "clone", "--quiet", mirror, directory);
   // Every ref the backup held, not only the branches a plain clone tracks.
   git(directory, "fetch", "--quiet", "--update-head-ok", mirror, "+refs/*:refs/*");

@@ -11,7 +11,8 @@
 //!    `running`, after failing runs older than 20 minutes or of this very job (a redelivery: its
 //!    invocation is gone), and reads the previous ok snapshot. When another backup of the
 //!    repository is running: a job it covers (created before it started) is settled; any other
-//!    waits (`queued`) for the dispatcher to send it again.
+//!    waits (`queued`) and is sent again when that backup settles (`send_waiting`; the
+//!    dispatcher re-sends it if that send is lost).
 //! 3. Credentials for the work at hand: a GitHub installation token (Basic
 //!    `x-access-token:<token>`), a GitLab access token (Basic `oauth2:<token>`) or a Microsoft
 //!    one (Bearer); each only sent under its provider's configured origin (`outbound::git`).
@@ -30,12 +31,14 @@
 //!    URL, a URL outside the provider's origin, a repository gone, or bigger than one invocation
 //!    can carry) fails the job at once: never an endless retry.
 
-use super::bindings::{Ctx, Internal, Param, BACKUPS};
+use super::bindings::{Ctx, Internal, Param, BACKUPS, BACKUP_QUEUE};
+use super::enumerate::{self, Owner};
 use super::github_client;
 use super::outbound::{self, CallError};
 use super::platform;
 use super::provider_tokens;
 use crate::backup::{bundle, pack, plan, refs, request, response};
+use crate::config::Secret;
 use crate::credential_origins::Issuer;
 use crate::provider::Provider;
 use crate::sql;
@@ -125,6 +128,8 @@ impl From<CallError> for Failed {
                 "the provider answered 404: the repository is gone or out of reach",
             ),
             CallError::Refused(why) => Failed::permanent(why),
+            // The queue's own back-off decides when the message is retried.
+            CallError::Unavailable { detail, .. } => Failed::transient(detail),
             other => Failed::transient(other.to_string()),
         }
     }
@@ -320,6 +325,9 @@ async fn claim_and_back_up(
             if !matches!(recorded, Ok(true)) {
                 // Not recorded (another invocation abandoned this run): nothing may stay behind.
                 upload.delete(ctx, done.object_key.as_deref()).await;
+            } else if let Err(Internal(why)) = send_waiting(ctx, target).await {
+                // The dispatcher sends it later.
+                worker::console_warn!("the job waiting behind this backup was not sent: {why}");
             }
             recorded.map(|_| ()).map_err(|e| Failed {
                 snapshot: Some(snapshot_id.clone()),
@@ -345,6 +353,40 @@ async fn claim_and_back_up(
             Err(failed)
         }
     }
+}
+
+/// Sends the job that waits behind the backup that just settled (a push while it ran), so it
+/// does not wait for the dispatcher.
+async fn send_waiting(ctx: &Ctx, target: &Target) -> Result<(), Internal> {
+    #[derive(Deserialize)]
+    struct Waiting {
+        id: String,
+        priority: String,
+    }
+    let now = crate::time::rfc3339(platform::now());
+    let waiting: Vec<Waiting> = ctx
+        .rows(
+            sql::NEXT_WAITING_JOB,
+            &[Param::from(&target.repository_id), Param::from(&now)],
+        )
+        .await?;
+    let Some(job) = waiting.into_iter().next() else {
+        return Ok(());
+    };
+    let owner = match (Provider::from_db(&target.provider), &target.connection_id) {
+        (Some(provider), Some(connection)) if provider != Provider::GitHub => {
+            Owner::Connection(provider, connection)
+        }
+        _ => Owner::Installation(target.installation_id.unwrap_or_default() as u64),
+    };
+    let message = enumerate::backup_message(
+        job.id,
+        &target.org_id,
+        target.repository_id.clone(),
+        owner,
+        &job.priority,
+    );
+    ctx.send_batch(BACKUP_QUEUE, &[message], 0).await
 }
 
 /// Fails the job's snapshot (when one was claimed) and either fails the job for good or lets
@@ -450,6 +492,8 @@ struct Done {
     kind: Option<&'static str>,
     base: Option<String>,
     refs: plan::RefMap,
+    /// The branch the advertisement's `symref=HEAD:…` named.
+    head: Option<String>,
     object_key: Option<String>,
     bytes: u64,
     sha256: Option<String>,
@@ -486,6 +530,7 @@ async fn finish(
                 Param::from(done.sha256.as_deref()),
                 Param::from(i64::from(done.objects)),
                 Param::from(&at),
+                Param::from(done.head.as_deref()),
             ],
         )?,
         ctx.statement(
@@ -520,35 +565,59 @@ async fn finish(
 /// An org's git credential for a batch: the `Authorization` value and who issued it.
 enum Credentials {
     GitHub(String),
-    Microsoft(String),
-    GitLab(String, Url),
+    Microsoft(String, Secret),
+    GitLab(String, Url, Secret),
 }
 
 impl Credentials {
     fn authorization(&self) -> &str {
         match self {
-            Credentials::GitHub(a) | Credentials::Microsoft(a) | Credentials::GitLab(a, _) => a,
+            Credentials::GitHub(a)
+            | Credentials::Microsoft(a, _)
+            | Credentials::GitLab(a, _, _) => a,
         }
     }
 
     fn issuer(&self) -> Issuer<'_> {
         match self {
             Credentials::GitHub(_) => Issuer::GitHub,
-            Credentials::Microsoft(_) => Issuer::Microsoft,
-            Credentials::GitLab(_, instance) => Issuer::GitLab(instance),
+            Credentials::Microsoft(..) => Issuer::Microsoft,
+            Credentials::GitLab(_, instance, _) => Issuer::GitLab(instance),
         }
     }
+
+    /// After a 401 to the connection's access token: the token refreshed (or the one another
+    /// invocation refreshed meanwhile), as an `Authorization` value; `None` for a GitHub
+    /// installation token. A refused refresh revokes the connection (its orgs disconnected) and
+    /// fails the job for good.
+    async fn refreshed(&self, ctx: &Ctx, target: &Target) -> Result<Option<String>, Failed> {
+        let (refused, connection) = match (self, target.connection_id.as_deref()) {
+            (Credentials::Microsoft(_, t) | Credentials::GitLab(_, _, t), Some(c)) => (t, c),
+            _ => return Ok(None),
+        };
+        let access = provider_tokens::access_token(ctx, connection, Some(refused))
+            .await
+            .map_err(|f| match f {
+                provider_tokens::TokenFailure::Revoked(_) => Failed::permanent(f.to_string()),
+                other => Failed::transient(other.to_string()),
+            })?;
+        Ok(Some(match self {
+            Credentials::GitLab(..) => basic("oauth2", access.token.expose()),
+            _ => format!("Bearer {}", access.token.expose()),
+        }))
+    }
+}
+
+fn basic(user: &str, token: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
+    )
 }
 
 /// Mints the org's credential: a GitHub installation token, or the connection's access token
 /// (refreshed when it is about to expire).
 async fn credentials_for(ctx: &Ctx, target: &Target) -> Result<Credentials, Failed> {
-    let basic = |user: &str, token: &str| {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
-        )
-    };
     match Provider::from_db(&target.provider) {
         Some(Provider::GitHub) => {
             let id = target
@@ -572,10 +641,15 @@ async fn credentials_for(ctx: &Ctx, target: &Target) -> Result<Credentials, Fail
                 .await
                 .map_err(|f| Failed::transient(f.to_string()))?;
             Ok(match provider {
-                Provider::GitLab => {
-                    Credentials::GitLab(basic("oauth2", access.token.expose()), access.base_url)
-                }
-                _ => Credentials::Microsoft(format!("Bearer {}", access.token.expose())),
+                Provider::GitLab => Credentials::GitLab(
+                    basic("oauth2", access.token.expose()),
+                    access.base_url,
+                    access.token,
+                ),
+                _ => Credentials::Microsoft(
+                    format!("Bearer {}", access.token.expose()),
+                    access.token,
+                ),
             })
         }
         None => Err(Failed::permanent(format!(
@@ -608,7 +682,8 @@ async fn snapshot(
             ))
         }
     };
-    let (authorization, issuer) = (credentials.authorization(), credentials.issuer());
+    let issuer = credentials.issuer();
+    let mut authorization = credentials.authorization().to_string();
     let join = |suffix: &str| {
         let mut url = git_url.clone();
         url.set_path(&format!(
@@ -620,11 +695,20 @@ async fn snapshot(
     };
     let mut info = join("info/refs");
     info.set_query(Some("service=git-upload-pack"));
-    let advertised = outbound::git(ctx, &info, authorization, issuer, None)
-        .await?
-        .bytes()
-        .await
-        .map_err(|e| Failed::transient(format!("reading the ref advertisement: {e}")))?;
+    let advertised = match outbound::git(ctx, &info, &authorization, issuer, None).await {
+        // Refused before the expiry we know of (expired early, or revoked): refresh once.
+        Err(CallError::Unauthorized) => match credentials.refreshed(ctx, target).await? {
+            Some(fresh) => {
+                authorization = fresh;
+                outbound::git(ctx, &info, &authorization, issuer, None).await?
+            }
+            None => return Err(CallError::Unauthorized.into()),
+        },
+        answer => answer?,
+    }
+    .bytes()
+    .await
+    .map_err(|e| Failed::transient(format!("reading the ref advertisement: {e}")))?;
     let advertisement = refs::parse_advertisement(&advertised)
         .map_err(|e| Failed::transient(format!("ref advertisement: {e}")))?;
     let current = refs::select_refs(&advertisement);
@@ -649,6 +733,7 @@ async fn snapshot(
                 kind: None,
                 base,
                 refs: current,
+                head: advertisement.head_symref.clone(),
                 object_key: None,
                 bytes: 0,
                 sha256: None,
@@ -661,6 +746,7 @@ async fn snapshot(
                 kind: None,
                 base: None,
                 refs: current,
+                head: advertisement.head_symref.clone(),
                 object_key: None,
                 bytes: 0,
                 sha256: None,
@@ -726,6 +812,7 @@ async fn snapshot(
         kind: Some(kind),
         base: (kind == "incremental").then_some(base).flatten(),
         refs: current,
+        head: advertisement.head_symref.clone(),
         object_key: Some(object_key),
         bytes,
         sha256: Some(sha256),

@@ -46,6 +46,8 @@ pub struct Snapshot {
     retention: String,
     #[serde(skip_serializing)]
     object_key: Option<String>,
+    /// The branch `HEAD` named (`refs/heads/main`): a restore points `HEAD` at it.
+    head: Option<String>,
 }
 
 /// `refs` is stored as JSON text.
@@ -123,6 +125,8 @@ pub async fn get(ctx: &Ctx, principal: &Principal, id: &str) -> Result<Snapshot,
 
 #[derive(Serialize)]
 pub struct Restore {
+    /// The branch `HEAD` named when the snapshot was taken (a bundle cannot say it).
+    head: Option<String>,
     bundles: Vec<RestoreBundle>,
 }
 
@@ -165,6 +169,7 @@ pub async fn restore(ctx: &Ctx, principal: &Principal, id: &str) -> Result<Resto
         )));
     }
     Ok(Restore {
+        head: last.head.clone(),
         bundles: bundles
             .into_iter()
             .map(|s| RestoreBundle {

@@ -22,6 +22,8 @@
 //!   refused callbacks, sync, disconnect and reconnect, and the tokens (sealed at rest, refresh
 //!   before expiry and under concurrency, revocation, moved ciphertexts, key rotation);
 //! - `backups.rs`: real backups of real git repositories, restored through the API with `git`;
+//! - `retention.rs`: expiry keeps the bundles a kept restore chain needs and deletes the rest
+//!   from R2;
 //! - `security.rs`: configured GitLab instances only, proof of installation ownership,
 //!   confirmation by the technician who started a connection, OAuth states at the GitHub
 //!   callback, relabelled webhooks, redirects, a retired GitLab instance (issue #13);
@@ -47,6 +49,7 @@ mod hygiene;
 mod oauth;
 mod orgs;
 mod portal;
+mod retention;
 mod security;
 mod sql_plans;
 mod state;
@@ -194,6 +197,7 @@ fn main() {
         oauth::cases(),
         security::cases(),
         backups::cases(),
+        retention::cases(),
         hygiene::cases(),
     ]
     .into_iter()

@@ -406,3 +406,100 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// An object of the local R2 bucket (`BACKUPS`), as miniflare records it in `_mf_objects`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct R2Object {
+    /// The object key (`{tenant}/{org}/{repository}/{snapshot}.bundle` for bundles).
+    pub key: String,
+    /// Bytes (for a completed multipart upload, the sum of its parts).
+    pub size: i64,
+    /// The ETag R2 answers (a multipart one ends in `-<parts>`).
+    pub etag: String,
+    /// When it was stored, in milliseconds since the epoch.
+    pub uploaded: i64,
+    /// The object's HTTP metadata, as the JSON text miniflare stores (`{}` when none).
+    pub http_metadata: String,
+    /// Its custom metadata, as the JSON text miniflare stores (`{}` when none).
+    pub custom_metadata: String,
+}
+
+/// The local R2 state, under `--persist-to`'s `v3/r2/`: miniflare keeps one SQLite file per
+/// bucket in `v3/r2/miniflare-R2BucketObject/` (the bucket's metadata) and the bytes in
+/// `v3/r2/{bucket}/blobs/`. Its schema (miniflare's `r2/schemas.worker.ts`):
+///
+/// ```sql
+/// CREATE TABLE _mf_objects (key TEXT PRIMARY KEY, blob_id TEXT, version TEXT NOT NULL,
+///     size INTEGER NOT NULL, etag TEXT NOT NULL, uploaded INTEGER NOT NULL,
+///     checksums TEXT NOT NULL, http_metadata TEXT NOT NULL, custom_metadata TEXT NOT NULL);
+/// -- state: 0 in progress, 1 completed, 2 aborted
+/// CREATE TABLE _mf_multipart_uploads (upload_id TEXT PRIMARY KEY, key TEXT NOT NULL,
+///     http_metadata TEXT NOT NULL, custom_metadata TEXT NOT NULL, state TINYINT DEFAULT 0 NOT NULL);
+/// -- object_key: set once the part belongs to a completed object (its blob_id NULL then)
+/// CREATE TABLE _mf_multipart_parts (upload_id TEXT NOT NULL, part_number INTEGER NOT NULL,
+///     blob_id TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+///     checksum_md5 TEXT NOT NULL, object_key TEXT, PRIMARY KEY (upload_id, part_number));
+/// ```
+///
+/// An aborted upload's parts are deleted; a completed one's stay, linked to their object.
+impl Store {
+    fn r2_sqlite(&self) -> Option<PathBuf> {
+        let r2 = self.kv_dir.parent()?.join("r2");
+        object_sqlite(&r2.join("miniflare-R2BucketObject"))
+    }
+
+    /// Every object of the local R2 bucket (all tenants), by key; none before the first write.
+    /// Objects only: uploads in progress are [`Store::r2_pending_uploads`].
+    pub fn r2_objects(&self) -> Vec<R2Object> {
+        let Some(path) = self.r2_sqlite() else {
+            return Vec::new();
+        };
+        with_retry(&path, |c| {
+            let mut stmt = c.prepare(
+                "SELECT key, size, etag, uploaded, http_metadata, custom_metadata \
+                 FROM _mf_objects ORDER BY key",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(R2Object {
+                    key: r.get(0)?,
+                    size: r.get(1)?,
+                    etag: r.get(2)?,
+                    uploaded: r.get(3)?,
+                    http_metadata: r.get(4)?,
+                    custom_metadata: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The keys of the multipart uploads neither completed nor aborted (all tenants; a key once
+    /// per such upload), by key: each holds parts that no object owns.
+    pub fn r2_pending_uploads(&self) -> Vec<String> {
+        let Some(path) = self.r2_sqlite() else {
+            return Vec::new();
+        };
+        with_retry(&path, |c| {
+            let mut stmt =
+                c.prepare("SELECT key FROM _mf_multipart_uploads WHERE state = 0 ORDER BY key")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// `(key, state)` of every multipart upload ever started for a key starting with `prefix`
+    /// (state `0` in progress, `1` completed, `2` aborted), by key.
+    pub fn r2_uploads(&self, prefix: &str) -> Vec<(String, i64)> {
+        let Some(path) = self.r2_sqlite() else {
+            return Vec::new();
+        };
+        with_retry(&path, |c| {
+            let mut stmt = c.prepare(
+                "SELECT key, state FROM _mf_multipart_uploads \
+                 WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key, upload_id",
+            )?;
+            let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+}

@@ -30,3 +30,7 @@ CREATE INDEX backup_jobs_org ON backup_jobs (org_id, status);
 CREATE INDEX backup_jobs_run ON backup_jobs (org_id, run_id);
 CREATE INDEX backup_jobs_dispatch ON backup_jobs (status, dispatched_at);
 CREATE INDEX backup_jobs_repository ON backup_jobs (repository_id, status);
+
+-- The branch the repository's HEAD named when the snapshot was taken (`symref=HEAD:…` in the
+-- ref advertisement): a bundle cannot say it, so a restore sets it (`git symbolic-ref HEAD`).
+ALTER TABLE snapshots ADD COLUMN head TEXT;
