@@ -820,6 +820,18 @@ async fn snapshot(
     })
 }
 
+/// The R2 bucket, for one more call counted against the budget.
+fn bucket_for(ctx: &Ctx, what: &str) -> Result<worker::Bucket, Failed> {
+    let bucket = ctx
+        .env
+        .bucket(BACKUPS)
+        .map_err(|e| Internal::new("R2 binding", e))?;
+    ctx.budget
+        .spend()
+        .map_err(|_| Failed::transient(format!("subrequest budget exhausted before {what}")))?;
+    Ok(bucket)
+}
+
 /// The bundle on its way to R2: the part being filled, the SHA-256 of everything so far, and
 /// the multipart upload once the bundle outgrows one part.
 struct Upload {
@@ -860,13 +872,7 @@ impl Upload {
 
     async fn send_part(&mut self, ctx: &Ctx, part: Vec<u8>) -> Result<(), Failed> {
         if self.multipart.is_none() {
-            let bucket = ctx
-                .env
-                .bucket(BACKUPS)
-                .map_err(|e| Internal::new("R2 binding", e))?;
-            ctx.budget
-                .spend()
-                .map_err(|_| Failed::transient("subrequest budget exhausted before an upload"))?;
+            let bucket = bucket_for(ctx, "an upload")?;
             let upload = bucket
                 .create_multipart_upload(&self.key)
                 .execute()
@@ -905,13 +911,7 @@ impl Upload {
         let sha256 = hex::encode(std::mem::take(&mut self.hash).finalize());
         let last = std::mem::take(&mut self.part);
         if self.multipart.is_none() {
-            let bucket = ctx
-                .env
-                .bucket(BACKUPS)
-                .map_err(|e| Internal::new("R2 binding", e))?;
-            ctx.budget
-                .spend()
-                .map_err(|_| Failed::transient("subrequest budget exhausted before the upload"))?;
+            let bucket = bucket_for(ctx, "the upload")?;
             bucket
                 .put(&self.key, last)
                 .execute()

@@ -164,15 +164,28 @@ async fn attempt(
         _ => "application/json",
     };
     set("accept", accept)?;
-    // A redirect is answered to us, never followed with the credential.
-    init.with_method(method.clone())
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
+    init.with_method(method.clone()).with_headers(headers);
+    match send(ctx, url, init, "a call").await? {
+        Some(result) => result.map_err(|e| Internal::new("fetch", e)),
+        None => Err(Internal("timeout".into())),
+    }
+}
+
+/// One request, counted against the budget, that waits at most `ATTEMPT_TIMEOUT` for the
+/// answer's head (`None`: it did not come). A redirect is answered to us, never followed with
+/// the credential.
+async fn send(
+    ctx: &Ctx,
+    url: &Url,
+    mut init: RequestInit,
+    what: &str,
+) -> Result<Option<worker::Result<worker::Response>>, Internal> {
+    init.with_redirect(RequestRedirect::Manual);
     let request =
         Request::new_with_init(url.as_str(), &init).map_err(|e| Internal::new("request", e))?;
     ctx.budget.spend().map_err(|_| {
         Internal(format!(
-            "subrequest budget exhausted before a call to {}",
+            "subrequest budget exhausted before {what} to {}",
             service(url)
         ))
     })?;
@@ -180,10 +193,10 @@ async fn attempt(
     let sent = fetch.send();
     let timeout = Delay::from(ATTEMPT_TIMEOUT);
     futures_util::pin_mut!(sent);
-    match select(sent, timeout).await {
-        Either::Left((result, _)) => result.map_err(|e| Internal::new("fetch", e)),
-        Either::Right(_) => Err(Internal("timeout".into())),
-    }
+    Ok(match select(sent, timeout).await {
+        Either::Left((result, _)) => Some(result),
+        Either::Right(_) => None,
+    })
 }
 
 pub async fn call(
@@ -316,27 +329,13 @@ pub async fn git(
         }
         None => Method::Get,
     };
-    init.with_method(method)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    let request =
-        Request::new_with_init(url.as_str(), &init).map_err(|e| Internal::new("request", e))?;
-    ctx.budget.spend().map_err(|_| {
-        Internal(format!(
-            "subrequest budget exhausted before a git call to {}",
-            service(url)
-        ))
-    })?;
-    let fetch = Fetch::Request(request);
-    let sent = fetch.send();
-    let timeout = Delay::from(ATTEMPT_TIMEOUT);
-    futures_util::pin_mut!(sent);
-    let response = match select(sent, timeout).await {
-        Either::Left((result, _)) => result.map_err(|e| CallError::Unavailable {
+    init.with_method(method).with_headers(headers);
+    let response = match send(ctx, url, init, "a git call").await? {
+        Some(result) => result.map_err(|e| CallError::Unavailable {
             retry_after_secs: 30,
             detail: format!("{}: {e}", service(url)),
         })?,
-        Either::Right(_) => {
+        None => {
             return Err(CallError::Unavailable {
                 retry_after_secs: 30,
                 detail: format!("{} did not answer in time", service(url)),

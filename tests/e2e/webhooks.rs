@@ -3,11 +3,14 @@
 //!
 //! - every payload of `@octokit/webhooks-examples` (329), signed and delivered in file order
 //!   with its event name, after connecting the installations the acted-on ones name (1, 2,
-//!   957387, 16598467) with the repositories they mention: every answer is 2xx, exactly the 13
+//!   957387, 16598467) with the repositories they mention: every answer is 2xx, exactly the 16
 //!   acted-on deliveries are applied, and the end state is what they mean in that order
 //!   (installation 2 disconnected and its repository removed, 16598467 active after suspend +
-//!   unsuspend, `Codertocat/Space` added with its stub and a received job, a repository renamed
-//!   and transferred, every delivery in its org's activity log);
+//!   unsuspend, `Codertocat/Space` added with its stub and a job that fails for good (GitHub
+//!   answers 404: installation 957387's account is not `Codertocat`), the pushes to
+//!   `Codertocat/Hello-World` (a tag deleted, two of README.md) a backup job coalesced, no
+//!   analysis, a repository renamed and transferred, every delivery in its org's activity log,
+//!   and the one `backup.failed` of `Codertocat/Space` besides);
 //! - signature faults, one test each (missing, SHA-1 only, another algorithm or no prefix,
 //!   wrong length, not hex, wrong secret): 401 `unauthorized` naming the fault, and nothing
 //!   recorded; a multi-byte UTF-8 body verifies; secret rotation (the test worker's
@@ -26,9 +29,11 @@
 //!   status, nothing queued; events through one installation never change another's org;
 //! - deliveries acknowledged without effect: unconnected installation, unhandled events and
 //!   actions, unexpected shapes;
-//! - pushes: one analysis job (only the dependency file, its kind, the head commit), received
-//!   by the consumer; no job for a deleted branch, an irrelevant push, an unknown or removed
-//!   repository, or a suspended org;
+//! - pushes: every push queues a backup of its repository (a branch deletion and a push of no
+//!   dependency file too), coalesced while one waits (a redelivery adds nothing), and the
+//!   consumer backs it up (a snapshot for the job); a push of a dependency file also queues one
+//!   analysis job (only the dependency file, its kind, the head commit), received by the
+//!   consumer; no job of either kind for an unknown or removed repository, or a suspended org;
 //! - the answer does not wait on GitHub: with every GitHub route delayed 5 s, deliveries
 //!   answer in under 2 s (exclusive: fault rules are global);
 //! - `GET /v1/orgs/{id}/activity`: `limit` / `before` / `next_before` paging, bad parameters,
@@ -36,6 +41,16 @@
 //!
 //! Installations 2100-2124 (tenant `tenant-wh-<id>`) and the examples' own ids; delivery ids
 //! are unique per run.
+//!
+//! Every job is a real backup (`src/edge/backup.rs`) of the repository on the emulator, which
+//! serves git only for the repositories an installation lists. So the repositories a test's
+//! payloads add to an installation are listed on the emulator too, under the payloads' ids and
+//! names ([`list_on_github`]), as on GitHub, where a repository is in the installation before
+//! GitHub tells of it; their jobs are then `received`. The backup consumer's `backup.*` entries
+//! of the activity log are written when a backup settles, in an order the deliveries do not
+//! control: tests whose deliveries make backups wait for them to settle and check those entries
+//! apart from the deliveries' ([`Target::new_webhook_activity`],
+//! [`Target::new_backup_activity`]).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -91,8 +106,8 @@ pub fn cases() -> Vec<Case> {
         ),
         Case::shared("webhooks::bodies_over_25_mb_are_413", too_large),
         Case::shared("webhooks::redelivery_changes_nothing", redelivery),
-        Case::shared("webhooks::out_of_order_repository_events", out_of_order),
-        Case::shared(
+        Case::exclusive("webhooks::out_of_order_repository_events", out_of_order),
+        Case::exclusive(
             "webhooks::pushes_queue_analysis_of_dependency_files",
             pushes,
         ),
@@ -108,7 +123,7 @@ pub fn cases() -> Vec<Case> {
             "webhooks::added_1000_repositories_in_one_delivery",
             added_in_bulk,
         ),
-        Case::shared("webhooks::uninstalled_org_stays_disconnected", uninstalled),
+        Case::exclusive("webhooks::uninstalled_org_stays_disconnected", uninstalled),
         Case::shared(
             "webhooks::events_change_only_their_installations_org",
             other_orgs_untouched,
@@ -342,17 +357,7 @@ impl Target {
             Value::Array(list) => list.len(),
             other => other.as_u64().expect("a count or a list") as usize,
         };
-        let body = json!({
-            "account": { "login": login, "id": 900_000 + id, "type": "Organization", "name": format!("{login} Inc.") },
-            "repositories": repos,
-        });
-        let resp = s.http.request(
-            "PUT",
-            &format!("{}/_emulator/installations/{id}", s.emulator.base),
-            &[],
-            Some(&body.to_string()),
-        );
-        assert_eq!(resp.status, 200, "emulator: {}", resp.body);
+        put_installation(s, id, login, &repos);
         Target::connected(s, tenant, id, login, n)
     }
 
@@ -387,21 +392,24 @@ impl Target {
         s.portal_jwt(&self.tenant, &technician(&self.tenant))
     }
 
-    /// The whole activity log through the API, oldest first.
+    /// The whole activity log through the API, oldest first, with each entry's detail.
     #[track_caller]
-    fn activity(&self, s: &Stack) -> Vec<Activity> {
+    fn entries(&self, s: &Stack) -> Vec<(Activity, String)> {
         let resp = activity_page(s, &self.jwt(s), &self.org, "limit=100");
         assert_eq!(resp.status, 200, "activity: {}", resp.body);
         let body = resp.json();
         assert_eq!(body["next_before"], Value::Null, "fits in one page: {body}");
-        let mut items: Vec<Activity> = body["items"]
+        let mut items: Vec<(Activity, String)> = body["items"]
             .as_array()
             .expect("items")
             .iter()
             .map(|i| {
                 (
-                    i["event"].as_str().expect("event").to_string(),
-                    i["delivery_id"].as_str().map(str::to_string),
+                    (
+                        i["event"].as_str().expect("event").to_string(),
+                        i["delivery_id"].as_str().map(str::to_string),
+                    ),
+                    i["detail"].as_str().unwrap_or_default().to_string(),
                 )
             })
             .collect();
@@ -409,15 +417,60 @@ impl Target {
         items
     }
 
-    /// What was logged since the test connected the org.
+    /// The whole activity log through the API, oldest first.
+    #[track_caller]
+    fn activity(&self, s: &Stack) -> Vec<Activity> {
+        self.entries(s).into_iter().map(|(a, _)| a).collect()
+    }
+
+    /// What was logged since the test connected the org, with each entry's detail.
+    #[track_caller]
+    fn new_entries(&self, s: &Stack) -> Vec<(Activity, String)> {
+        let mut all = self.entries(s);
+        let logged: Vec<&Activity> = all.iter().map(|(a, _)| a).collect();
+        assert!(
+            logged.len() >= self.baseline.len()
+                && logged.iter().zip(&self.baseline).all(|(a, b)| *a == b),
+            "the log only grows: {logged:?}"
+        );
+        all.split_off(self.baseline.len())
+    }
+
+    /// Everything logged since the test connected the org (the backups of its repositories
+    /// then were all settled, their entries in the baseline).
     #[track_caller]
     fn new_activity(&self, s: &Stack) -> Vec<Activity> {
-        let all = self.activity(s);
-        assert!(
-            all.starts_with(&self.baseline),
-            "the log only grows: {all:?}"
-        );
-        all[self.baseline.len()..].to_vec()
+        self.new_entries(s).into_iter().map(|(a, _)| a).collect()
+    }
+
+    /// What was logged since the test connected the org, the backup consumer's `backup.*`
+    /// entries aside. Those are written when a backup settles (`backup.first`: a repository's
+    /// first ok snapshot; `backup.failed`: a job failed for good), asynchronously, so they
+    /// interleave with the deliveries' entries in an order no test controls (tests/e2e/backups.rs
+    /// covers them). A test whose deliveries make backups compares the deliveries' entries with
+    /// this, waits for its backups to settle and checks theirs with
+    /// [`Target::new_backup_activity`]; the other tests compare everything with
+    /// [`Target::new_activity`].
+    #[track_caller]
+    fn new_webhook_activity(&self, s: &Stack) -> Vec<Activity> {
+        self.new_activity(s)
+            .into_iter()
+            .filter(|(event, _)| !is_backup_event(event))
+            .collect()
+    }
+
+    /// The backup consumer's `backup.*` entries logged since the test connected the org, oldest
+    /// first: `(event, detail)`. Final only once the backups that may log one have settled.
+    #[track_caller]
+    fn new_backup_activity(&self, s: &Stack) -> Vec<(String, String)> {
+        self.new_entries(s)
+            .into_iter()
+            .filter(|((event, _), _)| is_backup_event(event))
+            .map(|((event, delivery), detail)| {
+                assert_eq!(delivery, None, "{event} is no delivery's: {detail}");
+                (event, detail)
+            })
+            .collect()
     }
 
     fn status(&self, s: &Stack) -> String {
@@ -441,6 +494,83 @@ impl Target {
             &format!("{}-repo-{i:05}", self.login),
         )
     }
+}
+
+/// `backup.first`, `backup.failed`: an entry of the backup consumer, not of a delivery.
+fn is_backup_event(event: &str) -> bool {
+    event.starts_with("backup.")
+}
+
+/// The entries are exactly the `backup.first` of these repositories (full names), in order:
+/// their first backups stored an ok snapshot.
+#[track_caller]
+fn assert_first_backups(entries: &[(String, String)], full_names: &[String]) {
+    let ok = entries.len() == full_names.len()
+        && entries
+            .iter()
+            .zip(full_names)
+            .all(|((event, detail), name)| {
+                event == "backup.first"
+                    && detail.starts_with(&format!("first backup of {name} stored"))
+            });
+    assert!(ok, "the first backups of {full_names:?}: {entries:#?}");
+}
+
+/// Creates (or replaces) installation `id` on the emulator: the organization `login` (account
+/// id `900_000 + id`, named `"<login> Inc."`, as [`Inst::org`]) with `repos`, a count of
+/// generated repositories or a list of `{"id", "name", …}`.
+#[track_caller]
+fn put_installation(s: &Stack, id: u64, login: &str, repos: &Value) {
+    let body = json!({
+        "account": { "login": login, "id": 900_000 + id, "type": "Organization", "name": format!("{login} Inc.") },
+        "repositories": repos,
+    });
+    let resp = s.http.request(
+        "PUT",
+        &format!("{}/_emulator/installations/{id}", s.emulator.base),
+        &[],
+        Some(&body.to_string()),
+    );
+    assert_eq!(resp.status, 200, "emulator: {}", resp.body);
+}
+
+/// Makes GitHub (the emulator) list `added`, repositories of the target's account as the
+/// payloads carry them, in the target's installation, with the payloads' ids and attributes,
+/// besides what it lists already: the backups of the repositories the payloads add then find
+/// them (the emulator serves git only for the repositories an installation lists, by owner
+/// and name), and the installation stays what the payloads say it is.
+#[track_caller]
+fn list_on_github(s: &Stack, target: &Target, added: &[Value]) {
+    let mut repos: Vec<Value> = s
+        .emulator
+        .repositories(target.installation)
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.name,
+                "private": r.private,
+                "default_branch": r.default_branch,
+                "archived": r.archived,
+            })
+        })
+        .collect();
+    for r in added {
+        let name = r["name"].as_str().expect("name");
+        assert_eq!(
+            r["full_name"],
+            json!(format!("{}/{name}", target.login)),
+            "a repository of the installation's account"
+        );
+        repos.push(json!({
+            "id": r["id"].as_u64().expect("id"),
+            "name": name,
+            "private": r["private"].as_bool().unwrap_or(false),
+            "default_branch": r["default_branch"].as_str().unwrap_or("main"),
+            "archived": r["archived"].as_bool().unwrap_or(false),
+        }));
+    }
+    put_installation(s, target.installation, &target.login, &Value::Array(repos));
 }
 
 fn activity_page(s: &Stack, jwt: &str, org: &str, query: &str) -> Resp {
@@ -494,11 +624,18 @@ fn jobs_of(s: &Stack, org: &str, repository_id: &str) -> Vec<JobRow> {
         .collect()
 }
 
-/// Waits for the consumer to have received all `expected` initial jobs of the org.
+/// How long the initial backups of `jobs` repositories may take (each a real backup, a
+/// batch of 8 at a time).
+fn backups_timeout(jobs: usize) -> Duration {
+    Duration::from_secs(120) + Duration::from_millis(250) * jobs as u32
+}
+
+/// Waits for the consumer to have received all `expected` initial jobs of the org: each was
+/// backed up (or settled without work, for an org or a repository no longer active).
 #[track_caller]
 fn initial_jobs_received(s: &Stack, org: &str, expected: usize) {
     poll_until(
-        Duration::from_secs(120),
+        backups_timeout(expected),
         "the consumer to receive every initial backup job",
         || {
             let jobs = initial_jobs(s, org);
@@ -513,6 +650,40 @@ fn initial_jobs_received(s: &Stack, org: &str, expected: usize) {
             }
         },
     );
+}
+
+/// Waits for the org's `expected` initial jobs to be settled (neither queued nor running);
+/// returns them.
+#[track_caller]
+fn initial_jobs_settled(s: &Stack, org: &str, expected: usize) -> Vec<JobRow> {
+    poll_until(
+        backups_timeout(expected),
+        "the consumer to settle every initial backup job",
+        || {
+            let jobs = initial_jobs(s, org);
+            let settled = jobs
+                .iter()
+                .filter(|j| j.status != "queued" && j.status != "running")
+                .count();
+            if jobs.len() == expected && settled == expected {
+                Ok(jobs)
+            } else {
+                Err(format!(
+                    "{settled} of {} jobs settled: {jobs:?}",
+                    jobs.len()
+                ))
+            }
+        },
+    )
+}
+
+/// The snapshots taken for a job: `(outcome, error)`, oldest first.
+fn job_snapshots(s: &Stack, job_id: &str) -> Vec<(String, Option<String>)> {
+    s.store.query(
+        "SELECT outcome, error FROM snapshots WHERE job_id = ?1 ORDER BY started_at, rowid",
+        [job_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 fn has_profile(s: &Stack, org: &str, repository_id: &str) -> bool {
@@ -550,6 +721,56 @@ fn analysis_jobs(s: &Stack, org: &str) -> Vec<AnalysisRow> {
     )
 }
 
+/// The repository's backup jobs of kind `push`.
+fn push_jobs(s: &Stack, org: &str, repository_id: &str) -> Vec<JobRow> {
+    s.store
+        .jobs(org)
+        .into_iter()
+        .filter(|j| j.kind == "push" && j.repository_id == repository_id)
+        .collect()
+}
+
+/// A push to a repository with no backup waiting queues one (`backup_jobs: 1`). The only job
+/// that can be waiting once the initial one was received is a scheduled one, which another
+/// test's hourly cron makes at the org's backup hour (02:00 UTC unless changed): then the push
+/// is coalesced into it (0).
+#[track_caller]
+fn first_push_backup(s: &Stack, org: &str, repository_id: &str, answered: u64) {
+    if answered == 1 {
+        return;
+    }
+    assert_eq!(answered, 0, "a push queues one backup job at most");
+    let jobs = s.store.jobs(org);
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == "scheduled" && j.repository_id == repository_id),
+        "the first push was coalesced, yet no scheduled job could have been waiting: {jobs:?}"
+    );
+}
+
+/// The repository's push jobs agree with the answers to the pushes delivered to it
+/// (`answered`: each one's `backup_jobs`): one job per push answered with one, each push
+/// answered with one at most, and never more than one job waiting (`queued`): pushes are
+/// coalesced. Returns the jobs.
+#[track_caller]
+fn push_jobs_agree(s: &Stack, org: &str, repository_id: &str, answered: &[u64]) -> Vec<JobRow> {
+    assert!(
+        answered.iter().all(|&n| n <= 1),
+        "one backup job per push at most: {answered:?}"
+    );
+    let jobs = push_jobs(s, org, repository_id);
+    assert_eq!(
+        jobs.len() as u64,
+        answered.iter().sum::<u64>(),
+        "a push job per push answered with one ({answered:?}): {jobs:?}"
+    );
+    assert!(
+        jobs.iter().filter(|j| j.status == "queued").count() <= 1,
+        "pushes are coalesced: at most one job waits: {jobs:?}"
+    );
+    jobs
+}
+
 // ---- 1. every example payload ----
 
 const EXAMPLES: &str = "node_modules/@octokit/webhooks-examples/api.github.com/index.json";
@@ -560,9 +781,10 @@ struct ExampleGroup {
     examples: Vec<Value>,
 }
 
-/// The deliveries among the examples that the worker acts on, in file order: event, action,
-/// installation. Everything else is a `ping` (200) or acknowledged and ignored (202).
-const APPLIED: [(&str, &str, u64); 13] = [
+/// The deliveries among the examples that the worker acts on, in file order: event, action
+/// (none for `push`), installation. Everything else is a `ping` (200) or acknowledged and
+/// ignored (202).
+const APPLIED: [(&str, &str, u64); 16] = [
     ("installation", "deleted", 2),
     ("installation", "created", 957387),
     ("installation", "created", 957387),
@@ -573,10 +795,17 @@ const APPLIED: [(&str, &str, u64); 13] = [
     ("installation_repositories", "added", 957387),
     ("installation_repositories", "added", 957387),
     ("installation_repositories", "removed", 2),
+    // `Codertocat/Hello-World`: `simple-tag` deleted, then two pushes to `master` (README.md).
+    ("push", "", 1),
+    ("push", "", 1),
+    ("push", "", 1),
     ("repository", "created", 1),
     ("repository", "renamed", 1),
     ("repository", "transferred", 1),
 ];
+
+/// Where the examples' pushes are in [`APPLIED`].
+const EXAMPLE_PUSHES: std::ops::Range<usize> = 10..13;
 
 /// One example as delivered.
 struct Delivered {
@@ -586,6 +815,22 @@ struct Delivered {
     installation: Option<u64>,
     delivery: String,
     resp: Resp,
+}
+
+impl Delivered {
+    /// The event as the answer and the activity log name it (`push` has no action).
+    fn name(&self) -> String {
+        event_name(&self.event, &self.action)
+    }
+}
+
+/// `event.action`, or `event` alone for an event without action (`push`).
+fn event_name(event: &str, action: &str) -> String {
+    if action.is_empty() {
+        event.to_string()
+    } else {
+        format!("{event}.{action}")
+    }
 }
 
 fn octokit_examples(s: &Stack) {
@@ -669,7 +914,7 @@ fn octokit_examples(s: &Stack) {
             assert_eq!(d.resp.status, 200, "#{} ping: {}", d.index, d.resp.body);
             assert_eq!(d.resp.json()["event"], "ping");
         } else if d.resp.status == 200 {
-            let (backups, analyses) = applied(&d.resp, &format!("{}.{}", d.event, d.action));
+            let (backups, analyses) = applied(&d.resp, &d.name());
             applied_seen.push((d, backups, analyses));
         } else {
             ignored(&d.resp);
@@ -686,14 +931,36 @@ fn octokit_examples(s: &Stack) {
         })
         .collect();
     assert_eq!(sequence, APPLIED, "the deliveries applied, in order");
-    // Only the first `added` of `Codertocat/Space` creates a job; nothing queues analysis.
-    let jobs: Vec<(u64, u64)> = applied_seen.iter().map(|(_, b, a)| (*b, *a)).collect();
+    // Only the first `added` of `Codertocat/Space` creates an initial job; nothing queues
+    // analysis (the pushes change README.md only, or delete a tag). The pushes' backup jobs are
+    // checked below: the first one (a tag deleted) queues one, the next two are coalesced into
+    // it while it waits (0) but the consumer may have taken it by then (1).
+    let mut jobs: Vec<(u64, u64)> = applied_seen.iter().map(|(_, b, a)| (*b, *a)).collect();
+    let push_answers: Vec<u64> = jobs[EXAMPLE_PUSHES].iter().map(|(b, _)| *b).collect();
+    for (backups, _) in &mut jobs[EXAMPLE_PUSHES] {
+        *backups = 0;
+    }
     let mut expected_jobs = vec![(0, 0); APPLIED.len()];
     expected_jobs[7] = (1, 0);
     assert_eq!(
         jobs, expected_jobs,
-        "(backup_jobs, analysis_jobs) per delivery"
+        "(backup_jobs, analysis_jobs) per delivery (the pushes' backups aside)"
     );
+    // The pushes' backup jobs: one per push answered with one, all of `Codertocat/Hello-World`
+    // (installation 1 has it; its initial job was received when it connected).
+    let hello_world = one.repo(s, 186853002).expect("Codertocat/Hello-World");
+    first_push_backup(s, &one.org, &hello_world.id, push_answers[0]);
+    push_jobs_agree(s, &one.org, &hello_world.id, &push_answers);
+    for target in targets {
+        let jobs = s.store.jobs(&target.org);
+        assert!(
+            jobs.iter()
+                .filter(|j| j.kind == "push")
+                .all(|j| j.repository_id == hello_world.id),
+            "installation {}: {jobs:?}",
+            target.installation
+        );
+    }
     for (d, _, _) in &applied_seen {
         assert_eq!(
             recorded(s, &d.delivery),
@@ -703,24 +970,60 @@ fn octokit_examples(s: &Stack) {
         );
     }
 
-    // Every applied delivery is in its org's activity log, in order, and nothing else is.
+    // 957387's job for `Codertocat/Space` fails for good. The payload carries no clone URL,
+    // so the worker derives `{GitHub}/Codertocat/Space.git`, and GitHub (the emulator) answers
+    // 404 for it to installation 957387: its account is `e2e-wh-957387`, and `Codertocat` is
+    // installation 1's. Its other two jobs were received when it connected.
+    let space_repo = space.repo(s, 186853007).expect("Codertocat/Space");
+    let space_jobs = jobs_of(s, &space.org, &space_repo.id);
+    assert_eq!(space_jobs.len(), 1, "one job for Space: {space_jobs:?}");
+    for job in initial_jobs_settled(s, &space.org, 3) {
+        let expected = if job.id == space_jobs[0].id {
+            "failed"
+        } else {
+            "received"
+        };
+        assert_eq!(job.status, expected, "{job:?}");
+    }
+    let snapshots = job_snapshots(s, &space_jobs[0].id);
+    assert!(
+        matches!(snapshots.as_slice(), [(outcome, Some(error))] if outcome == "failed" && error.contains("404")),
+        "one failed snapshot, for GitHub's 404: {snapshots:?}"
+    );
+
+    // Every applied delivery is in its org's activity log, in order, and nothing else is but
+    // the failure of Space's backup (Hello-World's push backups log nothing: its first backup
+    // was logged when installation 1 connected).
     let mut expected: BTreeMap<u64, Vec<Activity>> = BTreeMap::new();
     for (d, _, _) in &applied_seen {
         expected
             .entry(d.installation.expect("installation"))
             .or_default()
-            .push((
-                format!("{}.{}", d.event, d.action),
-                Some(d.delivery.clone()),
-            ));
+            .push((d.name(), Some(d.delivery.clone())));
     }
     for target in targets {
         assert_eq!(
-            target.new_activity(s),
+            target.new_webhook_activity(s),
             expected.remove(&target.installation).unwrap_or_default(),
             "activity of installation {}",
             target.installation
         );
+        let backups = target.new_backup_activity(s);
+        if target.installation == space.installation {
+            assert!(
+                matches!(backups.as_slice(), [(event, detail)] if event == "backup.failed"
+                    && detail.starts_with("backup of Codertocat/Space failed: ")
+                    && detail.contains("404")),
+                "the failure of Space's backup: {backups:?}"
+            );
+        } else {
+            assert_eq!(
+                backups,
+                Vec::<(String, String)>::new(),
+                "backups of installation {}",
+                target.installation
+            );
+        }
     }
 
     // Installation 2: deleted (twice: the second changes nothing), then its repository
@@ -739,7 +1042,7 @@ fn octokit_examples(s: &Stack) {
     assert_eq!(suspended.status(s), "active");
 
     // 957387: created twice and new permissions change nothing; `Codertocat/Space` added
-    // (twice: once recorded) with a profile stub and a job the consumer received.
+    // (twice: once recorded) with a profile stub and a job (failed for good, see above).
     assert_eq!(space.status(s), "active");
     let repos = s.store.repos(&space.org);
     assert_eq!(repos.len(), 3, "two repositories and Space: {repos:#?}");
@@ -758,7 +1061,6 @@ fn octokit_examples(s: &Stack) {
         "Space has its stub"
     );
     assert_eq!(jobs_of(s, &space.org, &space_repo.id).len(), 1);
-    initial_jobs_received(s, &space.org, 3);
 
     // 1: `repository.created` for a repository already recorded adds nothing; `renamed` and
     // `transferred` make the record follow GitHub.
@@ -785,7 +1087,7 @@ fn octokit_examples(s: &Stack) {
     assert_eq!(initial_jobs(s, &one.org).len(), 2, "no job for `created`");
     assert!(
         analysis_jobs(s, &one.org).is_empty(),
-        "the examples' pushes touch no dependency file (or delete a branch)"
+        "the examples' pushes touch no dependency file (or delete a tag)"
     );
 }
 
@@ -1197,6 +1499,9 @@ fn too_large(s: &Stack) {
 fn redelivery(s: &Stack) {
     let target = Target::connect(s, 2112, 1);
     let added = repo(2_112_900_001, &target.login, "redelivered");
+    let raced = repo(2_112_900_002, &target.login, "raced");
+    // On GitHub, both are in the installation (their backups clone them).
+    list_on_github(s, &target, &[added.clone(), raced.clone()]);
     let payload = repositories_event(
         "added",
         target.installation,
@@ -1237,14 +1542,11 @@ fn redelivery(s: &Stack) {
     assert_eq!(other.json()["duplicate"], true, "{}", other.body);
 
     assert_eq!(recorded(s, &delivery), 1);
-    assert_eq!(
-        target.new_activity(s),
-        vec![(
-            "installation_repositories.added".to_string(),
-            Some(delivery)
-        )],
-        "one activity row"
-    );
+    let mut log = vec![(
+        "installation_repositories.added".to_string(),
+        Some(delivery),
+    )];
+    assert_eq!(target.new_webhook_activity(s), log, "one activity row");
     let row = target.repo(s, 2_112_900_001).expect("the added repository");
     assert_eq!(
         row.status, "active",
@@ -1252,10 +1554,11 @@ fn redelivery(s: &Stack) {
     );
     assert_eq!(jobs_of(s, &target.org, &row.id).len(), 1, "one job");
     initial_jobs_received(s, &target.org, 2);
+    let mut first_backups = vec![format!("{}/redelivered", target.login)];
+    assert_first_backups(&target.new_backup_activity(s), &first_backups);
 
     // The same delivery arriving eight times at once (GitHub retrying while the first is in
     // flight): one applies, the others are duplicates.
-    let raced = repo(2_112_900_002, &target.login, "raced");
     let body = serde_json::to_vec(&repositories_event(
         "added",
         target.installation,
@@ -1296,8 +1599,14 @@ fn redelivery(s: &Stack) {
     assert_eq!(recorded(s, &delivery), 1);
     let row = target.repo(s, 2_112_900_002).expect("the raced repository");
     assert_eq!(jobs_of(s, &target.org, &row.id).len(), 1, "one job");
-    assert_eq!(target.new_activity(s).len(), 2, "one more activity row");
     initial_jobs_received(s, &target.org, 3);
+    log.push((
+        "installation_repositories.added".to_string(),
+        Some(delivery),
+    ));
+    assert_eq!(target.new_webhook_activity(s), log, "one more activity row");
+    first_backups.push(format!("{}/raced", target.login));
+    assert_first_backups(&target.new_backup_activity(s), &first_backups);
 }
 
 // ---- 4. out of order ----
@@ -1305,6 +1614,10 @@ fn redelivery(s: &Stack) {
 fn out_of_order(s: &Stack) {
     let target = Target::connect(s, 2113, 2);
     let mut log = Vec::new();
+    // The repository `repository.created` adds is on GitHub (its backup clones it); the
+    // others below are tombstones, never backed up.
+    let fresh = repo(2_113_900_003, &target.login, "created");
+    list_on_github(s, &target, std::slice::from_ref(&fresh));
 
     // `deleted` delivered before `created`: the tombstone wins.
     let late = repo(2_113_900_001, &target.login, "deleted-first");
@@ -1320,7 +1633,6 @@ fn out_of_order(s: &Stack) {
     assert!(jobs_of(s, &target.org, &row.id).is_empty());
 
     // `repository.created` of a new repository on an active org: row, stub, received job.
-    let fresh = repo(2_113_900_003, &target.login, "created");
     let (d, resp) = deliver(s, "repository", &repository_event("created", 2113, &fresh));
     assert_eq!(applied(&resp, "repository.created"), (1, 0));
     log.push(("repository.created".to_string(), Some(d)));
@@ -1394,7 +1706,12 @@ fn out_of_order(s: &Stack) {
         "resumed, not duplicated"
     );
 
-    assert_eq!(target.new_activity(s), log);
+    assert_eq!(target.new_webhook_activity(s), log);
+    // The created repository's first backup; repository 1's was logged on connect.
+    assert_first_backups(
+        &target.new_backup_activity(s),
+        &[format!("{}/created", target.login)],
+    );
 }
 
 // ---- pushes ----
@@ -1404,8 +1721,11 @@ fn pushes(s: &Stack) {
     let repository = target.generated_repo(1);
     let row = target.repo(s, target.generated(1)).expect("repository 1");
     let mut log = Vec::new();
+    // `backup_jobs` of each push to repository 1 the worker applied to it.
+    let mut answered = Vec::new();
 
-    // Cargo.toml (and README.md, which is not a dependency file) changed.
+    // Cargo.toml (and README.md, which is not a dependency file) changed: a backup job and an
+    // analysis job.
     let head = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
     let commits = json!([
         { "id": "c1", "added": ["README.md"], "modified": [], "removed": [] },
@@ -1416,15 +1736,42 @@ fn pushes(s: &Stack) {
     let delivery = delivery_id();
     let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let answer = resp.json();
-    let event = answer["event"].as_str().expect("event").to_string();
-    assert_eq!(event, "push", "a push has no action: {answer}");
-    assert_eq!(
-        (&answer["backup_jobs"], &answer["analysis_jobs"]),
-        (&json!(0), &json!(1)),
-        "{answer}"
-    );
+    let event = resp.json()["event"].as_str().expect("event").to_string();
+    assert_eq!(event, "push", "a push has no action: {}", resp.body);
+    let (backups, analyses) = applied(&resp, "push");
+    assert_eq!(analyses, 1, "{}", resp.body);
+    first_push_backup(s, &target.org, &row.id, backups);
+    answered.push(backups);
     log.push((event.clone(), Some(delivery.clone())));
+    push_jobs_agree(s, &target.org, &row.id, &answered);
+    let first_job: Option<String> = s
+        .store
+        .query(
+            "SELECT id FROM backup_jobs WHERE dedupe_key = 'push:' || ?1",
+            [delivery.as_str()],
+            |r| r.get(0),
+        )
+        .pop();
+    assert_eq!(first_job.is_some(), backups == 1, "the push's job");
+
+    // Redelivered: no second job of either kind.
+    let again = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+    assert_eq!(again.json()["duplicate"], true, "{}", again.body);
+    push_jobs_agree(s, &target.org, &row.id, &answered);
+
+    // Right away, a push that deletes a branch: applied, no analysis, and a backup job unless
+    // coalesced into the one still waiting (whether the consumer took it already is up to the
+    // queue).
+    let mut deletion = push_event(2114, &repository, &"0".repeat(40), json!([]));
+    deletion["deleted"] = json!(true);
+    deletion["ref"] = json!("refs/heads/feature");
+    let (d, resp) = deliver(s, "push", &deletion);
+    let (backups, analyses) = applied(&resp, "push");
+    assert_eq!(analyses, 0, "{}", resp.body);
+    answered.push(backups);
+    log.push((event.clone(), Some(d)));
+    push_jobs_agree(s, &target.org, &row.id, &answered);
+
     let job = poll_until(
         Duration::from_secs(60),
         "the consumer to receive the analysis job",
@@ -1443,30 +1790,67 @@ fn pushes(s: &Stack) {
         "only the dependency file"
     );
 
-    // Redelivered: no second job.
-    let again = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
-    assert_eq!(again.json()["duplicate"], true, "{}", again.body);
-
-    // A push that deletes a branch, and one that touches no dependency file: 202, no job.
-    let mut deletion = push_event(2114, &repository, &"0".repeat(40), json!([]));
-    deletion["deleted"] = json!(true);
-    deletion["ref"] = json!("refs/heads/feature");
-    let (_, resp) = deliver(s, "push", &deletion);
-    ignored(&resp);
+    // The first push's job is a real backup: the consumer takes it and records a snapshot of
+    // the repository for it (unless a scheduled job took its place, see `first_push_backup`).
     let docs = json!([{ "id": "c3", "added": ["docs/guide.md"], "modified": ["src/main.rs", "README.md"], "removed": [] }]);
-    let (_, resp) = deliver(s, "push", &push_event(2114, &repository, head, docs));
-    ignored(&resp);
+    let docs = push_event(2114, &repository, head, docs);
+    if let Some(job_id) = &first_job {
+        let status = poll_until(
+            Duration::from_secs(120),
+            "the consumer to back up the repository for the push",
+            || match push_jobs(s, &target.org, &row.id)
+                .into_iter()
+                .find(|j| &j.id == job_id)
+            {
+                Some(j) if j.status == "received" || j.status == "failed" => Ok(j.status),
+                other => Err(format!("{other:?}")),
+            },
+        );
+        let snapshots: Vec<(String, Option<String>)> = s.store.query(
+            "SELECT outcome, error FROM snapshots WHERE job_id = ?1",
+            [job_id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
+        assert_eq!(status, "received", "the push's backup: {snapshots:?}");
+        assert!(
+            matches!(snapshots.as_slice(), [(outcome, None)] if outcome == "ok" || outcome == "unchanged"),
+            "one snapshot of the repository for the push: {snapshots:?}"
+        );
 
-    // Dependency files changed, but no job: an unknown repository, a removed one, and any
-    // repository while the org is suspended.
+        // Coalesced: while a backup job waits for the repository, a push (here one that touches
+        // no dependency file) queues none. The first job is made to wait again behind the
+        // worker's back: no message for it is in flight, and the dispatcher leaves a job sent
+        // this recently alone, so it stays waiting until put back.
+        requeue(s, job_id);
+        let (d, resp) = deliver(s, "push", &docs);
+        assert_eq!(applied(&resp, "push"), (0, 0), "coalesced: {}", resp.body);
+        answered.push(0);
+        log.push((event.clone(), Some(d)));
+        let settled = s.store.execute(
+            "UPDATE backup_jobs SET status = 'received', \
+                 received_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?1 AND status = 'queued'",
+            [job_id.as_str()],
+        );
+        assert_eq!(settled, 1, "the first job still waited");
+    } else {
+        let (d, resp) = deliver(s, "push", &docs);
+        let (backups, analyses) = applied(&resp, "push");
+        assert_eq!(analyses, 0, "{}", resp.body);
+        answered.push(backups);
+        log.push((event.clone(), Some(d)));
+    }
+    push_jobs_agree(s, &target.org, &row.id, &answered);
+
+    // Dependency files changed, but no job of either kind: an unknown repository, a removed
+    // one, and any repository while the org is suspended.
     let lock = json!([{ "id": "c4", "added": [], "modified": ["Cargo.lock"], "removed": [] }]);
     let unknown = repo(2_114_900_001, &target.login, "not-recorded");
     let (d, resp) = deliver(s, "push", &push_event(2114, &unknown, head, lock.clone()));
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    assert_eq!(resp.json()["analysis_jobs"], 0, "{}", resp.body);
+    assert_eq!(applied(&resp, "push"), (0, 0), "an unknown repository");
     log.push((event.clone(), Some(d)));
 
     let second = target.generated_repo(2);
+    let second_row = target.repo(s, target.generated(2)).expect("repository 2");
     let (d, resp) = deliver(
         s,
         "installation_repositories",
@@ -1475,19 +1859,21 @@ fn pushes(s: &Stack) {
     applied(&resp, "installation_repositories.removed");
     log.push(("installation_repositories.removed".to_string(), Some(d)));
     let (d, resp) = deliver(s, "push", &push_event(2114, &second, head, lock.clone()));
-    assert_eq!(resp.json()["analysis_jobs"], 0, "{}", resp.body);
+    assert_eq!(applied(&resp, "push"), (0, 0), "a removed repository");
     log.push((event.clone(), Some(d)));
+    assert!(push_jobs(s, &target.org, &second_row.id).is_empty());
 
     let (d, resp) = deliver(s, "installation", &installation_event("suspend", 2114));
     applied(&resp, "installation.suspend");
     log.push(("installation.suspend".to_string(), Some(d)));
     let (d, resp) = deliver(s, "push", &push_event(2114, &repository, head, lock));
-    assert_eq!(resp.json()["analysis_jobs"], 0, "{}", resp.body);
+    assert_eq!(applied(&resp, "push"), (0, 0), "a suspended org");
     log.push((event.clone(), Some(d)));
     let (d, resp) = deliver(s, "installation", &installation_event("unsuspend", 2114));
     applied(&resp, "installation.unsuspend");
     log.push(("installation.unsuspend".to_string(), Some(d)));
 
+    push_jobs_agree(s, &target.org, &row.id, &answered);
     assert_eq!(analysis_jobs(s, &target.org).len(), 1, "still the one job");
     assert_eq!(target.new_activity(s), log);
 }
@@ -1499,6 +1885,9 @@ fn added_in_bulk(s: &Stack) {
     let added: Vec<Value> = (1..=1_000u64)
         .map(|i| repo(2_124_900_000 + i, &target.login, &format!("bulk-{i:04}")))
         .collect();
+    // On GitHub, all in the installation; empty repositories (`github/e2e-wh-2124/` is one of
+    // the harness's empty prefixes), so that 1,000 real backups are cheap.
+    list_on_github(s, &target, &added);
     let (d, resp) = deliver(
         s,
         "installation_repositories",
@@ -1513,6 +1902,12 @@ fn added_in_bulk(s: &Stack) {
     assert!(rows.iter().all(|r| r.status == "active"));
     assert_eq!(s.store.profiled_repos(&target.org).len(), 1_000);
     initial_jobs_received(s, &target.org, 1_000);
+    let empty = s.store.count(
+        "SELECT count(*) FROM snapshots WHERE org_id = ?1 AND outcome = 'empty' AND error IS NULL",
+        [target.org.as_str()],
+    );
+    assert_eq!(empty, 1_000, "each one backed up: an empty snapshot");
+    // An empty snapshot logs no `backup.first`: the delivery is all there is.
     assert_eq!(
         target.new_activity(s),
         vec![("installation_repositories.added".to_string(), Some(d))]
@@ -1521,7 +1916,7 @@ fn added_in_bulk(s: &Stack) {
 
 /// Puts a received job back in the queue, just sent and not received yet, behind the worker's
 /// back (the consumer is quicker than any test; the dispatcher leaves a job sent this recently
-/// alone).
+/// alone). A write to D1 behind the worker: only from `Case::exclusive` tests.
 fn requeue(s: &Stack, job_id: &str) {
     let changed = s.store.execute(
         "UPDATE backup_jobs SET status = 'queued', received_at = NULL, \
@@ -1743,12 +2138,17 @@ fn uninstalled(s: &Stack) {
         "push",
         &push_event(2117, &target.generated_repo(1), &"c".repeat(40), lock),
     );
-    assert_eq!(resp.json()["analysis_jobs"], 0, "{}", resp.body);
-    log.push((
-        resp.json()["event"].as_str().unwrap_or("push").to_string(),
-        Some(d),
-    ));
+    assert_eq!(
+        applied(&resp, "push"),
+        (0, 0),
+        "nothing for a disconnected org"
+    );
+    log.push(("push".to_string(), Some(d)));
     assert!(analysis_jobs(s, &target.org).is_empty());
+    assert!(
+        push_jobs(s, &target.org, &waiting_repo.id).is_empty(),
+        "no backup job for the push"
+    );
     assert_eq!(
         initial_jobs(s, &target.org).len(),
         2,
@@ -1786,7 +2186,15 @@ fn other_orgs_untouched(s: &Stack) {
     for (event, payload) in &deliveries {
         let (_, resp) = deliver(s, event, payload);
         assert_eq!(resp.status, 200, "{event}: {}", resp.body);
+        assert_eq!(resp.json()["backup_jobs"], 0, "{}", resp.body);
         assert_eq!(resp.json()["analysis_jobs"], 0, "{}", resp.body);
+    }
+    for org in [&a.org, &b.org] {
+        let jobs = s.store.jobs(org);
+        assert!(
+            jobs.iter().all(|j| j.kind != "push"),
+            "no backup job for the push: {jobs:?}"
+        );
     }
     let after: Vec<_> = s.store.repos(&b.org).iter().map(fields).collect();
     assert_eq!(after, before, "the other org's repositories are untouched");
@@ -1893,6 +2301,10 @@ impl Drop for Faults<'_> {
 
 fn answer_time(s: &Stack) {
     let target = Target::connect(s, 2115, 1);
+    let added = repo(2_115_900_001, &target.login, "while-github-is-slow");
+    // On GitHub, the added repository is in the installation (its backup clones it). Listed
+    // before GitHub turns slow: the harness's own listing goes through the delayed routes.
+    list_on_github(s, &target, std::slice::from_ref(&added));
     let _faults = Faults(s);
     s.emulator
         .set_faults(json!([{ "path_prefix": "/", "delay_ms": 5000 }]));
@@ -1904,7 +2316,6 @@ fn answer_time(s: &Stack) {
         "the delay applies"
     );
 
-    let added = repo(2_115_900_001, &target.login, "while-github-is-slow");
     let lock = json!([{ "id": "c1", "added": ["go.mod"], "modified": [], "removed": [] }]);
     let deliveries = [
         (
@@ -1919,9 +2330,10 @@ fn answer_time(s: &Stack) {
             json!({ "action": "opened", "installation": { "id": 2115 } }),
         ),
     ];
+    let mut log = Vec::new();
     for (event, payload) in deliveries {
         let started = Instant::now();
-        let (_, resp) = deliver(s, event, &payload);
+        let (delivery, resp) = deliver(s, event, &payload);
         let took = started.elapsed();
         assert!(
             (200..300).contains(&resp.status),
@@ -1933,9 +2345,49 @@ fn answer_time(s: &Stack) {
             took < Duration::from_secs(2),
             "{event} answered in {took:?} while GitHub takes 5 s"
         );
+        if resp.status == 200 {
+            log.push((
+                event_name(event, payload["action"].as_str().unwrap_or_default()),
+                Some(delivery),
+            ));
+        }
     }
-    assert_eq!(target.new_activity(s).len(), 4);
+    // All but `issues` (not acted on) applied and logged, in order.
+    assert_eq!(
+        log.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
+        [
+            "installation_repositories.added",
+            "push",
+            "installation.suspend",
+            "installation.unsuspend"
+        ]
+    );
+    assert_eq!(target.new_webhook_activity(s), log);
+
+    // The added repository's job is received, GitHub slow or not (each call takes 5 s of the
+    // 10 s an attempt may). Whether it was backed up depends on when the consumer took it: while
+    // the org was active (before the suspend, or after the unsuspend), it was, and that first
+    // backup is logged; in between, the job was settled without fetching anything (a suspended
+    // org's jobs are). Either way nothing failed. A push job, if the push came while the
+    // initial backup ran, can only find that backup's snapshot: nothing more is logged.
     initial_jobs_received(s, &target.org, 2);
+    let row = target.repo(s, 2_115_900_001).expect("the added repository");
+    let job = jobs_of(s, &target.org, &row.id);
+    assert_eq!(job.len(), 1, "{job:?}");
+    let snapshots = job_snapshots(s, &job[0].id);
+    let backups = target.new_backup_activity(s);
+    match snapshots.as_slice() {
+        [] => assert_eq!(
+            backups,
+            Vec::<(String, String)>::new(),
+            "settled without a backup"
+        ),
+        [(outcome, None)] if outcome == "ok" => assert_first_backups(
+            &backups,
+            &[format!("{}/while-github-is-slow", target.login)],
+        ),
+        other => panic!("the added repository's backup: {other:?}, logged {backups:?}"),
+    }
 }
 
 // ---- 6. the activity API ----
