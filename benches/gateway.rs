@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use harness::emulator::Inst;
 use harness::Stack;
-use onecode_edge::webhook_signature;
+use onecode_edge::github::webhook_signature;
 use serde_json::{json, Value};
 
 fn main() {
@@ -237,7 +237,12 @@ fn cpu_and_peak(pid: u32) -> (f64, u64) {
         .rsplit_once(") ")
         .map(|(_, rest)| rest.split(' ').collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 (11 and 12 after the command name), in ticks of
     // 1/100 s on Linux.
     let cpu = (ticks(11) + ticks(12)) / 100.0;
@@ -266,8 +271,11 @@ fn settled_snapshot(s: &Stack, repository_id: &str, after: i64) -> Value {
             [repository_id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         );
-        let (id, outcome, kind, bytes, started, finished) = rows.into_iter().next().ok_or("none")?;
-        Ok(json!({"id": id, "outcome": outcome, "kind": kind, "bytes": bytes, "started_at": started, "finished_at": finished}))
+        let (id, outcome, kind, bytes, started, finished) =
+            rows.into_iter().next().ok_or("none")?;
+        Ok(
+            json!({"id": id, "outcome": outcome, "kind": kind, "bytes": bytes, "started_at": started, "finished_at": finished}),
+        )
     })
 }
 
@@ -304,7 +312,11 @@ fn backups(s: &Stack) {
     let org_id = answer["org_ids"][0].as_str().expect("org").to_string();
     let repository_id: String = s
         .store
-        .query("SELECT id FROM repositories WHERE org_id = ?1", [org_id.as_str()], |r| r.get(0))
+        .query(
+            "SELECT id FROM repositories WHERE org_id = ?1",
+            [org_id.as_str()],
+            |r| r.get(0),
+        )
         .into_iter()
         .next()
         .expect("the repository");
@@ -315,7 +327,10 @@ fn backups(s: &Stack) {
     let mb = bytes / 1e6;
     println!(
         "worker: {} {} snapshot of {:.1} MB in {wall:.1} s from the confirmation: {:.1} MB/s",
-        full["outcome"], full["kind"], mb, mb / wall
+        full["outcome"],
+        full["kind"],
+        mb,
+        mb / wall
     );
     match (before, after) {
         (Some((cpu0, _)), Some((cpu1, peak))) => println!(
@@ -331,7 +346,9 @@ fn backups(s: &Stack) {
     let _ = std::fs::remove_dir_all(&dir);
     let url = format!(
         "{}/{name}.git",
-        s.emulator.base.replace("http://", &format!("http://x-access-token:{token}@"))
+        s.emulator
+            .base
+            .replace("http://", &format!("http://x-access-token:{token}@"))
     );
     let t0 = Instant::now();
     let out = std::process::Command::new("/usr/bin/time")
@@ -534,7 +551,9 @@ fn webhooks(s: &Stack) {
         let t0 = Instant::now();
         for _ in 0..n {
             webhook_signature::verify(&secrets, Some(&signature), None, body).expect("verifies");
-            std::hint::black_box(onecode_edge::webhook_events::parse(event, body).expect("parses"));
+            std::hint::black_box(
+                onecode_edge::github::webhook_events::parse(event, body).expect("parses"),
+            );
         }
         println!(
             "{event:>10} ({} bytes): {:.1} µs",
@@ -637,9 +656,9 @@ fn oauth(s: &Stack) {
     println!("token still valid: {fresh:.0} ms; token refused first (401, refresh, retry): {refreshed:.0} ms");
 
     println!("\n## Provider token at rest (native, release: AES-256-GCM, 41-byte token)");
-    let keys =
-        onecode_edge::token_crypto::TokenKeys::parse(harness::CURRENT_TOKEN_KEY).expect("key");
-    let binding = onecode_edge::token_crypto::Binding {
+    let keys = onecode_edge::auth::token_crypto::TokenKeys::parse(harness::CURRENT_TOKEN_KEY)
+        .expect("key");
+    let binding = onecode_edge::auth::token_crypto::Binding {
         provider: "gitlab",
         record_id: "0123456789abcdef0123456789abcdef",
         field: "access_token",
@@ -649,13 +668,13 @@ fn oauth(s: &Stack) {
     let t0 = Instant::now();
     let mut envelope = String::new();
     for i in 0..n {
-        envelope = onecode_edge::token_crypto::seal(&keys, [i as u8; 12], &binding, &token);
+        envelope = onecode_edge::auth::token_crypto::seal(&keys, [i as u8; 12], &binding, &token);
     }
     let seal = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
     let t0 = Instant::now();
     for _ in 0..n {
         std::hint::black_box(
-            onecode_edge::token_crypto::open(&keys, &binding, &envelope).expect("opens"),
+            onecode_edge::auth::token_crypto::open(&keys, &binding, &envelope).expect("opens"),
         );
     }
     let open = t0.elapsed().as_secs_f64() * 1e6 / n as f64;

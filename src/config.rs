@@ -13,7 +13,7 @@
 //! applications (`GITLAB_URL` + `GITLAB_CLIENT_ID` + `GITLAB_CLIENT_SECRET`, and the secret
 //! `GITLAB_INSTANCES` for self-managed ones) are read by [`gitlab_instances`].
 
-use crate::problem::Problem;
+use crate::api::problem::Problem;
 use std::fmt;
 use url::Url;
 
@@ -186,7 +186,7 @@ pub fn gitlab_instances(
     let mut instances = Vec::new();
     if let Some(client_id) = &config.gitlab_client_id {
         instances.push(GitLabInstance {
-            url: crate::gitlab::normalize_instance(config.gitlab_url.as_str())
+            url: crate::oauth::gitlab::normalize_instance(config.gitlab_url.as_str())
                 .map_err(|_| Problem::Misconfigured("GITLAB_URL".into()))?,
             client_id: client_id.clone(),
             client_secret: non_empty(&lookup, "GITLAB_CLIENT_SECRET").map(Secret),
@@ -195,14 +195,14 @@ pub fn gitlab_instances(
     if let Some(json) = non_empty(&lookup, "GITLAB_INSTANCES") {
         let entries: Vec<InstanceEntry> = serde_json::from_str(&json).map_err(|_| bad())?;
         for entry in entries {
-            let url = crate::gitlab::normalize_instance(&entry.url).map_err(|_| bad())?;
+            let url = crate::oauth::gitlab::normalize_instance(&entry.url).map_err(|_| bad())?;
             let (client_id, secret) = (entry.client_id.trim(), entry.client_secret.trim());
             if client_id.is_empty() || secret.is_empty() {
                 return Err(bad());
             }
             if instances
                 .iter()
-                .any(|i: &GitLabInstance| crate::gitlab::same_instance(&i.url, &url))
+                .any(|i: &GitLabInstance| crate::oauth::gitlab::same_instance(&i.url, &url))
             {
                 return Err(bad());
             }

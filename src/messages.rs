@@ -84,7 +84,7 @@ pub struct AnalysisJob {
     pub installation_id: u64,
     pub git_ref: String,
     pub head_commit: String,
-    pub files: Vec<crate::webhook_events::ChangedFile>,
+    pub files: Vec<crate::github::webhook_events::ChangedFile>,
     /// More relevant files changed than the job lists.
     pub truncated: bool,
 }
@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn the_largest_analysis_job_fits_a_queue_message() {
-        use crate::dependency_files::Kind;
-        use crate::webhook_events::{cap, ChangedFile, MAX_CHANGED_FILES};
+        use crate::github::dependency_files::Kind;
+        use crate::github::webhook_events::{cap, ChangedFile, MAX_CHANGED_FILES};
         let long_path = format!("{}/package-lock.json", "d".repeat(1000));
         let (files, truncated) = cap(vec![
             ChangedFile {

@@ -50,8 +50,8 @@ impl Provider {
     pub fn first_page(self, api_url: &Url) -> Url {
         match self {
             Provider::GitHub => crate::github::first_repositories_url(api_url),
-            Provider::GitLab => crate::gitlab::first_projects_url(api_url),
-            Provider::AzureDevOps => crate::azure_devops::projects_url(api_url, None),
+            Provider::GitLab => crate::oauth::gitlab::first_projects_url(api_url),
+            Provider::AzureDevOps => crate::oauth::azure_devops::projects_url(api_url, None),
         }
     }
 

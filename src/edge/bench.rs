@@ -6,11 +6,11 @@
 
 use super::bindings::Ctx;
 use super::platform;
-use crate::app_jwt::{assemble, native, pkcs8_der_from_pem, AppJwtClaims};
-use crate::problem::Problem;
+use crate::api::problem::Problem;
+use crate::github::app_jwt::{assemble, native, pkcs8_der_from_pem, AppJwtClaims};
 
 pub async fn sign(ctx: &Ctx, query: &[(String, String)]) -> Result<serde_json::Value, Problem> {
-    let get = |k: &str| crate::routes::query_param(query, k);
+    let get = |k: &str| crate::api::routes::query_param(query, k);
     let n: i64 = get("n")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)

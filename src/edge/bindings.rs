@@ -2,9 +2,9 @@
 //! budget, and thin wrappers over KV, D1 and Queues that spend from the budget and turn
 //! JavaScript errors into [`Internal`] (logged, never sent to a client).
 
+use crate::api::problem::Problem;
 use crate::budget::{Budget, INVOCATION_LIMIT};
 use crate::config::{require_secret, Config, GitLabInstance, Secret};
-use crate::problem::Problem;
 use std::cell::OnceCell;
 use wasm_bindgen::JsValue;
 use worker::{

@@ -24,12 +24,12 @@ use super::bindings::{changes, Ctx, Internal, Param};
 use super::connect::{self, internal};
 use super::oauth_connect::{self, HeldOAuth};
 use super::platform;
-use crate::portal_auth::Principal;
-use crate::problem::Problem;
+use crate::api::problem::Problem;
+use crate::auth::portal_auth::Principal;
+use crate::auth::state_token::{StateClaims, STATE_TTL_SECS};
+use crate::github::setup::{confirm_answer, ConfirmAnswer, Refusal, SetupOutcome};
 use crate::provider::Provider;
-use crate::setup::{confirm_answer, ConfirmAnswer, Refusal, SetupOutcome};
 use crate::sql;
-use crate::state_token::{StateClaims, STATE_TTL_SECS};
 use serde::{Deserialize, Serialize};
 
 /// What a confirmation links, kept in `pending_connections.detail`. Versioned, like queue
@@ -116,7 +116,7 @@ pub async fn confirm(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<ConfirmAnswer, Problem> {
-    crate::problem::require_json(content_type)?;
+    crate::api::problem::require_json(content_type)?;
     let request: ConfirmRequest = serde_json::from_slice(body)
         .map_err(|e| Problem::BadRequest(format!("invalid body: {e}")))?;
     if !valid_id(&request.pending) {

@@ -31,13 +31,15 @@ use super::enumerate::{self, Access, Target};
 use super::github_client;
 use super::outbound::CallError;
 use super::platform;
+use crate::api::problem::Problem;
+use crate::auth::portal_auth::Principal;
+use crate::auth::state_token::{self, StateClaims, StateError, STATE_TTL_SECS};
+use crate::github::setup::{
+    parse_params, Ownership, Refusal, SetupAction, SetupOutcome, SetupParams,
+};
 use crate::messages::SyncMessage;
-use crate::portal_auth::Principal;
-use crate::problem::Problem;
 use crate::provider::Provider;
-use crate::setup::{parse_params, Ownership, Refusal, SetupAction, SetupOutcome, SetupParams};
 use crate::sql;
-use crate::state_token::{self, StateClaims, StateError, STATE_TTL_SECS};
 use serde::{Deserialize, Serialize};
 
 const GITHUB: &str = "github";

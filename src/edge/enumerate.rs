@@ -110,7 +110,7 @@ impl<'a> Access<'a> {
             Access::Connection {
                 provider: Provider::AzureDevOps,
                 ..
-            } => PAGE_COST + crate::azure_devops::PROJECTS_PER_PAGE,
+            } => PAGE_COST + crate::oauth::azure_devops::PROJECTS_PER_PAGE,
             _ => PAGE_COST,
         }
     }

@@ -5,14 +5,14 @@ use super::bindings::Ctx;
 
 use super::outbound::{call, Answer, Auth, CallError};
 use super::platform;
-use crate::app_jwt::{assemble, pkcs8_der_from_pem, AppJwtClaims};
+use crate::github::app_jwt::{assemble, pkcs8_der_from_pem, AppJwtClaims};
 use crate::github::{self, Account, Installation, Profile, RepositoryPage};
 use url::Url;
 use worker::Method;
 
 /// Signs a fresh App JWT with WebCrypto.
-pub async fn app_jwt(ctx: &Ctx) -> Result<String, crate::problem::Problem> {
-    use crate::problem::Problem;
+pub async fn app_jwt(ctx: &Ctx) -> Result<String, crate::api::problem::Problem> {
+    use crate::api::problem::Problem;
     let pem = ctx.secret("GITHUB_APP_PRIVATE_KEY")?;
     let der = pkcs8_der_from_pem(pem.expose())
         .map_err(|_| Problem::Misconfigured("GITHUB_APP_PRIVATE_KEY".into()))?;

@@ -18,9 +18,9 @@
 //! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
 //! request and reset the isolate, so nothing below unwraps.
 
+mod backup;
 #[cfg(feature = "bench")]
 mod bench;
-mod backup;
 mod bindings;
 mod confirm;
 mod connect;
@@ -38,13 +38,13 @@ mod snapshots;
 mod sync;
 mod webhooks;
 
-use crate::pages;
-use crate::portal_auth;
-use crate::portal_auth::Principal;
-use crate::problem::Problem;
+use crate::api::pages;
+use crate::api::problem::Problem;
+use crate::api::routes::{self, Resolved, RouteId};
+use crate::auth::portal_auth;
+use crate::auth::portal_auth::Principal;
+use crate::github::setup::redirect_location;
 use crate::provider::Provider;
-use crate::routes::{self, Resolved, RouteId};
-use crate::setup::redirect_location;
 use bindings::Ctx;
 use worker::{
     event, Context, Env, Headers, MessageBatch, Request, Response, Result, ScheduleContext,

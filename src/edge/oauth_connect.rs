@@ -34,17 +34,17 @@ use super::outbound::CallError;
 use super::platform;
 use super::provider_api;
 use super::provider_tokens::{self, ConnectionToken};
+use crate::api::problem::Problem;
+use crate::api::routes::query_param;
+use crate::auth::portal_auth::Principal;
 use crate::config::Secret;
+use crate::github::setup::{Refusal, SetupOutcome};
 use crate::messages::{EnumerateContinuation, SyncMessage, MAX_BATCH_MESSAGES};
+use crate::oauth::pkce;
 use crate::oauth::{self, TokenError};
-use crate::pkce;
-use crate::portal_auth::Principal;
-use crate::problem::Problem;
+use crate::oauth::{azure_devops as azure, gitlab};
 use crate::provider::{self, Provider};
-use crate::routes::query_param;
-use crate::setup::{Refusal, SetupOutcome};
 use crate::sql;
-use crate::{azure_devops as azure, gitlab};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -92,7 +92,7 @@ fn request_body<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    crate::problem::require_json(content_type)?;
+    crate::api::problem::require_json(content_type)?;
     serde_json::from_slice(body).map_err(|e| Problem::BadRequest(format!("invalid body: {e}")))
 }
 

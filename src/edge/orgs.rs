@@ -15,10 +15,10 @@
 use super::bindings::{Ctx, Param};
 use super::outbound::CallError;
 use super::sync::{self, SyncError, SyncOutcome};
-use crate::org_settings::{self, PROVIDERS, REPOSITORY_STATUSES, STATUSES};
-use crate::portal_auth::Principal;
-use crate::problem::Problem;
-use crate::routes::query_param;
+use crate::api::org_settings::{self, PROVIDERS, REPOSITORY_STATUSES, STATUSES};
+use crate::api::problem::Problem;
+use crate::api::routes::query_param;
+use crate::auth::portal_auth::Principal;
 use crate::sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -67,7 +67,7 @@ impl Org {
         }
         let configured = ctx
             .gitlab_instances()
-            .is_ok_and(|all| crate::gitlab::instance_of(url, all).is_some());
+            .is_ok_and(|all| crate::oauth::gitlab::instance_of(url, all).is_some());
         if !configured {
             self.status = "misconfigured".into();
             self.status_detail = Some(format!(

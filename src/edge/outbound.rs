@@ -8,7 +8,7 @@
 //! a refusal), so no `Location` can carry a credential elsewhere.
 
 use super::bindings::{Ctx, Internal};
-use crate::credential_origins::{self, Issuer};
+use crate::auth::credential_origins::{self, Issuer};
 use crate::github::{self, Retry};
 use futures_util::future::{select, Either};
 use std::time::Duration;
@@ -241,7 +241,10 @@ pub async fn call(
             response.filter(|_| (200..300).contains(&status) || refused_grant)
         {
             let get = |n: &str| response.headers().get(n).ok().flatten();
-            let (link, continuation) = (get("link"), get(crate::azure_devops::CONTINUATION_HEADER));
+            let (link, continuation) = (
+                get("link"),
+                get(crate::oauth::azure_devops::CONTINUATION_HEADER),
+            );
             let body = response
                 .text()
                 .await

@@ -3,9 +3,9 @@
 
 use super::bindings::Ctx;
 use super::outbound::{call, Answer, Auth, CallError};
-use crate::azure_devops::{self as azure, Account};
-use crate::credential_origins::Issuer;
-use crate::gitlab::{self, Group, Project, User};
+use crate::auth::credential_origins::Issuer;
+use crate::oauth::azure_devops::{self as azure, Account};
+use crate::oauth::gitlab::{self, Group, Project, User};
 use crate::provider::RepositoryRecord;
 use futures_util::future::join_all;
 use url::Url;

@@ -18,13 +18,13 @@
 use super::bindings::{changes, Ctx, Internal, Param};
 use super::outbound::{call, Auth, CallError};
 use super::platform;
+use crate::api::problem::Problem;
+use crate::auth::credential_origins::Issuer;
+use crate::auth::token_crypto::{self, Binding, TokenKeys};
 use crate::config::Secret;
-use crate::credential_origins::Issuer;
 use crate::oauth::{self, TokenError, TokenGrant};
-use crate::problem::Problem;
 use crate::provider::Provider;
 use crate::sql;
-use crate::token_crypto::{self, Binding, TokenKeys};
 use serde::Deserialize;
 use std::time::Duration;
 use url::Url;
@@ -148,14 +148,15 @@ impl From<Problem> for ClientError {
 pub fn client(ctx: &Ctx, provider: Provider, base_url: &Url) -> Result<OAuthClient, ClientError> {
     match provider {
         Provider::GitLab => {
-            let instance = crate::gitlab::instance_of(base_url.as_str(), ctx.gitlab_instances()?)
-                .ok_or(ClientError::InstanceNotConfigured)?;
+            let instance =
+                crate::oauth::gitlab::instance_of(base_url.as_str(), ctx.gitlab_instances()?)
+                    .ok_or(ClientError::InstanceNotConfigured)?;
             let client_secret = instance
                 .client_secret
                 .clone()
                 .ok_or_else(|| Problem::Misconfigured("GITLAB_CLIENT_SECRET".into()))?;
             Ok(OAuthClient {
-                token_url: crate::gitlab::token_url(&instance.url),
+                token_url: crate::oauth::gitlab::token_url(&instance.url),
                 client_id: instance.client_id.clone(),
                 client_secret,
                 scope: None,
@@ -163,14 +164,14 @@ pub fn client(ctx: &Ctx, provider: Provider, base_url: &Url) -> Result<OAuthClie
             })
         }
         Provider::AzureDevOps => Ok(OAuthClient {
-            token_url: crate::azure_devops::token_url(&ctx.config.azure_authority_url),
+            token_url: crate::oauth::azure_devops::token_url(&ctx.config.azure_authority_url),
             client_id: ctx
                 .config
                 .azure_client_id
                 .clone()
                 .ok_or_else(|| Problem::Misconfigured("AZURE_CLIENT_ID".into()))?,
             client_secret: ctx.secret("AZURE_CLIENT_SECRET")?,
-            scope: Some(crate::azure_devops::SCOPE),
+            scope: Some(crate::oauth::azure_devops::SCOPE),
             instance: None,
         }),
         Provider::GitHub => Err(ClientError::Misconfigured(Problem::Internal)),
@@ -312,8 +313,8 @@ pub fn open_sealed(
 
 fn default_lifetime(provider: Provider) -> i64 {
     match provider {
-        Provider::AzureDevOps => crate::azure_devops::ACCESS_TOKEN_SECS,
-        _ => crate::gitlab::ACCESS_TOKEN_SECS,
+        Provider::AzureDevOps => crate::oauth::azure_devops::ACCESS_TOKEN_SECS,
+        _ => crate::oauth::gitlab::ACCESS_TOKEN_SECS,
     }
 }
 
@@ -397,7 +398,7 @@ pub async fn access_token(
             let instances = ctx
                 .gitlab_instances()
                 .map_err(|p| TokenFailure::Internal(Internal(p.detail())))?;
-            if crate::gitlab::instance_of(&row.base_url, instances).is_none() {
+            if crate::oauth::gitlab::instance_of(&row.base_url, instances).is_none() {
                 return Err(TokenFailure::InstanceNotConfigured(row.base_url));
             }
         }

@@ -14,9 +14,9 @@
 //!   is not active.
 
 use super::bindings::{Ctx, Internal, Param, BACKUPS};
-use crate::org_settings;
-use crate::portal_auth::Principal;
-use crate::problem::Problem;
+use crate::api::org_settings;
+use crate::api::problem::Problem;
+use crate::auth::portal_auth::Principal;
 use crate::sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

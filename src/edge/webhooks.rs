@@ -23,12 +23,12 @@
 use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, SYNC_QUEUE};
 use super::enumerate::{queue_backups, NewJob, Owner};
 use super::platform;
+use crate::api::problem::Problem;
+use crate::github::webhook_events::{self, Event, InstallationAction, RepositoryAction};
+use crate::github::webhook_signature;
 use crate::messages::{AnalysisJob, AnalysisMessage, SyncMessage};
-use crate::problem::Problem;
 use crate::provider::RepositoryRecord;
 use crate::sql::{self, DELIVERED};
-use crate::webhook_events::{self, Event, InstallationAction, RepositoryAction};
-use crate::webhook_signature;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -117,7 +117,7 @@ fn deliver_created(
         .secrets
         .get("GITHUB_WEBHOOK_SECRET")
         .expect("webhook secret");
-    let signature = onecode_edge::webhook_signature::sign(secret, body.as_bytes());
+    let signature = onecode_edge::github::webhook_signature::sign(secret, body.as_bytes());
     let resp = s.http.request(
         "POST",
         &format!("{}/github/webhooks", s.worker),

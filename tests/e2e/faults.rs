@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use onecode_edge::state_token;
+use onecode_edge::auth::state_token;
 
 use crate::harness::auth::{now, state_of};
 use crate::harness::checks::{self, describe};

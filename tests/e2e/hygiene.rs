@@ -196,7 +196,9 @@ fn no_token_anywhere(s: &Stack) {
     // under the persisted state, so the scan below reads them all.
     let bundles = s.store.r2_objects();
     assert!(
-        bundles.iter().any(|o| o.key.ends_with(".bundle") && o.size > 0),
+        bundles
+            .iter()
+            .any(|o| o.key.ends_with(".bundle") && o.size > 0),
         "the run stored bundles in R2"
     );
     let r2 = s.persist.join("v3/r2");

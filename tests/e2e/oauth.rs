@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use onecode_edge::token_crypto::{self, Binding, TokenKeys};
+use onecode_edge::auth::token_crypto::{self, Binding, TokenKeys};
 
 use crate::harness::checks;
 use crate::harness::emulator::Grant;

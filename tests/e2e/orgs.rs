@@ -40,8 +40,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use onecode_edge::api::routes::ROUTES;
 use onecode_edge::messages::SyncMessage;
-use onecode_edge::routes::ROUTES;
 use onecode_edge::time::{backup_hour, rfc3339};
 
 use crate::harness::auth::now;

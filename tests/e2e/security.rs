@@ -503,7 +503,7 @@ fn relabelled_webhook(s: &Stack) {
         "sender": { "login": "someone" },
     })
     .to_string();
-    let signature = onecode_edge::webhook_signature::sign(secret, body.as_bytes());
+    let signature = onecode_edge::github::webhook_signature::sign(secret, body.as_bytes());
     // …resent as `installation` (which would read as installation.deleted).
     let resp = s.http.request(
         "POST",

@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use onecode_edge::state_token;
+use onecode_edge::auth::state_token;
 
 use crate::harness::auth::{now, state_of};
 use crate::harness::checks;

@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use onecode_edge::webhook_signature::{self, SignatureError};
+use onecode_edge::github::webhook_signature::{self, SignatureError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

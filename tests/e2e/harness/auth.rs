@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use onecode_edge::app_jwt::{self, AppJwtClaims};
+use onecode_edge::github::app_jwt::{self, AppJwtClaims};
 use serde_json::json;
 use sha2::{Sha256, Sha512};
 

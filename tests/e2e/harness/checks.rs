@@ -158,9 +158,9 @@ pub fn invocations(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
 /// Whether an invocation's calls are a backup consumer's: installation tokens minted and git
 /// smart-HTTP calls, nothing else.
 pub fn is_backup(calls: &[Logged]) -> bool {
-    calls.iter().all(|c| {
-        (c.method == "POST" && c.path.ends_with("/access_tokens")) || is_git(c)
-    })
+    calls
+        .iter()
+        .all(|c| (c.method == "POST" && c.path.ends_with("/access_tokens")) || is_git(c))
 }
 
 /// A git smart-HTTP call (`info/refs` or `git-upload-pack`).
@@ -179,7 +179,9 @@ pub fn backup_invocations(s: &Stack, installation_id: u64) -> Vec<Vec<Logged>> {
     for calls in &backups {
         assert_eq!(
             describe(&calls[..1]),
-            [format!("POST /app/installations/{installation_id}/access_tokens -> 201")],
+            [format!(
+                "POST /app/installations/{installation_id}/access_tokens -> 201"
+            )],
             "a backup batch mints its token first: {:?}",
             describe(calls)
         );

@@ -704,9 +704,12 @@ impl Stack {
         };
         let state = auth::query_param(&self.absolute(url), "state")
             .expect("a callback that held a connection has a state");
-        let claims =
-            onecode_edge::state_token::verify(self.state_secret().as_bytes(), &state, auth::now())
-                .expect("the callback's state was issued by the worker");
+        let claims = onecode_edge::auth::state_token::verify(
+            self.state_secret().as_bytes(),
+            &state,
+            auth::now(),
+        )
+        .expect("the callback's state was issued by the worker");
         let resp = self.confirm_as(&claims.tenant, &claims.technician, &pending.pending);
         if resp.status != 200 {
             return Callback {

@@ -41,7 +41,7 @@ pub fn authorize_url(
         .append_pair("state", state)
         .append_pair("scope", SCOPES)
         .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", crate::pkce::METHOD);
+        .append_pair("code_challenge_method", crate::oauth::pkce::METHOD);
     url
 }
 

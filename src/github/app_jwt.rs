@@ -141,7 +141,7 @@ pub mod native {
 mod tests {
     use super::*;
 
-    const DEV_KEY: &str = include_str!("../dev/github-app-dev-key.pem");
+    const DEV_KEY: &str = include_str!("../../dev/github-app-dev-key.pem");
 
     #[test]
     fn claims_are_backdated_and_short_lived() {

@@ -54,7 +54,8 @@ pub fn allowed(config: &Config, gitlab: &[GitLabInstance], issuer: Issuer<'_>, u
         .into_iter()
         .any(|base| under(base, url)),
         Issuer::GitLab(instance) => gitlab.iter().any(|configured| {
-            crate::gitlab::same_instance(&configured.url, instance) && under(&configured.url, url)
+            crate::oauth::gitlab::same_instance(&configured.url, instance)
+                && under(&configured.url, url)
         }),
     }
 }
@@ -80,7 +81,7 @@ mod tests {
         ["https://gitlab.com", "https://git.client.example/gitlab"]
             .into_iter()
             .map(|u| GitLabInstance {
-                url: crate::gitlab::normalize_instance(u).unwrap(),
+                url: crate::oauth::gitlab::normalize_instance(u).unwrap(),
                 client_id: "x".into(),
                 client_secret: None,
             })

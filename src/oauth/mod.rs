@@ -4,7 +4,7 @@
 //!
 //! Requests are `application/x-www-form-urlencoded` with the client authenticating in the body
 //! (`client_secret_post`, which both providers accept) and PKCE's `code_verifier` on the code
-//! redemption (see [`crate::pkce`]).
+//! redemption (see [`crate::oauth::pkce`]).
 //!
 //! Responses are sorted so the caller knows what to do next:
 //! - 2xx with an `access_token` (and a `token_type` of `Bearer`, if given): a [`TokenGrant`];
@@ -20,8 +20,12 @@
 //! control characters removed), never the request or a token. Tokens are held in
 //! [`Secret`]s, whose `Debug` output is redacted.
 
+pub mod azure_devops;
+pub mod gitlab;
+pub mod pkce;
+
+use crate::api::routes::query_param;
 use crate::config::Secret;
-use crate::routes::query_param;
 use serde_json::{Map, Value};
 use std::fmt;
 use url::form_urlencoded::Serializer;

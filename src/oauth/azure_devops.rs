@@ -57,7 +57,7 @@ pub fn authorize_url(
         .append_pair("scope", SCOPE)
         .append_pair("state", state)
         .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", crate::pkce::METHOD);
+        .append_pair("code_challenge_method", crate::oauth::pkce::METHOD);
     url
 }
 

@@ -6,7 +6,7 @@
 //! `assets/confirm.js`: no inline script, see [`CONFIRM_CSP`]). Everything interpolated is
 //! HTML-escaped.
 
-use crate::setup::Refusal;
+use crate::github::setup::Refusal;
 
 /// Safe in text and in quoted attributes alike.
 fn escape(s: &str) -> std::borrow::Cow<'_, str> {
@@ -68,7 +68,7 @@ pub const CONFIRM_CSP: &str = "default-src 'none'; script-src 'self'; connect-sr
      style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// `assets/confirm.js`, served at `/connect/confirm.js`.
-pub const CONFIRM_SCRIPT: &str = include_str!("../assets/confirm.js");
+pub const CONFIRM_SCRIPT: &str = include_str!("../../assets/confirm.js");
 
 /// `confirm?pending=…`: the technician pastes (or the URL fragment `#token=` carries) their
 /// portal token and confirms; the script calls `POST /v1/connect/confirm` and then opens the

@@ -6,8 +6,8 @@
 //! (1-3650), `full_every` (a full backup at least every that many snapshots of a repository,
 //! 1-100; 1 = always full). Unknown fields are refused, so a typo is not silently ignored.
 
-use crate::problem::Problem;
-use crate::routes::query_param;
+use crate::api::problem::Problem;
+use crate::api::routes::query_param;
 use serde_json::Value;
 
 pub const SCHEDULES: [&str; 3] = ["daily", "weekly", "off"];

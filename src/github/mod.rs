@@ -6,6 +6,12 @@
 //! App JWT; `GET /installation/repositories?per_page=100` (following `Link: rel="next"`) and
 //! `GET /orgs/{login}` / `GET /users/{login}` with an installation token.
 
+pub mod app_jwt;
+pub mod dependency_files;
+pub mod setup;
+pub mod webhook_events;
+pub mod webhook_signature;
+
 use crate::config::join;
 use serde::{Deserialize, Serialize};
 use url::Url;

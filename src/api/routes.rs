@@ -190,7 +190,7 @@ pub fn query_param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a 
 }
 
 /// The OpenAPI 3.1 document, kept next to the code.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,8 @@
 //! signature, a missing claim, an expired token or one issued in the future — is a 401 and the
 //! request goes no further. `now` is passed in.
 
-use crate::problem::Problem;
-use crate::state_token::MAX_ID_LEN;
+use crate::api::problem::Problem;
+use crate::auth::state_token::MAX_ID_LEN;
 use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::prelude::*;
 use jwt_compact::ValidationError;

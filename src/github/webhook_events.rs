@@ -12,7 +12,7 @@
 //!   ref (`deleted`) or changes no dependency file (each queues a backup of the repository);
 //!   `files`: the changed paths that `dependency_files` classifies (none for a deletion)
 
-use crate::dependency_files::{self, Kind};
+use crate::github::dependency_files::{self, Kind};
 use crate::github::{Account, Repository};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
