@@ -510,7 +510,7 @@ pub const DISPATCHABLE_JOBS: &str =
 pub const MARK_DISPATCHED: &str =
     "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
 
-// ---- backups (src/edge/backup.rs) ----
+// ---- backups (src/edge/backup/executor.rs) ----
 
 /// ?1 JSON array of job ids → what each backup job needs: the job, its repository and org, and
 /// the org's credentials. No row: the job is unknown.
@@ -675,7 +675,7 @@ pub const COUNT_ORG_REPOSITORIES: &str =
 /// a snapshot past its org's retention that is still offered (other than a connected
 /// repository's newest ok one), or an expired one whose bundle is stored but no longer needed by
 /// a kept snapshot (none kept after it before the next full). `backup::plan::retention` decides;
-/// this only finds the repositories (`src/edge/retention.rs`).
+/// this only finds the repositories (`src/edge/backup/retention.rs`).
 pub const RETENTION_RECORDS: &str =
     "WITH candidates AS (SELECT DISTINCT s.repository_id FROM snapshots s JOIN organizations o ON o.id = s.org_id \
          WHERE (s.status = 'available' AND s.outcome <> 'running' \

@@ -4,9 +4,9 @@
 //! clock does not advance during CPU work); `compare` signs the same claims both ways and says
 //! whether the tokens are byte-identical.
 
-use super::bindings::Ctx;
-use super::platform;
 use crate::api::problem::Problem;
+use crate::edge::bindings::Ctx;
+use crate::edge::platform;
 use crate::github::app_jwt::{assemble, native, pkcs8_der_from_pem, AppJwtClaims};
 
 pub async fn sign(ctx: &Ctx, query: &[(String, String)]) -> Result<serde_json::Value, Problem> {
@@ -24,7 +24,7 @@ pub async fn sign(ctx: &Ctx, query: &[(String, String)]) -> Result<serde_json::V
             let input = claims.signing_input();
             let signature = platform::sign_rs256(&der, input.as_bytes())
                 .await
-                .map_err(|e| Problem::from(super::bindings::Internal(e)))?;
+                .map_err(|e| Problem::from(crate::edge::bindings::Internal(e)))?;
             Ok::<_, Problem>(assemble(&input, &signature))
         }
     };

@@ -99,12 +99,13 @@ impl<'a> From<Option<&'a str>> for Param<'a> {
 impl Ctx {
     pub fn new(env: Env) -> Result<Ctx, Problem> {
         let config = Config::from_lookup(|name| lookup(&env, name))?;
-        let invocation = super::platform::random_uuid().map_err(|e| Problem::from(Internal(e)))?;
+        let invocation =
+            crate::edge::platform::random_uuid().map_err(|e| Problem::from(Internal(e)))?;
         Ok(Ctx {
             env,
             config,
             budget: Budget::new(INVOCATION_LIMIT),
-            now: super::platform::now(),
+            now: crate::edge::platform::now(),
             invocation,
             gitlab: OnceCell::new(),
         })

@@ -11,11 +11,11 @@
 //! `enumerate.v1` continuation carrying the next page URL (no token: the consumer gets its own).
 //! A redelivered continuation finds the cursor moved and does nothing.
 
-use super::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
-use super::github_client;
-use super::outbound::CallError;
-use super::provider_api::{self, RepositoryPage};
-use super::provider_tokens::{self, ConnectionToken, TokenFailure};
+use crate::edge::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
+use crate::edge::providers::github_client;
+use crate::edge::providers::outbound::CallError;
+use crate::edge::providers::provider_api::{self, RepositoryPage};
+use crate::edge::providers::provider_tokens::{self, ConnectionToken, TokenFailure};
 use crate::messages::{BackupJob, BackupMessage, EnumerateContinuation, SyncMessage};
 use crate::provider::{Provider, RepositoryRecord};
 use crate::sql;

@@ -12,29 +12,29 @@
 //! | `GET /connect/confirm.js` | the confirm page | its script |
 //! | `POST /github/webhooks` | GitHub | 200 / 202 JSON; 400, 401, 413, 415, 503 problem+json |
 //! | `GET /v1/orgs/{id}/activity` | portal (JWT) | 200 activity page, 404 |
-//! | `GET /v1/orgs/{id}/repos/{repo_id}/snapshots`, `GET /v1/snapshots/{id}[/restore,/bundle]`, `POST /v1/orgs/{id}/backup` | portal (JWT) | backups: see `snapshots` |
+//! | `GET /v1/orgs/{id}/repos/{repo_id}/snapshots`, `GET /v1/snapshots/{id}[/restore,/bundle]`, `POST /v1/orgs/{id}/backup` | portal (JWT) | backups: see `backup::snapshots` |
 //! | `GET /health` | monitoring | 200 `{"ok":true}` |
 //!
 //! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
 //! request and reset the isolate, so nothing below unwraps.
+//!
+//! Where each flow lives: `connect/` (GitHub App connect and install callback, GitLab / Azure
+//! DevOps OAuth, the technician's confirmation), `providers/` (every outbound call, the App's
+//! calls, GitLab / Azure DevOps APIs and their tokens), `backup/` (the executor, retention, the
+//! snapshot routes); `enumerate` and `sync` (listing repositories, syncs, dispatch), `orgs`
+//! (the organization API), `webhooks`, `queues` (consumers and crons), and the platform
+//! bindings in `bindings` and `platform`.
 
 mod backup;
 #[cfg(feature = "bench")]
 mod bench;
 mod bindings;
-mod confirm;
 mod connect;
 mod enumerate;
-mod github_client;
-mod oauth_connect;
 mod orgs;
-mod outbound;
 mod platform;
-mod provider_api;
-mod provider_tokens;
+mod providers;
 mod queues;
-mod retention;
-mod snapshots;
 mod sync;
 mod webhooks;
 
@@ -202,8 +202,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     if let Some(provider) = callback {
         let outcome = match provider {
-            Provider::GitHub => connect::setup(&ctx, &query).await,
-            oauth => oauth_connect::callback(&ctx, oauth, &query).await,
+            Provider::GitHub => connect::github::setup(&ctx, &query).await,
+            oauth => connect::oauth::callback(&ctx, oauth, &query).await,
         };
         let response = see_other(&redirect_location(
             ctx.config.portal_url.as_ref(),
@@ -226,7 +226,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Err(p) => return problem(&p),
     };
     match route {
-        RouteId::ConnectGithub => answer(connect::start(&ctx, &principal).await),
+        RouteId::ConnectGithub => answer(connect::github::start(&ctx, &principal).await),
         RouteId::ConnectGitlab | RouteId::ConnectAzureDevops => {
             let provider = if route == RouteId::ConnectGitlab {
                 Provider::GitLab
@@ -245,7 +245,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             let content_type = req.headers().get("content-type").ok().flatten();
             let body = req.bytes().await.unwrap_or_default();
             answer(
-                oauth_connect::start(
+                connect::oauth::start(
                     &ctx,
                     &principal,
                     provider,
@@ -260,7 +260,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             let content_type = req.headers().get("content-type").ok().flatten();
             let body = req.bytes().await.unwrap_or_default();
             let confirmed =
-                confirm::confirm(&ctx, &principal, content_type.as_deref(), &body).await;
+                connect::confirm::confirm(&ctx, &principal, content_type.as_deref(), &body).await;
             counted(&ctx, answer(confirmed))
         }
         RouteId::ListOrgs => answer(orgs::list(&ctx, &principal, &query).await),
@@ -274,17 +274,17 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         RouteId::DisconnectOrg => answer(orgs::disconnect(&ctx, &principal, &id).await),
         RouteId::OrgActivity => answer(orgs::activity(&ctx, &principal, &id, &query).await),
         RouteId::ListSnapshots => {
-            answer(snapshots::list(&ctx, &principal, &id, &sub, &query).await)
+            answer(backup::snapshots::list(&ctx, &principal, &id, &sub, &query).await)
         }
-        RouteId::GetSnapshot => answer(snapshots::get(&ctx, &principal, &id).await),
-        RouteId::RestoreSnapshot => answer(snapshots::restore(&ctx, &principal, &id).await),
-        RouteId::SnapshotBundle => match snapshots::bundle(&ctx, &principal, &id).await {
+        RouteId::GetSnapshot => answer(backup::snapshots::get(&ctx, &principal, &id).await),
+        RouteId::RestoreSnapshot => answer(backup::snapshots::restore(&ctx, &principal, &id).await),
+        RouteId::SnapshotBundle => match backup::snapshots::bundle(&ctx, &principal, &id).await {
             Ok(response) => Ok(response),
             Err(p) => problem(&p),
         },
         RouteId::BackupOrg => {
             let body = req.bytes().await.unwrap_or_default();
-            match snapshots::backup_now(&ctx, &principal, &id, &body).await {
+            match backup::snapshots::backup_now(&ctx, &principal, &id, &body).await {
                 Ok((status, value)) => {
                     with_type(serde_json::to_string(&value)?, status, "application/json")
                 }

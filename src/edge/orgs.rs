@@ -12,13 +12,13 @@
 //!   "snapshots_kept", "provider_access"}`
 //! - `GET /v1/orgs/{id}/activity?before=&limit=` → `{"items": [...], "next_before"}`
 
-use super::bindings::{Ctx, Param};
-use super::outbound::CallError;
-use super::sync::{self, SyncError, SyncOutcome};
 use crate::api::org_settings::{self, PROVIDERS, REPOSITORY_STATUSES, STATUSES};
 use crate::api::problem::Problem;
 use crate::api::routes::query_param;
 use crate::auth::portal_auth::Principal;
+use crate::edge::bindings::{Ctx, Param};
+use crate::edge::providers::outbound::CallError;
+use crate::edge::sync::{self, SyncError, SyncOutcome};
 use crate::sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -20,13 +20,13 @@
 //! `message_failures`) until the queue's `max_retries` send it to the dead-letter queue; one bad
 //! message does not replay the others.
 
-use super::backup;
-use super::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
-use super::enumerate::{self, Access, RunError, Target};
-use super::github_client;
-use super::provider_tokens::{self, TokenFailure};
-use super::retention;
-use super::sync::{self, SyncError, SyncOutcome};
+use crate::edge::backup::executor as backup;
+use crate::edge::backup::retention;
+use crate::edge::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
+use crate::edge::enumerate::{self, Access, RunError, Target};
+use crate::edge::providers::github_client;
+use crate::edge::providers::provider_tokens::{self, TokenFailure};
+use crate::edge::sync::{self, SyncError, SyncOutcome};
 use crate::messages::{AnalysisMessage, BackupMessage, EnumerateContinuation, SyncMessage};
 use crate::provider::Provider;
 use crate::sql;

@@ -10,12 +10,12 @@
 //! - [`dispatch`]: sends queued backup jobs that were never sent (scheduled, resumed) or whose
 //!   send was lost, a bounded batch per invocation.
 
-use super::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
-use super::enumerate::{self, Access, Owner, Progress, RunError, Target};
-use super::github_client;
-use super::outbound::CallError;
-use super::platform;
-use super::provider_tokens::TokenFailure;
+use crate::edge::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
+use crate::edge::enumerate::{self, Access, Owner, Progress, RunError, Target};
+use crate::edge::platform;
+use crate::edge::providers::github_client;
+use crate::edge::providers::outbound::CallError;
+use crate::edge::providers::provider_tokens::TokenFailure;
 use crate::messages::{BackupMessage, SyncMessage, MAX_BATCH_MESSAGES};
 use crate::provider::Provider;
 use crate::sql;

@@ -20,10 +20,10 @@
 //!    the ref was not deleted. `backup_jobs` / `analysis_jobs` in the answer count what was
 //!    queued.
 
-use super::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, SYNC_QUEUE};
-use super::enumerate::{queue_backups, NewJob, Owner};
-use super::platform;
 use crate::api::problem::Problem;
+use crate::edge::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, SYNC_QUEUE};
+use crate::edge::enumerate::{queue_backups, NewJob, Owner};
+use crate::edge::platform;
 use crate::github::webhook_events::{self, Event, InstallationAction, RepositoryAction};
 use crate::github::webhook_signature;
 use crate::messages::{AnalysisJob, AnalysisMessage, SyncMessage};

@@ -389,7 +389,7 @@ fn full_then_incremental(s: &Stack) {
 
 // ---- shared by the tests below ----
 
-/// R2 multipart parts of the executor (`PART_BYTES` in `src/edge/backup.rs`).
+/// R2 multipart parts of the executor (`PART_BYTES` in `src/edge/backup/executor.rs`).
 const PART_BYTES: u64 = 8 * 1024 * 1024;
 const GL: &str = "gitlab";
 const AZ: &str = "azure-devops";

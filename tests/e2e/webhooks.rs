@@ -42,7 +42,7 @@
 //! Installations 2100-2124 (tenant `tenant-wh-<id>`) and the examples' own ids; delivery ids
 //! are unique per run.
 //!
-//! Every job is a real backup (`src/edge/backup.rs`) of the repository on the emulator, which
+//! Every job is a real backup (`src/edge/backup/executor.rs`) of the repository on the emulator, which
 //! serves git only for the repositories an installation lists. So the repositories a test's
 //! payloads add to an installation are listed on the emulator too, under the payloads' ids and
 //! names ([`list_on_github`]), as on GitHub, where a repository is in the installation before

@@ -25,15 +25,15 @@
 //!    pages are then applied while the budget allows (`enumerate`), and the answer carries the
 //!    org, the repositories recorded so far, how many are new, and whether enumeration is done.
 
-use super::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
-use super::confirm::{self, Confirming, Held};
-use super::enumerate::{self, Access, Target};
-use super::github_client;
-use super::outbound::CallError;
-use super::platform;
 use crate::api::problem::Problem;
 use crate::auth::portal_auth::Principal;
 use crate::auth::state_token::{self, StateClaims, StateError, STATE_TTL_SECS};
+use crate::edge::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
+use crate::edge::connect::confirm::{self, Confirming, Held};
+use crate::edge::enumerate::{self, Access, Target};
+use crate::edge::platform;
+use crate::edge::providers::github_client;
+use crate::edge::providers::outbound::CallError;
 use crate::github::setup::{
     parse_params, Ownership, Refusal, SetupAction, SetupOutcome, SetupParams,
 };
@@ -61,7 +61,7 @@ struct PendingState {
 
 /// Issues a state token for the principal and remembers `record` (JSON, server-side only) under
 /// it in KV for the token's lifetime. Returns the token and its claims.
-pub(super) async fn issue_state(
+pub(in crate::edge) async fn issue_state(
     ctx: &Ctx,
     principal: &Principal,
     record: &impl Serialize,
@@ -83,7 +83,7 @@ pub(super) async fn issue_state(
 
 /// A callback's state: signature and expiry (pure), then still remembered in KV (not spent, not
 /// aged out). Returns the claims and the record stored with it.
-pub(super) async fn verified_state(
+pub(in crate::edge) async fn verified_state(
     ctx: &Ctx,
     state: &str,
 ) -> Result<(StateClaims, String), Refusal> {
@@ -126,12 +126,12 @@ pub async fn setup(ctx: &Ctx, query: &[(String, String)]) -> SetupOutcome {
     }
 }
 
-pub(super) fn internal(e: Internal) -> Refusal {
+pub(in crate::edge) fn internal(e: Internal) -> Refusal {
     worker::console_error!("setup callback: {}", e.0);
     Refusal::Internal
 }
 
-pub(super) fn problem_refusal(p: Problem) -> Refusal {
+pub(in crate::edge) fn problem_refusal(p: Problem) -> Refusal {
     match p {
         Problem::Misconfigured(name) => {
             worker::console_error!("setup callback: {name} is missing or unusable");
@@ -254,7 +254,7 @@ async fn verify_installation(
 /// name, then one D1 transaction that spends the pending id and upserts the organization (a
 /// reconnect keeps its settings, re-activates it and resumes its paused backup jobs through the
 /// dispatcher) and starts a new enumeration run; pages are then applied while the budget allows.
-pub(super) async fn link_installation(
+pub(in crate::edge) async fn link_installation(
     ctx: &Ctx,
     confirming: &Confirming<'_>,
     installation_id: u64,
@@ -419,7 +419,7 @@ async fn ensure_not_claimed(ctx: &Ctx, installation_id: u64, tenant: &str) -> Re
 
 /// Spends the state exactly once (D1 primary key) in one transaction with `writes`, which are
 /// gated on this invocation having spent it; then forgets it in KV. Returns the writes' results.
-pub(super) async fn spend_state_with(
+pub(in crate::edge) async fn spend_state_with(
     ctx: &Ctx,
     claims: &StateClaims,
     writes: Vec<worker::D1PreparedStatement>,
@@ -443,7 +443,7 @@ pub(super) async fn spend_state_with(
 /// `writes`, each gated on this invocation having spent it (`sql::spent_here!`). `StateUsed`
 /// when another invocation spent it first: then nothing was written. Returns the writes'
 /// results.
-pub(super) async fn spend_once(
+pub(in crate::edge) async fn spend_once(
     ctx: &Ctx,
     nonce: &str,
     tenant: &str,

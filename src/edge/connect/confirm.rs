@@ -20,13 +20,13 @@
 //! A confirmation that fails before its transaction (GitHub or GitLab unavailable) leaves the
 //! pending connection in place, so the technician can try again within the 10 minutes.
 
-use super::bindings::{changes, Ctx, Internal, Param};
-use super::connect::{self, internal};
-use super::oauth_connect::{self, HeldOAuth};
-use super::platform;
 use crate::api::problem::Problem;
 use crate::auth::portal_auth::Principal;
 use crate::auth::state_token::{StateClaims, STATE_TTL_SECS};
+use crate::edge::bindings::{changes, Ctx, Internal, Param};
+use crate::edge::connect::github::{self as connect, internal};
+use crate::edge::connect::oauth::{self as oauth_connect, HeldOAuth};
+use crate::edge::platform;
 use crate::github::setup::{confirm_answer, ConfirmAnswer, Refusal, SetupOutcome};
 use crate::provider::Provider;
 use crate::sql;

@@ -31,15 +31,15 @@
 //!    URL, a URL outside the provider's origin, a repository gone, or bigger than one invocation
 //!    can carry) fails the job at once: never an endless retry.
 
-use super::bindings::{Ctx, Internal, Param, BACKUPS, BACKUP_QUEUE};
-use super::enumerate::{self, Owner};
-use super::github_client;
-use super::outbound::{self, CallError};
-use super::platform;
-use super::provider_tokens;
 use crate::auth::credential_origins::Issuer;
 use crate::backup::{bundle, pack, plan, refs, request, response};
 use crate::config::Secret;
+use crate::edge::bindings::{Ctx, Internal, Param, BACKUPS, BACKUP_QUEUE};
+use crate::edge::enumerate::{self, Owner};
+use crate::edge::platform;
+use crate::edge::providers::github_client;
+use crate::edge::providers::outbound::{self, CallError};
+use crate::edge::providers::provider_tokens;
 use crate::provider::Provider;
 use crate::sql;
 use base64::Engine;

@@ -1,9 +1,9 @@
 //! Calls to GitLab and Azure DevOps with an OAuth access token (through `outbound`): who signed
 //! in, the groups / organizations they can read, and pages of repositories as records.
 
-use super::bindings::Ctx;
-use super::outbound::{call, Answer, Auth, CallError};
 use crate::auth::credential_origins::Issuer;
+use crate::edge::bindings::Ctx;
+use crate::edge::providers::outbound::{call, Answer, Auth, CallError};
 use crate::oauth::azure_devops::{self as azure, Account};
 use crate::oauth::gitlab::{self, Group, Project, User};
 use crate::provider::RepositoryRecord;

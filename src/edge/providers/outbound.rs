@@ -7,8 +7,8 @@
 //! against `credential_origins` before it is sent, and redirects are never followed (a 3xx is
 //! a refusal), so no `Location` can carry a credential elsewhere.
 
-use super::bindings::{Ctx, Internal};
 use crate::auth::credential_origins::{self, Issuer};
+use crate::edge::bindings::{Ctx, Internal};
 use crate::github::{self, Retry};
 use futures_util::future::{select, Either};
 use std::time::Duration;

@@ -9,8 +9,8 @@
 //! so: a pass cut short leaves records pointing at deleted objects (the next pass forgets them),
 //! never an object no record knows. A full pass asks for another (`retention.v1`).
 
-use super::bindings::{Ctx, Internal, Param, BACKUPS};
 use crate::backup::plan::{self, SnapshotKind, SnapshotRecord, SnapshotStatus};
+use crate::edge::bindings::{Ctx, Internal, Param, BACKUPS};
 use crate::sql;
 use serde::Deserialize;
 use std::collections::BTreeMap;

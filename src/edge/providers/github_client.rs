@@ -1,10 +1,10 @@
 //! Calls to the GitHub API (through `outbound`): the App JWT, installations and their tokens,
 //! profiles, OAuth during installation and repository pages.
 
-use super::bindings::Ctx;
+use crate::edge::bindings::Ctx;
 
-use super::outbound::{call, Answer, Auth, CallError};
-use super::platform;
+use crate::edge::platform;
+use crate::edge::providers::outbound::{call, Answer, Auth, CallError};
 use crate::github::app_jwt::{assemble, pkcs8_der_from_pem, AppJwtClaims};
 use crate::github::{self, Account, Installation, Profile, RepositoryPage};
 use url::Url;

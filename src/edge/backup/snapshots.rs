@@ -13,10 +13,10 @@
 //!   of the chosen (default: every active) repositories that have none queued; 409 when the org
 //!   is not active.
 
-use super::bindings::{Ctx, Internal, Param, BACKUPS};
 use crate::api::org_settings;
 use crate::api::problem::Problem;
 use crate::auth::portal_auth::Principal;
+use crate::edge::bindings::{Ctx, Internal, Param, BACKUPS};
 use crate::sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -308,7 +308,7 @@ pub async fn backup_now(
         )
         .await?;
     if !created.is_empty() {
-        super::sync::dispatch(ctx, Some(org_id)).await?;
+        crate::edge::sync::dispatch(ctx, Some(org_id)).await?;
     }
     Ok((202, json!({ "queued": created.len() })))
 }

@@ -26,18 +26,20 @@
 //! OAuth application, whose secret goes to that instance only. Entra is asked for
 //! `prompt=consent`, so a consent screen is always shown.
 
-use super::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
-use super::confirm::{self, Confirming, Held};
-use super::connect::{internal, issue_state, problem_refusal, spend_state_with, verified_state};
-use super::enumerate::{self, Access, Target};
-use super::outbound::CallError;
-use super::platform;
-use super::provider_api;
-use super::provider_tokens::{self, ConnectionToken};
 use crate::api::problem::Problem;
 use crate::api::routes::query_param;
 use crate::auth::portal_auth::Principal;
 use crate::config::Secret;
+use crate::edge::bindings::{changes, Ctx, Internal, Param, SYNC_QUEUE};
+use crate::edge::connect::confirm::{self, Confirming, Held};
+use crate::edge::connect::github::{
+    internal, issue_state, problem_refusal, spend_state_with, verified_state,
+};
+use crate::edge::enumerate::{self, Access, Target};
+use crate::edge::platform;
+use crate::edge::providers::outbound::CallError;
+use crate::edge::providers::provider_api;
+use crate::edge::providers::provider_tokens::{self, ConnectionToken};
 use crate::github::setup::{Refusal, SetupOutcome};
 use crate::messages::{EnumerateContinuation, SyncMessage, MAX_BATCH_MESSAGES};
 use crate::oauth::pkce;
@@ -371,7 +373,7 @@ async fn callback_flow(
 /// and stores the connection with its sealed tokens, upserts each org (a reconnect keeps its
 /// settings and resumes its paused jobs) and starts its enumeration run; repositories are then
 /// enumerated while the budget lasts, the rest through the sync queue.
-pub(super) async fn link(
+pub(in crate::edge) async fn link(
     ctx: &Ctx,
     confirming: &Confirming<'_>,
     provider: Provider,

@@ -15,13 +15,13 @@
 //!
 //! Tokens exist in the clear only in this invocation's memory and in the request that uses them.
 
-use super::bindings::{changes, Ctx, Internal, Param};
-use super::outbound::{call, Auth, CallError};
-use super::platform;
 use crate::api::problem::Problem;
 use crate::auth::credential_origins::Issuer;
 use crate::auth::token_crypto::{self, Binding, TokenKeys};
 use crate::config::Secret;
+use crate::edge::bindings::{changes, Ctx, Internal, Param};
+use crate::edge::platform;
+use crate::edge::providers::outbound::{call, Auth, CallError};
 use crate::oauth::{self, TokenError, TokenGrant};
 use crate::provider::Provider;
 use crate::sql;
