@@ -830,14 +830,16 @@ fn sync_added_and_removed(s: &Stack) {
         .as_array()
         .expect("items")
         .iter()
-        .find(|i| !i["event"].as_str().unwrap_or_default().starts_with("backup."))
+        .find(|i| {
+            !i["event"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("backup.")
+        })
         .expect("an entry")
         .clone();
     assert_eq!(latest["event"], "sync.completed");
-    let detail = latest["detail"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let detail = latest["detail"].as_str().unwrap_or_default().to_string();
 
     // Nothing changed on GitHub: nothing to do.
     next_second();
