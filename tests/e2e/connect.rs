@@ -11,6 +11,7 @@
 //!   id among them) and a suspended one are refused with nothing written but the spent state;
 //!   a new connect works once the installation is unsuspended.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use onecode_edge::auth::state_token;
@@ -87,13 +88,29 @@ fn connect_complete(s: &Stack, tenant: &str, inst: &Inst) -> (Done, OrgRow) {
         inst.repos as usize
     );
     checks::jobs_received(s, &org.id, inst.repos as usize);
-    // Every repository was backed up once: its refs advertised to the backup consumer.
-    let advertised = checks::backup_invocations(s, inst.id)
+    // Every repository was backed up: one ok snapshot each, its refs advertised to the backup
+    // consumer (more than once only when an attempt failed and was retried, e.g. under load).
+    let advertised: BTreeSet<String> = checks::backup_invocations(s, inst.id)
         .iter()
         .flatten()
         .filter(|c| c.path.contains("/info/refs"))
-        .count();
-    assert_eq!(advertised, inst.repos as usize, "one backup per repository");
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(
+        advertised.len(),
+        inst.repos as usize,
+        "every repository's refs read"
+    );
+    let ok: Vec<(String, i64)> = s.store.query(
+        "SELECT r.id, (SELECT count(*) FROM snapshots x WHERE x.repository_id = r.id AND x.outcome = 'ok') \
+         FROM repositories r WHERE r.org_id = ?1",
+        [org.id.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    );
+    assert!(
+        ok.len() == inst.repos as usize && ok.iter().all(|(_, n)| *n == 1),
+        "one ok backup per repository: {ok:?}"
+    );
     let invocations = checks::after_callback(s, inst.id);
     assert_eq!(
         invocations.len(),

@@ -239,7 +239,11 @@ fn credentials(s: &Stack) {
     assert!(!requests.is_empty());
     let mut wrong = Vec::new();
     for r in &requests {
-        let git = r.path.contains(".git/info/refs") || r.path.ends_with(".git/git-upload-pack");
+        // GitHub's git routes (`/{owner}/{repo}.git/…`); GitLab's and Azure DevOps' have their
+        // own credential checks (`credentials_stay_home`).
+        let git = !r.path.starts_with("/gitlab/")
+            && !r.path.starts_with("/azure/")
+            && (r.path.contains(".git/info/refs") || r.path.ends_with(".git/git-upload-pack"));
         let expected = if git {
             // The backup consumer's git calls: Basic `x-access-token:<installation token>`.
             Some("installation_token")
