@@ -88,8 +88,9 @@ fn connect_complete(s: &Stack, tenant: &str, inst: &Inst) -> (Done, OrgRow) {
         inst.repos as usize
     );
     checks::jobs_received(s, &org.id, inst.repos as usize);
-    // Every repository was backed up: one ok snapshot each, its refs advertised to the backup
-    // consumer (more than once only when an attempt failed and was retried, e.g. under load).
+    // Every repository was backed up: one ok snapshot each (`empty` for the scale fixtures'
+    // empty repositories), its refs advertised to the backup consumer (more than once only when
+    // an attempt failed and was retried, e.g. under load).
     let advertised: BTreeSet<String> = checks::backup_invocations(s, inst.id)
         .iter()
         .flatten()
@@ -102,7 +103,7 @@ fn connect_complete(s: &Stack, tenant: &str, inst: &Inst) -> (Done, OrgRow) {
         "every repository's refs read"
     );
     let ok: Vec<(String, i64)> = s.store.query(
-        "SELECT r.id, (SELECT count(*) FROM snapshots x WHERE x.repository_id = r.id AND x.outcome = 'ok') \
+        "SELECT r.id, (SELECT count(*) FROM snapshots x WHERE x.repository_id = r.id AND x.outcome IN ('ok', 'empty')) \
          FROM repositories r WHERE r.org_id = ?1",
         [org.id.as_str()],
         |r| Ok((r.get(0)?, r.get(1)?)),
