@@ -239,12 +239,12 @@ fn credentials(s: &Stack) {
     assert!(!requests.is_empty());
     let mut wrong = Vec::new();
     for r in &requests {
-        // GitHub's git routes (`/{owner}/{repo}.git/…`); GitLab's and Azure DevOps' have their
-        // own credential checks (`credentials_stay_home`).
-        let git = !r.path.starts_with("/gitlab/")
-            && !r.path.starts_with("/azure/")
-            && (r.path.contains(".git/info/refs") || r.path.ends_with(".git/git-upload-pack"));
-        let expected = if git {
+        // Every provider's git routes speak with git's user agent; GitHub's
+        // (`/{owner}/{repo}.git/…`) carry the installation token, GitLab's and Azure DevOps'
+        // their own credentials (`credentials_stay_home`).
+        let git = r.path.contains("/info/refs") || r.path.ends_with("/git-upload-pack");
+        let github_git = git && !r.path.starts_with("/gitlab/") && !r.path.starts_with("/azure/");
+        let expected = if github_git {
             // The backup consumer's git calls: Basic `x-access-token:<installation token>`.
             Some("installation_token")
         } else if r.path.starts_with("/app/") {
