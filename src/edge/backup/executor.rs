@@ -296,8 +296,8 @@ async fn claim_and_back_up(
             .first()
             .and_then(|r| r.started_at.as_deref())
             .is_some_and(|started| started >= target.job_created_at.as_str());
-        // Covered: the running backup started after the job was made. Otherwise the job waits
-        // for the dispatcher to send it again once that backup is over.
+        // Covered: the running backup started after the job was made. Otherwise the job waits:
+        // that backup sends it when it settles (`send_waiting`), or the dispatcher does.
         let sql = if covered {
             sql::SETTLE_JOBS
         } else {
