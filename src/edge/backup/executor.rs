@@ -295,7 +295,9 @@ async fn claim_and_back_up(
         let covered = other
             .first()
             .and_then(|r| r.started_at.as_deref())
-            .is_some_and(|started| started >= target.job_created_at.as_str());
+            // Strictly after: within the same second the order is unknown, and a second backup
+            // is cheaper than a missed push.
+            .is_some_and(|started| started > target.job_created_at.as_str());
         // Covered: the running backup started after the job was made. Otherwise the job waits:
         // that backup sends it when it settles (`send_waiting`), or the dispatcher does.
         let sql = if covered {
