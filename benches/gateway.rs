@@ -14,8 +14,8 @@
 //!    and parsing one delivery (native Rust, the same code the worker runs).
 //! 5. Backups: the page's promise (connect an org of 200 repositories with history: time until
 //!    every one has an ok snapshot); one large repository (a pack of about 210 MB of
-//!    incompressible content) through the worker into R2: MB/s, workerd CPU ms per MB and peak
-//!    memory (`VmHWM`, reset first), beside `git clone --mirror` of the same repository from the
+//!    incompressible content) through the worker into R2, first on a fresh workerd: MB/s,
+//!    workerd CPU ms per MB and its resident memory (sampled every 50 ms), beside `git clone --mirror` of the same repository from the
 //!    same emulator (wall time, peak RSS via `/usr/bin/time`); an incremental after 10 small
 //!    commits against the full (bytes, time).
 //! 6. OAuth connects: the GitLab callback for a group of 1,000 projects and the Azure DevOps
@@ -38,21 +38,37 @@ use onecode_edge::github::webhook_signature;
 use serde_json::{json, Value};
 
 fn main() {
-    // `cargo bench` passes `--bench`; there are no options.
-    bundle();
+    // `cargo bench` passes `--bench`; there are no options. `ONECODE_BENCH_ONLY=backups` (or
+    // `signing`, `connect`, `webhooks`, `oauth`) runs one section.
+    let only = std::env::var("ONECODE_BENCH_ONLY").ok();
+    let run = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    if only.is_none() {
+        bundle();
+    }
     std::env::set_var("ONECODE_BENCH_FEATURES", "bench");
     let s = harness::stack();
-    signing(s);
-    // The larger orgs' repositories are empty (their backups are `empty` snapshots): these
-    // figures are about enumeration; section 5 is about backups.
-    s.emulator.empty_git("github/bench-1000/");
-    s.emulator.empty_git("github/bench-10000/");
-    for (i, repos) in [200u32, 1_000, 10_000].into_iter().enumerate() {
-        callback(s, 9_100 + i as u64, repos);
+    if run("signing") {
+        signing(s);
     }
-    backups(s);
-    webhooks(s);
-    oauth(s);
+    // First, on a fresh workerd: its memory figure is this backup's.
+    if run("backups") {
+        backups(s);
+    }
+    if run("connect") {
+        // The larger orgs' repositories are empty (their backups are `empty` snapshots): these
+        // figures are about enumeration and the queue; section 5 is about backups.
+        s.emulator.empty_git("github/bench-1000/");
+        s.emulator.empty_git("github/bench-10000/");
+        for (i, repos) in [200u32, 1_000, 10_000].into_iter().enumerate() {
+            callback(s, 9_100 + i as u64, repos);
+        }
+    }
+    if run("webhooks") {
+        webhooks(s);
+    }
+    if run("oauth") {
+        oauth(s);
+    }
     harness::shutdown(false);
 }
 
@@ -230,8 +246,8 @@ fn workerd_pid() -> Option<u32> {
     })
 }
 
-/// `(user + system CPU seconds, VmHWM KiB)` of a process.
-fn cpu_and_peak(pid: u32) -> (f64, u64) {
+/// `(user + system CPU seconds, VmRSS KiB)` of a process.
+fn cpu_and_rss(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
@@ -247,12 +263,12 @@ fn cpu_and_peak(pid: u32) -> (f64, u64) {
     // 1/100 s on Linux.
     let cpu = (ticks(11) + ticks(12)) / 100.0;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
+    let rss = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
-    (cpu, hwm)
+    (cpu, rss)
 }
 
 /// Waits for the repository's newest settled snapshot beyond `after` snapshots.
@@ -299,11 +315,20 @@ fn backups(s: &Stack) {
         t0.elapsed().as_secs_f64()
     );
     let workerd = workerd_pid();
-    if let Some(pid) = workerd {
-        // Resets VmHWM to the current RSS, so the peak below is this backup's.
-        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-    }
-    let before = workerd.map(cpu_and_peak);
+    let before = workerd.map(cpu_and_rss);
+    // workerd's resident memory, sampled every 50 ms while the backup runs.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = workerd.map(|pid| {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(cpu_and_rss(pid).1);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    });
     let tenant = "tenant-bench-large";
     let install_url = s.connect(tenant);
     let setup = s.walk_install(&install_url, inst.id);
@@ -322,7 +347,9 @@ fn backups(s: &Stack) {
         .expect("the repository");
     let full = settled_snapshot(s, &repository_id, 0);
     let wall = started.elapsed().as_secs_f64();
-    let after = workerd.map(cpu_and_peak);
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.and_then(|t| t.join().ok());
+    let after = workerd.map(cpu_and_rss);
     let bytes = full["bytes"].as_i64().unwrap_or(0) as f64;
     let mb = bytes / 1e6;
     println!(
@@ -332,10 +359,11 @@ fn backups(s: &Stack) {
         mb,
         mb / wall
     );
-    match (before, after) {
-        (Some((cpu0, _)), Some((cpu1, peak))) => println!(
-            "workerd: {:.1} CPU ms per MB (the whole process: wasm, JS glue and local R2), peak RSS {:.0} MiB during the backup",
+    match (before, after, peak) {
+        (Some((cpu0, rss0)), Some((cpu1, _)), Some(peak)) => println!(
+            "workerd: {:.1} CPU ms per MB (the whole process: wasm, JS glue and local R2); RSS {:.0} MiB before, at most {:.0} MiB during the backup",
             (cpu1 - cpu0) * 1000.0 / mb.max(1e-9),
+            rss0 as f64 / 1024.0,
             peak as f64 / 1024.0
         ),
         _ => println!("workerd: process not found, no CPU or memory figures"),
