@@ -324,6 +324,13 @@ async fn claim_and_back_up(
     {
         Ok(done) => {
             let recorded = finish(ctx, target, &snapshot_id, &done).await;
+            // Benchmark builds: the wasm heap's size (it never shrinks, so this is its peak).
+            #[cfg(feature = "bench")]
+            worker::console_log!(
+                "bench: backup of {} bytes done, wasm memory {} MiB",
+                done.bytes,
+                core::arch::wasm32::memory_size(0) * 64 / 1024
+            );
             if !matches!(recorded, Ok(true)) {
                 // Not recorded (another invocation abandoned this run): nothing may stay behind.
                 upload.delete(ctx, done.object_key.as_deref()).await;
