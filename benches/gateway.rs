@@ -297,6 +297,38 @@ fn settled_snapshot(s: &Stack, repository_id: &str, after: i64) -> Value {
     })
 }
 
+/// Adds commits to a repository of the emulator (`POST /_emulator/git/{key}/commits`).
+fn add_commits(s: &Stack, key: &str, spec: Value) {
+    let added = s.http.request(
+        "POST",
+        &format!("{}/_emulator/git/{key}/commits", s.emulator.base),
+        &[],
+        Some(&spec.to_string()),
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+}
+
+/// Connects installation `inst` (one repository) for `tenant`: `(org id, repository id, when
+/// the confirmation was sent)`.
+fn connect_one(s: &Stack, tenant: &str, inst: &Inst) -> (String, String, Instant) {
+    let install_url = s.connect(tenant);
+    let setup = s.walk_install(&install_url, inst.id);
+    let started = Instant::now();
+    let (_, _, _, _, answer) = held_and_confirmed(s, tenant, &setup);
+    let org_id = answer["org_ids"][0].as_str().expect("org").to_string();
+    let repository_id: String = s
+        .store
+        .query(
+            "SELECT id FROM repositories WHERE org_id = ?1",
+            [org_id.as_str()],
+            |r| r.get(0),
+        )
+        .into_iter()
+        .next()
+        .expect("the repository");
+    (org_id, repository_id, started)
+}
+
 fn backups(s: &Stack) {
     // One large repository: ~210 MB of incompressible blobs, so the pack is as large.
     let inst = Inst::org(9_200, "bench-large", 1);
@@ -304,13 +336,11 @@ fn backups(s: &Stack) {
     let name = s.emulator.repositories(inst.id).remove(0).full_name;
     let key = format!("github/{name}");
     let t0 = Instant::now();
-    let added = s.http.request(
-        "POST",
-        &format!("{}/_emulator/git/{key}/commits", s.emulator.base),
-        &[],
-        Some(&json!({"count": 25, "file_bytes": 8_400_000, "incompressible": true}).to_string()),
+    add_commits(
+        s,
+        &key,
+        json!({"count": 25, "file_bytes": 8_400_000, "incompressible": true}),
     );
-    assert_eq!(added.status, 200, "{}", added.body);
     println!("\n## Backups");
     println!(
         "large repository prepared in the emulator ({:.1} s)",
@@ -332,21 +362,7 @@ fn backups(s: &Stack) {
         })
     });
     let tenant = "tenant-bench-large";
-    let install_url = s.connect(tenant);
-    let setup = s.walk_install(&install_url, inst.id);
-    let started = Instant::now();
-    let (_, _, _, _, answer) = held_and_confirmed(s, tenant, &setup);
-    let org_id = answer["org_ids"][0].as_str().expect("org").to_string();
-    let repository_id: String = s
-        .store
-        .query(
-            "SELECT id FROM repositories WHERE org_id = ?1",
-            [org_id.as_str()],
-            |r| r.get(0),
-        )
-        .into_iter()
-        .next()
-        .expect("the repository");
+    let (_, repository_id, started) = connect_one(s, tenant, &inst);
     let full = settled_snapshot(s, &repository_id, 0);
     let wall = started.elapsed().as_secs_f64();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -419,7 +435,6 @@ fn backups(s: &Stack) {
         Err(e) => println!("git clone --mirror could not run: {e}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
-
 }
 
 fn incremental(s: &Stack) {
@@ -428,37 +443,19 @@ fn incremental(s: &Stack) {
     s.emulator.put_installation(&inst);
     let name = s.emulator.repositories(inst.id).remove(0).full_name;
     let key = format!("github/{name}");
-    let added = s.http.request(
-        "POST",
-        &format!("{}/_emulator/git/{key}/commits", s.emulator.base),
-        &[],
-        Some(&json!({"count": 8, "file_bytes": 262_144, "incompressible": true}).to_string()),
+    add_commits(
+        s,
+        &key,
+        json!({"count": 8, "file_bytes": 262_144, "incompressible": true}),
     );
-    assert_eq!(added.status, 200, "{}", added.body);
     let tenant = "tenant-bench-incremental";
-    let install_url = s.connect(tenant);
-    let setup = s.walk_install(&install_url, inst.id);
-    let started = Instant::now();
-    let (_, _, _, _, answer) = held_and_confirmed(s, tenant, &setup);
-    let org_id = answer["org_ids"][0].as_str().expect("org").to_string();
-    let repository_id: String = s
-        .store
-        .query("SELECT id FROM repositories WHERE org_id = ?1", [org_id.as_str()], |r| r.get(0))
-        .into_iter()
-        .next()
-        .expect("the repository");
+    let (org_id, repository_id, started) = connect_one(s, tenant, &inst);
     let full = settled_snapshot(s, &repository_id, 0);
     let wall = started.elapsed().as_secs_f64();
     let bytes = full["bytes"].as_i64().unwrap_or(0) as f64;
     let key = &key;
     // 10 small commits, then a backup now.
-    let added = s.http.request(
-        "POST",
-        &format!("{}/_emulator/git/{key}/commits", s.emulator.base),
-        &[],
-        Some(&json!({"count": 10}).to_string()),
-    );
-    assert_eq!(added.status, 200, "{}", added.body);
+    add_commits(s, &key, json!({"count": 10}));
     let api = harness::portal::Portal::new(s, tenant);
     let t0 = Instant::now();
     let queued = api.request("POST", &format!("/v1/orgs/{org_id}/backup"), None);
