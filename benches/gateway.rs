@@ -455,7 +455,7 @@ fn incremental(s: &Stack) {
     let bytes = full["bytes"].as_i64().unwrap_or(0) as f64;
     let key = &key;
     // 10 small commits, then a backup now.
-    add_commits(s, &key, json!({"count": 10}));
+    add_commits(s, key, json!({"count": 10}));
     let api = harness::portal::Portal::new(s, tenant);
     let t0 = Instant::now();
     let queued = api.request("POST", &format!("/v1/orgs/{org_id}/backup"), None);
