@@ -36,6 +36,7 @@
 //! Everything outside `edge` is plain Rust tested natively with `cargo test`; `edge` holds the
 //! Workers bindings (KV, D1, Queues, fetch, WebCrypto) and is compiled for wasm32 only.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod backup;
