@@ -18,6 +18,41 @@
 //! | `DELETE /_emulator/credentials/misplaced` | | empties the list (not the counter): `{"cleared":n,"checked":N}` |
 //! | `GET /_emulator/credentials/seen` | | `{"github":n,"microsoft":n,"gitlab:{instance}":n,…}`: known credentials presented to their own home |
 //!
+//! Access audit data of an installation's organization (`access/`; ids of users given without
+//! one derive from the login, see `access/state.rs`). Every route below that changes what a
+//! webhook would report sends it (see `webhooks.rs`) and answers `{…,"deliveries":[{"id","event",
+//! "action","status"}]}` (empty without a webhook URL). Repository names are matched
+//! case-insensitively; an unknown installation, repository, member or rule answers 404,
+//! a duplicate 409, a bad body 400.
+//!
+//! | Method and path | Body | Effect and webhooks |
+//! | --- | --- | --- |
+//! | `PUT /_emulator/installations/{id}/access` | `{"members":[{"login","id"?,"role":"admin"\|"member","two_factor"?}],"outside_collaborators":[{"login","id"?,"two_factor"?,"admin_on":[repo names],"repositories"?:{"name":"read"\|"triage"\|"write"\|"maintain"\|"admin"}}],"invitations":[{"login"?\|"email"?,"id"?,"role"?}],"settings":{"two_factor_requirement_enabled"?,"default_repository_permission"?,"members_can_create_public_repositories"?},"permissions":{"members"?,"organization_administration"?,"administration"?}}` | replaces members, outside collaborators, invitations, settings and the App's granted permissions (a missing key: empty / defaults: role `member`, `two_factor` true, invitation role `direct_member`, settings `false`/`read`/`true`, each permission `read`; `null` revokes one); protections, rulesets and teams stay; no webhooks; answers the state as `GET` does |
+//! | `GET /_emulator/installations/{id}/access` | | that state with ids, plus `protections`, `rulesets` (GitHub's ruleset JSON) and `teams` |
+//! | `POST /_emulator/installations/{id}/members` | `{"login","id"?,"role"?,"two_factor"?}` | adds a member (an outside collaborator of that login is converted, its invitation accepted): `organization` `member_added` |
+//! | `PATCH /_emulator/installations/{id}/members/{login}` | `{"role"?,"two_factor"?}` | a role change sends `organization` `member_added` with the new role (GitHub has no action of its own for it); a 2FA change sends nothing |
+//! | `DELETE /_emulator/installations/{id}/members/{login}` | | removes the member (and from its teams): `organization` `member_removed` |
+//! | `POST /_emulator/installations/{id}/invitations` | `{"login"?\|"email"?,"id"?,"role"?}` | a pending invitation: `organization` `member_invited`; answers `{"id"}` |
+//! | `PUT /_emulator/installations/{id}/repositories/{name}/collaborators/{login}` | `{"permission"?:"write" (default),"id"?,"two_factor"?}` | grants an outside collaborator (not a member) a repository: `member` `added`, or `edited` when the role changes (nothing when it does not) |
+//! | `DELETE /_emulator/installations/{id}/repositories/{name}/collaborators/{login}` | | revokes it (no grants left: no longer an outside collaborator): `member` `removed` |
+//! | `PUT /_emulator/installations/{id}/repositories/{name}/protection/{branch}` | `{"required_reviews"?,"dismiss_stale_reviews"?,"require_code_owner_reviews"?,"require_last_push_approval"?,"required_checks"?:[contexts],"strict"?,"enforce_admins"?,"allow_force_pushes"?,"allow_deletions"?,"required_linear_history"?,"required_conversation_resolution"?}` | classic protection of the branch (name may hold `/`): `branch_protection_rule` `created`, or `edited` with `changes` (nothing when unchanged); answers `{"protection":<GET …/protection's JSON>}` |
+//! | `DELETE` the same path | | `branch_protection_rule` `deleted` |
+//! | `POST /_emulator/installations/{id}/repositories/{name}/rulesets` | `{"name","enforcement"?:"active"\|"disabled"\|"evaluate","include"?:["~DEFAULT_BRANCH"],"exclude"?:[],"rules":[{"type",…parameters}]}` | a repository ruleset (rule types `creation`, `update`, `deletion`, `non_fast_forward`, `required_linear_history`, `required_signatures`, `pull_request`, `required_status_checks`; parameters flat or in `"parameters"`, checked and defaulted as GitHub shows them): `repository_ruleset` `created`; answers `{"id","ruleset"}` |
+//! | `PUT`/`DELETE …/repositories/{name}/rulesets/{ruleset_id}` | as `POST` / none | replaces (`repository_ruleset` `edited` with `changes`) / deletes (`deleted`) |
+//! | `POST /_emulator/installations/{id}/rulesets`, `PUT`/`DELETE …/rulesets/{ruleset_id}` | as above, plus `"repositories"?:["~ALL"]`, `"exclude_repositories"?:[]` (`repository_name` patterns) | the organization's rulesets (`ruleset_source_type` `Organization`), same webhooks without `repository` |
+//! | `POST /_emulator/installations/{id}/teams` | `{"name","slug"?,"description"?,"privacy"?:"closed"\|"secret"}` | `team` `created`; answers `{"id","slug"}` |
+//! | `PUT`/`DELETE /_emulator/installations/{id}/teams/{slug}/members/{login}` | | an organization member joins / leaves: `membership` `added` / `removed` (`scope` `team`) |
+//!
+//! Webhook deliveries (`webhooks.rs`):
+//!
+//! | Method and path | Body | Effect |
+//! | --- | --- | --- |
+//! | `PUT /_emulator/webhooks` | `{"url","secret"}` | where signed deliveries go (`http://` only) |
+//! | `GET`/`DELETE /_emulator/webhooks` | | `{"url","secret"}` / turn delivery off |
+//! | `GET /_emulator/webhooks/deliveries` | | every delivery sent, oldest first: `{"id","event","action","installation_id","url","status","error","redelivery","delivered_at","duration_ms","body"}` |
+//! | `DELETE /_emulator/webhooks/deliveries` | | empties that list |
+//! | `POST /_emulator/webhooks/deliveries/{id}/redeliver` | | sends it again (same `X-GitHub-Delivery`, body and signature) to the configured URL: `{"id","event","action","status"}` |
+//!
 //! Families (a credential's `home`, a request's `presented_to`): `github`, `gitlab:{instance}`,
 //! `microsoft` (`/microsoft/…`, `/vssps/…`, `/azure/…`) and `sink`: `/sink` and `/sink/…`
 //! answer `200 {"ok":true}` to anything and record every credential they receive, known
@@ -151,6 +186,9 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
         ("POST", ["installations", id, "repositories"]) => {
             parse_id(id).and_then(|id| change_repositories(em, request, id))
         }
+        (_, ["installations", id, rest @ ..]) if !rest.is_empty() => {
+            parse_id(id).map(|id| crate::access::admin_route(em, request, id, rest))
+        }
         ("PUT", ["setup-url"]) => put_setup_url(em, request),
         ("PUT", ["oauth"]) => parse_body::<crate::state::OAuthApp>(request).map(|app| {
             let mut store = em.store();
@@ -211,6 +249,7 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
         }
         (_, ["azure", rest @ ..]) => Ok(crate::azure::admin_route(em, request, rest)),
         (_, ["git", rest @ ..]) => Ok(crate::git::admin_route(em, request, rest)),
+        (_, ["webhooks", rest @ ..]) => Ok(crate::webhooks::admin_route(em, request, rest)),
         _ => Err(crate::github::no_route(request)),
     };
     result.unwrap_or_else(|reply| reply)

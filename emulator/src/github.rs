@@ -2,7 +2,9 @@
 //!
 //! - `GET /app/installations/{id}` and `POST /app/installations/{id}/access_tokens` (App JWT)
 //! - `GET /installation/repositories` with `Link` pagination (installation token)
-//! - `GET /orgs/{login}` and `GET /users/{login}` for the token's own account
+//! - `GET /orgs/{login}` and `GET /users/{login}` for the token's own account (an
+//!   organization's settings for owners: `access/`)
+//! - who can reach the organization's code and how its branches are protected: `access/`
 //! - `GET /apps/{slug}/installations/new`: the install page that sends the browser to the
 //!   setup URL (or redirects straight there with `&target=<installation id>`), with a one-time
 //!   OAuth `code` when "request user authorization during installation" is configured
@@ -55,7 +57,8 @@ pub fn route(em: &Emulator, request: &Request, caller: &Caller) -> Reply {
             Caller::Rejected(message) => Err(Reply::error(401, message)),
             _ => Err(Reply::error(401, "Requires authentication")),
         },
-        _ => Err(no_route(request)),
+        _ => crate::access::route(em, request, caller, &segments)
+            .unwrap_or_else(|| Err(no_route(request))),
     };
     result.unwrap_or_else(|reply| reply)
 }
@@ -71,7 +74,7 @@ pub fn no_route(request: &Request) -> Reply {
     )
 }
 
-fn timestamp(t: DateTime<Utc>) -> String {
+pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -84,7 +87,10 @@ fn require_app(caller: &Caller) -> Result<(), Reply> {
 }
 
 /// The installation the caller's token belongs to; suspended installations answer 403.
-fn token_installation<'s>(store: &'s Store, caller: &Caller) -> Result<&'s Installation, Reply> {
+pub(crate) fn token_installation<'s>(
+    store: &'s Store,
+    caller: &Caller,
+) -> Result<&'s Installation, Reply> {
     let installation = match caller {
         Caller::Installation(id) => store.installation(*id),
         Caller::Anonymous => return Err(Reply::error(401, "Requires authentication")),
@@ -113,22 +119,36 @@ fn find_installation<'s>(store: &'s Store, id: &str) -> Result<&'s Installation,
         .ok_or_else(Reply::not_found)
 }
 
-fn permissions() -> Value {
-    json!({
-        "administration": "read",
+/// The permissions the installation granted the App: `members`, `organization_administration`
+/// and `administration` as its access state says (`access/`), the others always `read`.
+fn permissions(inst: &Installation) -> Value {
+    let granted = &inst.access.permissions;
+    let mut permissions = json!({
         "contents": "read",
         "issues": "read",
-        "members": "read",
         "metadata": "read",
         "pull_requests": "read",
-    })
+    });
+    for (name, level) in [
+        ("administration", &granted.administration),
+        ("members", &granted.members),
+        (
+            "organization_administration",
+            &granted.organization_administration,
+        ),
+    ] {
+        if let Some(level) = level {
+            permissions[name] = json!(level);
+        }
+    }
+    permissions
 }
 
-fn avatar_url(account_id: u64) -> String {
+pub(crate) fn avatar_url(account_id: u64) -> String {
     format!("https://avatars.githubusercontent.com/u/{account_id}?v=4")
 }
 
-fn node_id(prefix: &str, id: u64) -> String {
+pub(crate) fn node_id(prefix: &str, id: u64) -> String {
     format!("{prefix}_emu{id}")
 }
 
@@ -140,7 +160,7 @@ fn account_type(account: &Account) -> &'static str {
 }
 
 /// The short account object embedded in installations and repositories.
-fn account_summary(em: &Emulator, account: &Account) -> Value {
+pub(crate) fn account_summary(em: &Emulator, account: &Account) -> Value {
     json!({
         "login": account.login,
         "id": account.id,
@@ -172,8 +192,11 @@ pub fn installation_json(em: &Emulator, inst: &Installation) -> Value {
         "app_slug": em.slug,
         "target_id": inst.account.id,
         "target_type": account_type(&inst.account),
-        "permissions": permissions(),
-        "events": ["installation_repositories", "push", "repository"],
+        "permissions": permissions(inst),
+        "events": [
+            "branch_protection_rule", "installation_repositories", "member", "membership",
+            "organization", "push", "repository", "repository_ruleset", "team",
+        ],
         "created_at": timestamp(inst.created_at),
         "updated_at": timestamp(inst.updated_at),
         "single_file_name": null,
@@ -201,19 +224,20 @@ fn create_token(em: &Emulator, caller: &Caller, id: &str) -> Result<Reply, Reply
         return Err(suspended());
     }
     let (inst_id, selection) = (inst.id, inst.repository_selection.clone());
+    let permissions = permissions(inst);
     let (token, expires_at) = store.issue_token(inst_id, Utc::now());
     Ok(Reply::json(
         201,
         &json!({
             "token": token,
             "expires_at": timestamp(expires_at),
-            "permissions": permissions(),
+            "permissions": permissions,
             "repository_selection": selection,
         }),
     ))
 }
 
-fn repository_json(em: &Emulator, inst: &Installation, repo: &Repo) -> Value {
+pub(crate) fn repository_json(em: &Emulator, inst: &Installation, repo: &Repo) -> Value {
     let repo = inst.repo_details(repo);
     // Fixed, distinct timestamps: 2020-01-01 plus one minute per repository number.
     let epoch = DateTime::<Utc>::from_timestamp(1_577_836_800, 0).expect("valid timestamp");
@@ -278,7 +302,8 @@ fn get_account(
     orgs_only: bool,
 ) -> Result<Reply, Reply> {
     let store = em.store();
-    let account = &token_installation(&store, caller)?.account;
+    let installation = token_installation(&store, caller)?;
+    let account = &installation.account;
     if !account.login.eq_ignore_ascii_case(login)
         || (orgs_only && account.kind != AccountType::Organization)
     {
@@ -287,6 +312,9 @@ fn get_account(
     let mut body = account_summary(em, account);
     body["name"] = json!(account.name);
     body["description"] = json!(account.description);
+    if orgs_only {
+        crate::access::add_org_settings(&mut body, installation);
+    }
     Ok(Reply::json(200, &body))
 }
 

@@ -14,6 +14,7 @@
 //! | Prefix | Service | Module |
 //! | --- | --- | --- |
 //! | `/` (the rest) | GitHub REST API, install page, OAuth during installation | `github.rs` |
+//! | `/orgs/{org}/members`, `/repos/{owner}/{repo}/branches/{branch}/protection`, … | GitHub access audit data (members, collaborators, protections, rulesets) | `access/` |
 //! | `/gitlab/{instance}/oauth/…` | GitLab OAuth (`authorize`, `token`) | `gitlab/`, `oauth.rs` |
 //! | `/gitlab/{instance}/api/v4/…` | GitLab REST API: `user`, `groups`, `groups/:id`, `groups/:id/projects` | `gitlab/` |
 //! | `/microsoft/{tenant}/oauth2/v2.0/…` | Microsoft identity platform (`authorize`, `token`) | `azure/`, `oauth.rs` |
@@ -21,7 +22,7 @@
 //! | `/azure/{org}/…` | Azure DevOps projects and Git repositories | `azure/` |
 //! | `/{owner}/{repo}.git/…`, `/gitlab/{instance}/{path}.git/…`, `/azure/{org}/{project}/_git/{repo}/…` | git smart HTTP (`info/refs`, `git-upload-pack`) of every listed repository, from real bare repositories | `git/` |
 //! | `/sink/…` | another origin: `200 {"ok":true}`, records every credential it receives | `ledger.rs` |
-//! | `/_emulator/…` | control API: setup, faults, request log, issued tokens, OAuth grants, credential ledger | `admin.rs` |
+//! | `/_emulator/…` | control API: setup, faults, request log, issued tokens, OAuth grants, credential ledger, access data, webhook deliveries | `admin.rs`, `webhooks.rs` |
 //!
 //! Fault rules (`faults.rs`), the request log and the credential ledger (`ledger.rs`: which
 //! credential was presented to which service) cover every service; see each module for its
@@ -31,6 +32,7 @@
 //! lazily, kept after exit); without it, a fresh directory under the system temp directory
 //! (see `git/repos.rs`). The `git` binary must be on `PATH`.
 
+mod access;
 mod admin;
 mod auth;
 mod azure;
@@ -44,6 +46,7 @@ mod oauth;
 mod pagination;
 mod server;
 mod state;
+mod webhooks;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -78,6 +78,28 @@ impl Page {
         Some(links.join(", "))
     }
 
+    /// Like [`Page::link_header`], keeping the request's other query parameters (in their
+    /// order, before `per_page` and `page`), as GitHub's links for filtered lists do.
+    pub fn link_header_keeping(&self, endpoint: &str, query: &str, total: usize) -> Option<String> {
+        let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .filter(|(name, _)| name != "page" && name != "per_page")
+            .collect();
+        if kept.is_empty() {
+            return self.link_header(endpoint, total);
+        }
+        let prefix = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&kept)
+            .finish();
+        self.link_header(&format!("{endpoint}?{prefix}"), total)
+            .map(|links| {
+                links.replace(
+                    &format!("{prefix}?per_page="),
+                    &format!("{prefix}&per_page="),
+                )
+            })
+    }
+
     /// GitLab's offset pagination headers for this page of `total` items at `endpoint`
     /// (absolute URL without query) requested with `query`.
     pub fn gitlab_headers(
@@ -253,6 +275,24 @@ mod tests {
             ),
             "http://h/p?id_after=9&pagination=keyset&search=a+b"
         );
+    }
+
+    #[test]
+    fn github_links_keep_filters() {
+        let ep = "http://127.0.0.1:9/organizations/7/members";
+        let p = Page::from_query(Some("2"), Some("2"));
+        assert_eq!(
+            p.link_header_keeping(ep, "role=admin&per_page=2&page=2&filter=all", 5)
+                .unwrap(),
+            format!(
+                "<{ep}?role=admin&filter=all&per_page=2&page=1>; rel=\"prev\", \
+                 <{ep}?role=admin&filter=all&per_page=2&page=3>; rel=\"next\", \
+                 <{ep}?role=admin&filter=all&per_page=2&page=3>; rel=\"last\", \
+                 <{ep}?role=admin&filter=all&per_page=2&page=1>; rel=\"first\""
+            )
+        );
+        assert_eq!(p.link_header_keeping(ep, "page=2", 5), p.link_header(ep, 5));
+        assert_eq!(p.link_header_keeping(ep, "role=admin", 2), None);
     }
 
     #[test]

@@ -177,6 +177,11 @@ impl Emulator {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The App id as configured.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
     /// The App id as GitHub shows it: a number when it is one.
     pub fn app_id_json(&self) -> Value {
         self.app_id

@@ -1,8 +1,9 @@
 //! In-memory state: installations and their repositories, issued tokens, the request log
 //! and the setup URL; and, kept by their own modules, the GitLab instances (`gitlab`), the
 //! Microsoft / Azure DevOps directory (`azure`), their OAuth clients, codes and tokens
-//! (`oauth`) and the credential ledger (`ledger`), which every issued or configured
-//! credential is indexed in.
+//! (`oauth`), the credential ledger (`ledger`), which every issued or configured credential is
+//! indexed in, and the webhook target with its deliveries (`webhooks`). Each installation keeps
+//! its organization's access state (`access/`).
 //!
 //! Generated repositories are stored as their index only (`{login}-repo-{i:05}`, id
 //! `installation_id * 1_000_000 + i`), so installations with tens of thousands of
@@ -140,6 +141,8 @@ pub struct Installation {
     repos: Vec<Repo>,
     /// Next index for generated repositories and generated ids.
     next_index: u32,
+    /// Members, collaborators, settings, granted permissions, protections (`access/`).
+    pub access: crate::access::Access,
 }
 
 impl Installation {
@@ -158,6 +161,7 @@ impl Installation {
             updated_at: now,
             repos: Vec::new(),
             next_index: 1,
+            access: crate::access::Access::default(),
         }
     }
 
@@ -304,6 +308,8 @@ pub struct Store {
     pub azure: crate::azure::Directory,
     /// Which credential reached which service (`ledger.rs`).
     pub ledger: Ledger,
+    /// The webhook target and every delivery sent (`webhooks.rs`).
+    pub webhooks: crate::webhooks::Hooks,
 }
 
 impl Store {

@@ -24,7 +24,7 @@ mod entra;
 mod state;
 
 pub use admin::route as admin_route;
-pub use state::Directory;
+pub use state::{new_guid, Directory};
 
 use crate::github::no_route;
 use crate::http::{Reply, Request};
