@@ -65,7 +65,13 @@
 //! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?}` | the OAuth application (TTL default 7200 s) |
 //! | `PUT …/users/{id}` | `{"username","name"?}` | create or replace a user (the first one is the default user) |
 //! | `PUT …/default-user` | `{"id"}` | who signs in at `/oauth/authorize` without `emulator_user` |
-//! | `PUT …/groups/{id}` | `{"name","path","parent_id"?,"visibility"?,"members":[user id or {"id","access_level"}],"projects":N or [{"name","path"?,"visibility"?,"archived"?}]}` | create or replace a group (members owners by default; subgroups inherit members); answers its summary with project ids |
+//! | `PUT …/groups/{id}` | `{"name","path","parent_id"?,"visibility"?,"members":[user id or {"id","access_level"}],"projects":N or [{"name","path"?,"visibility"?,"archived"?,"default_branch"?}]}` | create or replace a group (members owners by default, `access_level` 5, 10, 15, 20, 30, 40 or 50; subgroups inherit members; 2FA settings reset); answers its summary with project ids and `access_levels` |
+//! | `PUT …/groups/{id}/access` | `{"require_two_factor_authentication","two_factor_grace_period"?}` | the group's 2FA requirement (grace period default 48 hours) |
+//! | `PUT …/groups/{id}/members/{user id}` | `{"access_level"}` | add a member or change its level, keeping the group's projects; answers the summary |
+//! | `DELETE …/groups/{id}/members/{user id}` | | remove a direct member; answers the summary |
+//! | `PUT …/projects/{id}/protected_branches/{name}` | `{"push_access_level"?,"merge_access_level"?,"allow_force_push"?,"code_owner_approval_required"?}` | protect a branch or wildcard (name may hold `/`; levels 0, 30, 40 (default) or 60); answers it as the API lists it |
+//! | `DELETE …/projects/{id}/protected_branches/{name}` | | unprotect it (400 if it was not) |
+//! | `PUT …/projects/{id}/approval_rules` | `[{"name","approvals_required","rule_type"?:"regular"\|"any_approver"}]` | replace the project's approval rules |
 //! | `POST …/groups/{id}/projects` | `{"add":N,"add_names":[..],"remove_ids":[..]}` | change its projects; answers its summary |
 //! | `DELETE …/groups/{id}` | | delete it with its subgroups and their projects |
 //! | `GET …/projects[?group={id}]` | | every project, or those of a group and its subgroups |

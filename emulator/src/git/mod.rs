@@ -232,7 +232,7 @@ fn gitlab_project(
         full.eq_ignore_ascii_case(path).then(|| {
             let parts: Vec<&str> = std::iter::once(instance).chain(full.split('/')).collect();
             (
-                located(Flavor::GitLab, &parts, full.clone(), "main"),
+                located(Flavor::GitLab, &parts, full.clone(), &p.default_branch),
                 p.group_id,
             )
         })

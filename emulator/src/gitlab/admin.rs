@@ -6,7 +6,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::DEFAULT_TOKEN_TTL;
-use super::state::{Instance, NamedProject, NewGroup, User, OWNER};
+use super::state::{
+    ApprovalRule, Instance, NamedProject, NewGroup, ProtectedBranch, User, BRANCH_LEVELS,
+    MAINTAINER, OWNER,
+};
 use crate::admin::RepositoryChanges;
 use crate::http::{parse_body, Reply, Request};
 use crate::oauth::{self, Realm};
@@ -44,6 +47,8 @@ struct ProjectSpec {
     visibility: Option<String>,
     #[serde(default)]
     archived: bool,
+    #[serde(default)]
+    default_branch: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,8 +80,45 @@ impl From<ProjectSpec> for NamedProject {
             path: spec.path,
             visibility: spec.visibility,
             archived: spec.archived,
+            default_branch: spec.default_branch,
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupAccess {
+    require_two_factor_authentication: bool,
+    #[serde(default)]
+    two_factor_grace_period: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberLevel {
+    access_level: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtectedBranchSpec {
+    #[serde(default)]
+    push_access_level: Option<u32>,
+    #[serde(default)]
+    merge_access_level: Option<u32>,
+    #[serde(default)]
+    allow_force_push: bool,
+    #[serde(default)]
+    code_owner_approval_required: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalRuleSpec {
+    name: String,
+    approvals_required: u32,
+    #[serde(default)]
+    rule_type: Option<String>,
 }
 
 /// Answers `/_emulator/gitlab/{instance}/{rest}`.
@@ -98,6 +140,49 @@ pub fn route(em: &Emulator, request: &Request, instance: &str, rest: &[&str]) ->
             Reply::json(200, &json!({ "deleted": deleted.unwrap_or(false) }))
         }),
         ("GET", ["projects"]) => list_projects(em, request, instance),
+        ("PUT", ["groups", id, "access"]) => {
+            parse_id(id).and_then(|id| put_group_access(em, request, instance, id))
+        }
+        ("PUT", ["groups", id, "members", user]) => parse_id(id).and_then(|id| {
+            let user = parse_id(user)?;
+            let MemberLevel { access_level } = parse_body(request)?;
+            instance_mut(em, instance, |inst| {
+                inst.set_member(id, user, access_level)?;
+                Ok(group_summary(inst, id))
+            })
+            .map(|body| Reply::json(200, &body))
+        }),
+        ("DELETE", ["groups", id, "members", user]) => parse_id(id).and_then(|id| {
+            let user = parse_id(user)?;
+            instance_mut(em, instance, |inst| {
+                inst.group_mut(id)?
+                    .members
+                    .remove(&user)
+                    .ok_or_else(|| format!("user {user} is no direct member of group {id}"))?;
+                Ok(group_summary(inst, id))
+            })
+            .map(|body| Reply::json(200, &body))
+        }),
+        ("PUT", ["projects", id, "protected_branches", name @ ..]) if !name.is_empty() => {
+            parse_id(id).and_then(|id| protect_branch(em, request, instance, id, &joined(name)))
+        }
+        ("DELETE", ["projects", id, "protected_branches", name @ ..]) if !name.is_empty() => {
+            parse_id(id).and_then(|id| {
+                let name = joined(name);
+                instance_mut(em, instance, |inst| {
+                    let project = inst.project_mut(id)?;
+                    let before = project.protected_branches.len();
+                    project.protected_branches.retain(|b| b.name != name);
+                    if project.protected_branches.len() == before {
+                        return Err(format!("branch {name:?} of project {id} is not protected"));
+                    }
+                    Ok(Reply::json(200, &json!({ "deleted": true })))
+                })
+            })
+        }
+        ("PUT", ["projects", id, "approval_rules"]) => {
+            parse_id(id).and_then(|id| put_approval_rules(em, request, instance, id))
+        }
         ("POST", ["users", id, "revoke"]) => {
             parse_id(id).map(|id| oauth::revoke(em, &realm, &id.to_string()))
         }
@@ -166,6 +251,8 @@ fn group_summary(inst: &Instance, id: u64) -> Value {
         "full_path": inst.full_path(id),
         "parent_id": group.and_then(|g| g.parent_id),
         "members": group.map(|g| g.members.keys().collect::<Vec<_>>()),
+        "access_levels": group.map(|g| &g.members),
+        "require_two_factor_authentication": group.map(|g| g.require_two_factor_authentication),
         "projects": projects,
     })
 }
@@ -250,8 +337,131 @@ fn list_projects(em: &Emulator, request: &Request, instance: &str) -> Result<Rep
                 "path_with_namespace": format!("{}/{}", inst.full_path(p.group_id), p.path),
                 "visibility": p.visibility,
                 "archived": p.archived,
+                "default_branch": p.default_branch,
             })
         })
         .collect();
     Ok(Reply::json(200, &json!(projects)))
+}
+
+/// Path segments joined with `/`, each percent-decoded (a protected branch may be
+/// `release/*`, given raw or as `release%2F*`).
+fn joined(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| crate::http::percent_decode(p))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn put_group_access(
+    em: &Emulator,
+    request: &Request,
+    instance: &str,
+    id: u64,
+) -> Result<Reply, Reply> {
+    let spec: GroupAccess = parse_body(request)?;
+    let body = instance_mut(em, instance, |inst| {
+        let group = inst.group_mut(id)?;
+        group.require_two_factor_authentication = spec.require_two_factor_authentication;
+        if let Some(hours) = spec.two_factor_grace_period {
+            group.two_factor_grace_period = hours;
+        }
+        Ok(json!({
+            "id": id,
+            "require_two_factor_authentication": group.require_two_factor_authentication,
+            "two_factor_grace_period": group.two_factor_grace_period,
+        }))
+    })?;
+    Ok(Reply::json(200, &body))
+}
+
+/// Creates or replaces a protected branch (levels default to Maintainers); answers it as the
+/// API lists it.
+fn protect_branch(
+    em: &Emulator,
+    request: &Request,
+    instance: &str,
+    id: u64,
+    name: &str,
+) -> Result<Reply, Reply> {
+    let spec: ProtectedBranchSpec = parse_body(request)?;
+    let push = spec.push_access_level.unwrap_or(MAINTAINER);
+    let merge = spec.merge_access_level.unwrap_or(MAINTAINER);
+    if let Some(bad) = [push, merge]
+        .into_iter()
+        .find(|l| !BRANCH_LEVELS.contains(l))
+    {
+        return Err(Reply::error(
+            400,
+            &format!("github-emulator: bad protected branch access level {bad} (0, 30, 40 or 60)"),
+        ));
+    }
+    let body = instance_mut(em, instance, |inst| {
+        inst.project_mut(id)?;
+        let existing = inst
+            .project(id)
+            .and_then(|p| p.protected_branches.iter().find(|b| b.name == name))
+            .map(|b| (b.id, b.push.0, b.merge.0));
+        let (branch_id, push_id, merge_id) = match existing {
+            Some(ids) => ids,
+            None => (
+                inst.next_rule_id(),
+                inst.next_rule_id(),
+                inst.next_rule_id(),
+            ),
+        };
+        let branch = ProtectedBranch {
+            id: branch_id,
+            name: name.to_string(),
+            push: (push_id, push),
+            merge: (merge_id, merge),
+            allow_force_push: spec.allow_force_push,
+            code_owner_approval_required: spec.code_owner_approval_required,
+        };
+        let project = inst.project_mut(id)?;
+        match project
+            .protected_branches
+            .iter_mut()
+            .find(|b| b.name == name)
+        {
+            Some(slot) => *slot = branch.clone(),
+            None => project.protected_branches.push(branch.clone()),
+        }
+        Ok(super::audit::protected_branch_json(&branch))
+    })?;
+    Ok(Reply::json(200, &body))
+}
+
+/// Replaces a project's approval rules; answers them as the API lists them.
+fn put_approval_rules(
+    em: &Emulator,
+    request: &Request,
+    instance: &str,
+    id: u64,
+) -> Result<Reply, Reply> {
+    let specs: Vec<ApprovalRuleSpec> = parse_body(request)?;
+    let body = instance_mut(em, instance, |inst| {
+        inst.project_mut(id)?;
+        let mut rules = Vec::new();
+        for spec in specs {
+            let rule_type = spec.rule_type.unwrap_or_else(|| "regular".into());
+            if rule_type != "regular" && rule_type != "any_approver" {
+                return Err(format!("bad rule_type {rule_type:?}"));
+            }
+            rules.push(ApprovalRule {
+                id: inst.next_rule_id(),
+                name: spec.name,
+                rule_type,
+                approvals_required: spec.approvals_required,
+            });
+        }
+        let listed: Vec<Value> = rules
+            .iter()
+            .map(|r| json!({ "id": r.id, "name": r.name, "rule_type": r.rule_type, "approvals_required": r.approvals_required }))
+            .collect();
+        inst.project_mut(id)?.approval_rules = rules;
+        Ok(json!(listed))
+    })?;
+    Ok(Reply::json(200, &body))
 }

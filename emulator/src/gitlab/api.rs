@@ -17,7 +17,7 @@ pub const DEFAULT_TOKEN_TTL: i64 = 7200;
 /// The scopes an authorize request may ask for.
 pub const SCOPES: [&str; 4] = ["api", "read_api", "read_user", "read_repository"];
 /// Scopes that open the group and project endpoints.
-const API_SCOPES: [&str; 2] = ["api", "read_api"];
+pub(super) const API_SCOPES: [&str; 2] = ["api", "read_api"];
 /// Scopes that open `GET /user`.
 const USER_SCOPES: [&str; 3] = ["api", "read_api", "read_user"];
 
@@ -136,14 +136,14 @@ impl Provider for GitLabOAuth<'_> {
 }
 
 /// URLs of one instance on the emulator's origin.
-struct Site<'a> {
+pub(super) struct Site<'a> {
     /// `{emulator}/gitlab/{instance}`.
     base: String,
     inst: &'a Instance,
 }
 
 impl Site<'_> {
-    fn user_json(&self, user: &User) -> Value {
+    pub(super) fn user_json(&self, user: &User) -> Value {
         json!({
             "id": user.id,
             "username": user.username,
@@ -171,10 +171,12 @@ impl Site<'_> {
             "full_path": full_path,
             "parent_id": group.parent_id,
             "created_at": timestamp(group.id),
+            "require_two_factor_authentication": group.require_two_factor_authentication,
+            "two_factor_grace_period": group.two_factor_grace_period,
         })
     }
 
-    fn project_json(&self, project: &Project) -> Value {
+    pub(super) fn project_json(&self, project: &Project) -> Value {
         let namespace = self.inst.group(project.group_id);
         let namespace_path = self.inst.full_path(project.group_id);
         let path_with_namespace = format!("{namespace_path}/{}", project.path);
@@ -190,7 +192,7 @@ impl Site<'_> {
             "path": project.path,
             "path_with_namespace": path_with_namespace,
             "created_at": created.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "default_branch": "main",
+            "default_branch": project.default_branch,
             "visibility": project.visibility,
             "archived": project.archived,
             "empty_repo": false,
@@ -217,7 +219,7 @@ impl Site<'_> {
 }
 
 /// Fixed, distinct timestamps: 2020-01-01 plus one hour per id.
-fn timestamp(id: u64) -> String {
+pub(super) fn timestamp(id: u64) -> String {
     let epoch = DateTime::<Utc>::from_timestamp(1_577_836_800, 0).expect("valid timestamp");
     (epoch + Duration::hours(id as i64)).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -250,7 +252,7 @@ fn bad_param(message: String) -> Reply {
 }
 
 /// The instance and the token's user, if the token carries one of `scopes`.
-fn authenticate<'s>(
+pub(super) fn authenticate<'s>(
     store: &'s Store,
     instance: &str,
     caller: &Caller,
@@ -318,11 +320,11 @@ fn choice<'a>(
     }
 }
 
-fn endpoint(em: &Emulator, instance: &str, path: &str) -> String {
+pub(super) fn endpoint(em: &Emulator, instance: &str, path: &str) -> String {
     format!("{}/gitlab/{instance}/api/v4/{path}", em.base_url)
 }
 
-fn site<'a>(em: &Emulator, instance: &str, inst: &'a Instance) -> Site<'a> {
+pub(super) fn site<'a>(em: &Emulator, instance: &str, inst: &'a Instance) -> Site<'a> {
     Site {
         base: format!("{}/gitlab/{instance}", em.base_url),
         inst,
@@ -394,7 +396,11 @@ pub fn list_groups(
 }
 
 /// The group `key` names (id or URL-encoded full path), if the user may see it.
-fn visible_group<'s>(inst: &'s Instance, user: &User, key: &str) -> Result<&'s Group, Reply> {
+pub(super) fn visible_group<'s>(
+    inst: &'s Instance,
+    user: &User,
+    key: &str,
+) -> Result<&'s Group, Reply> {
     inst.find_group(&percent_decode(key))
         .filter(|g| inst.access_level(g.id, user.id).is_some())
         .ok_or_else(group_not_found)
@@ -505,7 +511,7 @@ pub fn list_projects(
 }
 
 /// One offset page of `items` as JSON with GitLab's pagination headers.
-fn offset_page<T>(
+pub(super) fn offset_page<T>(
     request: &Request,
     url: &str,
     items: &[T],

@@ -8,7 +8,12 @@
 //! | `POST /oauth/token` | `{"access_token":"glemu-at-…","token_type":"Bearer","expires_in","refresh_token":"glemu-rt-…","scope","created_at"}`; errors `{"error","error_description"}`: 401 `invalid_client`, 400 `invalid_grant` / `invalid_request` / `unsupported_grant_type` |
 //! | `GET /api/v4/user` | the token's user `{"id","username","name","state","avatar_url","web_url",…}` |
 //! | `GET /api/v4/groups` | the user's groups (`top_level_only`, `min_access_level`, `search`, `order_by` = `name` (default) / `path` / `id`, `sort`), offset pagination |
-//! | `GET /api/v4/groups/:id` | by numeric id or URL-encoded full path; 404 `{"message":"404 Group Not Found"}` when unknown or not a member |
+//! | `GET /api/v4/groups/:id` | by numeric id or URL-encoded full path, with `require_two_factor_authentication` and `two_factor_grace_period`; 404 `{"message":"404 Group Not Found"}` when unknown or not a member |
+//! | `GET /api/v4/groups/:id/members` | direct members: the user fields plus `access_level` (5 minimal access, 10 guest, 15 planner, 20 reporter, 30 developer, 40 maintainer, 50 owner), `expires_at`, `membership_state`; by user id, offset pagination |
+//! | `GET /api/v4/groups/:id/members/all` | the same with members of every ancestor group, each at their highest level |
+//! | `GET /api/v4/projects/:id` | a project by id or URL-encoded `path_with_namespace` (with its `default_branch`); 404 `{"message":"404 Project Not Found"}` unless the user is at least a guest of its group (inherited) |
+//! | `GET /api/v4/projects/:id/protected_branches` | `[{"id","name","push_access_levels":[{"id","access_level","access_level_description","deploy_key_id","user_id","group_id"}],"merge_access_levels":[…],"unprotect_access_levels":[],"allow_force_push","code_owner_approval_required","inherited"}]`, offset pagination; 403 `{"message":"403 Forbidden"}` below Maintainer |
+//! | `GET /api/v4/projects/:id/approval_rules` | `[{"id","name","rule_type","report_type","eligible_approvers","approvals_required","users","groups","contains_hidden_groups","protected_branches","applies_to_all_protected_branches"}]` (empty unless set), offset pagination; 403 below Developer |
 //! | `GET /api/v4/groups/:id/projects` | `include_subgroups`, `archived`, `search`, `id_after`, `id_before`, `order_by` (default `created_at`), `sort` (default `desc`); offset pagination, or keyset with `pagination=keyset&order_by=id` (only `Link: <…id_after=…>; rel="next"`; other orders answer 405) |
 //!
 //! API requests need `Authorization: Bearer <access token>`: none, unknown, revoked or rotated
@@ -23,6 +28,7 @@
 
 mod admin;
 mod api;
+mod audit;
 mod state;
 
 pub use admin::route as admin_route;
@@ -54,10 +60,26 @@ pub fn route(em: &Emulator, request: &Request, instance: &str, caller: &Caller) 
         ("GET", ["api", "v4", "groups", key, "projects"]) => {
             api::list_projects(em, request, instance, caller, key)
         }
+        ("GET", ["api", "v4", "groups", key, "members"]) => {
+            audit::group_members(em, request, instance, caller, key, false)
+        }
+        ("GET", ["api", "v4", "groups", key, "members", "all"]) => {
+            audit::group_members(em, request, instance, caller, key, true)
+        }
+        ("GET", ["api", "v4", "projects", key]) => audit::get_project(em, instance, caller, key),
+        ("GET", ["api", "v4", "projects", key, "protected_branches"]) => {
+            audit::protected_branches(em, request, instance, caller, key)
+        }
+        ("GET", ["api", "v4", "projects", key, "approval_rules"]) => {
+            audit::approval_rules(em, request, instance, caller, key)
+        }
         _ => Err(no_route(request)),
     };
     result.unwrap_or_else(|reply| reply)
 }
+
+#[cfg(test)]
+mod audit_tests;
 
 #[cfg(test)]
 mod tests {
@@ -69,16 +91,16 @@ mod tests {
     use crate::server::tests::{admin_call, call, emulator, location_params};
     use crate::server::Emulator;
 
-    const VERIFIER: &str = "dev-verifier-0123456789-abcdefghijklmnopqrstuvwxyz~ABC";
+    pub(super) const VERIFIER: &str = "dev-verifier-0123456789-abcdefghijklmnopqrstuvwxyz~ABC";
     const CALLBACK: &str = "http://127.0.0.1:8787/gitlab/callback";
 
-    fn admin(em: &Emulator, method: &str, path: &str, body: Value) -> Value {
+    pub(super) fn admin(em: &Emulator, method: &str, path: &str, body: Value) -> Value {
         admin_call(em, method, &format!("gitlab/{path}"), body)
     }
 
     /// Instance `com`: users 7001 (default) and 7002; group 1 `initech` (7001, 3 projects) with
     /// subgroup 2 `initech/platform` (2 projects), group 3 `hooli` (7002 only, 1 project).
-    fn setup(em: &Emulator) {
+    pub(super) fn setup(em: &Emulator) {
         admin(
             em,
             "PUT",
@@ -122,7 +144,7 @@ mod tests {
         em.handle(&Request::new("GET", &target))
     }
 
-    fn code(em: &Emulator, extra: &str) -> String {
+    pub(super) fn code(em: &Emulator, extra: &str) -> String {
         let reply = authorize(em, "com", extra);
         assert_eq!(reply.status, 302);
         let params = location_params(&reply);
@@ -136,7 +158,7 @@ mod tests {
         (status, body)
     }
 
-    fn exchange(em: &Emulator, code: &str, verifier: &str) -> (u16, Value) {
+    pub(super) fn exchange(em: &Emulator, code: &str, verifier: &str) -> (u16, Value) {
         token(
             em,
             &format!(
@@ -154,14 +176,14 @@ mod tests {
     }
 
     /// Access and refresh token of a fresh grant for the default user.
-    fn tokens(em: &Emulator) -> (String, String) {
+    pub(super) fn tokens(em: &Emulator) -> (String, String) {
         let (status, body) = exchange(em, &code(em, ""), VERIFIER);
         assert_eq!(status, 200, "{body}");
         let get = |k: &str| body[k].as_str().unwrap().to_string();
         (get("access_token"), get("refresh_token"))
     }
 
-    fn get(em: &Emulator, target: &str, token: &str) -> (u16, Value, Reply) {
+    pub(super) fn get(em: &Emulator, target: &str, token: &str) -> (u16, Value, Reply) {
         call(
             em,
             "GET",
@@ -175,7 +197,7 @@ mod tests {
         json!({"error": "invalid_grant", "error_description": INVALID_GRANT})
     }
 
-    fn names(body: &Value, field: &str) -> Vec<String> {
+    pub(super) fn names(body: &Value, field: &str) -> Vec<String> {
         body.as_array()
             .unwrap()
             .iter()
@@ -671,7 +693,8 @@ mod tests {
             json!({"id": 2, "web_url": "http://127.0.0.1:1/gitlab/com/groups/initech/platform", "name": "Platform",
                    "path": "platform", "description": "", "visibility": "private", "avatar_url": null,
                    "full_name": "Initech / Platform", "full_path": "initech/platform", "parent_id": 1,
-                   "created_at": "2020-01-01T02:00:00.000Z"})
+                   "created_at": "2020-01-01T02:00:00.000Z", "require_two_factor_authentication": false,
+                   "two_factor_grace_period": 48})
         );
         assert_eq!(get(&em, "groups/1", &access).1["full_path"], "initech");
         for hidden in [

@@ -11,6 +11,16 @@ use std::collections::{BTreeMap, HashSet};
 pub const OWNER: u32 = 50;
 /// The access levels GitLab knows (`min_access_level` accepts these).
 pub const ACCESS_LEVELS: [u32; 6] = [10, 15, 20, 30, 40, 50];
+/// The levels a member may hold: those and 5, minimal access.
+pub const MEMBER_LEVELS: [u32; 7] = [5, 10, 15, 20, 30, 40, 50];
+/// Maintainer: the level protected branches need.
+pub const MAINTAINER: u32 = 40;
+/// Developer: the level approval rules need.
+pub const DEVELOPER: u32 = 30;
+/// Guest: the lowest level that sees a group's projects (minimal access does not).
+pub const GUEST: u32 = 10;
+/// The access levels of protected branches' push and merge rules.
+pub const BRANCH_LEVELS: [u32; 4] = [0, 30, 40, 60];
 pub const VISIBILITIES: [&str; 3] = ["private", "internal", "public"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +39,33 @@ pub struct Group {
     pub visibility: String,
     /// Direct members: user id → access level.
     pub members: BTreeMap<u64, u32>,
+    pub require_two_factor_authentication: bool,
+    /// Hours members have to set up 2FA (GitLab's default 48).
+    pub two_factor_grace_period: u32,
     /// Next number for generated projects.
     next_generated: u32,
+}
+
+/// A protected branch (or wildcard) of a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedBranch {
+    pub id: u64,
+    pub name: String,
+    /// `(rule id, access level)`.
+    pub push: (u64, u32),
+    pub merge: (u64, u32),
+    pub allow_force_push: bool,
+    pub code_owner_approval_required: bool,
+}
+
+/// A project-level merge request approval rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRule {
+    pub id: u64,
+    pub name: String,
+    /// `regular` or `any_approver`.
+    pub rule_type: String,
+    pub approvals_required: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +76,9 @@ pub struct Project {
     pub path: String,
     pub visibility: String,
     pub archived: bool,
+    pub default_branch: String,
+    pub protected_branches: Vec<ProtectedBranch>,
+    pub approval_rules: Vec<ApprovalRule>,
 }
 
 /// A group to create through the admin API.
@@ -61,6 +99,7 @@ pub struct NamedProject {
     pub path: Option<String>,
     pub visibility: Option<String>,
     pub archived: bool,
+    pub default_branch: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +109,8 @@ pub struct Instance {
     groups: BTreeMap<u64, Group>,
     projects: BTreeMap<u64, Project>,
     last_project_id: u64,
+    /// Last id of protected branches, their access levels and approval rules.
+    last_rule_id: u64,
 }
 
 impl Instance {
@@ -192,7 +233,7 @@ impl Instance {
         if let Some(unknown) = members.keys().find(|u| !self.users.contains_key(u)) {
             return Err(format!("no user {unknown}"));
         }
-        if let Some(level) = members.values().find(|l| !ACCESS_LEVELS.contains(l)) {
+        if let Some(level) = members.values().find(|l| !MEMBER_LEVELS.contains(l)) {
             return Err(format!("bad access level {level}"));
         }
         let visibility = checked_visibility(visibility)?;
@@ -213,6 +254,8 @@ impl Instance {
                 parent_id,
                 visibility,
                 members,
+                require_two_factor_authentication: false,
+                two_factor_grace_period: 48,
                 next_generated: 1,
             },
         );
@@ -239,7 +282,7 @@ impl Instance {
             group.next_generated += 1;
             let name = format!("{}-repo-{n:03}", group.path);
             let visibility = VISIBILITIES[(n as usize + 2) % 3].to_string();
-            self.push_project(group_id, name.clone(), name, visibility, false);
+            self.push_project(group_id, name.clone(), name, visibility, false, None);
         }
         Ok(())
     }
@@ -248,7 +291,14 @@ impl Instance {
         self.group_mut(group_id)?;
         let visibility = checked_visibility(spec.visibility)?;
         let path = spec.path.unwrap_or_else(|| slug(&spec.name));
-        self.push_project(group_id, spec.name, path, visibility, spec.archived);
+        self.push_project(
+            group_id,
+            spec.name,
+            path,
+            visibility,
+            spec.archived,
+            spec.default_branch,
+        );
         Ok(())
     }
 
@@ -258,7 +308,7 @@ impl Instance {
             .retain(|id, p| p.group_id != group_id || !ids.contains(id));
     }
 
-    fn group_mut(&mut self, id: u64) -> Result<&mut Group, String> {
+    pub fn group_mut(&mut self, id: u64) -> Result<&mut Group, String> {
         self.groups
             .get_mut(&id)
             .ok_or_else(|| format!("no group {id}"))
@@ -271,6 +321,7 @@ impl Instance {
         path: String,
         visibility: String,
         archived: bool,
+        default_branch: Option<String>,
     ) {
         self.last_project_id += 1;
         let id = self.last_project_id;
@@ -283,8 +334,64 @@ impl Instance {
                 path,
                 visibility,
                 archived,
+                default_branch: default_branch.unwrap_or_else(|| "main".into()),
+                protected_branches: Vec::new(),
+                approval_rules: Vec::new(),
             },
         );
+    }
+
+    pub fn project(&self, id: u64) -> Option<&Project> {
+        self.projects.get(&id)
+    }
+
+    pub fn project_mut(&mut self, id: u64) -> Result<&mut Project, String> {
+        self.projects
+            .get_mut(&id)
+            .ok_or_else(|| format!("no project {id}"))
+    }
+
+    /// A project by numeric id or by `path_with_namespace` (case-insensitive).
+    pub fn find_project(&self, key: &str) -> Option<&Project> {
+        match key.parse::<u64>() {
+            Ok(id) => self.projects.get(&id),
+            Err(_) => self.projects.values().find(|p| {
+                format!("{}/{}", self.full_path(p.group_id), p.path).eq_ignore_ascii_case(key)
+            }),
+        }
+    }
+
+    /// The next id of a protected branch, one of its access levels or an approval rule.
+    pub fn next_rule_id(&mut self) -> u64 {
+        self.last_rule_id += 1;
+        self.last_rule_id
+    }
+
+    /// Sets a member's level in a group (checked like `put_group`'s members).
+    pub fn set_member(&mut self, group_id: u64, user_id: u64, level: u32) -> Result<(), String> {
+        if !self.users.contains_key(&user_id) {
+            return Err(format!("no user {user_id}"));
+        }
+        if !MEMBER_LEVELS.contains(&level) {
+            return Err(format!("bad access level {level}"));
+        }
+        self.group_mut(group_id)?.members.insert(user_id, level);
+        Ok(())
+    }
+
+    /// The members of a group and its ancestors, each at their highest level, by user id.
+    pub fn inherited_members(&self, group_id: u64) -> Vec<(&User, u32)> {
+        let mut levels: BTreeMap<u64, u32> = BTreeMap::new();
+        for group in self.lineage(group_id) {
+            for (user, level) in &group.members {
+                let entry = levels.entry(*user).or_insert(*level);
+                *entry = (*entry).max(*level);
+            }
+        }
+        levels
+            .into_iter()
+            .filter_map(|(id, level)| self.users.get(&id).map(|u| (u, level)))
+            .collect()
     }
 }
 
