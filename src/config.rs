@@ -4,7 +4,7 @@
 //! Vars: `GITHUB_APP_ID`, `GITHUB_APP_SLUG`, `GITHUB_API_URL`, `GITHUB_WEB_URL`, `PORTAL_URL`,
 //! `GITHUB_CLIENT_ID` (optional), `PUBLIC_URL` (optional), and for the OAuth providers
 //! `GITLAB_URL`, `GITLAB_CLIENT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_URL`,
-//! `AZURE_DEVOPS_API_URL`, `AZURE_VSSPS_URL` (a provider without its client id is off).
+//! `AZURE_DEVOPS_API_URL`, `AZURE_VSSPS_URL`, `AZURE_VSAEX_URL` (a provider without its client id is off).
 //! `ALLOW_UNVERIFIED_INSTALLATIONS` (development only: see [`Config::allow_unverified_installations`]).
 //! Secrets (each read only by the route that needs it): `GITHUB_APP_PRIVATE_KEY`,
 //! `GITHUB_WEBHOOK_SECRET`, `STATE_SECRET`, `PORTAL_JWT_SECRET`, `GITHUB_CLIENT_SECRET`
@@ -73,6 +73,8 @@ pub struct Config {
     pub azure_devops_api_url: Url,
     /// `AZURE_VSSPS_URL`: `https://app.vssps.visualstudio.com` (profiles and accounts).
     pub azure_vssps_url: Url,
+    /// `AZURE_VSAEX_URL`: `https://vsaex.dev.azure.com` (user entitlements, for access audit).
+    pub azure_vsaex_url: Url,
 }
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -81,6 +83,7 @@ pub const DEFAULT_GITLAB_URL: &str = "https://gitlab.com";
 pub const DEFAULT_AZURE_AUTHORITY_URL: &str = "https://login.microsoftonline.com/organizations";
 pub const DEFAULT_AZURE_DEVOPS_API_URL: &str = "https://dev.azure.com";
 pub const DEFAULT_AZURE_VSSPS_URL: &str = "https://app.vssps.visualstudio.com";
+pub const DEFAULT_AZURE_VSAEX_URL: &str = "https://vsaex.dev.azure.com";
 
 fn non_empty(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     lookup(name)
@@ -129,6 +132,7 @@ impl Config {
             azure_authority_url: url_or("AZURE_AUTHORITY_URL", DEFAULT_AZURE_AUTHORITY_URL)?,
             azure_devops_api_url: url_or("AZURE_DEVOPS_API_URL", DEFAULT_AZURE_DEVOPS_API_URL)?,
             azure_vssps_url: url_or("AZURE_VSSPS_URL", DEFAULT_AZURE_VSSPS_URL)?,
+            azure_vsaex_url: url_or("AZURE_VSAEX_URL", DEFAULT_AZURE_VSAEX_URL)?,
             client_id: non_empty(&lookup, "GITHUB_CLIENT_ID"),
             allow_unverified_installations: non_empty(&lookup, "ALLOW_UNVERIFIED_INSTALLATIONS")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
@@ -271,6 +275,7 @@ mod tests {
             c.azure_vssps_url.as_str(),
             "https://app.vssps.visualstudio.com/"
         );
+        assert_eq!(c.azure_vsaex_url.as_str(), "https://vsaex.dev.azure.com/");
     }
 
     #[test]

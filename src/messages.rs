@@ -57,6 +57,24 @@ pub enum SyncMessage {
     /// Another retention pass (the previous one found as many repositories as it could take).
     #[serde(rename = "retention.v1")]
     RetentionV1 {},
+    /// One step of an org's access snapshot (`access_runs`): the run and the step it expects to
+    /// find (a redelivered step finds the run moved on and does nothing).
+    #[serde(rename = "access.v1")]
+    AccessV1 {
+        org_id: String,
+        run_id: String,
+        step: i64,
+    },
+    /// Read one repository's default-branch protection again, because a webhook
+    /// (`branch_protection_rule`, `repository_ruleset`) said it changed; its events name the
+    /// delivery.
+    #[serde(rename = "access_repository.v1")]
+    AccessRepositoryV1 {
+        org_id: String,
+        /// The repository's full name (`owner/name`); `None`: every repository (an org ruleset).
+        repository: Option<String>,
+        delivery_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

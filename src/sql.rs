@@ -286,7 +286,7 @@ pub const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE receive
 
 /// ?1 installation id → the organizations (one at most) it is connected to.
 pub const ORG_FOR_INSTALLATION: &str =
-    "SELECT id, tenant_id, status FROM organizations WHERE provider = 'github' AND installation_id = ?1";
+    "SELECT id, tenant_id, status, login FROM organizations WHERE provider = 'github' AND installation_id = ?1";
 
 /// ?1 org, ?2 new status, ?3 now, ?4 statuses it may change from (JSON array).
 pub const SET_ORG_STATUS: &str = "UPDATE organizations SET status = ?2, updated_at = ?3 \
@@ -824,6 +824,108 @@ pub const RESEAL_CONNECTION: &str =
     "UPDATE provider_connections SET key_id = ?3, access_token = ?4, refresh_token = ?5, \
          version = version + 1, updated_at = ?6 WHERE id = ?1 AND version = ?2";
 
+// ---- Access audit and posture (migration 0009, `edge::access`) ----
+
+/// ?1 org: what an access snapshot needs of the org.
+pub const ACCESS_ORG: &str =
+    "SELECT id, provider, installation_id, connection_id, api_url, status, login, \
+         account_type FROM organizations WHERE id = ?1";
+
+/// ?1 org: the org's current access state (at most one row).
+pub const ACCESS_STATE: &str =
+    "SELECT state, version, read_at FROM access_states WHERE org_id = ?1";
+
+/// ?1 org, ?2 run id, ?3 progress JSON, ?4 now, ?5 stalled cutoff: starts a snapshot run unless
+/// one is under way (a run not moved since the cutoff has stalled and is replaced). Returns the
+/// run when this call started it.
+pub const START_ACCESS_RUN: &str =
+    "INSERT INTO access_runs (org_id, run_id, step, progress, started_at, updated_at) \
+     VALUES (?1, ?2, 0, ?3, ?4, ?4) \
+     ON CONFLICT (org_id) DO UPDATE SET run_id = excluded.run_id, step = 0, progress = excluded.progress, \
+         started_at = excluded.started_at, updated_at = excluded.updated_at \
+     WHERE access_runs.updated_at < ?5 \
+     RETURNING run_id";
+
+/// ?1 org: a row when a snapshot of the org is under way.
+pub const ACCESS_RUN_UNDER_WAY: &str = "SELECT 1 AS one FROM access_runs WHERE org_id = ?1";
+
+/// ?1 org, ?2 run id: the run's progress and step.
+pub const ACCESS_RUN: &str =
+    "SELECT step, progress FROM access_runs WHERE org_id = ?1 AND run_id = ?2";
+
+/// ?1 org, ?2 run id, ?3 the step it was at, ?4 progress JSON, ?5 now: one step done (once: a
+/// redelivered step message finds the step moved and changes nothing).
+pub const ADVANCE_ACCESS_RUN: &str =
+    "UPDATE access_runs SET step = step + 1, progress = ?4, updated_at = ?5 \
+     WHERE org_id = ?1 AND run_id = ?2 AND step = ?3";
+
+/// ?1 org, ?2 run id, ?3 the step it was at: the finished run goes, only when the state write
+/// before it in the batch happened (else the run stays and its last step is tried again).
+pub const FINISH_ACCESS_RUN: &str =
+    "DELETE FROM access_runs WHERE org_id = ?1 AND run_id = ?2 AND step = ?3 AND changes() = 1";
+
+/// ?1 org, ?2 state JSON, ?3 now: the first access state of an org (nothing if another write
+/// got there first: the caller reads it and tries again).
+pub const INSERT_ACCESS_STATE: &str =
+    "INSERT INTO access_states (org_id, state, version, read_at, updated_at) \
+     VALUES (?1, ?2, 1, ?3, ?3) ON CONFLICT (org_id) DO NOTHING";
+
+/// ?1 org, ?2 state JSON, ?3 the version it was computed from, ?4 now, ?5 1 when a complete
+/// snapshot (moves `read_at`): compare-and-set, so a concurrent write makes this change nothing.
+pub const UPDATE_ACCESS_STATE: &str =
+    "UPDATE access_states SET state = ?2, version = version + 1, updated_at = ?4, \
+         read_at = CASE WHEN ?5 = 1 THEN ?4 ELSE read_at END \
+     WHERE org_id = ?1 AND version = ?3";
+
+/// ?1 org, ?2 events JSON (`[{kind, subject, detail}]`), ?3 source, ?4 delivery or NULL, ?5 now:
+/// the events, only when the statement before changed a row (the state write they describe).
+pub const INSERT_ACCESS_EVENTS: &str =
+    "INSERT INTO access_events (org_id, kind, subject, detail, source, delivery_id, occurred_at) \
+     SELECT ?1, json_extract(e.value, '$.kind'), json_extract(e.value, '$.subject'), \
+         json(json_extract(e.value, '$.detail')), ?3, ?4, ?5 \
+     FROM json_each(?2) e WHERE changes() = 1";
+
+/// ?1 org, ?2 delivery, ?3 event, ?4 action, ?5 installation, ?6 now: a webhook's delivery
+/// record, only when the state write before it happened (a lost compare-and-set records nothing,
+/// so the delivery is applied again on the retry; a redelivery fails the primary key).
+pub const RECORD_ACCESS_DELIVERY: &str =
+    "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, received_at) \
+     SELECT ?2, ?3, ?4, ?5, ?6 WHERE changes() = 1";
+
+/// ?1 org, ?2 since (RFC 3339, '' for all), ?3 until ('' for no bound), ?4 kind prefix ('' for
+/// all: `member` matches `member.added`…), ?5 before id, ?6 limit: history, newest first.
+pub const LIST_ACCESS_EVENTS: &str =
+    "SELECT id, kind, subject, detail, source, delivery_id, occurred_at FROM access_events \
+     WHERE org_id = ?1 AND occurred_at >= ?2 AND (?3 = '' OR occurred_at < ?3) \
+         AND (?4 = '' OR kind = ?4 OR kind LIKE ?4 || '.%') AND id < ?5 \
+     ORDER BY id DESC LIMIT ?6";
+
+/// ?1 org: each active repository with what posture needs of its backups.
+pub const ACCESS_REPOSITORIES: &str =
+    "SELECT r.id, r.full_name, r.default_branch, r.provider_repo_id, r.created_at, r.last_backup_at, \
+         r.last_backup_status, \
+         (SELECT max(s.finished_at) FROM snapshots s WHERE s.repository_id = r.id \
+             AND s.outcome IN ('ok', 'unchanged', 'empty')) AS last_ok_at \
+     FROM repositories r WHERE r.org_id = ?1 AND r.status = 'active' ORDER BY r.full_name";
+
+/// ?1 tenant, ?2 client label or NULL: the orgs of a portfolio report with their access state.
+pub const PORTFOLIO_ORGS: &str =
+    "SELECT o.id, o.provider, o.login, o.client_label AS client, o.status, o.backup_schedule, \
+         a.state, a.read_at \
+     FROM organizations o LEFT JOIN access_states a ON a.org_id = o.id \
+     WHERE o.tenant_id = ?1 AND (?2 IS NULL OR o.client_label = ?2) AND o.status <> 'disconnected' \
+     ORDER BY o.client_label, o.login, o.id";
+
+/// ?1 tenant, ?2 client label or NULL: the active repositories of those orgs, as in
+/// `ACCESS_REPOSITORIES`, with their org.
+pub const PORTFOLIO_REPOSITORIES: &str =
+    "SELECT r.org_id, r.full_name, r.created_at, r.last_backup_at, r.last_backup_status, \
+         (SELECT max(s.finished_at) FROM snapshots s WHERE s.repository_id = r.id \
+             AND s.outcome IN ('ok', 'unchanged', 'empty')) AS last_ok_at \
+     FROM repositories r JOIN organizations o ON o.id = r.org_id \
+     WHERE o.tenant_id = ?1 AND (?2 IS NULL OR o.client_label = ?2) AND o.status <> 'disconnected' \
+         AND r.status = 'active'";
+
 /// The statements run against the real schema in SQLite (the engine under D1), natively.
 #[cfg(test)]
 mod tests {
@@ -961,9 +1063,125 @@ mod tests {
             DELETE_PENDING_CONNECTION,
             SPEND_PENDING_CONNECTION,
             PURGE_PENDING_CONNECTIONS,
+            ACCESS_ORG,
+            ACCESS_STATE,
+            START_ACCESS_RUN,
+            ACCESS_RUN,
+            ACCESS_RUN_UNDER_WAY,
+            ADVANCE_ACCESS_RUN,
+            FINISH_ACCESS_RUN,
+            INSERT_ACCESS_STATE,
+            UPDATE_ACCESS_STATE,
+            INSERT_ACCESS_EVENTS,
+            RECORD_ACCESS_DELIVERY,
+            LIST_ACCESS_EVENTS,
+            ACCESS_REPOSITORIES,
+            PORTFOLIO_ORGS,
+            PORTFOLIO_REPOSITORIES,
         ] {
             db.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
         }
+    }
+
+    /// The access writes chain on `changes()`: events and the delivery record only follow a
+    /// state write that happened, and a lost compare-and-set writes nothing at all.
+    #[test]
+    fn access_writes_follow_only_a_state_write_that_happened() {
+        let db = db();
+        let events = r#"[{"kind":"member.added","subject":"octocat","detail":{"role":"admin"}}]"#;
+        let snapshot = |version: i64, step: i64| {
+            let tx = db.unchecked_transaction().unwrap();
+            let stored = if version == 0 {
+                tx.execute(INSERT_ACCESS_STATE, params!["o1", "{}", "t1"])
+            } else {
+                tx.execute(UPDATE_ACCESS_STATE, params!["o1", "{}", version, "t2", 1])
+            }
+            .unwrap();
+            let finished = tx
+                .execute(FINISH_ACCESS_RUN, params!["o1", "run", step])
+                .unwrap();
+            let inserted = tx
+                .execute(
+                    INSERT_ACCESS_EVENTS,
+                    params!["o1", events, "sync", None::<String>, "t2"],
+                )
+                .unwrap();
+            tx.commit().unwrap();
+            (stored, finished, inserted)
+        };
+        assert_eq!(
+            returned(
+                &db,
+                START_ACCESS_RUN,
+                params!["o1", "run", "{}", "t0", "cutoff"]
+            ),
+            1
+        );
+        assert_eq!(
+            returned(
+                &db,
+                START_ACCESS_RUN,
+                params!["o1", "other", "{}", "t0", "a"]
+            ),
+            0,
+            "a run under way is left alone"
+        );
+        assert_eq!(
+            snapshot(0, 0),
+            (1, 1, 1),
+            "the first state, the run finished, its events"
+        );
+        assert_eq!(
+            snapshot(0, 0),
+            (0, 0, 0),
+            "a second first state writes nothing"
+        );
+        assert_eq!(
+            returned(
+                &db,
+                START_ACCESS_RUN,
+                params!["o1", "run", "{}", "t1", "zzz"]
+            ),
+            1,
+            "a stalled run is replaced"
+        );
+        assert_eq!(snapshot(7, 0), (0, 0, 0), "a stale version writes nothing");
+        assert_eq!(snapshot(1, 0), (1, 1, 1));
+        assert_eq!(count(&db, "SELECT version FROM access_states"), 2);
+        assert_eq!(count(&db, "SELECT count(*) FROM access_runs"), 0);
+        // A webhook: the delivery is recorded only with the state write, the events after it.
+        let webhook = |version: i64, delivery: &str| {
+            let tx = db.unchecked_transaction().unwrap();
+            tx.execute(UPDATE_ACCESS_STATE, params!["o1", "{}", version, "t3", 0])
+                .unwrap();
+            let recorded = tx.execute(
+                RECORD_ACCESS_DELIVERY,
+                params!["o1", delivery, "organization", "member_added", 10, "t3"],
+            );
+            let Ok(recorded) = recorded else {
+                return None;
+            };
+            let inserted = tx
+                .execute(
+                    INSERT_ACCESS_EVENTS,
+                    params!["o1", events, "webhook", delivery, "t3"],
+                )
+                .unwrap();
+            tx.commit().unwrap();
+            Some((recorded, inserted))
+        };
+        assert_eq!(
+            webhook(1, "d1"),
+            Some((0, 0)),
+            "lost compare-and-set: nothing recorded"
+        );
+        assert_eq!(webhook(2, "d1"), Some((1, 1)));
+        assert_eq!(webhook(3, "d1"), None, "a redelivery fails the primary key");
+        assert_eq!(count(&db, "SELECT count(*) FROM access_events"), 3);
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM access_events WHERE source = 'webhook' AND delivery_id = 'd1'"),
+            1
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   stored state as they happen (the next sync finds nothing new);
 //! - [`posture`]: the rules table ([`posture::RULES`]), [`posture::findings`] and their
 //!   [`posture::counts`];
-//! - [`report`]: the portfolio (one row per org) as CSV.
+//! - [`report`]: the portfolio (one row per org) as CSV;
+//! - [`reading`]: reading an org's state in bounded steps: which URL next, each answer folded in.
 //!
 //! Every parser answers [`ParseError`] when the provider's JSON is not the shape it documents.
 
@@ -24,6 +25,7 @@ pub mod github;
 pub mod gitlab;
 pub mod model;
 pub mod posture;
+pub mod reading;
 pub mod report;
 pub mod webhook;
 

@@ -31,6 +31,10 @@ pub enum RouteId {
     GetSnapshot,
     RestoreSnapshot,
     SnapshotBundle,
+    OrgAccess,
+    OrgAccessEvents,
+    OrgPosture,
+    Posture,
 }
 
 pub struct Route {
@@ -136,6 +140,15 @@ pub const ROUTES: &[Route] = &[
         RouteId::SnapshotBundle,
         true,
     ),
+    route("GET", "/v1/orgs/{id}/access", RouteId::OrgAccess, true),
+    route(
+        "GET",
+        "/v1/orgs/{id}/access/events",
+        RouteId::OrgAccessEvents,
+        true,
+    ),
+    route("GET", "/v1/orgs/{id}/posture", RouteId::OrgPosture, true),
+    route("GET", "/v1/posture", RouteId::Posture, true),
 ];
 
 #[derive(Debug, PartialEq, Eq)]

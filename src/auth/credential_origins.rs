@@ -4,7 +4,7 @@
 //! | credential | only ever sent under |
 //! |---|---|
 //! | GitHub App JWT, installation tokens, user-to-server tokens, the App's OAuth client secret and codes | `GITHUB_API_URL`, `GITHUB_WEB_URL` |
-//! | the Entra client secret, Microsoft access / refresh tokens and codes | `AZURE_AUTHORITY_URL`, `AZURE_DEVOPS_API_URL`, `AZURE_VSSPS_URL` |
+//! | the Entra client secret, Microsoft access / refresh tokens and codes | `AZURE_AUTHORITY_URL`, `AZURE_DEVOPS_API_URL`, `AZURE_VSSPS_URL`, `AZURE_VSAEX_URL` |
 //! | a GitLab instance's client secret, access / refresh tokens and codes | that instance's URL, while it is configured (`GITLAB_URL`, `GITLAB_INSTANCES`) |
 //!
 //! "Under" a base URL: the same scheme, host and port (explicit or default), and a path equal to
@@ -50,6 +50,7 @@ pub fn allowed(config: &Config, gitlab: &[GitLabInstance], issuer: Issuer<'_>, u
             &config.azure_authority_url,
             &config.azure_devops_api_url,
             &config.azure_vssps_url,
+            &config.azure_vsaex_url,
         ]
         .into_iter()
         .any(|base| under(base, url)),
@@ -122,6 +123,7 @@ mod tests {
             "https://login.microsoftonline.com/organizations/oauth2/v2.0/token",
             "https://dev.azure.com/contoso/_apis/projects",
             "https://app.vssps.visualstudio.com/_apis/profile/profiles/me",
+            "https://vsaex.dev.azure.com/acme/_apis/userentitlements",
         ] {
             assert!(allowed(&c, &gl, Issuer::Microsoft, &url(ok)), "{ok}");
         }

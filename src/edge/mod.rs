@@ -13,6 +13,7 @@
 //! | `POST /github/webhooks` | GitHub | 200 / 202 JSON; 400, 401, 413, 415, 503 problem+json |
 //! | `GET /v1/orgs/{id}/activity` | portal (JWT) | 200 activity page, 404 |
 //! | `GET /v1/orgs/{id}/repos/{repo_id}/snapshots`, `GET /v1/snapshots/{id}[/restore,/bundle]`, `POST /v1/orgs/{id}/backup` | portal (JWT) | backups: see `backup::snapshots` |
+//! | `GET /v1/orgs/{id}/access[/events]`, `GET /v1/orgs/{id}/posture`, `GET /v1/posture` | portal (JWT) | access audit and posture: see `access` |
 //! | `GET /health` | monitoring | 200 `{"ok":true}` |
 //!
 //! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
@@ -21,10 +22,12 @@
 //! Where each flow lives: `connect/` (GitHub App connect and install callback, GitLab / Azure
 //! DevOps OAuth, the technician's confirmation), `providers/` (every outbound call, the App's
 //! calls, GitLab / Azure DevOps APIs and their tokens), `backup/` (the executor, retention, the
-//! snapshot routes); `enumerate` and `sync` (listing repositories, syncs, dispatch), `orgs`
+//! snapshot routes), `access/` (access snapshots, access webhooks, the audit and posture
+//! routes); `enumerate` and `sync` (listing repositories, syncs, dispatch), `orgs`
 //! (the organization API), `webhooks`, `queues` (consumers and crons), and the platform
 //! bindings in `bindings` and `platform`.
 
+mod access;
 mod backup;
 #[cfg(feature = "bench")]
 mod bench;
@@ -291,6 +294,25 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
                 Err(p) => problem(&p),
             }
         }
+        RouteId::OrgAccess => answer(access::access(&ctx, &principal, &id).await),
+        RouteId::OrgAccessEvents => answer(access::events(&ctx, &principal, &id, &query).await),
+        RouteId::OrgPosture => answer(access::org_posture(&ctx, &principal, &id).await),
+        RouteId::Posture => match access::portfolio(&ctx, &principal, &query).await {
+            Ok((rows, body)) => {
+                let accept = req
+                    .headers()
+                    .get("accept")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                if accept.to_ascii_lowercase().contains("text/csv") {
+                    with_type(access::portfolio_csv(&rows), 200, "text/csv; charset=utf-8")
+                } else {
+                    json(&body)
+                }
+            }
+            Err(p) => problem(&p),
+        },
         RouteId::Health
         | RouteId::OpenApi
         | RouteId::GithubSetup

@@ -26,17 +26,17 @@ use serde_json::{json, Value};
 /// An organization as the portal sees it.
 #[derive(Serialize, Deserialize)]
 pub struct Org {
-    id: String,
-    provider: String,
-    login: String,
+    pub(crate) id: String,
+    pub(crate) provider: String,
+    pub(crate) login: String,
     display_name: Option<String>,
     avatar_url: Option<String>,
     account_type: String,
     /// `None` for GitLab and Azure DevOps orgs.
     installation_id: Option<i64>,
-    status: String,
-    client: Option<String>,
-    backup_schedule: String,
+    pub(crate) status: String,
+    pub(crate) client: Option<String>,
+    pub(crate) backup_schedule: String,
     backup_hour: i64,
     retention_days: i64,
     full_every: i64,
@@ -105,7 +105,7 @@ fn sqlite_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error>
 }
 
 /// The org when it belongs to the principal's tenant, else 404.
-async fn owned(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Org, Problem> {
+pub(crate) async fn owned(ctx: &Ctx, principal: &Principal, org_id: &str) -> Result<Org, Problem> {
     let rows: Vec<Org> = ctx
         .rows(
             sql::GET_ORG,
@@ -147,7 +147,11 @@ pub async fn list(
 }
 
 /// `{"items", "next_cursor"}`: a full page names its last id as the cursor of the next.
-fn cursor_page<T: Serialize>(items: Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> Value {
+pub(crate) fn cursor_page<T: Serialize>(
+    items: Vec<T>,
+    limit: i64,
+    id: impl Fn(&T) -> String,
+) -> Value {
     let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(id))
         .flatten();

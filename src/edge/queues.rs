@@ -20,6 +20,7 @@
 //! `message_failures`) until the queue's `max_retries` send it to the dead-letter queue; one bad
 //! message does not replay the others.
 
+use crate::edge::access;
 use crate::edge::backup::executor as backup;
 use crate::edge::backup::retention;
 use crate::edge::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
@@ -207,6 +208,27 @@ async fn sync_step(ctx: &Ctx, body: &str) -> Result<(), String> {
         },
         SyncMessage::FanoutV1 { after } => sync::fanout(ctx, &after).await.map_err(|e| e.0),
         SyncMessage::RetentionV1 {} => retention_pass(ctx).await.map_err(|e| e.0),
+        SyncMessage::AccessV1 {
+            org_id,
+            run_id,
+            step,
+        } => access::snapshot::step(ctx, &org_id, &run_id, step)
+            .await
+            .map_err(|e| format!("access snapshot of org {org_id}: {}", e.0)),
+        SyncMessage::AccessRepositoryV1 {
+            org_id,
+            repository: Some(repository),
+            delivery_id,
+        } => access::snapshot::repository(ctx, &org_id, &repository, &delivery_id)
+            .await
+            .map_err(|e| format!("access of {repository}: {}", e.0)),
+        SyncMessage::AccessRepositoryV1 {
+            org_id,
+            repository: None,
+            ..
+        } => access::snapshot::start(ctx, &org_id)
+            .await
+            .map_err(|e| format!("access snapshot of org {org_id}: {}", e.0)),
         SyncMessage::DispatchV1 { org_id } => sync::dispatch(ctx, org_id.as_deref())
             .await
             .map(|_| ())

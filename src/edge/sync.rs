@@ -4,6 +4,7 @@
 //!   scheduled sync. An installation GitHub no longer knows (404) disconnects the org; a
 //!   suspended one is skipped; otherwise a new enumeration run adds new repositories and, once
 //!   complete, marks the ones that are gone as removed.
+//!   Each sync that reads the org also starts an access snapshot (`edge::access::snapshot`).
 //! - [`disconnect`]: the org is marked disconnected and its queued backup jobs paused; snapshots
 //!   stay until their retention expires; the GitHub installation is not touched.
 //! - [`fanout`]: one `sync_org.v1` message per active org, a page of orgs per invocation.
@@ -69,14 +70,21 @@ pub async fn sync_org(ctx: &Ctx, org_id: &str) -> Result<SyncOutcome, SyncError>
             org.status
         )));
     }
-    match Provider::from_db(&org.provider) {
+    let outcome = match Provider::from_db(&org.provider) {
         Some(Provider::GitHub) => sync_installation(ctx, &org).await,
         Some(provider) => sync_connected(ctx, provider, &org).await,
         None => Err(SyncError::Internal(Internal(format!(
             "org {} has provider {}",
             org.id, org.provider
         )))),
+    };
+    if let Ok(SyncOutcome::Synced(_)) = &outcome {
+        // Every sync also reads who can reach the org's code (through the sync queue).
+        if let Err(e) = crate::edge::access::snapshot::start(ctx, &org.id).await {
+            worker::console_warn!("access snapshot of org {} not started: {}", org.id, e.0);
+        }
     }
+    outcome
 }
 
 /// Starts a sync run of the org from the first page of its listing and enumerates it.

@@ -41,6 +41,7 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 struct OrgRow {
     id: String,
     status: String,
+    login: String,
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -137,7 +138,7 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<(u16, Value), Probl
 
 /// Runs a delivery's batch, which `RECORD_DELIVERY` leads: `None` when the delivery was seen
 /// before (its primary key failed the batch, so nothing was applied).
-async fn apply_once(
+pub(crate) async fn apply_once(
     ctx: &Ctx,
     delivery: &str,
     statements: Vec<D1PreparedStatement>,
@@ -481,7 +482,9 @@ fn plan(
                 p.analysis_result = Some(i);
             }
         }
-        Event::Ping | Event::Ignored(_) => unreachable!("answered before planning"),
+        Event::Ping | Event::Ignored(_) | Event::Access { .. } => {
+            unreachable!("answered before planning")
+        }
     }
     Ok(p)
 }
@@ -494,6 +497,24 @@ async fn apply(
     installation_id: u64,
     org: &OrgRow,
 ) -> Result<(u16, Value), Problem> {
+    if let Event::Access {
+        event,
+        action,
+        payload,
+        ..
+    } = event
+    {
+        let delivery = crate::edge::access::webhook::Delivery {
+            id: delivery,
+            event,
+            action,
+            installation_id,
+            org_id: &org.id,
+            org_login: &org.login,
+            payload,
+        };
+        return crate::edge::access::webhook::receive(ctx, &delivery).await;
+    }
     let now = crate::time::rfc3339(ctx.now);
     let mut plan = plan(ctx, event, org, delivery, &now)?;
     // `push` has no action.

@@ -104,6 +104,15 @@ pub enum Event {
         repository: Repository,
     },
     Push(Push),
+    /// A change of who can reach the org's code or how it is protected (`ACCESS_EVENTS`): the
+    /// payload as JSON, for `access::webhook::apply`, or a re-read of the repository's
+    /// protection (`branch_protection_rule`, `repository_ruleset`).
+    Access {
+        installation_id: u64,
+        event: String,
+        action: String,
+        payload: serde_json::Value,
+    },
     /// Acknowledged and ignored; the reason is for the answer and the log.
     Ignored(String),
 }
@@ -122,6 +131,9 @@ impl Event {
                 installation_id, ..
             } => Some(*installation_id),
             Event::Push(p) => Some(p.installation_id),
+            Event::Access {
+                installation_id, ..
+            } => Some(*installation_id),
             Event::Ping | Event::Ignored(_) => None,
         }
     }
@@ -175,6 +187,19 @@ struct Envelope {
 /// | `installation_repositories` | `repositories_added`, `repositories_removed` | `repository`, `ref`, `commits` |
 /// | `repository` | `repository` | `repositories_added`, `repositories_removed`, `ref`, `commits` |
 /// | `push` | `ref`, `commits`, `repository` | `repositories_added`, `repositories_removed` |
+/// The events that change who can reach an org's code or how it is protected (issue #10).
+pub const ACCESS_EVENTS: [&str; 6] = [
+    "organization",
+    "member",
+    "membership",
+    "team",
+    "branch_protection_rule",
+    "repository_ruleset",
+];
+
+/// `organization` actions about people (renames and deletions are not access changes).
+const ORGANIZATION_ACTIONS: [&str; 3] = ["member_added", "member_removed", "member_invited"];
+
 fn shape_fits(event: &str, e: &Envelope) -> bool {
     let has_repository = e.repository.is_some();
     let has_lists = e.repositories_added.is_some() || e.repositories_removed.is_some();
@@ -256,7 +281,8 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
     if !matches!(
         event,
         "installation" | "installation_repositories" | "repository" | "push"
-    ) {
+    ) && !ACCESS_EVENTS.contains(&event)
+    {
         decode::<IgnoredAny>(body)?;
         return ignored(format!("event `{event}` is not one the gateway acts on"));
     }
@@ -272,6 +298,20 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
     else {
         return ignored("delivery is not from a GitHub App installation");
     };
+    if ACCESS_EVENTS.contains(&event) {
+        if event == "organization" && !ORGANIZATION_ACTIONS.contains(&action) {
+            return ignored(format!("organization.{action} is not acted on"));
+        }
+        let Some(payload) = decode::<serde_json::Value>(body)? else {
+            return ignored("payload is not a JSON object");
+        };
+        return Ok(Event::Access {
+            installation_id,
+            event: event.to_string(),
+            action: action.to_string(),
+            payload,
+        });
+    }
     match event {
         "installation" => {
             let action = match action {
