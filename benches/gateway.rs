@@ -18,7 +18,9 @@
 //!    MB and its resident memory (sampled every 50 ms), beside `git clone --mirror` of the same
 //!    repository from the same emulator (wall time, peak RSS via `/usr/bin/time`), and the
 //!    worker's wasm heap after it (its own log line in `bench` builds): the bound that matters
-//!    for the 128 MB isolate. The page's promise (an org of 200 repositories with
+//!    for the 128 MB isolate. Each 8 MiB part is a subrequest: with the free plan's budget (45)
+//!    one invocation carries about 330 MB; `ONECODE_E2E_SUBREQUEST_LIMIT=950` runs the worker
+//!    with a paid plan's budget (`SUBREQUEST_LIMIT`). The page's promise (an org of 200 repositories with
 //!    history, until every one has an ok snapshot) is the 200-repository connect of section 3.
 //! 6. OAuth connects: the GitLab callback for a group of 1,000 projects and the Azure DevOps
 //!    callback for an organization of 60 projects × 5 repositories (wall time, subrequests,
@@ -350,6 +352,10 @@ fn backups(s: &Stack) {
         json!({"count": megabytes.div_ceil(8).max(1), "file_bytes": 8_000_000, "incompressible": true}),
     );
     println!("\n## Backups");
+    println!(
+        "subrequest budget per invocation: {}",
+        std::env::var("ONECODE_E2E_SUBREQUEST_LIMIT").unwrap_or_else(|_| "45 (the default)".into())
+    );
     println!(
         "large repository prepared in the emulator ({:.1} s)",
         t0.elapsed().as_secs_f64()

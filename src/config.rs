@@ -40,6 +40,10 @@ impl fmt::Debug for Secret {
 /// The non-secret settings every route needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `SUBREQUEST_LIMIT`: subrequests the gateway allows itself per invocation (default
+    /// `budget::INVOCATION_LIMIT`, 45, under the Workers free plan's 50; a paid plan allows
+    /// 1,000, so e.g. 950 there). 10-10,000.
+    pub subrequest_limit: u32,
     pub app_id: String,
     pub app_slug: String,
     /// GitHub REST API base, without a trailing slash (`https://api.github.com`).
@@ -122,7 +126,17 @@ impl Config {
                 name,
             )
         };
+        let subrequest_limit = match non_empty(&lookup, "SUBREQUEST_LIMIT") {
+            None => crate::budget::INVOCATION_LIMIT,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (10..=10_000).contains(n))
+                .ok_or_else(|| Problem::Misconfigured("SUBREQUEST_LIMIT (10-10000)".into()))?,
+        };
         Ok(Config {
+            subrequest_limit,
             public_url: non_empty(&lookup, "PUBLIC_URL")
                 .map(|p| base_url(&p, "PUBLIC_URL"))
                 .transpose()?,
@@ -289,6 +303,21 @@ mod tests {
 
     #[test]
     fn missing_or_bad_settings_are_named() {
+        let with_limit = |v: &str| {
+            Config::from_lookup(lookup(&[
+                ("GITHUB_APP_ID", "1"),
+                ("GITHUB_APP_SLUG", "x"),
+                ("SUBREQUEST_LIMIT", v),
+            ]))
+        };
+        assert_eq!(with_limit("950").unwrap().subrequest_limit, 950);
+        for bad in ["9", "10001", "lots", "-1"] {
+            assert_eq!(
+                with_limit(bad).unwrap_err(),
+                Problem::Misconfigured("SUBREQUEST_LIMIT (10-10000)".into()),
+                "{bad}"
+            );
+        }
         let err = Config::from_lookup(lookup(&[("GITHUB_APP_SLUG", "x")])).unwrap_err();
         assert_eq!(err, Problem::Misconfigured("GITHUB_APP_ID".into()));
         let err = Config::from_lookup(lookup(&[

@@ -3,7 +3,7 @@
 //! JavaScript errors into [`Internal`] (logged, never sent to a client).
 
 use crate::api::problem::Problem;
-use crate::budget::{Budget, INVOCATION_LIMIT};
+use crate::budget::Budget;
 use crate::config::{require_secret, Config, GitLabInstance, Secret};
 use std::cell::OnceCell;
 use wasm_bindgen::JsValue;
@@ -103,8 +103,8 @@ impl Ctx {
             crate::edge::platform::random_uuid().map_err(|e| Problem::from(Internal(e)))?;
         Ok(Ctx {
             env,
+            budget: Budget::new(config.subrequest_limit),
             config,
-            budget: Budget::new(INVOCATION_LIMIT),
             now: crate::edge::platform::now(),
             invocation,
             gitlab: OnceCell::new(),

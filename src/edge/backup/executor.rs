@@ -350,7 +350,7 @@ async fn claim_and_back_up(
                 failed.why = format!(
                     "{}: the repository needs more than one invocation's {} subrequests{}",
                     failed.why,
-                    crate::budget::INVOCATION_LIMIT,
+                    ctx.config.subrequest_limit,
                     if alone {
                         ""
                     } else {

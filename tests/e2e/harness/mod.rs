@@ -547,6 +547,14 @@ impl Stack {
                 &format!("AZURE_DEVOPS_API_URL:{emulator_base}/azure"),
             ])
             .args(["--var", &format!("AZURE_VSSPS_URL:{emulator_base}/vssps")])
+            // `ONECODE_E2E_SUBREQUEST_LIMIT`: the worker's per-invocation budget (`SUBREQUEST_LIMIT`),
+            // for benchmarks of a paid plan's 1,000; the suite runs with the default 45.
+            .args(
+                std::env::var("ONECODE_E2E_SUBREQUEST_LIMIT")
+                    .ok()
+                    .map(|n| vec!["--var".to_string(), format!("SUBREQUEST_LIMIT:{n}")])
+                    .unwrap_or_default(),
+            )
             // `GET /__scheduled?cron=…` runs a cron trigger ([`Stack::trigger_cron`]).
             .arg("--test-scheduled")
             .stdin(Stdio::null())
