@@ -407,7 +407,7 @@ fn backups(s: &Stack) {
         _ => println!("workerd: process not found, no CPU or memory figures"),
     }
     if let Some(line) = s
-        .wrangler_tail(400)
+        .wrangler_tail(1_000_000)
         .lines()
         .rev()
         .find(|l| l.contains("bench: backup of"))
