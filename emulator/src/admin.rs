@@ -54,7 +54,7 @@
 //! | `POST /_emulator/webhooks/deliveries/{id}/redeliver` | | sends it again (same `X-GitHub-Delivery`, body and signature) to the configured URL: `{"id","event","action","status"}` |
 //!
 //! Families (a credential's `home`, a request's `presented_to`): `github`, `gitlab:{instance}`,
-//! `microsoft` (`/microsoft/…`, `/vssps/…`, `/azure/…`) and `sink`: `/sink` and `/sink/…`
+//! `microsoft` (`/microsoft/…`, `/vssps/…`, `/vsaex/…`, `/azure/…`) and `sink`: `/sink` and `/sink/…`
 //! answer `200 {"ok":true}` to anything and record every credential they receive, known
 //! (`home` its family) or not (`home` `unknown`).
 //!
@@ -85,10 +85,11 @@
 //! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?}` | the app registration (TTL default 3599 s) |
 //! | `PUT …/users/{guid}` | `{"displayName","emailAddress"?}` | create or replace a user (the first one is the default user) |
 //! | `PUT …/default-user` | `{"id"}` | who signs in without `emulator_user` |
-//! | `PUT …/orgs/{name}` | `{"id"?,"members":[guids],"projects":[{"name","id"?,"visibility"?,"repositories":N or [names]}]}` | create or replace an organization (ids generated unless given; a replaced one keeps its id); answers its summary with every id |
+//! | `PUT …/orgs/{name}` | `{"id"?,"members":[guid or {"id","access_level"?}],"projects":[{"name","id"?,"visibility"?,"repositories":N or [names]}],"entitlements_denied"?:true\|401\|403}` | create or replace an organization (ids generated unless given; a replaced one keeps its id); `access_level` is the member's `accountLicenseType` (`express` (Basic, the default), `stakeholder`, `advanced`, `professional`, `earlyAdopter`, `none`); with `entitlements_denied` `GET /vsaex/{org}/_apis/userentitlements` answers 401 (`true`) or 403; answers its summary with every id, `access_levels` and `entitlements_denied` |
 //! | `GET …/orgs/{name}` | | that summary |
 //! | `DELETE …/orgs/{name}` | | delete it |
 //! | `POST …/orgs/{name}/projects/{project}/repositories` | `{"add":N,"add_names":[..],"remove_ids":[guids]}` | change a project's repositories; answers the organization's summary |
+//! | `PUT …/orgs/{name}/projects/{project}/repositories/{repo}/policies` | `[{"type":"reviewers"\|"build"\|"merge_strategy"\|"comment_resolution"\|"work_item_linking"\|"required_reviewers","enabled"?,"blocking"?,"branch"?:"main","match"?:"exact"\|"prefix",…settings}]` | replace the repository's branch policies (ids continue per organization). Settings by snake_case name, defaulted: reviewers `minimum_approver_count` (1), `creator_vote_counts`, `allow_downvotes`, `reset_on_source_push`, `require_vote_on_last_iteration`, `reset_rejections_on_source_push`, `block_last_pusher_vote`, `require_vote_on_each_iteration`; build `name` (→ `displayName`), `build_definition_id` (1), `queue_on_source_update_only`, `manual_queue_only`, `valid_duration` (720); merge_strategy `allow_squash`, `allow_no_fast_forward`, `allow_rebase`, `allow_rebase_merge`; required_reviewers `required_reviewer_ids`, `minimum_approver_count`, `creator_vote_counts`; answers `{"count","value":[{"id","type","isEnabled","isBlocking","refName","matchKind","settings"}]}` |
 //! | `POST …/users/{guid}/revoke` | | as for GitLab |
 //! | `POST …/expire` | `{"user_id"?}` or empty | as for GitLab |
 //!

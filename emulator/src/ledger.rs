@@ -19,14 +19,15 @@
 //! | --- | --- |
 //! | `github` | App JWTs, valid or expired: RS256-signed by the App key, or naming the App id as `iss` (`app_jwt`); installation tokens (`installation_token`); user-to-server tokens (`user_token`); the install page's OAuth codes (`code`); the App's OAuth client secret (`client_secret`) |
 //! | `gitlab:{instance}` | that instance's access tokens (`bearer`, as the request log calls them), refresh tokens (`refresh_token`), codes (`code`) and OAuth client secret (`client_secret`) |
-//! | `microsoft` | the same for the Microsoft identity platform, whose access tokens also open `/vssps` and `/azure` |
+//! | `microsoft` | the same for the Microsoft identity platform, whose access tokens also open `/vssps`, `/vsaex` and `/azure` |
 //!
 //! Credentials are indexed (one hash map, one lookup per presented value) when they are issued
 //! or configured, and stay known after they expire, are spent, rotated out or revoked, or the
 //! client is reconfigured. A value several families were configured with (one client secret
 //! used twice) is at home in each. The family a request was presented to comes from its path in
 //! the same words: `gitlab:{instance}` for `/gitlab/{instance}/…`, `microsoft` for
-//! `/microsoft/…`, `/vssps/…` and `/azure/…`, `sink` for the sink, `github` for the rest.
+//! `/microsoft/…`, `/vssps/…`, `/vsaex/…` and `/azure/…`, `sink` for the sink, `github` for the
+//! rest.
 //!
 //! A known credential presented to its home counts in `GET /_emulator/credentials/seen`;
 //! presented to any other family it is a **misplacement**. Unknown credentials are ignored,

@@ -19,7 +19,8 @@
 //! | `/gitlab/{instance}/api/v4/…` | GitLab REST API: `user`, `groups`, `groups/:id`, `groups/:id/projects` | `gitlab/` |
 //! | `/microsoft/{tenant}/oauth2/v2.0/…` | Microsoft identity platform (`authorize`, `token`) | `azure/`, `oauth.rs` |
 //! | `/vssps/_apis/…` | Azure DevOps profile and accounts | `azure/` |
-//! | `/azure/{org}/…` | Azure DevOps projects and Git repositories | `azure/` |
+//! | `/azure/{org}/…` | Azure DevOps projects, Git repositories and branch policies | `azure/` |
+//! | `/vsaex/{org}/…` | Azure DevOps user entitlements (`vsaex.dev.azure.com`) | `azure/` |
 //! | `/{owner}/{repo}.git/…`, `/gitlab/{instance}/{path}.git/…`, `/azure/{org}/{project}/_git/{repo}/…` | git smart HTTP (`info/refs`, `git-upload-pack`) of every listed repository, from real bare repositories | `git/` |
 //! | `/sink/…` | another origin: `200 {"ok":true}`, records every credential it receives | `ledger.rs` |
 //! | `/_emulator/…` | control API: setup, faults, request log, issued tokens, OAuth grants, credential ledger, access data, webhook deliveries | `admin.rs`, `webhooks.rs` |

@@ -2,8 +2,8 @@
 //!
 //! [`Emulator::handle`] sends `/_emulator/...` to the admin API and everything else through
 //! one pipeline: pick the service by the first path segment (`/gitlab/{instance}/…` GitLab,
-//! `/microsoft/{tenant}/…` the Microsoft identity platform, `/vssps/…` and `/azure/…` Azure
-//! DevOps, `/sink/…` the sink, anything else GitHub), collect the credentials it presents,
+//! `/microsoft/{tenant}/…` the Microsoft identity platform, `/vssps/…`, `/vsaex/…` and
+//! `/azure/…` Azure DevOps, `/sink/…` the sink, anything else GitHub), collect the credentials it presents,
 //! identify the caller, apply a matching fault rule (delay and/or canned response), route, add
 //! rate-limit headers (GitHub API only), append to the request log and check the credentials in
 //! the credential ledger (see `ledger.rs`, which also describes the sink). Git smart HTTP
@@ -81,7 +81,7 @@ enum Service<'p> {
     GitLab(&'p str),
     /// `/microsoft/{tenant}/…`: the Microsoft identity platform.
     Microsoft,
-    /// `/vssps/…` and `/azure/…`.
+    /// `/vssps/…`, `/vsaex/…` and `/azure/…`.
     AzureDevOps,
     /// `/sink` and `/sink/…`: another origin that collects credentials (see `ledger.rs`).
     Sink,
@@ -95,7 +95,7 @@ impl<'p> Service<'p> {
                 Service::GitLab(instance)
             }
             (Some("microsoft"), Some(_)) => Service::Microsoft,
-            (Some("vssps" | "azure"), _) => Service::AzureDevOps,
+            (Some("vssps" | "vsaex" | "azure"), _) => Service::AzureDevOps,
             (Some("sink"), _) => Service::Sink,
             _ => Service::GitHub,
         }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::audit::{parse_policy, LICENSES};
 use super::entra::DEFAULT_TOKEN_TTL;
 use super::state::{checked_guid, NewProject, Org, User};
 use crate::admin::RepositoryChanges;
@@ -46,15 +47,37 @@ struct ProjectSpec {
     repositories: Option<ReposSpec>,
 }
 
+/// A member: a user GUID (Basic access) or `{"id","access_level"}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MemberSpec {
+    Basic(String),
+    Level {
+        id: String,
+        #[serde(default)]
+        access_level: Option<String>,
+    },
+}
+
+/// `true` (401, as Azure DevOps answers), or the status: 401 or 403.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DeniedSpec {
+    Flag(bool),
+    Status(u16),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrgSpec {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    members: Vec<String>,
+    members: Vec<MemberSpec>,
     #[serde(default)]
     projects: Vec<ProjectSpec>,
+    #[serde(default)]
+    entitlements_denied: Option<DeniedSpec>,
 }
 
 /// Answers `/_emulator/azure/{rest}`.
@@ -78,6 +101,15 @@ pub fn route(em: &Emulator, request: &Request, rest: &[&str]) -> Reply {
         }
         ("POST", ["orgs", name, "projects", project, "repositories"]) => {
             change_repos(em, request, &percent_decode(name), &percent_decode(project))
+        }
+        ("PUT", ["orgs", name, "projects", project, "repositories", repo, "policies"]) => {
+            put_policies(
+                em,
+                request,
+                &percent_decode(name),
+                &percent_decode(project),
+                &percent_decode(repo),
+            )
         }
         ("POST", ["users", id, "revoke"]) => {
             guid(id).map(|id| oauth::revoke(em, &Realm::Azure, &id))
@@ -117,7 +149,14 @@ fn org_summary(org: &Org) -> Value {
             json!({ "id": p.id, "name": p.name, "visibility": p.visibility, "repositories": repos })
         })
         .collect();
-    json!({ "id": org.id, "name": org.name, "members": org.members, "projects": projects })
+    json!({
+        "id": org.id,
+        "name": org.name,
+        "members": org.members,
+        "access_levels": org.members.iter().map(|m| (m.clone(), json!(org.license(m)))).collect::<serde_json::Map<_, _>>(),
+        "entitlements_denied": org.entitlements_denied,
+        "projects": projects,
+    })
 }
 
 fn put_user(em: &Emulator, request: &Request, id: String) -> Result<Reply, Reply> {
@@ -168,11 +207,40 @@ fn put_org(em: &Emulator, request: &Request, name: &str) -> Result<Reply, Reply>
             }
         })
         .collect();
+    let denied = match spec.entitlements_denied {
+        None | Some(DeniedSpec::Flag(false)) => None,
+        Some(DeniedSpec::Flag(true)) => Some(401),
+        Some(DeniedSpec::Status(status @ (401 | 403))) => Some(status),
+        Some(DeniedSpec::Status(other)) => {
+            return Err(bad_request(&format!(
+                "entitlements_denied must be true, false, 401 or 403, not {other}"
+            )))
+        }
+    };
+    let mut members = Vec::new();
+    let mut licenses = std::collections::BTreeMap::new();
+    for member in spec.members {
+        let (id, level) = match member {
+            MemberSpec::Basic(id) => (id, None),
+            MemberSpec::Level { id, access_level } => (id, access_level),
+        };
+        if let Some(level) = level {
+            if !LICENSES.iter().any(|(l, _)| *l == level) {
+                return Err(bad_request(&format!("unknown access_level {level:?}")));
+            }
+            licenses.insert(id.to_ascii_lowercase(), level);
+        }
+        members.push(id);
+    }
     let mut store = em.store();
-    let org = store
+    store
         .azure
-        .put_org(name, spec.id, spec.members, projects)
+        .put_org(name, spec.id, members, projects)
         .map_err(|m| bad_request(&format!("organization {name}: {m}")))?;
+    let org = store.azure.org_mut(name).ok_or_else(|| unknown_org(name))?;
+    org.licenses = licenses;
+    org.licenses.retain(|_, l| l != "express");
+    org.entitlements_denied = denied;
     Ok(Reply::json(200, &org_summary(org)))
 }
 
@@ -201,4 +269,50 @@ fn change_repos(
         .for_each(|name| target.add_named(name));
     let org = store.azure.org(org).ok_or_else(|| unknown_org(org))?;
     Ok(Reply::json(200, &org_summary(org)))
+}
+
+/// Replaces a repository's branch policies (ids continue per organization); answers them as
+/// `{"count","value":[{"id","type","isEnabled","isBlocking","refName","matchKind","settings"}]}`.
+fn put_policies(
+    em: &Emulator,
+    request: &Request,
+    org: &str,
+    project: &str,
+    repo: &str,
+) -> Result<Reply, Reply> {
+    let specs: Vec<Value> = parse_body(request)?;
+    let mut store = em.store();
+    let target = store.azure.org_mut(org).ok_or_else(|| unknown_org(org))?;
+    let mut next = target.last_policy_id;
+    let policies = specs
+        .iter()
+        .map(|spec| {
+            next += 1;
+            parse_policy(spec, next)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| bad_request(&m))?;
+    let repository = target
+        .projects
+        .iter_mut()
+        .find(|p| p.name.eq_ignore_ascii_case(project) || p.id.eq_ignore_ascii_case(project))
+        .and_then(|p| {
+            p.repos
+                .iter_mut()
+                .find(|r| r.name.eq_ignore_ascii_case(repo) || r.id.eq_ignore_ascii_case(repo))
+        })
+        .ok_or_else(|| bad_request(&format!("no repository {repo} in {org}/{project}")))?;
+    let value: Vec<Value> = policies
+        .iter()
+        .map(|p| {
+            json!({ "id": p.id, "type": p.type_name, "isEnabled": p.enabled, "isBlocking": p.blocking,
+                    "refName": p.ref_name, "matchKind": p.match_kind, "settings": p.settings })
+        })
+        .collect();
+    repository.policies = policies;
+    target.last_policy_id = next;
+    Ok(Reply::json(
+        200,
+        &json!({ "count": value.len(), "value": value }),
+    ))
 }

@@ -13,7 +13,7 @@ use crate::state::Store;
 pub const DEFAULT_TOP: usize = 100;
 
 /// An Azure DevOps error body (`{"$id","innerException","message","typeName","typeKey",…}`).
-fn vss_error(status: u16, message: &str, type_key: &str) -> Reply {
+pub(super) fn vss_error(status: u16, message: &str, type_key: &str) -> Reply {
     Reply::json(
         status,
         &json!({
@@ -28,7 +28,7 @@ fn vss_error(status: u16, message: &str, type_key: &str) -> Reply {
     )
 }
 
-fn unauthorized(user: &str) -> Reply {
+pub(super) fn unauthorized(user: &str) -> Reply {
     let mut reply = vss_error(
         401,
         &format!("TF400813: The user '{user}' is not authorized to access this resource."),
@@ -39,7 +39,7 @@ fn unauthorized(user: &str) -> Reply {
 }
 
 /// The token's user; no, unknown, revoked or expired tokens answer 401.
-fn authenticate<'s>(store: &'s Store, caller: &Caller) -> Result<&'s User, Reply> {
+pub(super) fn authenticate<'s>(store: &'s Store, caller: &Caller) -> Result<&'s User, Reply> {
     match caller {
         Caller::Provider(holder) => store
             .azure
@@ -104,7 +104,7 @@ pub fn accounts(em: &Emulator, request: &Request, caller: &Caller) -> Result<Rep
 }
 
 /// The organization `name` if the user is a member; 404 otherwise.
-fn member_org<'s>(store: &'s Store, user: &User, name: &str) -> Result<&'s Org, Reply> {
+pub(super) fn member_org<'s>(store: &'s Store, user: &User, name: &str) -> Result<&'s Org, Reply> {
     store
         .azure
         .org(name)
@@ -118,7 +118,7 @@ fn member_org<'s>(store: &'s Store, user: &User, name: &str) -> Result<&'s Org, 
         })
 }
 
-fn find_project<'o>(org: &'o Org, key: &str) -> Result<&'o Project, Reply> {
+pub(super) fn find_project<'o>(org: &'o Org, key: &str) -> Result<&'o Project, Reply> {
     org.project(key).ok_or_else(|| {
         vss_error(
             404,
@@ -187,7 +187,7 @@ fn bad_argument(name: &str, value: &str) -> Reply {
 }
 
 /// A non-negative integer query parameter.
-fn count_param(request: &Request, name: &str) -> Result<Option<usize>, Reply> {
+pub(super) fn count_param(request: &Request, name: &str) -> Result<Option<usize>, Reply> {
     match request.query_param(name).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(value) => value

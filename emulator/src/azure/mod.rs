@@ -1,7 +1,8 @@
 //! The Microsoft identity platform (Entra ID) and Azure DevOps, for connecting Azure DevOps
 //! organizations. One directory of users (GUIDs) and organizations serves every tenant
 //! segment; the gateway's `AZURE_AUTHORITY_URL` is `{emulator}/microsoft/organizations`,
-//! `AZURE_VSSPS_URL` `{emulator}/vssps` and `AZURE_DEVOPS_API_URL` `{emulator}/azure`.
+//! `AZURE_VSSPS_URL` `{emulator}/vssps`, `AZURE_DEVOPS_API_URL` `{emulator}/azure` and the
+//! user entitlements host (`https://vsaex.dev.azure.com`) `{emulator}/vsaex`.
 //!
 //! | Method and path | Answer |
 //! | --- | --- |
@@ -13,12 +14,24 @@
 //! | `GET /azure/{org}/_apis/projects/{project}` | one project (id or name) |
 //! | `GET /azure/{org}[/{project}]/_apis/git/repositories` | `{"count","value":[{"id","name","url","project","defaultBranch","size","remoteUrl","sshUrl","webUrl","isDisabled"}]}`, unpaginated; `remoteUrl` is the emulator's git URL `{emulator}/azure/{org}/{project}/_git/{repo}` (without the user info dev.azure.com puts in it) |
 //!
+//! | `GET /vsaex/{org}/_apis/userentitlements?api-version=7.1-preview.3` | `{"members":[{"id","user":{"subjectKind":"user","metaType","directoryAlias","domain","principalName","mailAddress","origin":"aad","originId","displayName","_links","url","descriptor"},"accessLevel":{"licensingSource":"account","accountLicenseType","msdnLicenseType","gitHubLicenseType","licenseDisplayName","status":"active","statusMessage","assignmentSource"},"lastAccessedDate","dateCreated","projectEntitlements","extensions","groupAssignments"}],"continuationToken":null or "…","totalCount"}`: the organization's members by display name, 100 a page (pass `continuationToken` back); an organization with `entitlements_denied` answers 401 `TF400813` or 403 `AccessCheckException` instead; `$filter`, `$orderBy`, `top` and `skip` are not emulated (400) |
+//! | `GET /azure/{org}/{project}/_apis/git/policy/configurations?repositoryId&refName&policyType&$top&continuationToken&api-version=7.1` (also `…/_apis/policy/configurations`) | `{"count","value":[{"createdBy","createdDate","isEnabled","isBlocking","isDeleted":false,"settings":{…,"scope":[{"refName","matchKind":"Exact"or"Prefix","repositoryId"}]},"isEnterpriseManaged","_links","revision","id","url","type":{"id","url","displayName"}}]}` by id: with `repositoryId` that repository's, with `refName` those whose scope covers the ref, without either every policy of the project; `continuationToken` is a policy id (the page starts after it), sent back in `x-ms-continuationtoken` while `$top` leaves more |
+//!
+//! Both new endpoints require `api-version` (400 `VssVersionNotSpecifiedException`). Policy
+//! type ids: Minimum number of reviewers `fa4e907d-c16b-4a4c-9dfa-4906e5d171dd`, Build
+//! `0609b952-1397-4640-95ec-e00a01b2c241`, Require a merge strategy
+//! `fa4e907d-c16b-4a4c-9dfa-4916e5d171ab`, Comment requirements
+//! `c6a1889d-b943-4856-b76f-9e46bb6b0df2`, Work item linking
+//! `40e92b44-2fe1-4dd6-b3d8-74a9c21d0c6e`, Required reviewers
+//! `fd2167ab-b0be-447a-8ec8-39368250530e`.
+//!
 //! Azure DevOps requests need `Authorization: Bearer <access token>`; none, unknown, revoked,
 //! rotated out or expired → 401 `TF400813` with `WWW-Authenticate: Bearer`. An organization
 //! that does not exist or that the user is not a member of → 404; an unknown project → 404
 //! `TF200016`.
 
 mod admin;
+mod audit;
 mod devops;
 mod entra;
 mod state;
@@ -53,7 +66,7 @@ pub fn route_identity(em: &Emulator, request: &Request) -> Reply {
     }
 }
 
-/// Answers a request under `/vssps/` or `/azure/`.
+/// Answers a request under `/vssps/`, `/vsaex/` or `/azure/`.
 pub fn route(em: &Emulator, request: &Request, caller: &Caller) -> Reply {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let result = match (request.method.as_str(), segments.as_slice()) {
@@ -71,10 +84,20 @@ pub fn route(em: &Emulator, request: &Request, caller: &Caller) -> Reply {
         ("GET", ["azure", org, project, "_apis", "git", "repositories"]) => {
             devops::list_repositories(em, caller, org, Some(project))
         }
+        ("GET", ["vsaex", org, "_apis", "userentitlements"]) => {
+            audit::user_entitlements(em, request, caller, org)
+        }
+        ("GET", ["azure", org, project, "_apis", "git", "policy", "configurations"])
+        | ("GET", ["azure", org, project, "_apis", "policy", "configurations"]) => {
+            audit::policy_configurations(em, request, caller, org, project)
+        }
         _ => Err(no_route(request)),
     };
     result.unwrap_or_else(|reply| reply)
 }
+
+#[cfg(test)]
+mod audit_tests;
 
 #[cfg(test)]
 mod tests {
@@ -85,20 +108,20 @@ mod tests {
     use crate::server::tests::{admin_call, call, emulator, location_params};
     use crate::server::Emulator;
 
-    const DEV: &str = "0d5e1c9a-0000-4000-8000-00000000d001";
-    const OTHER: &str = "0d5e1c9a-0000-4000-8000-00000000d002";
+    pub(super) const DEV: &str = "0d5e1c9a-0000-4000-8000-00000000d001";
+    pub(super) const OTHER: &str = "0d5e1c9a-0000-4000-8000-00000000d002";
     const CLIENT: &str = "00000000-0000-0000-0000-0000000dev01";
     const VERIFIER: &str = "azure-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
     const CALLBACK: &str = "http://127.0.0.1:8787/azure/callback";
     const DEVOPS: &str = "499b84ac-1321-427f-aa17-267ca6975798/.default";
 
-    fn admin(em: &Emulator, method: &str, path: &str, body: Value) -> Value {
+    pub(super) fn admin(em: &Emulator, method: &str, path: &str, body: Value) -> Value {
         admin_call(em, method, &format!("azure/{path}"), body)
     }
 
     /// Users DEV (default) and OTHER; `contoso` (DEV; projects `web` 4 repos, `infra` 3), and
     /// `fabrikam` (OTHER only).
-    fn setup(em: &Emulator) {
+    pub(super) fn setup(em: &Emulator) {
         admin(
             em,
             "PUT",
@@ -186,7 +209,7 @@ mod tests {
         )
     }
 
-    fn tokens(em: &Emulator, extra: &str) -> (String, String) {
+    pub(super) fn tokens(em: &Emulator, extra: &str) -> (String, String) {
         let (status, body) = exchange(
             em,
             &code(em, &format!("{DEVOPS} offline_access openid"), extra),
@@ -197,7 +220,7 @@ mod tests {
         (get("access_token"), get("refresh_token"))
     }
 
-    fn get(em: &Emulator, target: &str, token: &str) -> (u16, Value, Reply) {
+    pub(super) fn get(em: &Emulator, target: &str, token: &str) -> (u16, Value, Reply) {
         call(em, "GET", target, Some(&format!("Bearer {token}")), "")
     }
 

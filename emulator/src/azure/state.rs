@@ -25,6 +25,26 @@ pub struct Repo {
     pub id: String,
     pub name: String,
     pub size: u64,
+    /// Branch policies scoped to this repository (`audit.rs`).
+    pub policies: Vec<Policy>,
+}
+
+/// A branch policy configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub id: u64,
+    /// The policy type's id and display name.
+    pub type_id: &'static str,
+    pub type_name: &'static str,
+    pub enabled: bool,
+    pub blocking: bool,
+    /// `refs/heads/…`.
+    pub ref_name: String,
+    /// `Exact` or `Prefix`.
+    pub match_kind: &'static str,
+    /// The type's settings, without `scope`.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub created: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +63,12 @@ pub struct Org {
     pub name: String,
     pub members: BTreeSet<String>,
     pub projects: Vec<Project>,
+    /// Members' access levels (`accountLicenseType`) other than `express` (Basic).
+    pub licenses: BTreeMap<String, String>,
+    /// What `GET /vsaex/{org}/_apis/userentitlements` answers instead (401 or 403).
+    pub entitlements_denied: Option<u16>,
+    /// Last branch policy id.
+    pub last_policy_id: u64,
 }
 
 /// A project to create through the admin API.
@@ -122,6 +148,9 @@ impl Directory {
             name: name.to_string(),
             members,
             projects: Vec::new(),
+            licenses: BTreeMap::new(),
+            entitlements_denied: None,
+            last_policy_id: 0,
         };
         for spec in projects {
             if org.project(&spec.name).is_some() {
@@ -155,6 +184,10 @@ impl Directory {
         self.orgs.remove(&name.to_ascii_lowercase()).is_some()
     }
 
+    pub fn org_mut(&mut self, name: &str) -> Option<&mut Org> {
+        self.orgs.get_mut(&name.to_ascii_lowercase())
+    }
+
     pub fn project_mut(&mut self, org: &str, project: &str) -> Option<&mut Project> {
         self.orgs
             .get_mut(&org.to_ascii_lowercase())?
@@ -165,6 +198,11 @@ impl Directory {
 }
 
 impl Org {
+    /// A member's `accountLicenseType` (`express` unless set).
+    pub fn license(&self, user: &str) -> &str {
+        self.licenses.get(user).map_or("express", String::as_str)
+    }
+
     /// A project by id or name (case-insensitive).
     pub fn project(&self, key: &str) -> Option<&Project> {
         self.projects
@@ -189,6 +227,7 @@ impl Project {
             id: new_guid(),
             name,
             size,
+            policies: Vec::new(),
         });
         self.last_update = Utc::now();
     }
