@@ -3,7 +3,10 @@
 //! Azure DevOps directory with their OAuth applications, the OAuth grants log and every
 //! provider token issued) and, as a ground truth to compare D1 with, its repository listing
 //! fetched the way GitHub clients do (App JWT → installation token →
-//! `GET /installation/repositories` following `Link`).
+//! `GET /installation/repositories` following `Link`); and the access audit data of each
+//! provider (members, collaborators, branch protections, rulesets, GitLab protected branches and
+//! approval rules, Azure DevOps entitlements and branch policies) with the signed GitHub
+//! webhooks its changes send.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -407,8 +410,9 @@ impl Emulator {
     }
 
     /// Creates or replaces a group: `spec` is `{"name","path","parent_id"?,"visibility"?,
-    /// "members":[user ids],"projects":N or [{"name","visibility"?,"archived"?}]}`. Answers
-    /// `{"id","full_path","parent_id","members","projects":[{"id","name","path",…}]}`.
+    /// "members":[user id or {"id","access_level"}],"projects":N or [{"name","visibility"?,
+    /// "archived"?,"default_branch"?}]}`. Answers `{"id","full_path","parent_id","members",
+    /// "access_levels","require_two_factor_authentication","projects":[{"id","name","path",…}]}`.
     pub fn gitlab_group(&self, instance: &str, id: u64, spec: Value) -> Value {
         self.admin(
             "PUT",
@@ -486,9 +490,12 @@ impl Emulator {
         );
     }
 
-    /// Creates or replaces an organization: `spec` is `{"id"?,"members":[guids],"projects":
-    /// [{"name","visibility"?,"repositories":N or [names]}]}`. Answers `{"id","name","members",
-    /// "projects":[{"id","name","visibility","repositories":[{"id","name"}]}]}`.
+    /// Creates or replaces an organization: `spec` is `{"id"?,"members":[guid or {"id",
+    /// "access_level"}],"projects":[{"name","visibility"?,"repositories":N or [names]}],
+    /// "entitlements_denied"?:true|401|403}` (`access_level` an `accountLicenseType`:
+    /// `express` (default), `stakeholder`, `advanced`, …). Answers `{"id","name","members",
+    /// "access_levels","entitlements_denied","projects":[{"id","name","visibility",
+    /// "repositories":[{"id","name"}]}]}`.
     pub fn azure_org(&self, name: &str, spec: Value) -> Value {
         self.admin("PUT", &format!("azure/orgs/{}", segment(name)), Some(&spec))
             .json()
@@ -546,6 +553,436 @@ impl Emulator {
     pub fn provider_tokens(&self) -> Vec<String> {
         serde_json::from_value(self.admin("GET", "provider-tokens", None).json())
             .expect("provider token list")
+    }
+}
+
+/// Access audit data of a GitHub installation's organization and the webhooks its changes send
+/// (the emulator's `access/` and `webhooks.rs`; routes in its `admin.rs`). Every change that
+/// GitHub would report by webhook answers `{…,"deliveries":[{"id","event","action","status"}]}`:
+/// delivered, signed, to the target of [`Emulator::set_webhook_target`] before the call returns
+/// (empty without a target).
+impl Emulator {
+    /// Replaces the organization's members, outside collaborators, pending invitations,
+    /// settings and the App's granted permissions (no webhooks). `spec`:
+    /// `{"members":[{"login","id"?,"role":"admin"|"member","two_factor"?}],
+    /// "outside_collaborators":[{"login","id"?,"two_factor"?,"admin_on":[repo names],
+    /// "repositories"?:{"repo":"read"|"triage"|"write"|"maintain"|"admin"}}],
+    /// "invitations":[{"login"?|"email"?,"role"?}],"settings":{"two_factor_requirement_enabled"?,
+    /// "default_repository_permission"?,"members_can_create_public_repositories"?},
+    /// "permissions":{"members"?,"organization_administration"?,"administration"?}}`; a missing
+    /// key means empty / defaults (each permission `read`; `null` revokes it). Answers
+    /// [`Emulator::github_access`].
+    pub fn set_github_access(&self, installation_id: u64, spec: Value) -> Value {
+        self.admin(
+            "PUT",
+            &format!("installations/{installation_id}/access"),
+            Some(&spec),
+        )
+        .json()
+    }
+
+    /// The organization's access state: `set_github_access`'s shape with ids, plus
+    /// `protections`, `rulesets` (GitHub's ruleset JSON) and `teams`.
+    pub fn github_access(&self, installation_id: u64) -> Value {
+        self.admin(
+            "GET",
+            &format!("installations/{installation_id}/access"),
+            None,
+        )
+        .json()
+    }
+
+    /// Sets the classic protection of a repository's branch (sends `branch_protection_rule`
+    /// `created`, or `edited` when it changes). `spec`: `{"required_reviews"?,
+    /// "dismiss_stale_reviews"?,"require_code_owner_reviews"?,"required_checks"?:[..],"strict"?,
+    /// "enforce_admins"?,"allow_force_pushes"?,"allow_deletions"?,"required_linear_history"?,
+    /// "required_conversation_resolution"?}`. Answers `{"protection":{…},"deliveries":[…]}`.
+    pub fn set_protection(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        branch: &str,
+        spec: Value,
+    ) -> Value {
+        self.admin(
+            "PUT",
+            &format!(
+                "installations/{installation_id}/repositories/{}/protection/{}",
+                segment(repo),
+                segment(branch)
+            ),
+            Some(&spec),
+        )
+        .json()
+    }
+
+    /// Removes a branch's classic protection (`branch_protection_rule` `deleted`).
+    pub fn delete_protection(&self, installation_id: u64, repo: &str, branch: &str) -> Value {
+        self.admin(
+            "DELETE",
+            &format!(
+                "installations/{installation_id}/repositories/{}/protection/{}",
+                segment(repo),
+                segment(branch)
+            ),
+            None,
+        )
+        .json()
+    }
+
+    /// Adds a repository ruleset (`repository_ruleset` `created`) and answers its id. `spec`:
+    /// `{"name","enforcement"?:"active"|"disabled"|"evaluate","include"?:["~DEFAULT_BRANCH"],
+    /// "exclude"?:[],"rules":[{"type":"pull_request","required_approving_review_count":2},
+    /// {"type":"non_fast_forward"},{"type":"deletion"},{"type":"required_status_checks",
+    /// "required_status_checks":[{"context":"ci"}]},…]}`.
+    pub fn add_ruleset(&self, installation_id: u64, repo: &str, spec: Value) -> u64 {
+        let answer = self
+            .admin(
+                "POST",
+                &format!(
+                    "installations/{installation_id}/repositories/{}/rulesets",
+                    segment(repo)
+                ),
+                Some(&spec),
+            )
+            .json();
+        answer["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no ruleset id: {answer}"))
+    }
+
+    /// Replaces a repository ruleset (`repository_ruleset` `edited`, with `changes`).
+    pub fn replace_ruleset(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        ruleset_id: u64,
+        spec: Value,
+    ) -> Value {
+        self.admin(
+            "PUT",
+            &format!(
+                "installations/{installation_id}/repositories/{}/rulesets/{ruleset_id}",
+                segment(repo)
+            ),
+            Some(&spec),
+        )
+        .json()
+    }
+
+    /// Deletes a repository ruleset (`repository_ruleset` `deleted`).
+    pub fn delete_ruleset(&self, installation_id: u64, repo: &str, ruleset_id: u64) -> Value {
+        self.admin(
+            "DELETE",
+            &format!(
+                "installations/{installation_id}/repositories/{}/rulesets/{ruleset_id}",
+                segment(repo)
+            ),
+            None,
+        )
+        .json()
+    }
+
+    /// Adds an organization ruleset (`ruleset_source_type` `Organization`): `add_ruleset`'s
+    /// spec plus `"repositories"?:["~ALL"]` and `"exclude_repositories"?:[]`. Answers its id.
+    pub fn add_org_ruleset(&self, installation_id: u64, spec: Value) -> u64 {
+        let answer = self
+            .admin(
+                "POST",
+                &format!("installations/{installation_id}/rulesets"),
+                Some(&spec),
+            )
+            .json();
+        answer["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no ruleset id: {answer}"))
+    }
+
+    /// Deletes an organization ruleset.
+    pub fn delete_org_ruleset(&self, installation_id: u64, ruleset_id: u64) -> Value {
+        self.admin(
+            "DELETE",
+            &format!("installations/{installation_id}/rulesets/{ruleset_id}"),
+            None,
+        )
+        .json()
+    }
+
+    /// Adds an organization member (`organization` `member_added`): `spec`
+    /// `{"login","id"?,"role"?:"member"|"admin","two_factor"?:true}`. An outside collaborator
+    /// of that login is converted, its invitation accepted. Answers `{"login","id",
+    /// "deliveries"}`.
+    pub fn add_member(&self, installation_id: u64, spec: Value) -> Value {
+        self.admin(
+            "POST",
+            &format!("installations/{installation_id}/members"),
+            Some(&spec),
+        )
+        .json()
+    }
+
+    /// Removes a member (`organization` `member_removed`).
+    pub fn remove_member(&self, installation_id: u64, login: &str) -> Value {
+        self.admin(
+            "DELETE",
+            &format!("installations/{installation_id}/members/{}", segment(login)),
+            None,
+        )
+        .json()
+    }
+
+    /// Changes a member: `patch` `{"role"?,"two_factor"?}`. A role change sends `organization`
+    /// `member_added` with the new role (GitHub has no action of its own for it); a 2FA change
+    /// sends nothing.
+    pub fn change_member(&self, installation_id: u64, login: &str, patch: Value) -> Value {
+        self.admin(
+            "PATCH",
+            &format!("installations/{installation_id}/members/{}", segment(login)),
+            Some(&patch),
+        )
+        .json()
+    }
+
+    /// Invites someone (`organization` `member_invited`): `spec` `{"login"?|"email"?,"role"?}`
+    /// (role `direct_member` by default, or `admin`, `billing_manager`, `hiring_manager`).
+    pub fn invite(&self, installation_id: u64, spec: Value) -> Value {
+        self.admin(
+            "POST",
+            &format!("installations/{installation_id}/invitations"),
+            Some(&spec),
+        )
+        .json()
+    }
+
+    /// Grants an outside collaborator `permission` (`read`, `triage`, `write`, `maintain`,
+    /// `admin`) on a repository: `member` `added`, or `edited` when the role changes.
+    pub fn add_outside_collaborator(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        login: &str,
+        permission: &str,
+    ) -> Value {
+        self.admin(
+            "PUT",
+            &format!(
+                "installations/{installation_id}/repositories/{}/collaborators/{}",
+                segment(repo),
+                segment(login)
+            ),
+            Some(&json!({ "permission": permission })),
+        )
+        .json()
+    }
+
+    /// Revokes an outside collaborator's access to a repository (`member` `removed`).
+    pub fn remove_outside_collaborator(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        login: &str,
+    ) -> Value {
+        self.admin(
+            "DELETE",
+            &format!(
+                "installations/{installation_id}/repositories/{}/collaborators/{}",
+                segment(repo),
+                segment(login)
+            ),
+            None,
+        )
+        .json()
+    }
+
+    /// Creates a team (`team` `created`); answers `{"id","slug","deliveries"}`.
+    pub fn add_team(&self, installation_id: u64, name: &str) -> Value {
+        self.admin(
+            "POST",
+            &format!("installations/{installation_id}/teams"),
+            Some(&json!({ "name": name })),
+        )
+        .json()
+    }
+
+    /// An organization member joins (`true`, `membership` `added`) or leaves (`removed`) a team.
+    pub fn team_membership(
+        &self,
+        installation_id: u64,
+        slug: &str,
+        login: &str,
+        join: bool,
+    ) -> Value {
+        self.admin(
+            if join { "PUT" } else { "DELETE" },
+            &format!(
+                "installations/{installation_id}/teams/{}/members/{}",
+                segment(slug),
+                segment(login)
+            ),
+            None,
+        )
+        .json()
+    }
+
+    /// Where the emulator POSTs its signed webhook deliveries (`X-Hub-Signature-256` with
+    /// `secret`), e.g. the worker's `…/github/webhooks` on 127.0.0.1.
+    pub fn set_webhook_target(&self, url: &str, secret: &str) {
+        self.admin(
+            "PUT",
+            "webhooks",
+            Some(&json!({ "url": url, "secret": secret })),
+        );
+    }
+
+    /// Stops sending webhooks (changes still apply).
+    pub fn clear_webhook_target(&self) {
+        self.admin("DELETE", "webhooks", None);
+    }
+
+    /// Every delivery sent, oldest first: `[{"id","event","action","installation_id","url",
+    /// "status","error","redelivery","delivered_at","duration_ms","body"}]` (`status` null with
+    /// `error` when the receiver could not be reached).
+    pub fn webhook_deliveries(&self) -> Value {
+        self.admin("GET", "webhooks/deliveries", None).json()
+    }
+
+    /// Empties the delivery list.
+    pub fn clear_webhook_deliveries(&self) {
+        self.admin("DELETE", "webhooks/deliveries", None);
+    }
+
+    /// Sends a delivery again, with the same `X-GitHub-Delivery`, body and signature, to the
+    /// current target; the receiver's HTTP status (0 when it could not be reached).
+    pub fn redeliver(&self, id: &str) -> u16 {
+        let answer = self
+            .admin(
+                "POST",
+                &format!("webhooks/deliveries/{}/redeliver", segment(id)),
+                None,
+            )
+            .json();
+        answer["status"].as_u64().map_or(0, |status| status as u16)
+    }
+}
+
+/// Access audit data of GitLab and Azure DevOps (the emulator's `gitlab/audit.rs`,
+/// `azure/audit.rs`; routes in its `admin.rs`).
+impl Emulator {
+    /// Sets a group's 2FA requirement (`require_two_factor_authentication`) and grace period
+    /// in hours (GitLab's default 48 when `None`). Answers `{"id",
+    /// "require_two_factor_authentication","two_factor_grace_period"}`.
+    pub fn gitlab_group_access(
+        &self,
+        instance: &str,
+        group_id: u64,
+        require_two_factor: bool,
+        grace_period_hours: Option<u32>,
+    ) -> Value {
+        let mut body = json!({ "require_two_factor_authentication": require_two_factor });
+        if let Some(hours) = grace_period_hours {
+            body["two_factor_grace_period"] = json!(hours);
+        }
+        self.admin(
+            "PUT",
+            &format!("gitlab/{instance}/groups/{group_id}/access"),
+            Some(&body),
+        )
+        .json()
+    }
+
+    /// Adds a member to a group or changes its access level (5 minimal access, 10 guest,
+    /// 15 planner, 20 reporter, 30 developer, 40 maintainer, 50 owner), keeping the group's
+    /// projects. Answers the group's summary.
+    pub fn gitlab_member(
+        &self,
+        instance: &str,
+        group_id: u64,
+        user_id: u64,
+        access_level: u32,
+    ) -> Value {
+        self.admin(
+            "PUT",
+            &format!("gitlab/{instance}/groups/{group_id}/members/{user_id}"),
+            Some(&json!({ "access_level": access_level })),
+        )
+        .json()
+    }
+
+    /// Removes a direct member of a group.
+    pub fn gitlab_remove_member(&self, instance: &str, group_id: u64, user_id: u64) -> Value {
+        self.admin(
+            "DELETE",
+            &format!("gitlab/{instance}/groups/{group_id}/members/{user_id}"),
+            None,
+        )
+        .json()
+    }
+
+    /// Protects a branch (or wildcard such as `release/*`) of a project: `spec`
+    /// `{"push_access_level"?,"merge_access_level"?,"allow_force_push"?,
+    /// "code_owner_approval_required"?}` (levels 0, 30, 40 (default) or 60). Answers it as
+    /// `GET /projects/:id/protected_branches` lists it.
+    pub fn gitlab_protect_branch(
+        &self,
+        instance: &str,
+        project_id: u64,
+        name: &str,
+        spec: Value,
+    ) -> Value {
+        self.admin(
+            "PUT",
+            &format!(
+                "gitlab/{instance}/projects/{project_id}/protected_branches/{}",
+                segment(name)
+            ),
+            Some(&spec),
+        )
+        .json()
+    }
+
+    /// Unprotects a branch (panics if it was not protected).
+    pub fn gitlab_unprotect_branch(&self, instance: &str, project_id: u64, name: &str) {
+        self.admin(
+            "DELETE",
+            &format!(
+                "gitlab/{instance}/projects/{project_id}/protected_branches/{}",
+                segment(name)
+            ),
+            None,
+        );
+    }
+
+    /// Replaces a project's merge request approval rules: `rules`
+    /// `[{"name","approvals_required","rule_type"?:"regular"|"any_approver"}]`.
+    pub fn gitlab_approval_rules(&self, instance: &str, project_id: u64, rules: Value) -> Value {
+        self.admin(
+            "PUT",
+            &format!("gitlab/{instance}/projects/{project_id}/approval_rules"),
+            Some(&rules),
+        )
+        .json()
+    }
+
+    /// Replaces a repository's branch policies: `policies` `[{"type":"reviewers",
+    /// "minimum_approver_count":2,"enabled"?,"blocking"?,"branch"?:"main","match"?:"exact"|
+    /// "prefix"},{"type":"build","name":"ci"},…]` (types `reviewers`, `build`,
+    /// `merge_strategy`, `comment_resolution`, `work_item_linking`, `required_reviewers`).
+    /// Answers `{"count","value":[{"id","type","isEnabled","isBlocking","refName","matchKind",
+    /// "settings"}]}`. Member access levels and denied entitlements are part of
+    /// [`Emulator::azure_org`]'s spec (`"members":[guid or {"id","access_level"}]`,
+    /// `"entitlements_denied":true|401|403`).
+    pub fn azure_policies(&self, org: &str, project: &str, repo: &str, policies: Value) -> Value {
+        self.admin(
+            "PUT",
+            &format!(
+                "azure/orgs/{}/projects/{}/repositories/{}/policies",
+                segment(org),
+                segment(project),
+                segment(repo)
+            ),
+            Some(&policies),
+        )
+        .json()
     }
 }
 
