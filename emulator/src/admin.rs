@@ -23,7 +23,8 @@
 //! webhook would report sends it (see `webhooks.rs`) and answers `{…,"deliveries":[{"id","event",
 //! "action","status"}]}` (empty without a webhook URL). Repository names are matched
 //! case-insensitively; an unknown installation, repository, member or rule answers 404,
-//! a duplicate 409, a bad body 400.
+//! a duplicate 409, a bad body 400. Replacing an installation (`PUT
+//! /_emulator/installations/{id}`) resets its access state.
 //!
 //! | Method and path | Body | Effect and webhooks |
 //! | --- | --- | --- |

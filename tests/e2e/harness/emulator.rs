@@ -52,7 +52,7 @@ impl Inst {
 }
 
 /// One entry of `GET /_emulator/requests` (every emulated service: GitHub, `/gitlab/…`,
-/// `/microsoft/…`, `/vssps/…`, `/azure/…`).
+/// `/microsoft/…`, `/vssps/…`, `/vsaex/…`, `/azure/…`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Logged {
     pub seq: u64,
