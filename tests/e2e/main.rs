@@ -21,6 +21,8 @@
 //! - `oauth.rs`: GitLab groups and Azure DevOps organizations through OAuth: connecting, PKCE,
 //!   refused callbacks, sync, disconnect and reconnect, and the tokens (sealed at rest, refresh
 //!   before expiry and under concurrency, revocation, moved ciphertexts, key rotation);
+//! - `access.rs`: access audit and posture: findings appear and clear with the emulator's
+//!   state, webhooks applied once, unknown 2FA, the portfolio as JSON and CSV;
 //! - `backups.rs`: real backups of real git repositories, restored through the API with `git`;
 //! - `retention.rs`: expiry keeps the bundles a kept restore chain needs and deletes the rest
 //!   from R2;
@@ -40,6 +42,7 @@
 //! out while they run; `hygiene` tests start only once every other selected test
 //! has finished.
 
+mod access;
 mod approval;
 mod backups;
 mod connect;
@@ -197,6 +200,7 @@ fn main() {
         oauth::cases(),
         security::cases(),
         backups::cases(),
+        access::cases(),
         retention::cases(),
         hygiene::cases(),
     ]

@@ -547,6 +547,7 @@ impl Stack {
                 &format!("AZURE_DEVOPS_API_URL:{emulator_base}/azure"),
             ])
             .args(["--var", &format!("AZURE_VSSPS_URL:{emulator_base}/vssps")])
+            .args(["--var", &format!("AZURE_VSAEX_URL:{emulator_base}/vsaex")])
             // `ONECODE_E2E_SUBREQUEST_LIMIT`: the worker's per-invocation budget (`SUBREQUEST_LIMIT`),
             // for benchmarks of a paid plan's 1,000; the suite runs with the default 45.
             .args(
@@ -616,6 +617,12 @@ impl Stack {
         for prefix in EMPTY_REPOSITORIES {
             emulator.empty_git(prefix);
         }
+        // Access changes made through the emulator's admin API reach the worker as signed
+        // webhooks, as GitHub would send them.
+        emulator.set_webhook_target(
+            &format!("{worker}/github/webhooks"),
+            secrets.get("GITHUB_WEBHOOK_SECRET")?,
+        );
         Ok(Stack {
             root,
             dir,
