@@ -23,6 +23,8 @@
 //!   before expiry and under concurrency, revocation, moved ciphertexts, key rotation);
 //! - `access.rs`: access audit and posture: findings appear and clear with the emulator's
 //!   state, webhooks applied once, unknown 2FA, the portfolio as JSON and CSV;
+//! - `posture.rs`: the backup rules of the posture (`backup_failed`, `backup_stale`) appear and
+//!   clear;
 //! - `backups.rs`: real backups of real git repositories, restored through the API with `git`;
 //! - `retention.rs`: expiry keeps the bundles a kept restore chain needs and deletes the rest
 //!   from R2;
@@ -52,6 +54,7 @@ mod hygiene;
 mod oauth;
 mod orgs;
 mod portal;
+mod posture;
 mod retention;
 mod security;
 mod sql_plans;
@@ -201,6 +204,7 @@ fn main() {
         security::cases(),
         backups::cases(),
         access::cases(),
+        posture::cases(),
         retention::cases(),
         hygiene::cases(),
     ]
