@@ -14,12 +14,12 @@
 
 use crate::access::diff;
 use crate::access::model::{AccessEvent, AccessState};
-use crate::access::reading::{self, Answer, Next, Progress};
+use crate::access::reading::{self, Next, Progress};
 use crate::auth::credential_origins::Issuer;
 use crate::edge::bindings::{Ctx, Internal, Param, SYNC_QUEUE};
 use crate::edge::platform;
 use crate::edge::providers::github_client;
-use crate::edge::providers::outbound::{call, Auth, CallError};
+use crate::edge::providers::outbound::{call, Answer, Auth, CallError};
 use crate::edge::providers::provider_tokens::{self, ConnectionToken};
 use crate::messages::SyncMessage;
 use crate::provider::Provider;
@@ -156,43 +156,43 @@ impl Reader {
         }
     }
 
-    async fn get(
-        &mut self,
-        ctx: &Ctx,
-        url: &Url,
-    ) -> Result<crate::edge::providers::outbound::Answer, CallError> {
+    /// One request with the current credential.
+    async fn once(&self, ctx: &Ctx, url: &Url) -> Result<Answer, CallError> {
         match self {
             Reader::GitHub(token) => call(ctx, Method::Get, url, Auth::Installation(token)).await,
             Reader::Connection {
-                id,
                 token,
                 issuer_is_microsoft,
+                ..
             } => {
-                let mut refreshed = false;
-                loop {
-                    let issuer = if *issuer_is_microsoft {
-                        Issuer::Microsoft
-                    } else {
-                        Issuer::GitLab(&token.base_url)
-                    };
-                    match call(
-                        ctx,
-                        Method::Get,
-                        url,
-                        Auth::Bearer(token.token.expose(), issuer),
-                    )
-                    .await
-                    {
-                        Err(CallError::Unauthorized) if !refreshed => {
-                            *token = provider_tokens::access_token(ctx, id, Some(&token.token))
-                                .await
-                                .map_err(|f| CallError::Refused(f.to_string()))?;
-                            refreshed = true;
-                        }
-                        other => return other,
-                    }
-                }
+                let issuer = if *issuer_is_microsoft {
+                    Issuer::Microsoft
+                } else {
+                    Issuer::GitLab(&token.base_url)
+                };
+                call(
+                    ctx,
+                    Method::Get,
+                    url,
+                    Auth::Bearer(token.token.expose(), issuer),
+                )
+                .await
             }
+        }
+    }
+
+    /// One request; a GitLab / Microsoft token refused before its expiry is refreshed once.
+    async fn get(&mut self, ctx: &Ctx, url: &Url) -> Result<Answer, CallError> {
+        match self.once(ctx, url).await {
+            Err(CallError::Unauthorized) => {
+                if let Reader::Connection { id, token, .. } = self {
+                    *token = provider_tokens::access_token(ctx, id, Some(&token.token))
+                        .await
+                        .map_err(|f| CallError::Refused(f.to_string()))?;
+                }
+                self.once(ctx, url).await
+            }
+            other => other,
         }
     }
 }
@@ -272,33 +272,15 @@ async fn repositories(ctx: &Ctx, org_id: &str) -> Result<Vec<reading::Repository
 }
 
 /// Reads the answers to one repository's requests, at once.
-async fn read_all(ctx: &Ctx, reader: &Reader, urls: &[Url]) -> Vec<Result<Answer, CallError>> {
+async fn read_all(
+    ctx: &Ctx,
+    reader: &Reader,
+    urls: &[Url],
+) -> Vec<Result<reading::Answer, CallError>> {
     join_all(urls.iter().map(|url| async move {
-        // Each future needs its own reader for the refresh; GitHub tokens are shared.
-        let answer = match reader {
-            Reader::GitHub(token) => call(ctx, Method::Get, url, Auth::Installation(token)).await,
-            Reader::Connection {
-                token,
-                issuer_is_microsoft,
-                ..
-            } => {
-                let issuer = if *issuer_is_microsoft {
-                    Issuer::Microsoft
-                } else {
-                    Issuer::GitLab(&token.base_url)
-                };
-                call(
-                    ctx,
-                    Method::Get,
-                    url,
-                    Auth::Bearer(token.token.expose(), issuer),
-                )
-                .await
-            }
-        };
-        match answer {
-            Ok(a) => Ok(Answer::Ok(a.body)),
-            Err(CallError::NotFound) => Ok(Answer::NotFound),
+        match reader.once(ctx, url).await {
+            Ok(a) => Ok(reading::Answer::Ok(a.body)),
+            Err(CallError::NotFound) => Ok(reading::Answer::NotFound),
             Err(e) => Err(e),
         }
     }))
@@ -367,7 +349,7 @@ async fn read(
                             retry_after_secs, ..
                         }) => return Ok(Stop::Wait(retry_after_secs)),
                         Err(CallError::Internal(e)) => return Err(e),
-                        Err(e) => answers.push(Answer::Refused(refusal(provider, &e))),
+                        Err(e) => answers.push(reading::Answer::Refused(refusal(provider, &e))),
                     }
                 }
                 progress
@@ -599,7 +581,7 @@ pub async fn repository(
             Ok(a) => answers.push(a),
             Err(CallError::Internal(e)) => return Err(e),
             Err(CallError::Unavailable { detail, .. }) => return Err(Internal(detail)),
-            Err(e) => answers.push(Answer::Refused(refusal(target.provider, &e))),
+            Err(e) => answers.push(reading::Answer::Refused(refusal(target.provider, &e))),
         }
     }
     progress

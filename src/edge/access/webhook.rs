@@ -37,31 +37,28 @@ pub async fn receive(ctx: &Ctx, d: &Delivery<'_>) -> Result<(u16, Value), Proble
         format!("{}.{}", d.event, d.action)
     };
     let now = crate::time::rfc3339(ctx.now);
-    let record = |sql: &str| {
-        ctx.statement(
-            sql,
-            &[
-                Param::from(d.org_id),
-                Param::from(d.id),
-                Param::from(d.event),
-                Param::from(Some(d.action).filter(|a| !a.is_empty())),
-                Param::from(d.installation_id as i64),
-                Param::from(&now),
-            ],
-        )
+    let action = Some(d.action).filter(|a| !a.is_empty());
+    let installation = d.installation_id as i64;
+    // The delivery record: on its own (its primary key stops a redelivery), or only after the
+    // state write it goes with (`RECORD_ACCESS_DELIVERY`, which also takes the org).
+    let record = |after_state_write: bool| {
+        let mut params = vec![
+            Param::from(d.id),
+            Param::from(d.event),
+            Param::from(action),
+            Param::from(installation),
+            Param::from(&now),
+        ];
+        if after_state_write {
+            params.insert(0, Param::from(d.org_id));
+            ctx.statement(sql::RECORD_ACCESS_DELIVERY, &params)
+        } else {
+            ctx.statement(sql::RECORD_DELIVERY, &params)
+        }
     };
     if matches!(d.event, "branch_protection_rule" | "repository_ruleset") {
         // The delivery is recorded first (a redelivery stops here), then the re-read is queued.
-        let statements = vec![ctx.statement(
-            sql::RECORD_DELIVERY,
-            &[
-                Param::from(d.id),
-                Param::from(d.event),
-                Param::from(Some(d.action).filter(|a| !a.is_empty())),
-                Param::from(d.installation_id as i64),
-                Param::from(&now),
-            ],
-        )?];
+        let statements = vec![record(false)?];
         if apply_once(ctx, d.id, statements).await?.is_none() {
             return Ok((200, json!({ "duplicate": true, "delivery": d.id })));
         }
@@ -101,7 +98,7 @@ pub async fn receive(ctx: &Ctx, d: &Delivery<'_>) -> Result<(u16, Value), Proble
                                 Param::from(0),
                             ],
                         )?,
-                        record(sql::RECORD_ACCESS_DELIVERY)?,
+                        record(true)?,
                         events_statement(ctx, d, &events_json, &now)?,
                     ],
                 )
@@ -114,16 +111,7 @@ pub async fn receive(ctx: &Ctx, d: &Delivery<'_>) -> Result<(u16, Value), Proble
                 (
                     events.len(),
                     vec![
-                        ctx.statement(
-                            sql::RECORD_DELIVERY,
-                            &[
-                                Param::from(d.id),
-                                Param::from(d.event),
-                                Param::from(Some(d.action).filter(|a| !a.is_empty())),
-                                Param::from(d.installation_id as i64),
-                                Param::from(&now),
-                            ],
-                        )?,
+                        record(false)?,
                         events_statement(ctx, d, &events_json, &now)?,
                     ],
                 )
