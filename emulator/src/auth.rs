@@ -209,19 +209,43 @@ pub(crate) mod tests {
         iss: T,
     }
 
-    /// Claims with `iat`/`exp` given as offsets from now in seconds.
-    fn claims<T>(iss: T, iat: Option<i64>, exp: Option<i64>) -> Claims<Iss<T>> {
-        let at = |offset: i64| Utc::now() + Duration::seconds(offset);
+    /// Claims with `iat`/`exp` given as offsets in seconds from one instant, `now`: both are
+    /// taken from the same reading of the clock, so `exp - iat` is exactly `exp` minus `iat`
+    /// whatever second boundary the test crosses.
+    fn claims_at<T>(
+        now: DateTime<Utc>,
+        iss: T,
+        iat: Option<i64>,
+        exp: Option<i64>,
+    ) -> Claims<Iss<T>> {
+        let at = |offset: i64| now + Duration::seconds(offset);
         let mut claims = Claims::new(Iss { iss });
         claims.issued_at = iat.map(at);
         claims.expiration = exp.map(at);
         claims
     }
 
-    /// Signs an RS256 App JWT with `iat`/`exp` offsets from now in seconds.
-    pub fn sign<T: Serialize>(key: &RsaPrivateKey, iss: T, iat: i64, exp: i64) -> String {
-        let claims = claims(iss, Some(iat), Some(exp));
+    /// Claims with `iat`/`exp` given as offsets from now in seconds (the clock read once).
+    fn claims<T>(iss: T, iat: Option<i64>, exp: Option<i64>) -> Claims<Iss<T>> {
+        claims_at(Utc::now(), iss, iat, exp)
+    }
+
+    /// Signs an RS256 App JWT with `iat`/`exp` offsets in seconds from `now`.
+    fn sign_at<T: Serialize>(
+        key: &RsaPrivateKey,
+        now: DateTime<Utc>,
+        iss: T,
+        iat: i64,
+        exp: i64,
+    ) -> String {
+        let claims = claims_at(now, iss, Some(iat), Some(exp));
         Rsa::rs256().token(&Header::empty(), &claims, key).unwrap()
+    }
+
+    /// Signs an RS256 App JWT with `iat`/`exp` offsets from now in seconds (the clock read
+    /// once).
+    pub fn sign<T: Serialize>(key: &RsaPrivateKey, iss: T, iat: i64, exp: i64) -> String {
+        sign_at(key, Utc::now(), iss, iat, exp)
     }
 
     fn verifier() -> AppVerifier {
@@ -234,6 +258,25 @@ pub(crate) mod tests {
         let v = verifier();
         assert_eq!(v.verify(&sign(&key, APP_ID, -60, 540), Utc::now()), Ok(()));
         assert_eq!(v.verify(&sign(&key, 424242, 0, 600), Utc::now()), Ok(()));
+    }
+
+    /// A JWT living exactly the maximum 600 s is accepted even when it is signed in the last
+    /// nanosecond of a second: `iat` and `exp` come from one reading of the clock, so the
+    /// whole-second claims cannot straddle a boundary and come out 601 s apart.
+    #[test]
+    fn full_lifetime_signed_at_a_second_boundary_is_accepted() {
+        let key = dev_key();
+        let v = verifier();
+        let now = DateTime::from_timestamp(1_700_000_000, 999_999_999).unwrap();
+        let jwt = sign_at(&key, now, APP_ID, 0, 600);
+        let claims = UntrustedToken::new(&jwt)
+            .unwrap()
+            .deserialize_claims_unchecked::<Value>()
+            .unwrap();
+        let (iat, exp) = (claims.issued_at.unwrap(), claims.expiration.unwrap());
+        assert_eq!(exp - iat, MAX_JWT_LIFETIME);
+        assert_eq!(v.verify(&jwt, now), Ok(()));
+        assert_eq!(v.verify(&jwt, now + Duration::seconds(599)), Ok(()));
     }
 
     #[test]
@@ -257,9 +300,10 @@ pub(crate) mod tests {
         let v = verifier();
         assert!(v.verify(&sign(&key, "1", -60, 540), Utc::now()).is_err());
         assert!(v.verify(&sign(&key, 1, -60, 540), Utc::now()).is_err());
+        let now = Utc::now();
         let mut no_iss = Claims::empty();
-        no_iss.issued_at = Some(Utc::now());
-        no_iss.expiration = Some(Utc::now() + Duration::seconds(60));
+        no_iss.issued_at = Some(now);
+        no_iss.expiration = Some(now + Duration::seconds(60));
         let no_iss = Rsa::rs256().token(&Header::empty(), &no_iss, &key).unwrap();
         assert!(v.verify(&no_iss, Utc::now()).is_err());
     }
