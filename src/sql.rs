@@ -1948,10 +1948,19 @@ mod tests {
     fn one_claim_wins_a_refresh_and_only_it_stores() {
         let db = db();
         connected(&db);
-        let claim = |lease: &str, now: &str| -> Option<i64> {
-            db.query_row(CLAIM_REFRESH, params!["c1", 1, lease, now], |r| r.get(0))
-                .ok()
+        // As the edge reads it: no row returned is a lost claim; an error is an error (a failing
+        // statement must fail the test, not pass for a lost claim).
+        let claim_as = |version: i64, lease: &str, now: &str| -> Option<i64> {
+            let mut stmt = db.prepare(CLAIM_REFRESH).unwrap();
+            let versions: Vec<i64> = stmt
+                .query_map(params!["c1", version, lease, now], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(versions.len() <= 1, "one row at most: {versions:?}");
+            versions.first().copied()
         };
+        let claim = |lease: &str, now: &str| claim_as(1, lease, now);
         assert_eq!(
             claim("2026-01-01T01:00:30Z", "2026-01-01T01:00:00Z"),
             Some(2)
@@ -1986,13 +1995,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            db.query_row(
-                CLAIM_REFRESH,
-                params!["c1", 3, "x", "2026-01-01T04:00:00Z"],
-                |r| r.get::<_, i64>(0)
-            )
-            .ok(),
-            None
+            claim_as(3, "x", "2026-01-01T04:00:00Z"),
+            None,
+            "a live lease: lost"
+        );
+        // Once the lease has run out, the same reader wins.
+        assert_eq!(
+            claim_as(3, "2026-01-01T05:00:40Z", "2026-01-01T05:00:10Z"),
+            Some(4)
         );
     }
 

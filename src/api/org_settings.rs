@@ -194,10 +194,24 @@ mod tests {
             (r#"{}"#, "body"),
         ] {
             let got = field_of(parse_change(body.as_bytes()).unwrap_err());
-            assert!(
-                got == field || (field == "body" && !got.is_empty()),
-                "{body}: {got}"
-            );
+            assert_eq!(got, field, "{body}");
+        }
+        // The two ways the body as a whole is wrong say which.
+        for (body, detail) in [
+            ("[1]", "must be a JSON object"),
+            ("\"weekly\"", "must be a JSON object"),
+            ("null", "must be a JSON object"),
+            (
+                "{}",
+                "name at least one of client, backup_schedule, backup_hour, retention_days, full_every",
+            ),
+        ] {
+            match parse_change(body.as_bytes()).unwrap_err() {
+                Problem::Unprocessable { field, detail: got } => {
+                    assert_eq!((field.as_str(), got.as_str()), ("body", detail), "{body}")
+                }
+                other => panic!("{body}: expected 422, got {other:?}"),
+            }
         }
         assert_eq!(parse_change(b"{nope").unwrap_err().status(), 400);
     }

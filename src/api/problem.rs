@@ -198,12 +198,115 @@ mod tests {
         }
     }
 
+    /// What each variant must answer: its HTTP status and stable code. An exhaustive match, so
+    /// a new variant does not compile until its answer is written down here (and an example of
+    /// it added to the test below, which checks every example's kind appears once).
+    fn expected(p: &Problem) -> (u16, &'static str) {
+        match p {
+            Problem::Unauthorized(_) => (401, "unauthorized"),
+            Problem::NotFound => (404, "not_found"),
+            Problem::MethodNotAllowed => (405, "method_not_allowed"),
+            Problem::BadRequest(_) => (400, "bad_request"),
+            Problem::Unprocessable { .. } => (422, "invalid_field"),
+            Problem::Conflict(_) => (409, "conflict"),
+            Problem::Gone(_) => (410, "gone"),
+            Problem::PayloadTooLarge(_) => (413, "payload_too_large"),
+            Problem::UnsupportedMediaType(_) => (415, "unsupported_media_type"),
+            Problem::Misconfigured(_) => (503, "misconfigured"),
+            Problem::Upstream(_) => (502, "upstream_unavailable"),
+            Problem::Internal => (500, "internal"),
+        }
+    }
+
+    #[test]
+    fn every_variant_answers_its_status_code_and_type() {
+        let field = |f: &str, d: &str| Problem::Unprocessable {
+            field: f.into(),
+            detail: d.into(),
+        };
+        // Each variant with the detail its body must carry.
+        let examples = [
+            (
+                Problem::Unauthorized("token expired".into()),
+                "token expired",
+            ),
+            (Problem::NotFound, "no such resource"),
+            (
+                Problem::MethodNotAllowed,
+                "this route does not accept that method",
+            ),
+            (Problem::BadRequest("bad cursor".into()), "bad cursor"),
+            (
+                field("backup_hour", "must be 0-23"),
+                "`backup_hour`: must be 0-23",
+            ),
+            (
+                Problem::Conflict("org is disconnected".into()),
+                "org is disconnected",
+            ),
+            (Problem::Gone("expired".into()), "expired"),
+            (
+                Problem::PayloadTooLarge(1024),
+                "the body exceeds 1024 bytes",
+            ),
+            (
+                Problem::UnsupportedMediaType("send JSON".into()),
+                "send JSON",
+            ),
+            (
+                Problem::Misconfigured("STATE_SECRET".into()),
+                "the gateway is missing a usable `STATE_SECRET`; an operator must set it",
+            ),
+            (Problem::Upstream("GitHub: 502".into()), "GitHub: 502"),
+            (
+                Problem::Internal,
+                "the gateway failed; the error was logged",
+            ),
+        ];
+        let kinds: std::collections::BTreeSet<_> = examples
+            .iter()
+            .map(|(p, _)| format!("{:?}", std::mem::discriminant(p)))
+            .collect();
+        assert_eq!(kinds.len(), examples.len(), "one example of each variant");
+        for (p, detail) in &examples {
+            let (status, code) = expected(p);
+            assert_eq!((p.status(), p.code()), (status, code), "{p:?}");
+            let v: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+            let mut members: Vec<&str> =
+                v.as_object().unwrap().keys().map(String::as_str).collect();
+            members.sort_unstable();
+            let mut want = vec!["code", "detail", "status", "title", "type"];
+            if let Problem::Unprocessable { field, .. } = p {
+                want.push("field");
+                want.sort_unstable();
+                assert_eq!(v["field"], field.as_str());
+            }
+            assert_eq!(members, want, "{p:?}: exactly RFC 9457's members and ours");
+            assert_eq!(v["status"], status, "{p:?}");
+            assert_eq!(v["code"], code, "{p:?}");
+            assert_eq!(v["type"], format!("/problems/{code}"), "{p:?}");
+            assert_eq!(v["detail"], *detail, "{p:?}");
+            assert!(
+                v["title"].as_str().is_some_and(|t| !t.is_empty()),
+                "{p:?}: a title"
+            );
+        }
+        // Codes are stable identifiers: no two variants share one.
+        let codes: std::collections::BTreeSet<_> = examples.iter().map(|(p, _)| p.code()).collect();
+        assert_eq!(codes.len(), examples.len());
+    }
+
     #[test]
     fn misconfiguration_names_the_setting_but_internal_says_nothing() {
         let p = Problem::Misconfigured("STATE_SECRET".into());
         assert_eq!(p.status(), 503);
         assert!(p.detail().contains("STATE_SECRET"));
-        assert_eq!(Problem::Internal.status(), 500);
-        assert!(!Problem::Internal.to_json().contains("D1"));
+        // Internal carries no data (the edge logs the cause): its body is exactly the five
+        // members with the fixed hint, which `every_variant_answers_its_status_code_and_type`
+        // asserts.
+        assert_eq!(
+            Problem::Internal.detail(),
+            "the gateway failed; the error was logged"
+        );
     }
 }

@@ -311,9 +311,51 @@ mod tests {
         assert_eq!(query_param(&query, "c"), None);
     }
 
+    /// The variants of [`RouteId`], read from this file's source: Rust cannot list an enum's
+    /// variants, and a hand-kept list would go stale exactly when it matters.
+    fn declared_route_ids() -> BTreeSet<String> {
+        let source = include_str!("routes.rs");
+        let body = source
+            .split_once("pub enum RouteId {")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .expect("the RouteId declaration")
+            .0;
+        body.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//") && !l.starts_with('#'))
+            .map(|l| l.trim_end_matches(',').to_string())
+            .collect()
+    }
+
+    /// A concrete path for `template`: each placeholder filled with a value of its own.
+    fn example_path(template: &str) -> String {
+        template
+            .replace("{id}", "the-id")
+            .replace("{repo_id}", "the-repo")
+    }
+
     #[test]
     fn every_route_id_is_reachable() {
-        let ids: BTreeSet<String> = ROUTES.iter().map(|r| format!("{:?}", r.id)).collect();
-        assert_eq!(ids.len(), ROUTES.len(), "each route id appears once");
+        // Each route answers its own method and template (not shadowed by an earlier one),
+        // with its placeholders' values.
+        for r in ROUTES {
+            let path = example_path(r.template);
+            let id = r.template.contains("{id}").then_some("the-id");
+            let sub = r.template.contains("{repo_id}").then_some("the-repo");
+            assert_eq!(
+                resolve(r.method, &path),
+                Resolved::Found(r.id, id, sub),
+                "{} {} ({path})",
+                r.method,
+                r.template
+            );
+        }
+        // Each id has exactly one route, and every RouteId has one: none is dead.
+        let routed: Vec<String> = ROUTES.iter().map(|r| format!("{:?}", r.id)).collect();
+        let unique: BTreeSet<String> = routed.iter().cloned().collect();
+        assert_eq!(unique.len(), routed.len(), "each route id appears once");
+        let declared = declared_route_ids();
+        assert!(declared.contains("Health") && declared.contains("Posture"));
+        assert_eq!(unique, declared, "every RouteId appears in ROUTES");
     }
 }

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 use onecode_edge::api::routes::ROUTES;
 use onecode_edge::messages::SyncMessage;
-use onecode_edge::time::{backup_hour, rfc3339};
+use onecode_edge::time::{backup_hour, parse_rfc3339, rfc3339};
 
 use crate::harness::auth::now;
 use crate::harness::checks;
@@ -441,11 +441,16 @@ fn several_orgs(s: &Stack) {
 
     // Each org its own settings.
     let before = api.org(acme);
+    // The test's clock read just before the PATCH is sent and just after its answer: the
+    // worker's clock is the same machine's, read during the request, so a stamp written by this
+    // PATCH lies between them.
+    let sent = now();
     let patched = api.patch(
         acme,
         json!({ "client": "Acme Corp", "backup_schedule": "weekly", "backup_hour": 5,
                 "retention_days": 30 }),
     );
+    let answered = now();
     assert_eq!(
         (
             &patched["client"],
@@ -455,9 +460,27 @@ fn several_orgs(s: &Stack) {
         ),
         (&json!("Acme Corp"), &json!("weekly"), &json!(5), &json!(30))
     );
+    // updated_at moves forward: it becomes this PATCH's time. Stored times are whole seconds,
+    // so what is guaranteed, and asserted, is `sent <= updated_at <= answered` (seconds,
+    // floored; parsed, not compared as text). The previous stamp was written before `before`
+    // was read, so it is `<= sent`: the new one is never older, and is strictly newer whenever
+    // the previous one is from an earlier second; a product that left updated_at alone fails
+    // then. Only a previous stamp in the very second the PATCH was sent cannot be told apart
+    // from a new one, and no test can, short of waiting for the next second.
+    let stamp = |org: &Value| {
+        let text = org["updated_at"].as_str().expect("updated_at");
+        parse_rfc3339(text).unwrap_or_else(|| panic!("updated_at is RFC 3339: {text}"))
+    };
+    let (was, is) = (stamp(&before), stamp(&patched));
     assert!(
-        patched["updated_at"].as_str() >= before["updated_at"].as_str(),
-        "updated_at moves forward"
+        (sent..=answered).contains(&is),
+        "updated_at moves forward to the PATCH's time: {is} within [{sent}, {answered}], \
+         before {was}"
+    );
+    assert_eq!(
+        api.org(acme)["updated_at"],
+        patched["updated_at"],
+        "the new updated_at is stored, not only answered"
     );
     for field in ["id", "login", "status", "created_at", "repo_count"] {
         assert_eq!(patched[field], before[field], "{field} unchanged by PATCH");
