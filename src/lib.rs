@@ -27,11 +27,15 @@
 //! - queue messages: [`messages`]; time: [`time`];
 //! - backups: the git protocol, bundles, packs and retention planning in [`backup`], the
 //!   executor and retention at the edge in `edge::backup::executor` and `edge::backup::retention`; where a
-//!   credential may be sent: [`auth::credential_origins`].
+//!   credential may be sent: [`auth::credential_origins`];
+//! - access audit and posture: reading, diffing, webhooks, the rules table and the CSV report in
+//!   [`access`]; snapshots through the sync queue, access webhooks and the `/v1/orgs/{id}/access`,
+//!   `…/posture` and `/v1/posture` routes in `edge::access`.
 //!
 //! Folders by concept: [`github`] (the App, its API, install callback, webhooks), [`oauth`]
 //! (GitLab and Azure DevOps, PKCE, token responses), [`auth`] (state tokens, portal JWTs, tokens
-//! at rest, credential origins), [`api`] (routes, problems, settings, pages), [`backup`] (git).
+//! at rest, credential origins), [`api`] (routes, problems, settings, pages), [`backup`] (git),
+//! [`access`] (access audit and compliance posture).
 //!
 //! Everything outside `edge` is plain Rust tested natively with `cargo test`; `edge` holds the
 //! Workers bindings (KV, D1, Queues, fetch, WebCrypto) and is compiled for wasm32 only.
