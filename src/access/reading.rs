@@ -169,7 +169,14 @@ impl Progress {
     pub fn start(org: &Org<'_>) -> Progress {
         let mut progress = Progress::default();
         match org.provider {
-            Provider::AzureDevOps => progress.phase = Phase::Members,
+            Provider::AzureDevOps => {
+                progress.phase = Phase::Members;
+                // Nothing to read, so nothing would say it: the settings stay `None`.
+                progress.unknown.push(Unknown {
+                    part: "settings".into(),
+                    reason: "Azure DevOps has no organization setting requiring 2FA (Microsoft Entra ID conditional access decides MFA, which it does not report), nor an org-wide default repository permission".into(),
+                });
+            }
             Provider::GitHub if !org.is_organization => {
                 progress.phase = Phase::Repositories;
                 progress.unknown.push(Unknown {
@@ -322,6 +329,10 @@ impl Progress {
                 self.unknown.push(Unknown {
                     part: "settings.default_repository_permission".into(),
                     reason: "GitLab has no org-wide default repository permission".into(),
+                });
+                self.unknown.push(Unknown {
+                    part: "settings.members_can_create_public_repositories".into(),
+                    reason: "GitLab has no such group setting (project creation and visibility levels are separate settings, not read)".into(),
                 });
             }
             (Provider::GitLab, Phase::Members) => self.members.extend(gitlab::members(body, now)?),
@@ -713,6 +724,14 @@ mod tests {
         };
         let repos = [repo("contoso/Web/site", "9a1b")];
         let mut p = Progress::start(&org);
+        assert_eq!(
+            p.unknown
+                .iter()
+                .map(|u| u.part.as_str())
+                .collect::<Vec<_>>(),
+            ["settings"],
+            "never read, so said to be unknown"
+        );
         assert_eq!(
             page_url(p.next(&org, &repos)),
             "https://vsaex.dev.azure.com/contoso/_apis/userentitlements?api-version=7.1-preview.3"

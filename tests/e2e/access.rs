@@ -1,6 +1,9 @@
 //! Access audit and posture (issue #10), end to end: the emulator's members, 2FA, outside
 //! collaborators, org settings and branch protection read at each sync, changes announced by
-//! signed webhooks the emulator sends, and the posture and portfolio routes.
+//! signed webhooks the emulator sends, and the posture and portfolio routes. GitLab groups
+//! (members with inherited ones, the 2FA requirement, protected branches and approval rules, a
+//! Developer's refused protections) and Azure DevOps organizations (entitlements, refused or
+//! not, and branch policies) read at each sync.
 //!
 //! A snapshot is under way from the moment `POST /v1/orgs/{id}/sync` answers (the sync starts it
 //! before answering), so waiting for `reading: false` waits for exactly that snapshot, whatever
@@ -13,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::harness::emulator::Inst;
 use crate::harness::portal::{assert_problem, Portal};
-use crate::harness::{poll_until, Stack};
+use crate::harness::{poll_until, Stack, GITLAB_INSTANCE};
 use crate::Case;
 
 pub fn cases() -> Vec<Case> {
@@ -37,6 +40,18 @@ pub fn cases() -> Vec<Case> {
         Case::shared(
             "access::portfolio_across_clients_as_json_and_csv_and_tenant_isolation",
             portfolio,
+        ),
+        Case::shared(
+            "access::gitlab_members_two_factor_requirement_and_protected_branches",
+            gitlab_members_and_protected_branches,
+        ),
+        Case::shared(
+            "access::gitlab_developer_cannot_read_protected_branches_and_says_so",
+            gitlab_developer,
+        ),
+        Case::shared(
+            "access::azure_devops_entitlements_and_branch_policies",
+            azure_entitlements_and_policies,
         ),
     ]
 }
@@ -584,4 +599,519 @@ fn portfolio(s: &Stack) {
     }
     let theirs = other.get("/v1/posture");
     assert_eq!(theirs["orgs"], json!([]), "{theirs}");
+}
+
+// ---- GitLab and Azure DevOps ----
+
+const GL: &str = "gitlab";
+const AZ: &str = "azure-devops";
+
+/// `(login, role, admin, two_factor)` of each member, in the state's order.
+fn member_rows(access: &Value) -> Vec<(String, String, bool, Value)> {
+    access["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["login"].as_str().expect("login").to_string(),
+                m["role"].as_str().expect("role").to_string(),
+                m["admin"].as_bool().expect("admin"),
+                m["two_factor"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A repository's `protection` in an access state (`null`: unknown).
+#[track_caller]
+fn protection_of(access: &Value, full_name: &str) -> Value {
+    access["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .find(|r| r["full_name"] == full_name)
+        .map(|r| r["protection"].clone())
+        .unwrap_or_else(|| panic!("{full_name} in {access}"))
+}
+
+/// The parts listed in `unknown` (of an access state or a posture).
+fn unknown_parts(value: &Value) -> BTreeSet<String> {
+    value["unknown"]
+        .as_array()
+        .expect("unknown")
+        .iter()
+        .map(|u| u["part"].as_str().expect("part").to_string())
+        .collect()
+}
+
+/// Why `part` is unknown (panics when it is not listed, or without a reason).
+#[track_caller]
+fn unknown_reason(value: &Value, part: &str) -> String {
+    let reason = value["unknown"]
+        .as_array()
+        .expect("unknown")
+        .iter()
+        .find(|u| u["part"] == part)
+        .unwrap_or_else(|| panic!("{part} unknown in {value}"))["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!reason.is_empty(), "{part} says why: {value}");
+    reason
+}
+
+/// A GitLab user of the tenant-shared instance; its username.
+fn gitlab_user(s: &Stack, id: u64) -> String {
+    let username = format!("user-{id}");
+    s.emulator
+        .gitlab_user(GITLAB_INSTANCE, id, &username, &format!("User {id}"));
+    username
+}
+
+/// The id of a group's project named `name`, from the group summary the emulator answers.
+#[track_caller]
+fn project_id(group: &Value, name: &str) -> u64 {
+    group["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["id"].as_u64())
+        .unwrap_or_else(|| panic!("project {name} in {group}"))
+}
+
+/// Connects GitLab groups (`groups`: chosen full paths; empty: every group) as `user`.
+#[track_caller]
+fn connect_gitlab(
+    s: &Stack,
+    tenant: &str,
+    user: u64,
+    groups: &[&str],
+) -> crate::harness::oauth::Connected {
+    let body = (!groups.is_empty()).then(|| json!({ "groups": groups }));
+    let connected = s
+        .oauth_connect_as(GL, tenant, &user.to_string(), body.as_ref())
+        .connected(GL);
+    assert!(connected.complete, "{connected:?}");
+    connected
+}
+
+fn gitlab_members_and_protected_branches(s: &Stack) {
+    let tenant = "tenant-access-gitlab";
+    let portal = Portal::new(s, tenant);
+    let (owner, reporter, maintainer, developer, guest) = (77_101, 77_102, 77_103, 77_104, 77_105);
+    for id in [owner, reporter, maintainer, developer, guest] {
+        gitlab_user(s, id);
+    }
+    // The connected group is a subgroup: its owner and its reporter are members of the parent
+    // group (inherited), the others its own.
+    s.emulator.gitlab_group(
+        GITLAB_INSTANCE,
+        77_101,
+        json!({"name": "Access 77101", "path": "grp-77101",
+               "members": [owner, {"id": reporter, "access_level": 20}]}),
+    );
+    let sub = s.emulator.gitlab_group(
+        GITLAB_INSTANCE,
+        77_102,
+        json!({"name": "Security", "path": "sec", "parent_id": 77_101,
+               "members": [{"id": maintainer, "access_level": 40},
+                           {"id": developer, "access_level": 30},
+                           {"id": guest, "access_level": 10}],
+               "projects": [{"name": "app"}, {"name": "docs"}]}),
+    );
+    assert_eq!(
+        sub["require_two_factor_authentication"], false,
+        "a new group does not require 2FA: {sub}"
+    );
+    let group = "grp-77101/sec";
+    let (app, docs) = (project_id(&sub, "app"), project_id(&sub, "docs"));
+    let (app_name, docs_name) = (format!("{group}/app"), format!("{group}/docs"));
+    s.emulator.gitlab_protect_branch(
+        GITLAB_INSTANCE,
+        app,
+        "main",
+        json!({"allow_force_push": true}),
+    );
+    // GitLab's default rule: any eligible user may approve, none is required to.
+    s.emulator.gitlab_approval_rules(
+        GITLAB_INSTANCE,
+        app,
+        json!([{"name": "All Members", "rule_type": "any_approver", "approvals_required": 0}]),
+    );
+    let connected = connect_gitlab(s, tenant, owner, &[group]);
+    assert_eq!(connected.orgs, [group]);
+    let org_id = connected.org_ids[0].clone();
+    let access = snapshot(&portal, &org_id);
+
+    assert_eq!(
+        member_rows(&access),
+        vec![
+            ("user-77101".into(), "owner".into(), true, Value::Null),
+            ("user-77102".into(), "reporter".into(), false, Value::Null),
+            ("user-77103".into(), "maintainer".into(), false, Value::Null),
+            ("user-77104".into(), "developer".into(), false, Value::Null),
+            ("user-77105".into(), "guest".into(), false, Value::Null),
+        ],
+        "direct and inherited members at their GitLab roles, 2FA unknown: {access}"
+    );
+    assert_eq!(
+        unknown_parts(&access),
+        [
+            "members.two_factor",
+            "settings.default_repository_permission",
+            "settings.members_can_create_public_repositories",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        "only what GitLab does not expose: {access}"
+    );
+    assert!(
+        unknown_reason(&access, "members.two_factor").contains("GitLab"),
+        "{access}"
+    );
+    assert_eq!(access["settings"]["two_factor_required"], false, "{access}");
+    assert_eq!(
+        protection_of(&access, &app_name),
+        json!({
+            "protected": true,
+            "required_reviews": 0,
+            "required_checks": [],
+            "allows_force_pushes": true,
+            "allows_deletions": false,
+            // Maintainers (and so owners) may push to it directly.
+            "enforce_admins": false,
+            "sources": ["protected_branch:main"],
+        }),
+        "{access}"
+    );
+    let unprotected = protection_of(&access, &docs_name);
+    assert_eq!(unprotected["protected"], false, "{access}");
+    assert_eq!(unprotected["sources"], json!([]), "{access}");
+
+    let found = posture(&portal, &org_id);
+    assert_eq!(
+        access_findings(&found),
+        pairs(&[
+            ("org_2fa_not_required", group),
+            ("default_branch_unprotected", &docs_name),
+            ("default_branch_force_push", &app_name),
+            ("default_branch_no_required_reviews", &app_name),
+        ]),
+        "nothing about members' 2FA, which is unknown: {found}"
+    );
+    assert!(
+        unknown_parts(&found).contains("members.two_factor"),
+        "posture says what it could not see: {found}"
+    );
+
+    // Fixed on GitLab, and the guest leaves: the findings clear at the next sync.
+    s.emulator
+        .gitlab_group_access(GITLAB_INSTANCE, 77_102, true, Some(0));
+    s.emulator.gitlab_protect_branch(
+        GITLAB_INSTANCE,
+        app,
+        "main",
+        json!({"allow_force_push": false}),
+    );
+    s.emulator.gitlab_approval_rules(
+        GITLAB_INSTANCE,
+        app,
+        json!([{"name": "All Members", "rule_type": "any_approver", "approvals_required": 2}]),
+    );
+    s.emulator
+        .gitlab_protect_branch(GITLAB_INSTANCE, docs, "main", json!({}));
+    s.emulator.gitlab_approval_rules(
+        GITLAB_INSTANCE,
+        docs,
+        json!([{"name": "Reviewers", "approvals_required": 1}]),
+    );
+    s.emulator
+        .gitlab_remove_member(GITLAB_INSTANCE, 77_102, guest);
+    let access = snapshot(&portal, &org_id);
+    assert_eq!(access["settings"]["two_factor_required"], true, "{access}");
+    assert_eq!(
+        protection_of(&access, &app_name)["required_reviews"],
+        2,
+        "{access}"
+    );
+    assert_eq!(
+        protection_of(&access, &docs_name)["required_reviews"],
+        1,
+        "{access}"
+    );
+    let fixed = posture(&portal, &org_id);
+    assert_eq!(access_findings(&fixed), BTreeSet::new(), "{fixed}");
+
+    let removed = events(&portal, &org_id, "member");
+    assert_eq!(removed.len(), 1, "only the guest left: {removed:?}");
+    assert_eq!(
+        (
+            removed[0]["kind"].clone(),
+            removed[0]["subject"].clone(),
+            removed[0]["source"].clone(),
+            removed[0]["delivery_id"].clone(),
+            removed[0]["detail"]["role"].clone(),
+        ),
+        (
+            json!("member.removed"),
+            json!("user-77105"),
+            json!("sync"),
+            Value::Null,
+            json!("guest"),
+        ),
+        "{removed:?}"
+    );
+    let kinds: Vec<(String, String)> = portal
+        .get(&format!("/v1/orgs/{org_id}/access/events?limit=100"))["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        ("member.removed".to_string(), "user-77105".to_string()),
+        ("protection.added".to_string(), docs_name.clone()),
+        ("protection.strengthened".to_string(), app_name.clone()),
+        ("settings.changed".to_string(), group.to_string()),
+    ];
+    expected.sort();
+    let mut kinds_sorted = kinds.clone();
+    kinds_sorted.sort();
+    assert_eq!(kinds_sorted, expected, "each change once: {kinds:?}");
+}
+
+fn gitlab_developer(s: &Stack) {
+    let tenant = "tenant-access-gitlab-developer";
+    let portal = Portal::new(s, tenant);
+    let (developer, owner) = (77_111, 77_112);
+    gitlab_user(s, developer);
+    gitlab_user(s, owner);
+    let group = s.emulator.gitlab_group(
+        GITLAB_INSTANCE,
+        77_111,
+        json!({"name": "Access 77111", "path": "grp-77111",
+               "members": [owner, {"id": developer, "access_level": 30}],
+               "projects": [{"name": "api"}, {"name": "web"}]}),
+    );
+    // Protected, but a Developer cannot see it.
+    s.emulator.gitlab_protect_branch(
+        GITLAB_INSTANCE,
+        project_id(&group, "api"),
+        "main",
+        json!({"allow_force_push": true}),
+    );
+    let connected = connect_gitlab(s, tenant, developer, &[]);
+    assert_eq!(connected.orgs, ["grp-77111"]);
+    let org_id = connected.org_ids[0].clone();
+    let access = snapshot(&portal, &org_id);
+
+    assert_eq!(
+        member_rows(&access),
+        vec![
+            ("user-77111".into(), "developer".into(), false, Value::Null),
+            ("user-77112".into(), "owner".into(), true, Value::Null),
+        ],
+        "{access}"
+    );
+    for name in ["grp-77111/api", "grp-77111/web"] {
+        assert_eq!(
+            protection_of(&access, name),
+            Value::Null,
+            "unreadable, not unprotected: {access}"
+        );
+        let reason = unknown_reason(&access, &format!("repository:{name}.protection"));
+        assert!(
+            reason.contains("refused") && reason.contains("403"),
+            "the refusal, said: {reason}"
+        );
+    }
+    let found = posture(&portal, &org_id);
+    assert_eq!(
+        access_findings(&found),
+        pairs(&[("org_2fa_not_required", "grp-77111")]),
+        "no default_branch_* finding from protections it could not read: {found}"
+    );
+    for name in ["grp-77111/api", "grp-77111/web"] {
+        assert!(
+            unknown_parts(&found).contains(&format!("repository:{name}.protection")),
+            "{found}"
+        );
+    }
+}
+
+/// An Azure DevOps user with its own sign-in name (a GUID from `n`).
+fn azure_user(s: &Stack, n: u32, name: &str) -> (String, String) {
+    let id = format!("a11ce55e-0000-4000-8000-{n:012}");
+    let email = format!("{name}@access-e2e{n}.example.com");
+    s.emulator.azure_user(&id, name, Some(&email));
+    (id, email)
+}
+
+fn azure_entitlements_and_policies(s: &Stack) {
+    let tenant = "tenant-access-azure";
+    let portal = Portal::new(s, tenant);
+    let (owner, owner_mail) = azure_user(s, 77_201, "owner");
+    let (viewer, viewer_mail) = azure_user(s, 77_202, "viewer");
+    let (tester, tester_mail) = azure_user(s, 77_203, "tester");
+    let org = "access-e2e77201";
+    s.emulator.azure_org(
+        org,
+        json!({
+            "members": [owner, {"id": viewer, "access_level": "stakeholder"},
+                        {"id": tester, "access_level": "advanced"}],
+            "projects": [{"name": "core", "repositories": ["guarded", "open"]}],
+        }),
+    );
+    s.emulator.azure_policies(
+        org,
+        "core",
+        "guarded",
+        json!([
+            {"type": "reviewers", "minimum_approver_count": 2},
+            {"type": "build", "name": "ci"},
+        ]),
+    );
+    // Optional (not blocking) policies protect nothing.
+    s.emulator.azure_policies(
+        org,
+        "core",
+        "open",
+        json!([{"type": "reviewers", "minimum_approver_count": 3, "blocking": false}]),
+    );
+    // The connected account may not view users here: 403, or 401 as Azure DevOps often says it.
+    let denied = "access-e2e77201-denied";
+    let unauthorized = "access-e2e77201-unauthorized";
+    for (name, denial) in [(denied, json!(403)), (unauthorized, json!(true))] {
+        s.emulator.azure_org(
+            name,
+            json!({
+                "members": [owner, viewer],
+                "projects": [{"name": "core", "repositories": ["one"]}],
+                "entitlements_denied": denial,
+            }),
+        );
+    }
+    let connected = s.oauth_connect_as(AZ, tenant, &owner, None).connected(AZ);
+    assert!(connected.complete, "{connected:?}");
+    let org_id = |name: &str| {
+        connected.org_ids[connected
+            .orgs
+            .iter()
+            .position(|o| o == name)
+            .unwrap_or_else(|| panic!("{name} in {connected:?}"))]
+        .clone()
+    };
+    let org_id_main = org_id(org);
+    let access = snapshot(&portal, &org_id_main);
+
+    // Sorted by login: owner@…, tester@…, viewer@….
+    assert_eq!(
+        member_rows(&access),
+        vec![
+            (owner_mail, "basic".to_string(), false, Value::Null),
+            (
+                tester_mail,
+                "basic_test_plans".to_string(),
+                false,
+                Value::Null
+            ),
+            (viewer_mail, "stakeholder".to_string(), false, Value::Null),
+        ],
+        "members by sign-in name at their access levels, 2FA unknown: {access}"
+    );
+    assert!(
+        unknown_reason(&access, "members.two_factor").contains("Entra ID"),
+        "{access}"
+    );
+    assert!(
+        !unknown_parts(&access).contains("members"),
+        "the members were read: {access}"
+    );
+    assert!(
+        access["settings"]["two_factor_required"].is_null(),
+        "{access}"
+    );
+    assert!(
+        unknown_parts(&access).contains("settings"),
+        "an unknown 2FA requirement is said to be unknown: {access}"
+    );
+    let (guarded, open) = (format!("{org}/core/guarded"), format!("{org}/core/open"));
+    let protection = protection_of(&access, &guarded);
+    assert_eq!(
+        (
+            protection["protected"].clone(),
+            protection["required_reviews"].clone(),
+            protection["required_checks"].clone(),
+            protection["allows_force_pushes"].clone(),
+        ),
+        (json!(true), json!(2), json!(["ci"]), json!(false)),
+        "{access}"
+    );
+    assert_eq!(
+        protection_of(&access, &open)["protected"],
+        false,
+        "{access}"
+    );
+    let found = posture(&portal, &org_id_main);
+    assert_eq!(
+        access_findings(&found),
+        pairs(&[("default_branch_unprotected", &open)]),
+        "{found}"
+    );
+
+    // A required reviewer policy on the open repository: the finding clears.
+    s.emulator.azure_policies(
+        org,
+        "core",
+        "open",
+        json!([{"type": "reviewers", "minimum_approver_count": 1}]),
+    );
+    let access = snapshot(&portal, &org_id_main);
+    assert_eq!(
+        protection_of(&access, &open)["required_reviews"],
+        1,
+        "{access}"
+    );
+    let fixed = posture(&portal, &org_id_main);
+    assert_eq!(access_findings(&fixed), BTreeSet::new(), "{fixed}");
+    let added = events(&portal, &org_id_main, "protection");
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(
+        (added[0]["kind"].clone(), added[0]["subject"].clone()),
+        (json!("protection.added"), json!(open.as_str()))
+    );
+
+    // Entitlements refused: the members are unknown, and why; not an empty list that is fine.
+    for (name, status) in [(denied, "403"), (unauthorized, "401")] {
+        let id = org_id(name);
+        let access = snapshot(&portal, &id);
+        assert_eq!(access["members"], json!([]), "{name}: {access}");
+        let reason = unknown_reason(&access, "members");
+        assert!(
+            reason.contains("Azure DevOps refused")
+                && reason.contains(status)
+                && reason.contains("userentitlements"),
+            "{name}: the refusal, said: {reason}"
+        );
+        assert_eq!(
+            portal.org(&id)["status"],
+            "active",
+            "{name}: a refused list is no broken connection"
+        );
+        assert_eq!(
+            protection_of(&access, &format!("{name}/core/one"))["protected"],
+            false,
+            "the rest is still read: {access}"
+        );
+        let found = posture(&portal, &id);
+        assert!(unknown_parts(&found).contains("members"), "{name}: {found}");
+    }
 }

@@ -181,16 +181,26 @@ impl Reader {
         }
     }
 
-    /// One request; a GitLab / Microsoft token refused before its expiry is refreshed once.
+    /// One request; a GitLab / Microsoft token refused before its expiry is refreshed once. A
+    /// 401 to the fresh token refuses this read, not the credential (Azure DevOps answers 401
+    /// where the account lacks a permission, e.g. to view users): a refusal that says so.
     async fn get(&mut self, ctx: &Ctx, url: &Url) -> Result<Answer, CallError> {
         match self.once(ctx, url).await {
             Err(CallError::Unauthorized) => {
-                if let Reader::Connection { id, token, .. } = self {
-                    *token = provider_tokens::access_token(ctx, id, Some(&token.token))
-                        .await
-                        .map_err(|f| CallError::Refused(f.to_string()))?;
+                let Reader::Connection { id, token, .. } = self else {
+                    return self.once(ctx, url).await;
+                };
+                *token = provider_tokens::access_token(ctx, id, Some(&token.token))
+                    .await
+                    .map_err(|f| CallError::Refused(f.to_string()))?;
+                match self.once(ctx, url).await {
+                    Err(CallError::Unauthorized) => Err(CallError::Refused(format!(
+                        "{} answered 401 to {} although the access token was just refreshed",
+                        url.host_str().unwrap_or("the provider"),
+                        url.path()
+                    ))),
+                    other => other,
                 }
-                self.once(ctx, url).await
             }
             other => other,
         }
