@@ -814,9 +814,29 @@ pub const CONNECTIONS_DUE: &str = concat!(
      ORDER BY expires_at LIMIT ?2"
 );
 
-/// ?1 current key id, ?2 limit → connections sealed with another key (the re-encryption pass).
-pub const CONNECTIONS_TO_RESEAL: &str =
-    concat!(connection_columns!(), "WHERE key_id <> ?1 LIMIT ?2");
+/// ?1 current key id, ?2 limit, ?3 every key id `TOKEN_KEYS` holds (a JSON array) → connections
+/// sealed with another key that can still open them (the re-encryption pass), in id order. A row
+/// whose key is gone cannot be opened: picked, it would be skipped by every run and, 50 of them,
+/// keep every other row from being re-sealed. It needs a reconnect, which
+/// `RECORD_UNUSABLE_KEY_ACTIVITY` tells its orgs.
+pub const CONNECTIONS_TO_RESEAL: &str = concat!(
+    connection_columns!(),
+    "WHERE key_id <> ?1 AND key_id IN (SELECT value FROM json_each(?3)) ORDER BY id LIMIT ?2"
+);
+
+/// ?1 every key id `TOKEN_KEYS` holds (a JSON array), ?2 now: each org (not disconnected) of an
+/// active connection sealed under a key `TOKEN_KEYS` no longer holds gets an activity line saying
+/// it must be connected again, once per key (not while an earlier line names the same key).
+pub const RECORD_UNUSABLE_KEY_ACTIVITY: &str = "INSERT INTO org_activity (org_id, delivery_id, event, detail, created_at) \
+     SELECT u.org_id, NULL, 'connection.unusable', u.detail, ?2 FROM \
+         (SELECT o.id AS org_id, 'the stored credentials of its connection are sealed under key `' || c.key_id || \
+              '`, which TOKEN_KEYS no longer holds: they can be neither used nor re-sealed. Connect the organization \
+              again (or put the key back in TOKEN_KEYS)' AS detail \
+          FROM provider_connections c JOIN organizations o ON o.connection_id = c.id \
+          WHERE c.status = 'active' AND o.status <> 'disconnected' \
+              AND c.key_id NOT IN (SELECT value FROM json_each(?1))) u \
+     WHERE NOT EXISTS (SELECT 1 FROM org_activity a \
+         WHERE a.org_id = u.org_id AND a.event = 'connection.unusable' AND a.detail = u.detail)";
 
 /// ?1 connection id, ?2 the version read, ?3 key id, ?4 sealed access token, ?5 sealed refresh
 /// token, ?6 now: the same tokens under the current key (lost to a concurrent write: no harm).
@@ -1057,6 +1077,7 @@ mod tests {
             RECORD_REVOKED_ACTIVITY,
             CONNECTIONS_DUE,
             CONNECTIONS_TO_RESEAL,
+            RECORD_UNUSABLE_KEY_ACTIVITY,
             RESEAL_CONNECTION,
             INSERT_PENDING_CONNECTION,
             PENDING_CONNECTION,
@@ -2066,6 +2087,193 @@ mod tests {
             returned(&db, CONNECTIONS_DUE, params!["2030-01-01T00:00:00Z", 10]),
             0
         );
+    }
+
+    /// A GitLab connection of tenant `t1` sealed under `key`.
+    fn sealed_connection(db: &Connection, id: &str, key: &str, status: &str) {
+        db.execute(
+            "INSERT INTO provider_connections (id, tenant_id, provider, base_url, user_id, status, key_id, \
+                 access_token, refresh_token, expires_at, connected_by, created_at, updated_at) \
+             VALUES (?1, 't1', 'gitlab', 'https://gitlab.com/', ?1, ?3, ?2, 'v1.' || ?2 || '.a', \
+                 'v1.' || ?2 || '.r', '2026-01-01T02:00:00Z', 'tech', 'then', 'then')",
+            params![id, key, status],
+        )
+        .unwrap();
+    }
+
+    /// A GitLab org of connection `connection`.
+    fn oauth_org(db: &Connection, id: &str, connection: &str, status: &str) {
+        db.execute(
+            "INSERT INTO organizations (id, tenant_id, provider, account_id, login, account_type, \
+                 installation_id, status, connected_by, created_at, updated_at, connection_id) \
+             VALUES (?1, 't1', 'gitlab', 'https://gitlab.com/api/v4/groups/' || ?1, ?1, 'Group', 0, ?3, \
+                 'tech', 'then', 'then', ?2)",
+            params![id, connection, status],
+        )
+        .unwrap();
+    }
+
+    /// `(org, detail)` of every `connection.unusable` activity line.
+    fn unusable_lines(db: &Connection) -> Vec<(String, String)> {
+        let mut stmt = db
+            .prepare(
+                "SELECT org_id, detail FROM org_activity WHERE event = 'connection.unusable' \
+                 ORDER BY org_id, id",
+            )
+            .unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// The hourly re-sealing pass as `provider_tokens::reseal_old_keys` runs it, `TOKEN_KEYS`
+    /// being `known` (current first): the orgs told, then the picked rows (≤ 50, in id order)
+    /// re-sealed under the current key, except those it cannot open (key gone), which it skips.
+    /// Returns the ids picked.
+    fn reseal_pass(db: &Connection, known: &[&str]) -> Vec<String> {
+        let kids = serde_json::json!(known).to_string();
+        db.execute(
+            RECORD_UNUSABLE_KEY_ACTIVITY,
+            params![kids, "2026-02-01T00:00:00Z"],
+        )
+        .unwrap();
+        let mut stmt = db.prepare(CONNECTIONS_TO_RESEAL).unwrap();
+        let picked: Vec<(String, String, i64)> = stmt
+            .query_map(params![known[0], 50, kids], |r| {
+                Ok((r.get("id")?, r.get("key_id")?, r.get("version")?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (id, key, version) in &picked {
+            if !known.contains(&key.as_str()) {
+                continue; // cannot be opened
+            }
+            let current = known[0];
+            let (access, refresh) = (format!("v1.{current}.a"), format!("v1.{current}.r"));
+            let changed = db
+                .execute(
+                    RESEAL_CONNECTION,
+                    params![
+                        id,
+                        version,
+                        current,
+                        access,
+                        refresh,
+                        "2026-02-01T00:00:00Z"
+                    ],
+                )
+                .unwrap();
+            assert_eq!(changed, 1, "{id}");
+        }
+        picked.into_iter().map(|(id, _, _)| id).collect()
+    }
+
+    #[test]
+    fn resealing_reaches_every_usable_row_and_never_picks_one_whose_key_is_gone() {
+        let db = db();
+        // 60 rows under `gone` (no longer in TOKEN_KEYS) whose ids sort first, 70 under `old`
+        // (still listed), a revoked one under `old` (re-sealed too, so `old` can be dropped), a
+        // revoked one under `gone` and one already under the current key `new`. Without the
+        // filter, a pass of 50 would pick `gone` rows only, skip them all, and never progress.
+        for i in 0..60 {
+            sealed_connection(&db, &format!("a{i:03}"), "gone", "active");
+        }
+        sealed_connection(&db, "a999", "gone", "revoked");
+        // Inserted against id order, so that only an ordered query picks them in id order.
+        for i in (0..70).rev() {
+            sealed_connection(&db, &format!("b{i:03}"), "old", "active");
+        }
+        sealed_connection(&db, "b999", "old", "revoked");
+        sealed_connection(&db, "c000", "new", "active");
+        // Orgs: of a `gone` connection (told), a disconnected one of another (not told), one of
+        // the revoked `gone` connection (revocation already said why), one of a usable row.
+        oauth_org(&db, "g-told", "a000", "active");
+        oauth_org(&db, "g-told-too", "a000", "suspended");
+        oauth_org(&db, "g-disconnected", "a001", "disconnected");
+        oauth_org(&db, "g-revoked", "a999", "active");
+        oauth_org(&db, "g-usable", "b000", "active");
+
+        let known = ["new", "old"];
+        let mut passes = Vec::new();
+        for _ in 0..10 {
+            let picked = reseal_pass(&db, &known);
+            if picked.is_empty() {
+                break;
+            }
+            passes.push(picked);
+        }
+        assert_eq!(
+            passes.iter().map(Vec::len).collect::<Vec<_>>(),
+            [50, 21],
+            "71 usable rows: two passes, then nothing left"
+        );
+        let picked: Vec<&String> = passes.iter().flatten().collect();
+        let mut in_order = picked.clone();
+        in_order.sort();
+        assert_eq!(picked, in_order, "picked in id order");
+        assert!(
+            picked.iter().all(|id| id.starts_with('b')),
+            "no row whose key is gone, none already current: {picked:?}"
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM provider_connections WHERE key_id = 'new'"
+            ),
+            72
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM provider_connections WHERE key_id = 'old'"
+            ),
+            0,
+            "the old key can be dropped"
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM provider_connections WHERE key_id = 'gone' AND version = 1 \
+                 AND updated_at = 'then'"
+            ),
+            61,
+            "rows whose key is gone are left as they are"
+        );
+
+        // Their orgs were told once, over three passes, with the key named.
+        let lines = unusable_lines(&db);
+        assert_eq!(
+            lines
+                .iter()
+                .map(|(org, _)| org.as_str())
+                .collect::<Vec<_>>(),
+            ["g-told", "g-told-too"]
+        );
+        assert!(
+            lines[0].1.contains("sealed under key `gone`")
+                && lines[0].1.contains("Connect the organization again"),
+            "{}",
+            lines[0].1
+        );
+        reseal_pass(&db, &known);
+        assert_eq!(unusable_lines(&db).len(), 2, "once, not every hour");
+        // Another key dropped later is another line.
+        sealed_connection(&db, "a500", "older", "active");
+        db.execute(
+            "UPDATE organizations SET connection_id = 'a500' WHERE id = 'g-told-too'",
+            [],
+        )
+        .unwrap();
+        reseal_pass(&db, &known);
+        let lines = unusable_lines(&db);
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].1.contains("sealed under key `older`"), "{lines:?}");
+
+        // The key put back: its rows are picked again (and re-sealed), nobody told again.
+        let picked = reseal_pass(&db, &["new", "old", "gone"]);
+        assert_eq!(picked.len(), 50);
+        assert!(picked.iter().all(|id| id.starts_with('a')), "{picked:?}");
+        assert_eq!(unusable_lines(&db).len(), 3);
     }
 
     #[test]

@@ -1009,8 +1009,11 @@ fn key_rotation(s: &Stack) {
         gitlab_user(s, GITLAB_INSTANCE, 71702),
     );
     gitlab_group(s, GITLAB_INSTANCE, 71702, &[71702], 1);
-    s.oauth_connect_as(GL, gone_tenant, &gone_user, None)
-        .connected(GL);
+    let gone_org = s
+        .oauth_connect_as(GL, gone_tenant, &gone_user, None)
+        .connected(GL)
+        .org_ids[0]
+        .clone();
     let gone = connection(s, gone_tenant);
     let unknown =
         TokenKeys::parse("retired:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("parse");
@@ -1050,6 +1053,14 @@ fn key_rotation(s: &Stack) {
     )
     .is_ok());
     assert_eq!(connection(s, gone_tenant).key_id, "retired", "left alone");
+    // Its org is told (in the batch that re-sealed the other row), once, that it must be
+    // connected again.
+    let told = Portal::new(s, gone_tenant).events(&gone_org);
+    assert_eq!(
+        told.iter().filter(|e| *e == "connection.unusable").count(),
+        1,
+        "{told:?}"
+    );
     assert_eq!(Portal::new(s, tenant).sync(&org)["found"], 2);
 }
 

@@ -603,17 +603,27 @@ pub async fn refresh_due(ctx: &Ctx) -> Result<usize, Internal> {
 }
 
 /// Cron: re-seals connections sealed under an older key with the current one, in one batch (a
-/// row written meanwhile keeps its newer version: the compare-and-swap leaves it alone).
+/// row written meanwhile keeps its newer version: the compare-and-swap leaves it alone). Rows
+/// under a key `TOKEN_KEYS` no longer holds are not picked (they cannot be opened); the same
+/// batch tells their orgs, once, that they must be connected again.
 pub async fn reseal_old_keys(ctx: &Ctx) -> Result<usize, Internal> {
     let keys = keys(ctx).map_err(|p| Internal(p.detail()))?;
+    let known = serde_json::json!(keys.kids().collect::<Vec<_>>()).to_string();
     let old: Vec<Row> = ctx
         .rows(
             sql::CONNECTIONS_TO_RESEAL,
-            &[Param::from(keys.current_kid()), Param::from(CRON_RESEALS)],
+            &[
+                Param::from(keys.current_kid()),
+                Param::from(CRON_RESEALS),
+                Param::from(&known),
+            ],
         )
         .await?;
     let now = crate::time::rfc3339(ctx.now);
-    let mut statements = Vec::new();
+    let mut statements = vec![ctx.statement(
+        sql::RECORD_UNUSABLE_KEY_ACTIVITY,
+        &[Param::from(&known), Param::from(&now)],
+    )?];
     for row in &old {
         let opened = row
             .open(&keys, "access_token")
@@ -644,10 +654,13 @@ pub async fn reseal_old_keys(ctx: &Ctx) -> Result<usize, Internal> {
             ],
         )?);
     }
-    if statements.is_empty() {
-        return Ok(0);
-    }
     let count = statements.len();
     let results = ctx.batch(statements).await?;
-    Ok((0..count).map(|i| changes(&results, i) as usize).sum())
+    let told = changes(&results, 0);
+    if told > 0 {
+        worker::console_warn!(
+            "{told} orgs must be connected again: their connection is sealed under a key TOKEN_KEYS no longer holds"
+        );
+    }
+    Ok((1..count).map(|i| changes(&results, i) as usize).sum())
 }
