@@ -14,6 +14,7 @@
 //! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules `{"method"?,"path_prefix","query_contains"?,"status"?,"times"?,"headers"?,"body"?,"delay_ms"?,"truncate_after_bytes"?}` | see `faults.rs` |
 //! | `GET`/`DELETE /_emulator/requests` | | request log of every emulated endpoint (GitHub, GitLab, Microsoft, Azure DevOps) |
 //! | `GET /_emulator/tokens` | | every GitHub installation and user token ever issued |
+//! | `GET /_emulator/app-jwts` | | the last 100 valid App JWTs presented, oldest first |
 //! | `GET /_emulator/credentials/misplaced` | | the credential ledger (`ledger.rs`): `{"misplaced":[{"seq","method","path","presented_to","home","kind","via"}],"checked":N}`, credentials presented outside their home family or to the sink; `N` counts every credential examined |
 //! | `DELETE /_emulator/credentials/misplaced` | | empties the list (not the counter): `{"cleared":n,"checked":N}` |
 //! | `GET /_emulator/credentials/seen` | | `{"github":n,"microsoft":n,"gitlab:{instance}":n,…}`: known credentials presented to their own home |
@@ -227,6 +228,7 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
             Ok(Reply::json(200, &json!({ "ok": true })))
         }
         ("GET", ["tokens"]) => Ok(Reply::json(200, &json!(em.store().issued_tokens()))),
+        ("GET", ["app-jwts"]) => Ok(Reply::json(200, &json!(em.app_jwts()))),
         ("GET", ["oauth-grants"]) => {
             Ok(Reply::json(200, &json!(em.store().provider_oauth.grants())))
         }

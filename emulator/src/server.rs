@@ -133,12 +133,18 @@ impl<'p> Service<'p> {
 }
 
 /// Everything one emulator instance knows.
+/// How many App JWTs `app_jwts` keeps.
+const APP_JWTS_KEPT: usize = 100;
+
 pub struct Emulator {
     /// `http://127.0.0.1:<port>`, used in URLs and `Link` headers.
     pub base_url: String,
     pub slug: String,
     app_id: String,
     verifier: AppVerifier,
+    /// The last valid App JWTs presented, newest last (`GET /_emulator/app-jwts`): tests compare
+    /// the worker's WebCrypto signatures with pure-Rust ones.
+    app_jwts: Mutex<Vec<String>>,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
     /// The bare repositories behind the git routes.
@@ -158,6 +164,7 @@ impl Emulator {
             base_url,
             slug,
             verifier: AppVerifier::new(app_id.clone(), key),
+            app_jwts: Mutex::new(Vec::new()),
             app_id,
             store: Mutex::new(Store::new(setup_url)),
             faults: Mutex::new(Faults::default()),
@@ -167,6 +174,14 @@ impl Emulator {
 
     pub fn git(&self) -> &git::Repos {
         &self.git
+    }
+
+    /// The last valid App JWTs presented, oldest first.
+    pub fn app_jwts(&self) -> Vec<String> {
+        self.app_jwts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
@@ -261,7 +276,15 @@ impl Emulator {
         match parse_authorization(request.header("authorization")) {
             Credential::None => Caller::Anonymous,
             Credential::Jwt(jwt) => match self.verifier.verify(jwt, Utc::now()) {
-                Ok(()) => Caller::App,
+                Ok(()) => {
+                    let mut seen = self.app_jwts.lock().unwrap_or_else(PoisonError::into_inner);
+                    if seen.last().map(String::as_str) != Some(jwt) {
+                        seen.push(jwt.to_string());
+                        let excess = seen.len().saturating_sub(APP_JWTS_KEPT);
+                        seen.drain(..excess);
+                    }
+                    Caller::App
+                }
                 Err(message) => Caller::Rejected(message),
             },
             Credential::Token(token) => self.identify_token(token),

@@ -26,6 +26,10 @@ use crate::Case;
 
 pub fn cases() -> Vec<Case> {
     vec![
+        Case::shared(
+            "connect::the_workers_app_jwt_is_byte_identical_to_a_pure_rust_one",
+            app_jwt_identical,
+        ),
         // First: the longest test, so that it overlaps with the others.
         Case::shared(
             "connect::repositories_10000_continue_in_the_background",
@@ -509,4 +513,42 @@ fn suspended(s: &Stack) {
     let done = s.connect_and_install(tenant, inst.id).done();
     assert_eq!((done.repos, done.added, done.complete), (4, 4, true));
     checks::org_recorded(s, tenant, &inst, &done.org_id);
+}
+
+/// The worker signs its App JWT with WebCrypto; RS256 (PKCS#1 v1.5) is deterministic, so the
+/// same claims signed in pure Rust (`jwt-compact`, the harness's signer) must give the very same
+/// token. The emulator keeps the App JWTs it accepted; the worker's are compared byte for byte.
+fn app_jwt_identical(s: &Stack) {
+    use base64::Engine;
+    let tenant = "tenant-connect-jwt";
+    s.emulator.put_installation(&Inst::org(10_601, "e2e-connect-jwt", 1));
+    let before: BTreeSet<String> = s.emulator.app_jwts().into_iter().collect();
+    let done = s.connect_and_install(tenant, 10_601).done();
+    assert!(done.complete, "{done:?}");
+    let fresh: Vec<String> = s
+        .emulator
+        .app_jwts()
+        .into_iter()
+        .filter(|jwt| !before.contains(jwt))
+        .collect();
+    assert!(!fresh.is_empty(), "the connect presented an App JWT");
+    for jwt in &fresh {
+        let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("base64url claims"),
+        )
+        .expect("JSON claims");
+        let claims = onecode_edge::github::app_jwt::AppJwtClaims {
+            exp: claims["exp"].as_i64().expect("exp"),
+            iat: claims["iat"].as_i64().expect("iat"),
+            iss: claims["iss"].as_str().expect("iss").to_string(),
+        };
+        assert_eq!(
+            &s.emulator.signer().sign(&claims),
+            jwt,
+            "WebCrypto and pure Rust sign {claims:?} alike"
+        );
+    }
 }

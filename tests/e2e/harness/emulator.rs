@@ -262,6 +262,16 @@ impl Emulator {
             .collect()
     }
 
+    /// The last valid App JWTs the emulator was shown, oldest first.
+    pub fn app_jwts(&self) -> Vec<String> {
+        serde_json::from_value(self.admin("GET", "app-jwts", None).json()).expect("App JWT list")
+    }
+
+    /// The App's pure-Rust signer (the harness's own key).
+    pub fn signer(&self) -> &AppSigner {
+        &self.signer
+    }
+
     /// Every installation token the emulator ever issued.
     pub fn tokens(&self) -> Vec<String> {
         serde_json::from_value(self.admin("GET", "tokens", None).json()).expect("token list")
