@@ -1275,6 +1275,13 @@ fn openapi(s: &Stack) {
             "/v1/orgs/{id}/repos/{repo_id}/snapshots",
             &["200", "400", "401", "404"][..],
         ),
+        ("get", "/v1/orgs/{id}/access", &["200", "401", "404"][..]),
+        (
+            "get",
+            "/v1/orgs/{id}/access/events",
+            &["200", "400", "401", "404"][..],
+        ),
+        ("get", "/v1/orgs/{id}/posture", &["200", "401", "404"][..]),
     ];
     for (method, path, statuses) in org_api {
         let op = &doc["paths"][path][method];

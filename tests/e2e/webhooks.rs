@@ -907,12 +907,27 @@ fn octokit_examples(s: &Stack) {
         refused.join("\n")
     );
 
-    // Pings answer 200, the acted-on ones are applied in order, everything else is ignored.
+    // Pings answer 200, the acted-on ones are applied in order, the access events (issue #10)
+    // of connected installations go to the access audit, everything else is ignored.
     let mut applied_seen = Vec::new();
+    let mut access_seen = Vec::new();
     for d in &delivered {
         if d.event == "ping" {
             assert_eq!(d.resp.status, 200, "#{} ping: {}", d.index, d.resp.body);
             assert_eq!(d.resp.json()["event"], "ping");
+        } else if d.resp.status == 200
+            && onecode_edge::github::webhook_events::ACCESS_EVENTS.contains(&d.event.as_str())
+        {
+            let body = d.resp.json();
+            assert_eq!(body["ok"], true, "#{} {}: {body}", d.index, d.name());
+            assert_eq!(body["event"], d.name(), "#{}: {body}", d.index);
+            assert!(
+                body["access_events"].is_u64() || body["access"].is_object(),
+                "#{} {}: applied to the access state or re-read: {body}",
+                d.index,
+                d.name()
+            );
+            access_seen.push(d.name());
         } else if d.resp.status == 200 {
             let (backups, analyses) = applied(&d.resp, &d.name());
             applied_seen.push((d, backups, analyses));
@@ -931,6 +946,10 @@ fn octokit_examples(s: &Stack) {
         })
         .collect();
     assert_eq!(sequence, APPLIED, "the deliveries applied, in order");
+    assert!(
+        !access_seen.is_empty(),
+        "some examples are access events of connected installations"
+    );
     // Only the first `added` of `Codertocat/Space` creates an initial job; nothing queues
     // analysis (the pushes change README.md only, or delete a tag). The pushes' backup jobs are
     // checked below: the first one (a tag deleted) queues one, the next two are coalesced into
