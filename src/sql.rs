@@ -866,6 +866,10 @@ pub const START_ACCESS_RUN: &str =
      WHERE access_runs.updated_at < ?5 \
      RETURNING run_id";
 
+/// ?1 org, ?2 run id: a run that cannot go on (the org is no longer active, or its credential
+/// is gone) ends without a state; the next sync starts afresh.
+pub const DROP_ACCESS_RUN: &str = "DELETE FROM access_runs WHERE org_id = ?1 AND run_id = ?2";
+
 /// ?1 org: a row when a snapshot of the org is under way.
 pub const ACCESS_RUN_UNDER_WAY: &str = "SELECT 1 AS one FROM access_runs WHERE org_id = ?1";
 
@@ -1089,6 +1093,7 @@ mod tests {
             START_ACCESS_RUN,
             ACCESS_RUN,
             ACCESS_RUN_UNDER_WAY,
+            DROP_ACCESS_RUN,
             ADVANCE_ACCESS_RUN,
             FINISH_ACCESS_RUN,
             INSERT_ACCESS_STATE,

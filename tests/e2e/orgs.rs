@@ -306,8 +306,10 @@ fn next_second() {
 }
 
 /// Waits until the scheduled sync fired at `since` has visited every active org (each has a run
-/// started since then that is no longer in progress), so that no sync of it outlives the test.
-/// `failing` orgs are left out: their sync fails before it starts a run.
+/// started since then that is no longer in progress) and the access snapshots those syncs
+/// started are finished, so that no sync of it outlives the test (an access snapshot mints
+/// installation tokens too). `failing` orgs are left out: their sync fails before it starts a
+/// run.
 #[track_caller]
 fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
     poll_until(
@@ -337,10 +339,15 @@ fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
                 })
                 .map(|(_, login, started, status)| format!("{login}: {status} since {started}"))
                 .collect();
-            if pending.is_empty() {
+            let reading = s.store.count(
+                "SELECT count(*) FROM access_runs a JOIN organizations o ON o.id = a.org_id \
+                 WHERE o.status = 'active'",
+                [],
+            );
+            if pending.is_empty() && reading == 0 {
                 Ok(())
             } else {
-                Err(pending.join(", "))
+                Err(format!("{}; {reading} access snapshots under way", pending.join(", ")))
             }
         },
     );

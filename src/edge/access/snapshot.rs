@@ -386,8 +386,16 @@ pub async fn step(ctx: &Ctx, org_id: &str, run_id: &str, step: i64) -> Result<()
     let Some(run) = runs.into_iter().next().filter(|r| r.step == step) else {
         return Ok(()); // Moved on (a redelivered step), replaced, or finished.
     };
+    let drop_run = || async {
+        ctx.run(
+            sql::DROP_ACCESS_RUN,
+            &[Param::from(org_id), Param::from(run_id)],
+        )
+        .await
+        .map(|_| ())
+    };
     if org.status != "active" {
-        return Ok(()); // Left as it is: a stalled run is replaced by the next sync.
+        return drop_run().await;
     }
     let target = Target::new(ctx, &org)?;
     let mut progress: Progress =
@@ -402,7 +410,7 @@ pub async fn step(ctx: &Ctx, org_id: &str, run_id: &str, step: i64) -> Result<()
         // No credential (revoked, uninstalled): the sync that follows says so; stop here.
         Err(e) => {
             worker::console_warn!("access snapshot of org {org_id}: no credential: {e}");
-            return Ok(());
+            return drop_run().await;
         }
     };
     let repos = repositories(ctx, org_id).await?;
