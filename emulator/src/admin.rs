@@ -11,7 +11,10 @@
 //! | `PUT /_emulator/setup-url` | `{"url":".."}` | where the install page sends the browser |
 //! | `PUT /_emulator/oauth` | `{"client_id","client_secret","user":{"login","id"}}` | OAuth during installation: install links carry a code for that user |
 //! | `DELETE /_emulator/oauth` | | OAuth off |
-//! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules `{"method"?,"path_prefix","query_contains"?,"status"?,"times"?,"headers"?,"body"?,"delay_ms"?,"truncate_after_bytes"?}` | see `faults.rs` |
+//! | `GET`/`PUT`/`DELETE /_emulator/faults` | array of rules `{"method"?,"path_prefix","query_contains"?,"installation_id"?,"status"?,"times"?,"headers"?,"body"?,"delay_ms"?,"truncate_after_bytes"?,"gate"?,"barrier"?}` | see `faults.rs` |
+//! | `POST /_emulator/faults` | array of rules | adds them after the present ones (a test's own narrowly matching rules, without replacing another's) |
+//! | `GET /_emulator/gates` | | `{"<name>":{"arrived","waiting","open","timed_out"}}` (see `faults.rs`) |
+//! | `POST /_emulator/gates/{name}` | | opens the gate: requests held there go on; answers its state |
 //! | `GET`/`DELETE /_emulator/requests` | | request log of every emulated endpoint (GitHub, GitLab, Microsoft, Azure DevOps) |
 //! | `GET /_emulator/tokens` | | every GitHub installation and user token ever issued |
 //! | `GET /_emulator/app-jwts` | | the last 100 valid App JWTs presented, oldest first |
@@ -218,6 +221,13 @@ pub fn route(em: &Emulator, request: &Request) -> Reply {
             em.faults().replace(rules);
             Reply::json(200, &json!({ "rules": count }))
         }),
+        ("POST", ["faults"]) => parse_body::<Vec<FaultRule>>(request).map(|rules| {
+            let count = rules.len();
+            em.faults().append(rules);
+            Reply::json(200, &json!({ "added": count }))
+        }),
+        ("GET", ["gates"]) => Ok(Reply::json(200, &json!(em.gates().states()))),
+        ("POST", ["gates", name]) => Ok(Reply::json(200, &json!(em.gates().open(name)))),
         ("DELETE", ["faults"]) => {
             em.faults().replace(Vec::new());
             Ok(Reply::json(200, &json!({ "rules": 0 })))

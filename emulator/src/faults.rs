@@ -13,9 +13,22 @@
 //! unknown length (a git pack streamed from `git upload-pack`) is first spooled to a temporary
 //! file, never held in memory, to learn its length. Example:
 //! `{"path_prefix":"/acme/repo.git/git-upload-pack","truncate_after_bytes":5000,"times":1}`.
+//!
+//! `gate: "name"` holds the matching request (before its delay and answer) until the gate named
+//! so opens: when `barrier: N` requests wait at it (the N-th opens it for all), or when a test
+//! opens it (`POST /_emulator/gates/{name}`). A gate never opens by itself; a request that
+//! waited [`GATE_TIMEOUT`] goes on anyway and is counted in the gate's `timed_out`. Tests use
+//! gates to force two requests to overlap, and `GET /_emulator/gates` (each gate's `arrived`,
+//! `waiting`, `open`, `timed_out`) to see where a held request is. Example: two syncs whose
+//! first page requests must both have arrived before either is answered:
+//! `{"path_prefix":"/installation/repositories","installation_id":42,"gate":"race","barrier":2,"times":2}`.
+//!
+//! `installation_id: N` matches only requests the emulator attributes to GitHub installation
+//! `N` (its token, or a path naming it), so that a rule of one test leaves others alone.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -48,13 +61,25 @@ pub struct FaultRule {
     /// Send only this many bytes of the body (with the full `Content-Length`), then close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate_after_bytes: Option<u64>,
+    /// Only requests of this GitHub installation (as the request log attributes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    /// Hold the request at this gate until it opens (see the module's documentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    /// The gate opens when this many requests wait at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barrier: Option<u32>,
 }
 
 impl FaultRule {
-    fn matches(&self, request: &Request) -> bool {
-        self.method
-            .as_ref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(&request.method))
+    fn matches(&self, request: &Request, installation_id: Option<u64>) -> bool {
+        self.installation_id
+            .is_none_or(|id| installation_id == Some(id))
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(&request.method))
             && request.path.starts_with(&self.path_prefix)
             && self
                 .query_contains
@@ -117,16 +142,101 @@ impl Faults {
         &self.rules
     }
 
+    /// Adds rules after the present ones.
+    pub fn append(&mut self, rules: Vec<FaultRule>) {
+        self.rules.extend(rules);
+    }
+
     /// Consumes one use of the first matching rule with uses left and returns a copy of it.
-    pub fn take(&mut self, request: &Request) -> Option<FaultRule> {
+    /// `installation_id`: the GitHub installation the request is attributed to, if any.
+    pub fn take(&mut self, request: &Request, installation_id: Option<u64>) -> Option<FaultRule> {
         let rule = self
             .rules
             .iter_mut()
-            .find(|r| r.times != Some(0) && r.matches(request))?;
+            .find(|r| r.times != Some(0) && r.matches(request, installation_id))?;
         if let Some(times) = rule.times.as_mut() {
             *times -= 1;
         }
         Some(rule.clone())
+    }
+}
+
+/// How long a request waits at a gate that does not open.
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One gate's counts, as `GET /_emulator/gates` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GateState {
+    /// Requests that reached the gate.
+    pub arrived: u32,
+    /// Requests held at it now.
+    pub waiting: u32,
+    pub open: bool,
+    /// Requests that stopped waiting after [`GATE_TIMEOUT`].
+    pub timed_out: u32,
+}
+
+/// The named gates fault rules hold requests at.
+#[derive(Debug, Default)]
+pub struct Gates {
+    gates: Mutex<BTreeMap<String, GateState>>,
+    changed: Condvar,
+}
+
+impl Gates {
+    /// Holds the caller at gate `name` until it opens (`barrier`: it opens when that many
+    /// wait) or `timeout` passes.
+    pub fn wait(&self, name: &str, barrier: Option<u32>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let gate = gates.entry(name.to_string()).or_default();
+            gate.arrived += 1;
+            gate.waiting += 1;
+            if barrier.is_some_and(|n| gate.waiting >= n) {
+                gate.open = true;
+            }
+        }
+        self.changed.notify_all();
+        loop {
+            let gate = gates.get_mut(name).expect("a gate is never removed");
+            if gate.open {
+                gate.waiting -= 1;
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                gate.waiting -= 1;
+                gate.timed_out += 1;
+                break;
+            }
+            gates = self
+                .changed
+                .wait_timeout(gates, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(gates);
+        self.changed.notify_all();
+    }
+
+    /// Opens gate `name` (created open if nobody reached it yet): every request held there goes
+    /// on, and later ones pass.
+    pub fn open(&self, name: &str) -> GateState {
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        let gate = gates.entry(name.to_string()).or_default();
+        gate.open = true;
+        let state = gate.clone();
+        drop(gates);
+        self.changed.notify_all();
+        state
+    }
+
+    pub fn states(&self) -> BTreeMap<String, GateState> {
+        self.gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -153,11 +263,11 @@ mod tests {
         }]));
         let page3 = get("/installation/repositories?per_page=100&page=3");
         for _ in 0..2 {
-            let reply = faults.take(&page3).unwrap().reply().unwrap();
+            let reply = faults.take(&page3, None).unwrap().reply().unwrap();
             assert_eq!(reply.status, 502);
             assert_eq!(reply.body, br#"{"message":"Server Error"}"#);
         }
-        assert!(faults.take(&page3).is_none());
+        assert!(faults.take(&page3, None).is_none());
         assert_eq!(faults.rules()[0].times, Some(0));
     }
 
@@ -167,18 +277,23 @@ mod tests {
             "method": "get", "path_prefix": "/installation/", "query_contains": "page=3", "status": 500
         }]));
         assert!(faults
-            .take(&Request::new("POST", "/installation/repositories?page=3"))
+            .take(
+                &Request::new("POST", "/installation/repositories?page=3"),
+                None
+            )
             .is_none());
-        assert!(faults.take(&get("/app/installations/1?page=3")).is_none());
         assert!(faults
-            .take(&get("/installation/repositories?page=2"))
+            .take(&get("/app/installations/1?page=3"), None)
             .is_none());
         assert!(faults
-            .take(&get("/installation/repositories?page=3"))
+            .take(&get("/installation/repositories?page=2"), None)
+            .is_none());
+        assert!(faults
+            .take(&get("/installation/repositories?page=3"), None)
             .is_some());
         // No `times`: unlimited.
         assert!(faults
-            .take(&get("/installation/repositories?page=3"))
+            .take(&get("/installation/repositories?page=3"), None)
             .is_some());
     }
 
@@ -191,10 +306,10 @@ mod tests {
              "headers": {"x-ratelimit-remaining": 0, "x-ratelimit-reset": 1700000000}}
         ]));
         let request = Request::new("POST", "/app/installations/1/access_tokens");
-        let first = faults.take(&request).unwrap().reply().unwrap();
+        let first = faults.take(&request, None).unwrap().reply().unwrap();
         assert_eq!(first.status, 403);
         assert_eq!(first.header("retry-after"), Some("1"));
-        let second = faults.take(&request).unwrap().reply().unwrap();
+        let second = faults.take(&request, None).unwrap().reply().unwrap();
         assert_eq!(second.status, 429);
         assert_eq!(second.header("x-ratelimit-remaining"), Some("0"));
         assert_eq!(second.header("x-ratelimit-reset"), Some("1700000000"));
@@ -203,10 +318,10 @@ mod tests {
     #[test]
     fn delay_only_rule_has_no_reply() {
         let mut faults = rules(json!([{"path_prefix": "/", "delay_ms": 250, "times": 1}]));
-        let rule = faults.take(&get("/orgs/acme")).unwrap();
+        let rule = faults.take(&get("/orgs/acme"), None).unwrap();
         assert_eq!(rule.delay(), Duration::from_millis(250));
         assert!(rule.reply().is_none());
-        assert!(faults.take(&get("/orgs/acme")).is_none());
+        assert!(faults.take(&get("/orgs/acme"), None).is_none());
     }
 
     #[test]
@@ -243,5 +358,79 @@ mod tests {
     #[test]
     fn unknown_fields_are_rejected() {
         assert!(serde_json::from_value::<FaultRule>(json!({"path": "/x"})).is_err());
+    }
+
+    #[test]
+    fn installation_rules_match_only_their_installation() {
+        let mut faults = rules(json!([
+            {"path_prefix": "/installation/repositories", "installation_id": 7, "status": 500}
+        ]));
+        let page = get("/installation/repositories?page=1");
+        assert!(faults.take(&page, None).is_none());
+        assert!(faults.take(&page, Some(8)).is_none());
+        assert_eq!(faults.take(&page, Some(7)).unwrap().status, Some(500));
+    }
+
+    #[test]
+    fn a_barrier_gate_holds_each_request_until_the_last_arrives() {
+        let gates = Gates::default();
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for i in 0..3 {
+                let (gates, order) = (&gates, &order);
+                scope.spawn(move || {
+                    order.lock().unwrap().push(format!("arrived {i}"));
+                    gates.wait("race", Some(3), GATE_TIMEOUT);
+                    order.lock().unwrap().push(format!("passed {i}"));
+                });
+            }
+        });
+        let order = order.into_inner().unwrap();
+        assert!(
+            order[..3].iter().all(|e| e.starts_with("arrived")),
+            "{order:?}"
+        );
+        assert_eq!(
+            gates.states()["race"],
+            GateState {
+                arrived: 3,
+                waiting: 0,
+                open: true,
+                timed_out: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_gate_opened_by_the_test_releases_its_request() {
+        let gates = Gates::default();
+        std::thread::scope(|scope| {
+            let held = scope.spawn(|| gates.wait("hold", None, GATE_TIMEOUT));
+            while gates.states().get("hold").is_none_or(|g| g.waiting == 0) {
+                std::thread::yield_now();
+            }
+            assert!(!held.is_finished());
+            assert_eq!(gates.open("hold").waiting, 1);
+            held.join().unwrap();
+        });
+        assert_eq!(gates.states()["hold"].timed_out, 0);
+        // Open: later requests pass at once.
+        gates.wait("hold", None, GATE_TIMEOUT);
+        assert_eq!(gates.states()["hold"].arrived, 2);
+    }
+
+    #[test]
+    fn a_gate_that_never_opens_lets_go_after_the_timeout() {
+        let gates = Gates::default();
+        gates.wait("never", Some(2), Duration::from_millis(1));
+        assert_eq!(
+            gates.states()["never"],
+            GateState {
+                arrived: 1,
+                waiting: 0,
+                open: false,
+                timed_out: 1
+            }
+        );
     }
 }

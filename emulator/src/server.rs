@@ -29,7 +29,7 @@ use tiny_http::{Header, Response, Server, StatusCode};
 use url::Url;
 
 use crate::auth::{parse_authorization, AppVerifier, Credential};
-use crate::faults::{FaultRule, Faults};
+use crate::faults::{FaultRule, Faults, Gates, GATE_TIMEOUT};
 use crate::git::{GitRequest, Host};
 use crate::http::{Reply, Request};
 use crate::ledger::Family;
@@ -147,6 +147,8 @@ pub struct Emulator {
     app_jwts: Mutex<Vec<String>>,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
+    /// Where fault rules with a `gate` hold requests.
+    gates: Gates,
     /// The bare repositories behind the git routes.
     git: git::Repos,
 }
@@ -168,6 +170,7 @@ impl Emulator {
             app_id,
             store: Mutex::new(Store::new(setup_url)),
             faults: Mutex::new(Faults::default()),
+            gates: Gates::default(),
             git: git::Repos::new(git_root),
         }
     }
@@ -192,6 +195,10 @@ impl Emulator {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    pub fn gates(&self) -> &Gates {
+        &self.gates
+    }
+
     /// The App id as configured.
     pub fn app_id(&self) -> &str {
         &self.app_id
@@ -214,6 +221,8 @@ impl Emulator {
     }
 
     fn handle_service(&self, request: &Request) -> Reply {
+        // Before anything can hold it: requests logged after this one arrived have a larger seq.
+        let arrived = self.store().last_seq();
         let service = Service::of(&request.path);
         let presented = crate::ledger::presented(request, |jwt| self.verifier.issued_by_app(jwt));
         let git = GitRequest::parse(&request.path).filter(|_| service != Service::Sink);
@@ -224,8 +233,12 @@ impl Emulator {
             (None, Some(_)) if service.is_token_endpoint(request) => Caller::OAuthClient,
             (None, Some(realm)) => self.identify_bearer(&realm, request),
         };
-        let fault = self.faults().take(request);
+        let installation_id = logged_installation(&caller, request);
+        let fault = self.faults().take(request, installation_id);
         if let Some(rule) = &fault {
+            if let Some(gate) = &rule.gate {
+                self.gates.wait(gate, rule.barrier, GATE_TIMEOUT);
+            }
             std::thread::sleep(rule.delay());
         }
         let mut reply = fault
@@ -257,12 +270,13 @@ impl Emulator {
         let mut store = self.store();
         let seq = store.log_request(LoggedRequest {
             seq: 0,
+            arrived,
             method: request.method.clone(),
             path: request.path.clone(),
             query: request.query.clone(),
             status: reply.status,
             auth,
-            installation_id: logged_installation(&caller, request),
+            installation_id,
             invocation: request.header("x-onecode-invocation").map(str::to_string),
             user_agent: request.header("user-agent").map(str::to_string),
         });
@@ -975,7 +989,7 @@ pub(crate) mod tests {
         assert_eq!(log[0]["installation_id"], 5);
         assert_eq!(
             log[1],
-            json!({"seq": 2, "method": "GET", "path": "/installation/repositories", "query": "page=2",
+            json!({"seq": 2, "arrived": 1, "method": "GET", "path": "/installation/repositories", "query": "page=2",
                    "status": 502, "auth": "installation_token", "installation_id": 5,
                    "invocation": "inv-1", "user_agent": "onecode-edge/test"})
         );

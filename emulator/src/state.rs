@@ -256,6 +256,10 @@ struct IssuedToken {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoggedRequest {
     pub seq: u64,
+    /// The `seq` of the last request logged when this one arrived, before any fault rule held
+    /// it: a request that arrived before request `n` was answered has `arrived < n` (so two
+    /// requests overlapped when each arrived before the other was logged).
+    pub arrived: u64,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -413,6 +417,11 @@ impl Store {
     /// Every token ever issued, oldest first.
     pub fn issued_tokens(&self) -> &[String] {
         &self.issued
+    }
+
+    /// The sequence number of the latest logged request (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Appends to the request log, assigning the next sequence number, which it returns.

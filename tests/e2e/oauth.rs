@@ -838,6 +838,14 @@ fn concurrent_refresh(s: &Stack) {
     assert_eq!(connected.org_ids.len(), 2);
     // GitLab expires the access token early: both syncs meet a 401 and need a refresh.
     s.emulator.gitlab_expire(GITLAB_INSTANCE, Some(71401));
+    // Force the overlap: the emulator holds each sync's first request to its group until both
+    // have arrived, so both present the expired access token before either can refresh it.
+    let gate = "oauth-concurrent-refresh";
+    let groups = format!("/gitlab/{GITLAB_INSTANCE}/api/v4/groups/7140");
+    s.emulator.add_faults(json!([{
+        "path_prefix": groups, "gate": gate, "barrier": 2, "times": 2
+    }]));
+    let seq = s.emulator.requests().last().map_or(0, |r| r.seq);
     let barrier = Barrier::new(2);
     let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = connected
@@ -861,6 +869,28 @@ fn concurrent_refresh(s: &Stack) {
     for (status, body) in &answers {
         assert_eq!(*status, 200, "{body}\n{}", s.wrangler_tail(20));
     }
+    // Both syncs presented the expired token, each before the other was answered: they raced
+    // for the refresh (one after the other, the second would have used the refreshed token).
+    let expired: Vec<_> = s
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.seq > seq && r.path.starts_with(&groups) && r.auth == "expired")
+        .collect();
+    assert_eq!(
+        expired.len(),
+        2,
+        "each sync met the expired token once: {expired:?}"
+    );
+    assert_ne!(
+        expired[0].path, expired[1].path,
+        "one per group: {expired:?}"
+    );
+    assert!(
+        expired[0].overlapped(&expired[1]),
+        "the two syncs overlapped at GitLab: {expired:?}; gate: {}",
+        s.emulator.gates()[gate]
+    );
     let grants = grants_of(s, &user);
     assert_eq!(
         refreshes(&grants).len(),

@@ -347,7 +347,10 @@ fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
             if pending.is_empty() && reading == 0 {
                 Ok(())
             } else {
-                Err(format!("{}; {reading} access snapshots under way", pending.join(", ")))
+                Err(format!(
+                    "{}; {reading} access snapshots under way",
+                    pending.join(", ")
+                ))
             }
         },
     );
@@ -988,6 +991,14 @@ fn concurrent_syncs(s: &Stack) {
     s.emulator.change_repos(inst.id, 120, &[]);
     next_second();
 
+    // Force the overlap: the emulator holds each sync's first page request until both have
+    // arrived (a gate with a barrier of 2, for this installation only).
+    let gate = "orgs-concurrent-syncs";
+    s.emulator.add_faults(json!([{
+        "method": "GET", "path_prefix": "/installation/repositories", "installation_id": inst.id,
+        "gate": gate, "barrier": 2, "times": 2
+    }]));
+    let seq = last_seq(s);
     let barrier = Barrier::new(2);
     let answers: Vec<Value> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2)
@@ -1003,6 +1014,24 @@ fn concurrent_syncs(s: &Stack) {
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
+    // Both syncs were listing at once: their first page requests each arrived before the other
+    // was answered (one after the other, the second would arrive after the first's answer).
+    let first_pages: Vec<_> = s
+        .emulator
+        .worker_requests(inst.id)
+        .into_iter()
+        .filter(|r| r.seq > seq && r.is_page() && r.page() == 1)
+        .collect();
+    assert_eq!(
+        first_pages.len(),
+        2,
+        "each sync lists page 1 once: {first_pages:?}"
+    );
+    assert!(
+        first_pages[0].overlapped(&first_pages[1]),
+        "the two syncs overlapped at GitHub: {first_pages:?}; gate: {}",
+        s.emulator.gates()[gate]
+    );
     let added: u64 = answers
         .iter()
         .map(|a| a["added"].as_u64().expect("added"))

@@ -5,9 +5,14 @@
 //! GitHub, and — where the genuine link was left alone — the genuine link still connects
 //! afterwards (a refusal spends nothing). Replays, sequential or racing, connect once.
 
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use onecode_edge::auth::state_token;
+use serde_json::json;
 
 use crate::harness::auth::{now, state_of};
 use crate::harness::checks;
@@ -220,15 +225,60 @@ fn replayed(s: &Stack) {
 
 fn racing_replay(s: &Stack) {
     let p = prepare(s, "tenant-state-race", 1306);
-    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
-        let racers: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| s.callback(&p.setup).outcome()))
-            .collect();
-        racers
-            .into_iter()
-            .map(|r| r.join().expect("racer"))
-            .collect()
+    // Force the race instead of hoping for it: the callback that spends the state goes on to
+    // ask GitHub about the installation, and the emulator holds that request at a gate until
+    // the test opens it, so that callback cannot be answered before the test lets it. The other
+    // callback must be answered first, while the gate is still closed: were the two callbacks
+    // made one after the other, the first would be held and the second never start, and the
+    // wait below would time out.
+    let gate = "state-racing-replay";
+    s.emulator.add_faults(json!([{
+        "method": "GET", "path_prefix": format!("/app/installations/{}", p.installation_id),
+        "gate": gate, "times": 1
+    }]));
+    let (first, held, outcomes) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        for racer in 0..2 {
+            let (tx, url) = (tx.clone(), &p.setup);
+            scope.spawn(move || {
+                let _ = tx.send((racer, s.callback(url).outcome()));
+            });
+        }
+        drop(tx);
+        let first = rx.recv_timeout(Duration::from_secs(60));
+        // The one that spent the state is still on its way: it reaches the gate and waits.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let held = loop {
+            let state = s.emulator.gates()[gate].clone();
+            if state["waiting"] == 1 || Instant::now() >= deadline {
+                break state;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        s.emulator.open_gate(gate);
+        let first = first.expect("one racing callback is answered while the gate is closed");
+        let second = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the held callback finishes once released");
+        (
+            first.1.clone(),
+            held,
+            BTreeMap::from([first, second])
+                .into_values()
+                .collect::<Vec<_>>(),
+        )
     });
+    assert_eq!(
+        first,
+        Outcome::Refused("state_used".into()),
+        "the callback answered while the other one was in flight is told the link was used"
+    );
+    assert_eq!(
+        (&held["arrived"], &held["waiting"], &held["open"]),
+        (&json!(1), &json!(1), &json!(false)),
+        "the other callback was held at GitHub after the first was answered: {held}"
+    );
+    assert_eq!(s.emulator.gates()[gate]["timed_out"], 0);
     let done: Vec<_> = outcomes
         .iter()
         .filter_map(|o| match o {

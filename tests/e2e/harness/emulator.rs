@@ -56,6 +56,9 @@ impl Inst {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Logged {
     pub seq: u64,
+    /// The `seq` of the last request logged when this one arrived (before a fault rule held
+    /// it): see [`Logged::overlapped`].
+    pub arrived: u64,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -71,6 +74,12 @@ pub struct Logged {
 }
 
 impl Logged {
+    /// Whether the two requests were at the emulator at the same time: each arrived before the
+    /// other was answered. Two requests made one after the other never are.
+    pub fn overlapped(&self, other: &Logged) -> bool {
+        self.arrived < other.seq && other.arrived < self.seq
+    }
+
     /// `GET /installation/repositories?…` (a page of the listing).
     pub fn is_page(&self) -> bool {
         self.method == "GET" && self.path == "/installation/repositories"
@@ -224,6 +233,23 @@ impl Emulator {
     /// Replaces the fault rules (see the emulator's `faults.rs`).
     pub fn set_faults(&self, rules: Value) {
         self.admin("PUT", "faults", Some(&rules));
+    }
+
+    /// Adds fault rules after the present ones (`POST /_emulator/faults`): for a shared test
+    /// whose rules match only its own requests (its installation, group or path).
+    pub fn add_faults(&self, rules: Value) {
+        self.admin("POST", "faults", Some(&rules));
+    }
+
+    /// The gates fault rules hold requests at: `{"<name>":{"arrived","waiting","open",
+    /// "timed_out"}}`.
+    pub fn gates(&self) -> Value {
+        self.admin("GET", "gates", None).json()
+    }
+
+    /// Opens gate `name`: the requests held there go on.
+    pub fn open_gate(&self, name: &str) {
+        self.admin("POST", &format!("gates/{name}"), None);
     }
 
     pub fn clear_faults(&self) {
