@@ -240,24 +240,48 @@ fn gateway_flows_against_the_binary() {
         )
     );
 
-    // A slow response does not hold up other requests.
+    // A slow response does not hold up other requests: one held at a gate (in flight, as the
+    // gate shows) while another is answered, and only then let go.
     emulator.admin(
         "PUT",
         "/_emulator/faults",
-        json!([{"path_prefix": "/users/", "delay_ms": 1500}]),
+        json!([{"path_prefix": "/users/", "gate": "slow", "times": 1}]),
     );
-    let slow = thread::scope(|scope| {
+    let held = |emulator: &Emulator| {
+        emulator.call("GET", "/_emulator/gates", None, None).body["slow"]["waiting"].clone()
+    };
+    let (slow, other) = thread::scope(|scope| {
         let slow = scope.spawn(|| emulator.call("GET", "/users/acme", Some(&auth), None));
-        thread::sleep(Duration::from_millis(200));
-        let started = Instant::now();
-        assert_eq!(
-            emulator.call("GET", "/orgs/acme", Some(&auth), None).status,
-            200
-        );
-        assert!(started.elapsed() < Duration::from_millis(1000));
-        slow.join().unwrap()
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while held(&emulator) != json!(1) {
+            assert!(
+                Instant::now() < deadline,
+                "the slow request never reached its gate"
+            );
+            thread::yield_now();
+        }
+        let other = emulator.call("GET", "/orgs/acme", Some(&auth), None);
+        assert_eq!(other.status, 200);
+        assert_eq!(held(&emulator), json!(1), "the slow request is still held");
+        assert!(!slow.is_finished());
+        emulator.call("POST", "/_emulator/gates/slow", None, None);
+        (slow.join().unwrap(), other)
     });
-    assert_eq!(slow.status, 200);
+    assert_eq!((slow.status, other.status), (200, 200));
+    // The log agrees: the other request arrived after the slow one and was answered first.
+    let log = emulator.call("GET", "/_emulator/requests", None, None).body;
+    let entry = |path: &str| {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r["path"] == path)
+            .cloned()
+            .unwrap()
+    };
+    let (slow_entry, other_entry) = (entry("/users/acme"), entry("/orgs/acme"));
+    assert!(other_entry["seq"].as_u64() < slow_entry["seq"].as_u64());
+    assert!(slow_entry["arrived"].as_u64() < other_entry["seq"].as_u64());
     emulator.call("DELETE", "/_emulator/faults", None, None);
 
     // The request log and token list.
