@@ -37,8 +37,57 @@ pub fn backup_hour(unix_secs: i64) -> BackupHour {
     }
 }
 
+/// The cron a scheduled event names, and the time its pass is for: `now`, the clock's.
+///
+/// Only in builds with the `test-clock` cargo feature (the end-to-end suite's, never deployed:
+/// `scripts/build-worker` enables no feature unless `ONECODE_FEATURES` asks), a cron written
+/// `"<cron> @<unix seconds>"` (which only a test can send, through `wrangler dev
+/// --test-scheduled`) runs `<cron>` as at that time, so that the suite fires the hourly pass of
+/// a Monday and of another day whatever the day. Everywhere else the cron is taken as it is:
+/// such a string names no configured cron and runs nothing.
+pub fn scheduled_at(cron: &str, now: i64) -> (&str, i64) {
+    #[cfg(feature = "test-clock")]
+    if let Some((cron, at)) = cron
+        .rsplit_once(" @")
+        .and_then(|(cron, at)| Some((cron, at.parse::<i64>().ok()?)))
+    {
+        return (cron, at);
+    }
+    (cron, now)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_scheduled_event_is_for_now() {
+        assert_eq!(
+            super::scheduled_at("15 * * * *", 1_796_004_000),
+            ("15 * * * *", 1_796_004_000)
+        );
+    }
+
+    /// Deployed builds (no `test-clock`) never take a time from the cron.
+    #[cfg(not(feature = "test-clock"))]
+    #[test]
+    fn without_the_test_clock_a_time_in_the_cron_is_not_read() {
+        assert_eq!(
+            super::scheduled_at("15 * * * * @1796004600", 1_796_100_000),
+            ("15 * * * * @1796004600", 1_796_100_000)
+        );
+    }
+
+    #[cfg(feature = "test-clock")]
+    #[test]
+    fn the_test_clock_takes_the_time_from_the_cron() {
+        assert_eq!(
+            super::scheduled_at("15 * * * * @1796004600", 1_796_100_000),
+            ("15 * * * *", 1_796_004_600)
+        );
+        assert_eq!(
+            super::scheduled_at("15 * * * * @soon", 1_796_100_000),
+            ("15 * * * * @soon", 1_796_100_000)
+        );
+    }
 
     #[test]
     fn stored_times_parse_back() {

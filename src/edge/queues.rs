@@ -367,6 +367,8 @@ async fn dead_letters(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Int
 }
 
 pub async fn scheduled(ctx: &Ctx, cron: &str) -> Result<(), Internal> {
+    // The clock, except in the e2e suite's `test-clock` builds (see `time::scheduled_at`).
+    let (cron, at) = crate::time::scheduled_at(cron, ctx.now);
     match cron {
         SYNC_CRON => {
             ctx.send_batch(
@@ -378,7 +380,7 @@ pub async fn scheduled(ctx: &Ctx, cron: &str) -> Result<(), Internal> {
             )
             .await
         }
-        HOURLY_CRON => hourly(ctx).await,
+        HOURLY_CRON => hourly(ctx, at).await,
         other => Err(Internal(format!(
             "no work is configured for cron `{other}`"
         ))),
@@ -418,9 +420,12 @@ async fn retention_pass(ctx: &Ctx) -> Result<(), Internal> {
     Ok(())
 }
 
-async fn hourly(ctx: &Ctx) -> Result<(), Internal> {
+/// The hourly pass; `at` is the time it is for (the clock's in deployed builds): it decides
+/// which orgs are due and the pass's dedupe key. Everything else (timestamps, purges, retention,
+/// refreshes) goes by the clock.
+async fn hourly(ctx: &Ctx, at: i64) -> Result<(), Internal> {
     let now = crate::time::rfc3339(ctx.now);
-    let hour = crate::time::backup_hour(ctx.now);
+    let hour = crate::time::backup_hour(at);
     let delivery_cutoff = crate::time::rfc3339(ctx.now - DELIVERY_RETENTION_SECS);
     let failure_cutoff = crate::time::rfc3339(ctx.now - FAILURE_RETENTION_SECS);
     let results = ctx

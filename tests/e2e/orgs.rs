@@ -1436,14 +1436,25 @@ fn scheduled_sync(s: &Stack) {
 
 // ---- cron: scheduled backups ----
 
-/// Waits, if the hour is about to turn, for the next one: the test must fire the hourly pass
-/// twice within one hour.
-fn settled_hour() -> onecode_edge::time::BackupHour {
-    let left = 3_600 - now() % 3_600;
-    if left < 120 {
-        std::thread::sleep(Duration::from_secs(left as u64 + 1));
-    }
-    backup_hour(now())
+/// This week's Monday and the Tuesday before it, each at the current hour and 15 minutes (when
+/// the hourly cron fires): the times the test fires the hourly pass as at (the worker's
+/// `test-clock`), so that both branches of the weekly schedule run whatever the day, and no pass
+/// can straddle an hour.
+fn monday_and_another_day(now: i64) -> (i64, i64) {
+    let day = now.div_euclid(86_400);
+    // 1970-01-01 was a Thursday: Monday is 3 days after a day whose index is a multiple of 7.
+    let days_since_monday = (day + 3).rem_euclid(7);
+    let hour = now.rem_euclid(86_400) / 3_600;
+    let monday = (day - days_since_monday) * 86_400 + hour * 3_600 + 15 * 60;
+    (monday, monday - 6 * 86_400)
+}
+
+/// What one hourly pass should schedule: its hour's key and the `provider_repo_id`s of the daily
+/// and the weekly org's jobs.
+struct Pass {
+    key: String,
+    daily: Vec<i64>,
+    weekly: Vec<i64>,
 }
 
 /// `provider_repo_id` of each `scheduled` job of the org, with its status and dedupe key.
@@ -1474,8 +1485,14 @@ fn scheduled_backups(s: &Stack) {
     assert_eq!(api.sync(&daily_id)["removed"], 1);
     api.disconnect(&disconnected_id);
 
-    let hour = settled_hour();
-    let h = i64::from(hour.hour);
+    let (monday, tuesday) = monday_and_another_day(now());
+    let (weekly_day, other_day) = (backup_hour(monday), backup_hour(tuesday));
+    assert!(
+        weekly_day.weekly_day && !other_day.weekly_day,
+        "{weekly_day:?} {other_day:?}"
+    );
+    assert_eq!(weekly_day.hour, other_day.hour);
+    let h = i64::from(weekly_day.hour);
     api.patch(
         &daily_id,
         json!({ "backup_hour": h, "backup_schedule": "daily" }),
@@ -1491,57 +1508,75 @@ fn scheduled_backups(s: &Stack) {
     api.patch(&disconnected_id, json!({ "backup_hour": h }));
     api.patch(&later_id, json!({ "backup_hour": (h + 1) % 24 }));
 
-    s.trigger_cron(HOURLY_CRON);
-    assert_eq!(
-        backup_hour(now()).key,
-        hour.key,
-        "the hour turned during the test"
-    );
-
-    let expected_daily = vec![repo_id(daily.id, 1), repo_id(daily.id, 3)];
-    let expected_weekly = if hour.weekly_day {
-        vec![repo_id(weekly.id, 1), repo_id(weekly.id, 2)]
-    } else {
-        Vec::new()
-    };
-    poll_until(
-        Duration::from_secs(120),
-        "the scheduled jobs to be received",
-        || {
-            let got = [&daily_id, &weekly_id].map(|id| scheduled_jobs(s, id));
-            let done = got[0].len() == expected_daily.len()
-                && got[1].len() == expected_weekly.len()
-                && got
-                    .iter()
-                    .flatten()
-                    .all(|(_, status, _)| status == "received");
-            if done {
-                Ok(())
-            } else {
-                Err(format!("{got:?}"))
-            }
-        },
-    );
-    let daily_jobs = scheduled_jobs(s, &daily_id);
-    assert_eq!(
-        daily_jobs.iter().map(|j| j.0).collect::<Vec<_>>(),
-        expected_daily,
-        "one job per active repository, none for the removed one"
-    );
-    for (provider_repo_id, _, key) in &daily_jobs {
-        assert!(
-            key.ends_with(&format!(":{}", hour.key)),
-            "{provider_repo_id}: {key}"
+    let daily_repos = vec![repo_id(daily.id, 1), repo_id(daily.id, 3)];
+    let weekly_repos = vec![repo_id(weekly.id, 1), repo_id(weekly.id, 2)];
+    // Another day, then the Monday, then the Monday again.
+    let mut expected: Vec<Pass> = Vec::new();
+    for (at, hour) in [(tuesday, &other_day), (monday, &weekly_day)] {
+        s.trigger_cron_at(HOURLY_CRON, at);
+        let weekly_jobs = if hour.weekly_day {
+            weekly_repos.clone()
+        } else {
+            Vec::new()
+        };
+        expected.push(Pass {
+            key: hour.key.clone(),
+            daily: daily_repos.clone(),
+            weekly: weekly_jobs,
+        });
+        // The pass's jobs are written before the handler returns; wait for their delivery.
+        let total: usize = expected
+            .iter()
+            .map(|p| p.daily.len() + p.weekly.len())
+            .sum();
+        poll_until(
+            Duration::from_secs(120),
+            "the scheduled jobs to be received",
+            || {
+                let got = [&daily_id, &weekly_id].map(|id| scheduled_jobs(s, id));
+                let done = got.iter().map(Vec::len).sum::<usize>() == total
+                    && got
+                        .iter()
+                        .flatten()
+                        .all(|(_, status, _)| status == "received");
+                if done {
+                    Ok(())
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            },
         );
     }
-    assert_eq!(
-        scheduled_jobs(s, &weekly_id)
+    // Each pass: one job per active repository of the daily org (none for the removed one), and
+    // of the weekly org on the Monday only; each job's dedupe key names its pass's hour.
+    let by_pass = |org_id: &str| {
+        let mut passes: BTreeMap<String, Vec<i64>> = expected
             .iter()
-            .map(|j| j.0)
-            .collect::<Vec<_>>(),
-        expected_weekly,
-        "weekly: Mondays only (today: {})",
-        hour.key
+            .map(|pass| (pass.key.clone(), Vec::new()))
+            .collect();
+        for (provider_repo_id, _, key) in scheduled_jobs(s, org_id) {
+            let pass = key.rsplit(':').next().unwrap_or_default().to_string();
+            passes.entry(pass).or_default().push(provider_repo_id);
+        }
+        passes
+    };
+    let passes = |pick: fn(&Pass) -> &Vec<i64>| {
+        expected
+            .iter()
+            .map(|pass| (pass.key.clone(), pick(pass).clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        by_pass(&daily_id),
+        passes(|p| &p.daily),
+        "daily: every day, one job per active repository, none for the removed one"
+    );
+    assert_eq!(
+        by_pass(&weekly_id),
+        passes(|p| &p.weekly),
+        "weekly: on Mondays ({}) only, not on {}",
+        weekly_day.key,
+        other_day.key
     );
     for (what, id) in [
         ("backup_schedule off", &off_id),
@@ -1556,17 +1591,12 @@ fn scheduled_backups(s: &Stack) {
         .filter(|j| j.kind == "scheduled")
         .all(|j| j.priority == "normal" && j.run_id.is_none()));
 
-    // Again in the same hour: nothing new.
+    // Again for the Monday's hour: nothing new. The pass writes its jobs before the handler
+    // answers `trigger_cron`, so the counts are final when it returns.
     let before: Vec<_> = [&daily_id, &off_id, &weekly_id, &disconnected_id, &later_id]
         .map(|id| s.store.jobs(id).len())
         .to_vec();
-    s.trigger_cron(HOURLY_CRON);
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        backup_hour(now()).key,
-        hour.key,
-        "the hour turned during the test"
-    );
+    s.trigger_cron_at(HOURLY_CRON, monday);
     let after: Vec<_> = [&daily_id, &off_id, &weekly_id, &disconnected_id, &later_id]
         .map(|id| s.store.jobs(id).len())
         .to_vec();

@@ -6,7 +6,8 @@
 //! 1. `.dev.vars` is created from `.dev.vars.example` when missing and read: the suite uses
 //!    the same secrets as the worker, and hands the App key to the emulator.
 //! 2. The emulator is built (`cargo build -p github-emulator`, same target dir) and the worker
-//!    bundle with `scripts/build-worker` (what `wrangler dev` runs as its `[build]`).
+//!    bundle with `scripts/build-worker` (what `wrangler dev` runs as its `[build]`), with the
+//!    `test-clock` feature (never deployed) so that cron triggers can be fired as at a given time.
 //! 3. A temporary directory receives a copy of the bundle and a `wrangler.toml` derived from
 //!    the project's (same bindings; `main` pointing at the copy, no `[build]`), so that edits to
 //!    `src/` while the suite runs cannot make wrangler rebuild and restart the worker mid-test.
@@ -424,11 +425,15 @@ impl Stack {
         let emulator_bin = build_emulator(&root)?;
         let t0 = Instant::now();
         let mut build = Command::new(root.join("scripts/build-worker"));
-        build.current_dir(&root).env_remove("ONECODE_FEATURES");
-        // The benchmark (benches/gateway.rs) asks for its instrumented build this way.
-        if let Some(features) = std::env::var_os("ONECODE_BENCH_FEATURES") {
-            build.env("ONECODE_FEATURES", features);
+        // `test-clock` (never in a deployed build): the cron triggers can be fired as at a
+        // given time (`Stack::trigger_cron_at`). The benchmark (benches/gateway.rs) asks for its
+        // instrumented build with `ONECODE_BENCH_FEATURES`.
+        let mut features = std::ffi::OsString::from("test-clock");
+        if let Some(more) = std::env::var_os("ONECODE_BENCH_FEATURES") {
+            features.push(",");
+            features.push(more);
         }
+        build.current_dir(&root).env("ONECODE_FEATURES", features);
         run_logged(&mut build, &dir.join("build.log"), "scripts/build-worker")?;
         eprintln!("e2e: worker built in {:.0?}", t0.elapsed());
 
@@ -805,6 +810,13 @@ impl Stack {
     /// Last lines of the worker's log, for failure messages.
     pub fn wrangler_tail(&self, lines: usize) -> String {
         tail(&self.dir.join("wrangler.log"), lines)
+    }
+
+    /// [`Stack::trigger_cron`] as at `unix_secs`: the worker (built with its `test-clock`
+    /// feature) takes the time of the pass from the cron (`"<cron> @<unix seconds>"`).
+    #[track_caller]
+    pub fn trigger_cron_at(&self, cron: &str, unix_secs: i64) {
+        self.trigger_cron(&format!("{cron} @{unix_secs}"));
     }
 
     /// Runs the worker's scheduled handler for `cron` (e.g. `"15 * * * *"`) through wrangler's
