@@ -104,6 +104,21 @@ fn pairs(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// Every access event of the org as (kind, subject), newest first.
+fn event_kinds(portal: &Portal<'_>, org_id: &str) -> Vec<(String, String)> {
+    portal.get(&format!("/v1/orgs/{org_id}/access/events?limit=100"))["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or_default().to_string(),
+                e["subject"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn events(portal: &Portal<'_>, org_id: &str, kind: &str) -> Vec<Value> {
     portal.get(&format!(
         "/v1/orgs/{org_id}/access/events?kind={kind}&limit=100"
@@ -269,18 +284,7 @@ fn findings_appear_and_clear(s: &Stack) {
     assert_eq!(access_findings(&fixed), BTreeSet::new(), "{fixed}");
 
     // The history says what changed (by sync or by webhook, each once).
-    let kinds: Vec<(String, String)> = portal
-        .get(&format!("/v1/orgs/{org_id}/access/events?limit=100"))["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["subject"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let kinds: Vec<(String, String)> = event_kinds(&portal, &org_id);
     for expected in [
         ("member.2fa_enabled", "bob"),
         ("member.2fa_enabled", "carol"),
@@ -864,18 +868,7 @@ fn gitlab_members_and_protected_branches(s: &Stack) {
         ),
         "{removed:?}"
     );
-    let kinds: Vec<(String, String)> = portal
-        .get(&format!("/v1/orgs/{org_id}/access/events?limit=100"))["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["subject"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let kinds: Vec<(String, String)> = event_kinds(&portal, &org_id);
     let mut expected = vec![
         ("member.removed".to_string(), "user-77105".to_string()),
         ("protection.added".to_string(), docs_name.clone()),
