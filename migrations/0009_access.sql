@@ -13,7 +13,7 @@ CREATE TABLE access_states (
 );
 
 -- A snapshot being read, one bounded step per invocation (like enumeration). One per org: a
--- sync while one is being read leaves it alone unless it has stalled.
+-- sync while one is being read replaces it (the old run's next step finds another run id).
 CREATE TABLE access_runs (
     org_id       TEXT PRIMARY KEY REFERENCES organizations (id),
     run_id       TEXT NOT NULL,

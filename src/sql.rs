@@ -855,15 +855,14 @@ pub const ACCESS_ORG: &str =
 pub const ACCESS_STATE: &str =
     "SELECT state, version, read_at FROM access_states WHERE org_id = ?1";
 
-/// ?1 org, ?2 run id, ?3 progress JSON, ?4 now, ?5 stalled cutoff: starts a snapshot run unless
-/// one is under way (a run not moved since the cutoff has stalled and is replaced). Returns the
-/// run when this call started it.
+/// ?1 org, ?2 run id, ?3 progress JSON, ?4 now: starts a snapshot run. One under way is replaced
+/// (its next step finds another run id and stops): a snapshot must show what was true after the
+/// latest sync began, not what an older run read before a change.
 pub const START_ACCESS_RUN: &str =
     "INSERT INTO access_runs (org_id, run_id, step, progress, started_at, updated_at) \
      VALUES (?1, ?2, 0, ?3, ?4, ?4) \
      ON CONFLICT (org_id) DO UPDATE SET run_id = excluded.run_id, step = 0, progress = excluded.progress, \
          started_at = excluded.started_at, updated_at = excluded.updated_at \
-     WHERE access_runs.updated_at < ?5 \
      RETURNING run_id";
 
 /// ?1 org, ?2 run id: a run that cannot go on (the org is no longer active, or its credential
@@ -1136,21 +1135,17 @@ mod tests {
             (stored, finished, inserted)
         };
         assert_eq!(
-            returned(
-                &db,
-                START_ACCESS_RUN,
-                params!["o1", "run", "{}", "t0", "cutoff"]
-            ),
+            returned(&db, START_ACCESS_RUN, params!["o1", "old", "{}", "t0"]),
             1
         );
         assert_eq!(
-            returned(
-                &db,
-                START_ACCESS_RUN,
-                params!["o1", "other", "{}", "t0", "a"]
-            ),
-            0,
-            "a run under way is left alone"
+            returned(&db, START_ACCESS_RUN, params!["o1", "run", "{}", "t0"]),
+            1,
+            "a newer sync replaces the run under way"
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM access_runs WHERE run_id = 'run'"),
+            1
         );
         assert_eq!(
             snapshot(0, 0),
@@ -1163,13 +1158,8 @@ mod tests {
             "a second first state writes nothing"
         );
         assert_eq!(
-            returned(
-                &db,
-                START_ACCESS_RUN,
-                params!["o1", "run", "{}", "t1", "zzz"]
-            ),
-            1,
-            "a stalled run is replaced"
+            returned(&db, START_ACCESS_RUN, params!["o1", "run", "{}", "t1"]),
+            1
         );
         assert_eq!(snapshot(7, 0), (0, 0, 0), "a stale version writes nothing");
         assert_eq!(snapshot(1, 0), (1, 1, 1));

@@ -29,8 +29,6 @@ use serde::Deserialize;
 use url::Url;
 use worker::Method;
 
-/// A run not moved for this long has stalled: the next sync replaces it.
-const STALLED_AFTER_SECS: i64 = 15 * 60;
 /// Kept back for the step's own writes: the progress, the next message, a retry.
 const RESERVE: u32 = 4;
 
@@ -75,7 +73,8 @@ pub async fn stored(ctx: &Ctx, org_id: &str) -> Result<Option<(AccessState, Stat
     .transpose()
 }
 
-/// Starts an access snapshot of the org (unless one is under way) with its first step queued.
+/// Starts an access snapshot of the org with its first step queued; one under way is replaced,
+/// so what the snapshot shows was read after this sync began.
 pub async fn start(ctx: &Ctx, org_id: &str) -> Result<(), Internal> {
     #[derive(Deserialize)]
     struct Started {
@@ -83,7 +82,6 @@ pub async fn start(ctx: &Ctx, org_id: &str) -> Result<(), Internal> {
     }
     let run_id = platform::random_uuid().map_err(Internal)?;
     let now = crate::time::rfc3339(ctx.now);
-    let cutoff = crate::time::rfc3339(ctx.now - STALLED_AFTER_SECS);
     let progress = serde_json::to_string(&Progress::default())
         .map_err(|e| Internal::new("access progress", e))?;
     let started: Vec<Started> = ctx
@@ -94,7 +92,6 @@ pub async fn start(ctx: &Ctx, org_id: &str) -> Result<(), Internal> {
                 Param::from(&run_id),
                 Param::from(&progress),
                 Param::from(&now),
-                Param::from(&cutoff),
             ],
         )
         .await?;
