@@ -1,5 +1,5 @@
 //! The portfolio: every org's posture in one table, as JSON rows ([`PortfolioRow`]) or CSV
-//! ([`csv`]) for a spreadsheet.
+//! ([`csv()`](fn@csv)) for a spreadsheet.
 
 use super::posture::{Finding, SeverityCounts, RULES};
 use serde::Serialize;

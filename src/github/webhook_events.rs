@@ -268,7 +268,7 @@ fn ignored(why: impl Into<String>) -> Result<Event, Malformed> {
 }
 
 /// Parses one delivery. `Err` for a body that is not JSON, or one whose members belong to
-/// another event than `X-GitHub-Event` names (see [`shape_fits`]): a 400. Every other
+/// another event than `X-GitHub-Event` names (see `shape_fits`): a 400. Every other
 /// well-formed payload is an event or ignored.
 pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
     let Some(envelope) = decode::<Envelope>(body)? else {
