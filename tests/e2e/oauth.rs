@@ -836,6 +836,19 @@ fn concurrent_refresh(s: &Stack) {
     gitlab_group(s, GITLAB_INSTANCE, 71402, &[71401], 3);
     let connected = s.oauth_connect_as(GL, tenant, &user, None).connected(GL);
     assert_eq!(connected.org_ids.len(), 2);
+    // The connect's backups use the connection's token too (a 401 refreshes it): they finish
+    // first, so that only the two syncs can meet the expired token.
+    for org in &connected.org_ids {
+        poll_until(Duration::from_secs(180), "the connect's backups", || {
+            let jobs = s.store.jobs(org);
+            let settled = jobs.iter().all(|j| j.status == "received");
+            if !jobs.is_empty() && settled {
+                Ok(())
+            } else {
+                Err(format!("{jobs:?}"))
+            }
+        });
+    }
     // GitLab expires the access token early: both syncs meet a 401 and need a refresh.
     s.emulator.gitlab_expire(GITLAB_INSTANCE, Some(71401));
     // Force the overlap: the emulator holds each sync's first request to its group until both
