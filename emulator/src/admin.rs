@@ -17,7 +17,7 @@
 //! | `POST /_emulator/gates/{name}` | | opens the gate: requests held there go on; answers its state |
 //! | `GET`/`DELETE /_emulator/requests` | | request log of every emulated endpoint (GitHub, GitLab, Microsoft, Azure DevOps) |
 //! | `GET /_emulator/tokens` | | every GitHub installation and user token ever issued |
-//! | `GET /_emulator/app-jwts` | | the last 100 valid App JWTs presented, oldest first |
+//! | `GET /_emulator/app-jwts` | | the last 100 distinct valid App JWTs the worker presented (`x-onecode-invocation`), oldest first |
 //! | `GET /_emulator/credentials/misplaced` | | the credential ledger (`ledger.rs`): `{"misplaced":[{"seq","method","path","presented_to","home","kind","via"}],"checked":N}`, credentials presented outside their home family or to the sink; `N` counts every credential examined |
 //! | `DELETE /_emulator/credentials/misplaced` | | empties the list (not the counter): `{"cleared":n,"checked":N}` |
 //! | `GET /_emulator/credentials/seen` | | `{"github":n,"microsoft":n,"gitlab:{instance}":n,…}`: known credentials presented to their own home |

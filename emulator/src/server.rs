@@ -142,8 +142,9 @@ pub struct Emulator {
     pub slug: String,
     app_id: String,
     verifier: AppVerifier,
-    /// The last valid App JWTs presented, newest last (`GET /_emulator/app-jwts`): tests compare
-    /// the worker's WebCrypto signatures with pure-Rust ones.
+    /// The last valid App JWTs the worker presented (requests with `x-onecode-invocation`),
+    /// newest last (`GET /_emulator/app-jwts`): tests compare the worker's WebCrypto signatures
+    /// with pure-Rust ones.
     app_jwts: Mutex<Vec<String>>,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
@@ -179,7 +180,7 @@ impl Emulator {
         &self.git
     }
 
-    /// The last valid App JWTs presented, oldest first.
+    /// The last valid App JWTs the worker presented, oldest first.
     pub fn app_jwts(&self) -> Vec<String> {
         self.app_jwts
             .lock()
@@ -292,7 +293,8 @@ impl Emulator {
             Credential::Jwt(jwt) => match self.verifier.verify(jwt, Utc::now()) {
                 Ok(()) => {
                     let mut seen = self.app_jwts.lock().unwrap_or_else(PoisonError::into_inner);
-                    if seen.last().map(String::as_str) != Some(jwt) {
+                    let from_worker = request.header("x-onecode-invocation").is_some();
+                    if from_worker && !seen.iter().any(|known| known == jwt) {
                         seen.push(jwt.to_string());
                         let excess = seen.len().saturating_sub(APP_JWTS_KEPT);
                         seen.drain(..excess);
