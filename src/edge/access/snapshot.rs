@@ -503,10 +503,8 @@ pub async fn write_state(
         if crate::edge::bindings::changes(&results, 0) == 1 {
             return Ok(true);
         }
-        if finish_run.is_some() && stored.is_none() {
-            // Another first state got there: compare against it on the next round.
-            continue;
-        }
+        // Another write got there first (a newer version, or another first state): the next
+        // round compares against it.
     }
     Ok(false)
 }
