@@ -39,14 +39,14 @@ pub fn backup_hour(unix_secs: i64) -> BackupHour {
 
 /// The cron a scheduled event names, and the time its pass is for: `now`, the clock's.
 ///
-/// Only in builds with the `test-clock` cargo feature (the end-to-end suite's, never deployed:
+/// Only in builds with the `e2e` cargo feature (the end-to-end suite's, never deployed:
 /// `scripts/build-worker` enables no feature unless `ONECODE_FEATURES` asks), a cron written
 /// `"<cron> @<unix seconds>"` (which only a test can send, through `wrangler dev
 /// --test-scheduled`) runs `<cron>` as at that time, so that the suite fires the hourly pass of
 /// a Monday and of another day whatever the day. Everywhere else the cron is taken as it is:
 /// such a string names no configured cron and runs nothing.
 pub fn scheduled_at(cron: &str, now: i64) -> (&str, i64) {
-    #[cfg(feature = "test-clock")]
+    #[cfg(feature = "e2e")]
     if let Some((cron, at)) = cron
         .rsplit_once(" @")
         .and_then(|(cron, at)| Some((cron, at.parse::<i64>().ok()?)))
@@ -66,19 +66,19 @@ mod tests {
         );
     }
 
-    /// Deployed builds (no `test-clock`) never take a time from the cron.
-    #[cfg(not(feature = "test-clock"))]
+    /// Deployed builds (no `e2e` feature) never take a time from the cron.
+    #[cfg(not(feature = "e2e"))]
     #[test]
-    fn without_the_test_clock_a_time_in_the_cron_is_not_read() {
+    fn without_the_e2e_feature_a_time_in_the_cron_is_not_read() {
         assert_eq!(
             super::scheduled_at("15 * * * * @1796004600", 1_796_100_000),
             ("15 * * * * @1796004600", 1_796_100_000)
         );
     }
 
-    #[cfg(feature = "test-clock")]
+    #[cfg(feature = "e2e")]
     #[test]
-    fn the_test_clock_takes_the_time_from_the_cron() {
+    fn an_e2e_build_takes_the_time_from_the_cron() {
         assert_eq!(
             super::scheduled_at("15 * * * * @1796004600", 1_796_100_000),
             ("15 * * * *", 1_796_004_600)

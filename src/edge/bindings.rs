@@ -234,6 +234,7 @@ impl Ctx {
             .env
             .queue(queue)
             .map_err(|e| Internal::new("queue binding", e))?;
+        let mut bodies = Vec::with_capacity(messages.len());
         let mut batch: Vec<SendMessage<JsValue>> = Vec::with_capacity(messages.len());
         for m in messages {
             let json = serde_json::to_string(m).map_err(|e| Internal::new("message JSON", e))?;
@@ -242,10 +243,15 @@ impl Ctx {
                 builder = builder.delay_seconds(delay_secs);
             }
             batch.push(builder.build_with_content_type(QueueContentType::Text));
+            bodies.push(json);
         }
         q.send_raw_batch(batch)
             .await
-            .map_err(|e| Internal::new("queue sendBatch", e))
+            .map_err(|e| Internal::new("queue sendBatch", e))?;
+        bodies
+            .iter()
+            .for_each(|body| crate::edge::queue_trace::sent(queue, body));
+        Ok(())
     }
 }
 

@@ -37,6 +37,7 @@ mod enumerate;
 mod orgs;
 mod platform;
 mod providers;
+mod queue_trace;
 mod queues;
 mod sync;
 mod webhooks;
@@ -333,6 +334,10 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         Ok(ctx) => ctx,
         Err(p) => {
             worker::console_error!("queue consumer: {}", p.detail());
+            for m in batch.messages().iter().flatten() {
+                queue_trace::retried(&batch.queue(), m.body());
+                queue_trace::ended(&batch.queue(), m.body());
+            }
             batch.retry_all();
             return Ok(());
         }

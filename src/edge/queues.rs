@@ -27,6 +27,7 @@ use crate::edge::bindings::{self, Ctx, Internal, Param, SYNC_QUEUE};
 use crate::edge::enumerate::{self, Access, RunError, Target};
 use crate::edge::providers::github_client;
 use crate::edge::providers::provider_tokens::{self, TokenFailure};
+use crate::edge::queue_trace;
 use crate::edge::sync::{self, SyncError, SyncOutcome};
 use crate::messages::{AnalysisMessage, BackupMessage, EnumerateContinuation, SyncMessage};
 use crate::provider::Provider;
@@ -52,7 +53,8 @@ fn body_hash(body: &str) -> String {
     hex::encode(Sha256::digest(body.as_bytes()))
 }
 
-fn retry_after(message: &Message<String>, delay_secs: u32) {
+fn retry_after(queue: &str, message: &Message<String>, delay_secs: u32) {
+    queue_trace::retried(queue, message.body());
     message.retry_with_options(
         &QueueRetryOptionsBuilder::new()
             .with_delay_seconds(delay_secs)
@@ -88,7 +90,7 @@ async fn fail(ctx: &Ctx, queue: &str, message: &Message<String>, error: &str) {
         .checked_shl(attempts.clamp(1, 16) as u32)
         .unwrap_or(MAX_RETRY_DELAY_SECS)
         .min(MAX_RETRY_DELAY_SECS);
-    retry_after(message, delay);
+    retry_after(queue, message, delay);
 }
 
 pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Internal> {
@@ -96,26 +98,38 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
         .messages()
         .map_err(|e| Internal::new("queue batch", e))?;
     let queue = batch.queue();
-    match queue.as_str() {
+    let handled = handle(ctx, &queue, &batch, &messages).await;
+    messages
+        .iter()
+        .for_each(|m| queue_trace::ended(&queue, m.body()));
+    handled
+}
+
+/// Settles every message of a batch from `queue`: each is acknowledged or retried.
+async fn handle(
+    ctx: &Ctx,
+    queue: &str,
+    batch: &MessageBatch<String>,
+    messages: &[Message<String>],
+) -> Result<(), Internal> {
+    match queue {
         BACKUP_QUEUE_NAME => {
             let mut jobs = Vec::new();
             let mut taken = Vec::new();
-            for message in &messages {
+            for message in messages {
                 match serde_json::from_str::<BackupMessage>(message.body()) {
                     Ok(BackupMessage::BackupJobV1(job)) => {
                         jobs.push(job.job_id);
                         taken.push(message);
                     }
-                    Err(e) => {
-                        fail(ctx, &queue, message, &format!("undecodable message: {e}")).await
-                    }
+                    Err(e) => fail(ctx, queue, message, &format!("undecodable message: {e}")).await,
                 }
             }
             let outcomes = backup::take_all(ctx, &jobs).await;
             for (message, outcome) in taken.into_iter().zip(outcomes) {
                 match outcome {
                     backup::Outcome::Done => message.ack(),
-                    backup::Outcome::Retry(why) => fail(ctx, &queue, message, &why).await,
+                    backup::Outcome::Retry(why) => fail(ctx, queue, message, &why).await,
                 }
             }
             Ok(())
@@ -125,20 +139,23 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
                 serde_json::from_str::<AnalysisMessage>(body)
                     .map(|AnalysisMessage::AnalysisJobV1(j)| j.job_id)
             };
-            record_receipts(ctx, &queue, &messages, job_id, sql::MARK_ANALYSIS_RECEIVED).await
+            record_receipts(ctx, queue, messages, job_id, sql::MARK_ANALYSIS_RECEIVED).await
         }
         SYNC_QUEUE_NAME => {
-            for message in &messages {
+            for message in messages {
                 match sync_step(ctx, message.body()).await {
                     Ok(()) => message.ack(),
-                    Err(e) => fail(ctx, &queue, message, &e).await,
+                    Err(e) => fail(ctx, queue, message, &e).await,
                 }
             }
             Ok(())
         }
-        DEAD_LETTER_QUEUE_NAME => dead_letters(ctx, &messages).await,
+        DEAD_LETTER_QUEUE_NAME => dead_letters(ctx, messages).await,
         other => {
             worker::console_error!("messages from unknown queue {other}; retrying them");
+            messages
+                .iter()
+                .for_each(|m| queue_trace::retried(other, m.body()));
             batch.retry_all();
             Ok(())
         }
@@ -360,14 +377,16 @@ async fn dead_letters(ctx: &Ctx, messages: &[Message<String>]) -> Result<(), Int
         Ok(_) => messages.iter().for_each(|m| m.ack()),
         Err(e) => {
             worker::console_error!("recording dead letters: {}", e.0);
-            messages.iter().for_each(|m| retry_after(m, 60));
+            messages
+                .iter()
+                .for_each(|m| retry_after(DEAD_LETTER_QUEUE_NAME, m, 60));
         }
     }
     Ok(())
 }
 
 pub async fn scheduled(ctx: &Ctx, cron: &str) -> Result<(), Internal> {
-    // The clock, except in the e2e suite's `test-clock` builds (see `time::scheduled_at`).
+    // The clock, except in the e2e suite's `e2e` builds (see `time::scheduled_at`).
     let (cron, at) = crate::time::scheduled_at(cron, ctx.now);
     match cron {
         SYNC_CRON => {

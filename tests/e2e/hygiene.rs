@@ -3,7 +3,7 @@
 //! - no installation token, and no GitLab / Microsoft access or refresh token, the emulator ever
 //!   issued appears in the clear in any file the worker's platform wrote — D1 (database and
 //!   WAL), KV, R2 (the bundles and their metadata), caches, wrangler's own logs — nor in the
-//!   worker's log (the test first connects an
+//!   worker's log, which holds every queue message body (the test first connects an
 //!   installation large enough to need a continuation, so tokens minted by the queue consumer
 //!   are covered even when run alone, and a GitLab group whose tokens are refreshed);
 //! - every GitHub call carried the right credential: the App JWT on `/app/…`, an installation
@@ -188,6 +188,17 @@ fn no_token_anywhere(s: &Stack) {
     let files = files_under(&s.dir);
     let wrangler_log = s.dir.join("wrangler.log");
     assert!(files.contains(&wrangler_log));
+    // Queue messages live in workerd's memory; the `e2e` build writes every body sent and
+    // handled to the worker's log (`src/edge/queue_trace.rs`), which the scan reads.
+    let trace = s.queue_trace();
+    for kind in ["backup_job.v1", "enumerate.v1"] {
+        assert!(
+            trace
+                .iter()
+                .any(|(event, _, body)| event == "sent" && body.contains(kind)),
+            "the log holds the {kind} messages sent"
+        );
+    }
     assert!(
         files.iter().any(|f| f.starts_with(&s.persist)),
         "the persisted state is scanned"

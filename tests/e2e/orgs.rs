@@ -33,7 +33,7 @@
 //! workerd waits for no lock, so a statement of its meeting such a write fails.
 //! Installation ids 3100-3199.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Barrier;
 use std::time::Duration;
 
@@ -299,19 +299,24 @@ fn last_seq(s: &Stack) -> u64 {
     s.emulator.requests().last().map_or(0, |r| r.seq)
 }
 
-/// Lets the clock move to the next second: the worker's timestamps have second resolution,
-/// and a sync removes only repositories nobody touched since before it started.
-fn next_second() {
-    std::thread::sleep(Duration::from_millis(1_100));
+/// Each org's current enumeration run id, to tell the runs a scheduled sync starts from those
+/// before it (ids, not start times: those have whole seconds).
+fn run_ids(s: &Stack) -> HashMap<String, String> {
+    s.store
+        .query("SELECT org_id, run_id FROM enumeration_runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .into_iter()
+        .collect()
 }
 
-/// Waits until the scheduled sync fired at `since` has visited every active org (each has a run
-/// started since then that is no longer in progress) and the access snapshots those syncs
-/// started are finished, so that no sync of it outlives the test (an access snapshot mints
-/// installation tokens too). `failing` orgs are left out: their sync fails before it starts a
-/// run.
+/// Waits until the scheduled sync fired after `before` was read has visited every active org
+/// (each has a run other than the one it had then, no longer in progress) and the access
+/// snapshots those syncs started are finished, so that no sync of it outlives the test (an
+/// access snapshot mints installation tokens too). `failing` orgs are left out: their sync
+/// fails before it starts a run.
 #[track_caller]
-fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
+fn scheduled_sync_done(s: &Stack, before: &HashMap<String, String>, failing: &[&str]) {
     poll_until(
         Duration::from_secs(300),
         "the scheduled sync to visit every active organization",
@@ -319,7 +324,7 @@ fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
             let pending: Vec<String> = s
                 .store
                 .query(
-                    "SELECT o.id, o.login, coalesce(r.started_at, ''), coalesce(r.status, '') \
+                    "SELECT o.id, o.login, coalesce(r.run_id, ''), coalesce(r.status, '') \
                      FROM organizations o LEFT JOIN enumeration_runs r ON r.org_id = o.id \
                      WHERE o.status = 'active'",
                     [],
@@ -333,11 +338,13 @@ fn scheduled_sync_done(s: &Stack, since: &str, failing: &[&str]) {
                     },
                 )
                 .into_iter()
-                .filter(|(id, _, started, status)| {
+                .filter(|(id, _, run, status)| {
                     !failing.contains(&id.as_str())
-                        && (started.as_str() < since || status == "in_progress")
+                        && (run.is_empty()
+                            || before.get(id) == Some(run)
+                            || status == "in_progress")
                 })
-                .map(|(_, login, started, status)| format!("{login}: {status} since {started}"))
+                .map(|(_, login, run, status)| format!("{login}: run {run} {status}"))
                 .collect();
             let reading = s.store.count(
                 "SELECT count(*) FROM access_runs a JOIN organizations o ON o.id = a.org_id \
@@ -631,7 +638,6 @@ fn repositories_listed(s: &Stack) {
     let org_id = connect(s, tenant, &inst);
     let other = connect(s, tenant, &Inst::org(3104, "e2e-orgs-repos-other", 2));
     let gone = repo_id(inst.id, 3);
-    next_second();
     s.emulator.change_repos(inst.id, 0, &[gone]);
     assert_eq!(api.sync(&org_id)["removed"], 1);
 
@@ -793,7 +799,6 @@ fn sync_added_and_removed(s: &Stack) {
     // Jobs still waiting for the backup executor when the repositories go.
     let waiting = insert_queued_jobs(s, &org_id, &gone);
 
-    next_second();
     s.emulator.change_repos(inst.id, 3, &gone);
     let answer = api.sync(&org_id);
     assert_eq!(
@@ -875,7 +880,6 @@ fn sync_added_and_removed(s: &Stack) {
     let detail = latest["detail"].as_str().unwrap_or_default().to_string();
 
     // Nothing changed on GitHub: nothing to do.
-    next_second();
     let again = api.sync(&org_id);
     assert_eq!(
         again,
@@ -915,13 +919,11 @@ fn repository_back(s: &Stack) {
     let back = repos[1].0;
     let waiting = insert_queued_jobs(s, &org_id, &[back]);
 
-    next_second();
     let without: Vec<(i64, String)> = repos.iter().filter(|r| r.0 != back).cloned().collect();
     s.emulator.put_named_installation(&inst, &without);
     assert_eq!(api.sync(&org_id)["removed"], 1);
     assert_eq!(jobs_by_repo(s, &org_id)[&back], ["paused", "received"]);
 
-    next_second();
     s.emulator.put_named_installation(&inst, &repos);
     let answer = api.sync(&org_id);
     assert_eq!(
@@ -989,7 +991,6 @@ fn concurrent_syncs(s: &Stack) {
     let inst = Inst::org(3115, "e2e-orgs-concurrent", 150);
     let org_id = connect(s, tenant, &inst);
     s.emulator.change_repos(inst.id, 120, &[]);
-    next_second();
 
     // Force the overlap: the emulator holds each sync's first page request until both have
     // arrived (a gate with a barrier of 2, for this installation only).
@@ -1061,7 +1062,6 @@ fn concurrent_syncs(s: &Stack) {
     checks::jobs_received(s, &org_id, 270);
     assert_eq!(api.org(&org_id)["repo_count"], 270);
 
-    next_second();
     assert_eq!(
         api.sync(&org_id),
         json!({ "found": 270, "added": 0, "removed": 0, "complete": true })
@@ -1379,8 +1379,7 @@ fn scheduled_sync(s: &Stack) {
     s.emulator.delete_installation(gone.id);
     s.emulator.set_suspended(suspended.id, true);
     s.emulator.change_repos(kept.id, 1, &[]);
-    next_second();
-    let since = rfc3339(now());
+    let before = run_ids(s);
     let seq = last_seq(s);
     s.trigger_cron(SYNC_CRON);
 
@@ -1401,7 +1400,7 @@ fn scheduled_sync(s: &Stack) {
             }
         },
     );
-    scheduled_sync_done(s, &since, &[]);
+    scheduled_sync_done(s, &before, &[]);
 
     // The uninstalled org: disconnected, records kept.
     assert_eq!(api.events(&gone_id)[0], "installation.gone");
@@ -1419,13 +1418,24 @@ fn scheduled_sync(s: &Stack) {
     checks::jobs_received(s, &kept_id, 3);
     assert_eq!(api.events(&kept_id)[0], "sync.completed");
 
-    // Next time, neither the disconnected nor the suspended org is visited.
-    next_second();
-    let since = rfc3339(now());
+    // Next time, neither the disconnected nor the suspended org is visited: once the pass's
+    // fan-out and every message about these orgs is handled, none of them called GitHub.
+    let before = run_ids(s);
     let seq = last_seq(s);
     s.trigger_cron(SYNC_CRON);
-    scheduled_sync_done(s, &since, &[]);
-    std::thread::sleep(Duration::from_secs(2));
+    scheduled_sync_done(s, &before, &[]);
+    s.queues_settled("the scheduled sync's messages", |body| {
+        body.contains("\"fanout.v1\"")
+            || [&gone_id, &suspended_id, &kept_id]
+                .iter()
+                .any(|id| body.contains(id.as_str()))
+    });
+    assert!(
+        s.queue_trace()
+            .iter()
+            .any(|(event, _, body)| event == "ended" && body.contains("\"fanout.v1\"")),
+        "the trace shows the fan-out"
+    );
     assert_eq!(calls_since(s, gone.id, seq), Vec::<String>::new());
     assert_eq!(calls_since(s, suspended.id, seq), Vec::<String>::new());
     assert_eq!(org_status(s, &gone_id), "disconnected");
@@ -1438,7 +1448,7 @@ fn scheduled_sync(s: &Stack) {
 
 /// This week's Monday and the Tuesday before it, each at the current hour and 15 minutes (when
 /// the hourly cron fires): the times the test fires the hourly pass as at (the worker's
-/// `test-clock`), so that both branches of the weekly schedule run whatever the day, and no pass
+/// `e2e` build), so that both branches of the weekly schedule run whatever the day, and no pass
 /// can straddle an hour.
 fn monday_and_another_day(now: i64) -> (i64, i64) {
     let day = now.div_euclid(86_400);
@@ -1480,7 +1490,6 @@ fn scheduled_backups(s: &Stack) {
         [&daily, &off, &weekly, &disconnected, &later].map(|i| connect(s, tenant, i));
     // One repository of the daily org is gone from GitHub.
     let removed = repo_id(daily.id, 2);
-    next_second();
     s.emulator.change_repos(daily.id, 0, &[removed]);
     assert_eq!(api.sync(&daily_id)["removed"], 1);
     api.disconnect(&disconnected_id);
@@ -1662,24 +1671,26 @@ fn snapshot_expiry(s: &Stack) {
         |r| r.get(0),
     );
     assert_eq!(real, ["available"], "today's backup is kept");
-    // Let the dispatch the hourly pass queued finish before other tests run.
-    std::thread::sleep(Duration::from_secs(2));
+    // The dispatches and retention passes the hourly passes queued, and these orgs' backups,
+    // finish before other tests run.
+    s.queues_settled("the hourly passes' queued work", |body| {
+        body.contains("\"dispatch.v1\"")
+            || body.contains("\"retention.v1\"")
+            || body.contains(&active_id)
+            || body.contains(&gone_id)
+    });
 }
 
 // ---- dead letters ----
 
-/// `(attempts, last_error, updated_at)` recorded for a message body.
-fn failure_of(s: &Stack, body: &str) -> Option<(i64, String, String)> {
+/// `(attempts, last_error)` of each failure recorded for a message body, oldest first.
+fn failures_of(s: &Stack, body: &str) -> Vec<(i64, String)> {
     let hash = hex::encode(Sha256::digest(body.as_bytes()));
-    s.store
-        .query(
-            "SELECT attempts, last_error, updated_at FROM message_failures WHERE body_hash = ?1 \
-             ORDER BY updated_at DESC",
-            [&hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .into_iter()
-        .next()
+    s.store.query(
+        "SELECT attempts, last_error FROM message_failures WHERE body_hash = ?1 ORDER BY rowid",
+        [&hash],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// The same message body comes back (a `sync_org.v1` per org every four hours): a failure of
@@ -1698,35 +1709,29 @@ fn failures_count_per_streak(s: &Stack) {
     let one_failed_delivery = json!([{ "method": "POST", "path_prefix": tokens, "status": 500,
                                         "times": 4 }]);
 
+    // The org's new run starts only once the retried delivery got its token: by then the
+    // failure is recorded.
     let _faults = Faults::install(&s.emulator, one_failed_delivery.clone());
-    next_second();
-    let since = rfc3339(now());
+    let before = run_ids(s);
     s.trigger_cron(SYNC_CRON);
-    scheduled_sync_done(s, &since, &[]);
-    let (attempts, error, _) = failure_of(s, &body).expect("the failure is recorded");
-    assert_eq!(attempts, 1, "one failed delivery, then success");
-    assert!(error.contains(&tokens), "{error}");
+    scheduled_sync_done(s, &before, &[]);
+    let failures = failures_of(s, &body);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, 1, "one failed delivery, then success");
+    assert!(failures[0].1.contains(&tokens), "{failures:?}");
 
     // Four hours later, the same message fails once more.
     s.emulator.set_faults(one_failed_delivery);
-    next_second();
-    let since = rfc3339(now());
+    let before = run_ids(s);
     s.trigger_cron(SYNC_CRON);
-    let (attempts, _, _) = poll_until(
-        Duration::from_secs(60),
-        "the new failure to be recorded",
-        || match failure_of(s, &body) {
-            Some(f) if f.2 >= since => Ok(f),
-            other => Err(format!("{other:?}")),
-        },
-    );
-    scheduled_sync_done(s, &since, &[]);
+    scheduled_sync_done(s, &before, &[]);
+    let failures = failures_of(s, &body);
+    let attempts: Vec<i64> = failures.iter().map(|f| f.0).collect();
     assert_eq!(
         attempts,
-        1,
-        "the first failure of a new delivery is attempt 1 (retried after 2 s), not attempt \
-         {attempts} (retried after {} s): message_failures outlives the message it counts",
-        1u32 << attempts
+        [1, 1],
+        "the first failure of a new delivery is attempt 1 (retried after 2 s), not a count \
+         carried over from the earlier message with the same body"
     );
 }
 
@@ -1744,8 +1749,7 @@ fn dead_letters(s: &Stack) {
     })
     .expect("message JSON");
     let body_hash = hex::encode(Sha256::digest(body.as_bytes()));
-    next_second();
-    let since = rfc3339(now());
+    let before = run_ids(s);
     s.trigger_cron(SYNC_CRON);
 
     let failures = || {
@@ -1810,5 +1814,5 @@ fn dead_letters(s: &Stack) {
     // A failing GitHub is not an uninstall: the org stays as it was.
     assert_eq!(org_status(s, &org_id), "active");
     assert_eq!(with_status(&repo_statuses(s, &org_id), "active").len(), 1);
-    scheduled_sync_done(s, &since, &[&org_id]);
+    scheduled_sync_done(s, &before, &[&org_id]);
 }

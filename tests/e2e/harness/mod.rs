@@ -7,7 +7,10 @@
 //!    the same secrets as the worker, and hands the App key to the emulator.
 //! 2. The emulator is built (`cargo build -p github-emulator`, same target dir) and the worker
 //!    bundle with `scripts/build-worker` (what `wrangler dev` runs as its `[build]`), with the
-//!    `test-clock` feature (never deployed) so that cron triggers can be fired as at a given time.
+//!    `e2e` feature (never deployed): cron triggers can be fired as at a given time, and every
+//!    queue message sent, retried and handled is logged (`src/edge/queue_trace.rs`), so that
+//!    [`Stack::queues_settled`] waits for queued work without sleeping and the credential scan
+//!    reads message bodies.
 //! 3. A temporary directory receives a copy of the bundle and a `wrangler.toml` derived from
 //!    the project's (same bindings; `main` pointing at the copy, no `[build]`), so that edits to
 //!    `src/` while the suite runs cannot make wrangler rebuild and restart the worker mid-test.
@@ -35,6 +38,7 @@ pub mod portal;
 pub mod procs;
 pub mod store;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -425,14 +429,12 @@ impl Stack {
         let emulator_bin = build_emulator(&root)?;
         let t0 = Instant::now();
         let mut build = Command::new(root.join("scripts/build-worker"));
-        // `test-clock` (never in a deployed build): the cron triggers can be fired as at a
-        // given time (`Stack::trigger_cron_at`). The benchmark (benches/gateway.rs) asks for its
-        // instrumented build with `ONECODE_BENCH_FEATURES`.
-        let mut features = std::ffi::OsString::from("test-clock");
-        if let Some(more) = std::env::var_os("ONECODE_BENCH_FEATURES") {
-            features.push(",");
-            features.push(more);
-        }
+        // `e2e` (never in a deployed build): the cron triggers can be fired as at a given time
+        // (`Stack::trigger_cron_at`), and queue messages are traced in the worker's log
+        // (`Stack::queues_settled`). The benchmark (benches/gateway.rs) asks for its
+        // instrumented build instead with `ONECODE_BENCH_FEATURES` (no tracing: it would weigh on
+        // what is measured).
+        let features = std::env::var_os("ONECODE_BENCH_FEATURES").unwrap_or_else(|| "e2e".into());
         build.current_dir(&root).env("ONECODE_FEATURES", features);
         run_logged(&mut build, &dir.join("build.log"), "scripts/build-worker")?;
         eprintln!("e2e: worker built in {:.0?}", t0.elapsed());
@@ -537,6 +539,9 @@ impl Stack {
             .args(["--var", &format!("GITHUB_API_URL:{emulator_base}")])
             .args(["--var", &format!("GITHUB_WEB_URL:{emulator_base}")])
             .args(["--var", "PORTAL_URL:"])
+            // Where browsers reach the worker: the OAuth redirect URIs are built on it, whatever
+            // origin the portal called (the emulator's OAuth applications register only these).
+            .args(["--var", &format!("PUBLIC_URL:{worker}")])
             .args(["--var", &format!("GITHUB_APP_ID:{APP_ID}")])
             .args(["--var", &format!("GITHUB_APP_SLUG:{APP_SLUG}")])
             .args([
@@ -600,7 +605,7 @@ impl Stack {
         let d1 = store::object_sqlite(&persist.join("v3/d1/miniflare-D1DatabaseObject"))
             .ok_or("no D1 database file under the persistence directory")?;
         let store = Store::new(d1, persist.join("v3/kv"));
-        let emulator = Emulator::new(emulator_base, http.clone(), signer);
+        let emulator = Emulator::new(emulator_base, worker.clone(), http.clone(), signer);
         // The OAuth applications the worker's GITLAB_/AZURE_CLIENT_ID name.
         emulator.gitlab_oauth(
             GITLAB_INSTANCE,
@@ -812,7 +817,56 @@ impl Stack {
         tail(&self.dir.join("wrangler.log"), lines)
     }
 
-    /// [`Stack::trigger_cron`] as at `unix_secs`: the worker (built with its `test-clock`
+    /// The queue messages the worker traced in its log (`src/edge/queue_trace.rs`, in `e2e`
+    /// builds): `(event, queue, body)` with `event` one of `sent`, `retried`, `ended`.
+    pub fn queue_trace(&self) -> Vec<(String, String, String)> {
+        let log = std::fs::read(self.dir.join("wrangler.log")).unwrap_or_default();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter_map(|line| {
+                let (_, traced) = line.split_once("e2e-queue ")?;
+                let mut parts = traced.splitn(3, ' ');
+                Some((
+                    parts.next()?.to_string(),
+                    parts.next()?.to_string(),
+                    parts.next()?.trim_end().to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Waits until every queue message whose body `involves` has settled: each body was
+    /// delivered, and its handling ended without a retry, as many times as it was sent. Work
+    /// a message starts is traced before its own handling ends, so once nothing involved is in
+    /// flight, nothing it started is either (a message that exhausted its retries settles when
+    /// the dead-letter queue has handled it).
+    #[track_caller]
+    pub fn queues_settled(&self, what: &str, involves: impl Fn(&str) -> bool) {
+        poll_until(Duration::from_secs(300), what, || {
+            let mut in_flight: HashMap<String, i64> = HashMap::new();
+            for (event, _, body) in self.queue_trace() {
+                if involves(&body) {
+                    *in_flight.entry(body).or_default() += match event.as_str() {
+                        "sent" | "retried" => 1,
+                        "ended" => -1,
+                        _ => 0,
+                    };
+                }
+            }
+            let unsettled: Vec<String> = in_flight
+                .into_iter()
+                .filter(|(_, n)| *n != 0)
+                .map(|(body, n)| format!("{n:+} {body}"))
+                .collect();
+            if unsettled.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("in flight: {}", unsettled.join("; ")))
+            }
+        })
+    }
+
+    /// [`Stack::trigger_cron`] as at `unix_secs`: the worker (built with its `e2e`
     /// feature) takes the time of the pass from the cron (`"<cron> @<unix seconds>"`).
     #[track_caller]
     pub fn trigger_cron_at(&self, cron: &str, unix_secs: i64) {
