@@ -67,7 +67,7 @@
 //!
 //! | Method and path | Body | Effect |
 //! | --- | --- | --- |
-//! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?}` | the OAuth application (TTL default 7200 s) |
+//! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?,"redirect_uris"}` | the OAuth application (TTL default 7200 s); authorize requests must name one of its redirect URIs exactly |
 //! | `PUT …/users/{id}` | `{"username","name"?}` | create or replace a user (the first one is the default user) |
 //! | `PUT …/default-user` | `{"id"}` | who signs in at `/oauth/authorize` without `emulator_user` |
 //! | `PUT …/groups/{id}` | `{"name","path","parent_id"?,"visibility"?,"members":[user id or {"id","access_level"}],"projects":N or [{"name","path"?,"visibility"?,"archived"?,"default_branch"?}]}` | create or replace a group (members owners by default, `access_level` 5, 10, 15, 20, 30, 40 or 50; subgroups inherit members; 2FA settings reset); answers its summary with project ids and `access_levels` |
@@ -87,7 +87,7 @@
 //!
 //! | Method and path | Body | Effect |
 //! | --- | --- | --- |
-//! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?}` | the app registration (TTL default 3599 s) |
+//! | `PUT …/oauth` | `{"client_id","client_secret","access_token_ttl"?,"redirect_uris"}` | the app registration (TTL default 3599 s); authorize requests must name one of its redirect URIs exactly |
 //! | `PUT …/users/{guid}` | `{"displayName","emailAddress"?}` | create or replace a user (the first one is the default user) |
 //! | `PUT …/default-user` | `{"id"}` | who signs in without `emulator_user` |
 //! | `PUT …/orgs/{name}` | `{"id"?,"members":[guid or {"id","access_level"?}],"projects":[{"name","id"?,"visibility"?,"repositories":N or [names]}],"entitlements_denied"?:true\|401\|403}` | create or replace an organization (ids generated unless given; a replaced one keeps its id); `access_level` is the member's `accountLicenseType` (`express` (Basic, the default), `stakeholder`, `advanced`, `professional`, `earlyAdopter`, `none`); with `entitlements_denied` `GET /vsaex/{org}/_apis/userentitlements` answers 401 (`true`) or 403; answers its summary with every id, `access_levels` and `entitlements_denied` |

@@ -460,7 +460,7 @@ mod tests {
             em,
             "PUT",
             &format!("gitlab/{instance}/oauth"),
-            json!({"client_id": client, "client_secret": secret}),
+            json!({"client_id": client, "client_secret": secret, "redirect_uris": [CALLBACK]}),
         );
         admin_call(
             em,
@@ -503,7 +503,7 @@ mod tests {
             em,
             "PUT",
             "azure/oauth",
-            json!({"client_id": "az-app", "client_secret": secret}),
+            json!({"client_id": "az-app", "client_secret": secret, "redirect_uris": [CALLBACK]}),
         );
         admin_call(
             em,
@@ -755,7 +755,7 @@ mod tests {
             &em,
             "PUT",
             "gitlab/c/oauth",
-            json!({"client_id": "c-app", "client_secret": "secret-a"}),
+            json!({"client_id": "c-app", "client_secret": "secret-a", "redirect_uris": [CALLBACK]}),
         );
         call(
             &em,

@@ -3,8 +3,8 @@
 //! authorize and token endpoints' flow. Each provider brings its rules and wording through
 //! [`Provider`].
 //!
-//! - Authorize: an unknown `client_id` or an unusable `redirect_uri` shows a 400 error page (no
-//!   redirect). Otherwise problems redirect back with `error`, `error_description` and `state`:
+//! - Authorize: an unknown `client_id`, an unusable `redirect_uri` or one the client did not
+//!   register (`redirect_uris`, matched exactly) shows a 400 error page (no redirect). Otherwise problems redirect back with `error`, `error_description` and `state`:
 //!   `response_type` other than `code` → `unsupported_response_type`; scopes the provider
 //!   refuses → `invalid_scope`; no `code_challenge`, or a method other than `S256` →
 //!   `invalid_request`. A good request redirects with `code` and `state` (echoed verbatim): a
@@ -113,6 +113,8 @@ impl AuthorizeProblem {
 pub enum PageProblem {
     UnknownClient(String),
     BadRedirectUri,
+    /// A redirect URI the client did not register (the URI, the client id).
+    UnregisteredRedirectUri(String, String),
 }
 
 /// Why a token request was refused.
@@ -182,6 +184,7 @@ struct Client {
     client_id: String,
     client_secret: String,
     access_token_ttl: i64,
+    redirect_uris: Vec<String>,
 }
 
 /// `PUT .../oauth`.
@@ -192,6 +195,9 @@ struct ClientSpec {
     client_secret: String,
     #[serde(default)]
     access_token_ttl: Option<i64>,
+    /// Where the provider may send the browser back: an authorize request must name one of
+    /// these exactly, as GitLab and Entra ID require.
+    redirect_uris: Vec<String>,
 }
 
 /// `POST .../expire`.
@@ -518,14 +524,23 @@ pub fn authorize(em: &Emulator, provider: &impl Provider, request: &Request) -> 
     let realm = provider.realm();
     let mut store = em.store();
     let client_id = param("client_id").unwrap_or_default();
-    if store.provider_oauth.client(&realm, &client_id).is_none() {
+    let Some(client) = store.provider_oauth.client(&realm, &client_id) else {
         return error_page(&provider.page_message(&PageProblem::UnknownClient(client_id)));
-    }
+    };
     // The code remembers the redirect URI as sent: the token request must repeat it exactly.
     let redirect_uri = param("redirect_uri").unwrap_or_default();
     let Ok(redirect) = Url::parse(&redirect_uri) else {
         return error_page(&provider.page_message(&PageProblem::BadRedirectUri));
     };
+    // Never redirect anywhere the client did not register (the user sees an error page).
+    if !client.redirect_uris.contains(&redirect_uri) {
+        return error_page(
+            &provider.page_message(&PageProblem::UnregisteredRedirectUri(
+                redirect_uri,
+                client_id,
+            )),
+        );
+    }
     let state = param("state");
     let back = |pairs: &[(&str, &str)]| {
         let mut url = redirect.clone();
@@ -647,7 +662,17 @@ pub fn put_client(
             "github-emulator: client_id must be non-empty and access_token_ttl positive",
         ));
     }
-    let body = json!({ "client_id": spec.client_id, "access_token_ttl": ttl });
+    if spec.redirect_uris.is_empty() || spec.redirect_uris.iter().any(|u| Url::parse(u).is_err()) {
+        return Err(Reply::error(
+            400,
+            "github-emulator: redirect_uris must list at least one absolute URL",
+        ));
+    }
+    let body = json!({
+        "client_id": spec.client_id,
+        "access_token_ttl": ttl,
+        "redirect_uris": spec.redirect_uris,
+    });
     let mut store = em.store();
     let family = Family::of_realm(&realm);
     store
@@ -659,6 +684,7 @@ pub fn put_client(
             client_id: spec.client_id,
             client_secret: spec.client_secret,
             access_token_ttl: ttl,
+            redirect_uris: spec.redirect_uris,
         },
     );
     Ok(Reply::json(200, &body))
@@ -798,6 +824,7 @@ mod tests {
             client_id: "c".into(),
             client_secret: "s".into(),
             access_token_ttl: 60,
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
         };
         let realm = Realm::GitLab("com".into());
         let holder = |user: &str| Holder {

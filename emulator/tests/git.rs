@@ -358,7 +358,7 @@ fn gitlab_and_azure_clone_with_their_tokens() {
     emulator.admin(
         "PUT",
         "gitlab/com/oauth",
-        json!({"client_id": "gl", "client_secret": "s"}),
+        json!({"client_id": "gl", "client_secret": "s", "redirect_uris": [CALLBACK]}),
     );
     emulator.admin("PUT", "gitlab/com/users/7001", json!({"username": "dev"}));
     emulator.admin(
@@ -419,7 +419,7 @@ fn gitlab_and_azure_clone_with_their_tokens() {
     emulator.admin(
         "PUT",
         "azure/oauth",
-        json!({"client_id": "az", "client_secret": "s"}),
+        json!({"client_id": "az", "client_secret": "s", "redirect_uris": [CALLBACK]}),
     );
     emulator.admin(
         "PUT",

@@ -379,7 +379,7 @@ fn gitlab_and_azure_flows_against_the_binary() {
     emulator.admin(
         "PUT",
         "/_emulator/gitlab/com/oauth",
-        json!({"client_id": "gl", "client_secret": "s"}),
+        json!({"client_id": "gl", "client_secret": "s", "redirect_uris": [callback]}),
     );
     emulator.admin(
         "PUT",
@@ -435,7 +435,7 @@ fn gitlab_and_azure_flows_against_the_binary() {
     emulator.admin(
         "PUT",
         "/_emulator/azure/oauth",
-        json!({"client_id": "az", "client_secret": "s"}),
+        json!({"client_id": "az", "client_secret": "s", "redirect_uris": [callback]}),
     );
     emulator.admin(
         "PUT",
@@ -509,7 +509,7 @@ fn credential_ledger_and_sink_over_http() {
     emulator.admin(
         "PUT",
         "/_emulator/gitlab/com/oauth",
-        json!({"client_id": "gl", "client_secret": "gl-s3cret"}),
+        json!({"client_id": "gl", "client_secret": "gl-s3cret", "redirect_uris": [callback]}),
     );
     emulator.admin(
         "PUT",

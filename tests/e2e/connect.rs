@@ -522,7 +522,8 @@ fn suspended(s: &Stack) {
 fn app_jwt_identical(s: &Stack) {
     use base64::Engine;
     let tenant = "tenant-connect-jwt";
-    s.emulator.put_installation(&Inst::org(10_601, "e2e-connect-jwt", 1));
+    s.emulator
+        .put_installation(&Inst::org(10_601, "e2e-connect-jwt", 1));
     let done = s.connect_and_install(tenant, 10_601).done();
     assert!(done.complete, "{done:?}");
     // The worker's App JWTs of this and every earlier test (a JWT minted in the same second as

@@ -51,6 +51,10 @@ pub fn cases() -> Vec<Case> {
         ),
         Case::shared("oauth::connect_requests_are_validated", validation),
         Case::shared(
+            "oauth::redirect_uris_are_on_public_url_whatever_origin_the_portal_called",
+            redirect_uris_on_public_url,
+        ),
+        Case::shared(
             "oauth::a_wrong_code_verifier_is_refused_and_writes_nothing",
             wrong_verifier,
         ),
@@ -519,6 +523,81 @@ fn azure_chosen(s: &Stack) {
         .connected(AZ);
     assert_eq!(connected.orgs, ["tailspin-e2e72002"]);
     assert_eq!(connected.repos, 2);
+}
+
+/// The suite runs the worker with `PUBLIC_URL` set to its address, and the emulator's OAuth
+/// applications register only `{PUBLIC_URL}/{gitlab,azure-devops}/callback`, as GitLab and
+/// Entra ID require. A portal that calls the gateway under another name (`Host:
+/// localhost:<port>`) still gets authorize URLs whose redirect URI is on `PUBLIC_URL`, and the
+/// connection completes; the calling origin's own callback, what the worker would send without
+/// `PUBLIC_URL`, is refused by both providers before any redirect.
+fn redirect_uris_on_public_url(s: &Stack) {
+    let tenant = "oauth-public-url";
+    let port = s.worker.rsplit(':').next().expect("a port");
+    let other_name = format!("localhost:{port}");
+    let jwt = s.portal_jwt(tenant, &crate::harness::technician(tenant));
+    let authorization = format!("Bearer {jwt}");
+    let gitlab_user = gitlab_user(s, GITLAB_INSTANCE, 71801);
+    gitlab_group(s, GITLAB_INSTANCE, 71801, &[71801], 2);
+    let azure_user = azure_user(s, 72801);
+    s.emulator.azure_org(
+        "adatum-e2e72801",
+        json!({"members": [azure_user], "projects": [{"name": "p", "repositories": 3}]}),
+    );
+    for (slug, user, repos) in [(GL, &gitlab_user, 2), (AZ, &azure_user, 3)] {
+        let resp = s.http.request(
+            "POST",
+            &format!("{}/v1/connect/{slug}", s.worker),
+            &[
+                ("authorization", authorization.as_str()),
+                ("host", other_name.as_str()),
+            ],
+            None,
+        );
+        assert_eq!(resp.status, 200, "{slug}: {}", resp.body);
+        let authorize_url = resp.json()["authorize_url"]
+            .as_str()
+            .expect("authorize_url")
+            .to_string();
+        let parsed = url::Url::parse(&authorize_url).expect("an absolute authorize URL");
+        let redirect_uri = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "redirect_uri")
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(
+            redirect_uri,
+            Some(format!("{}/{slug}/callback", s.worker)),
+            "{slug}: the redirect URI is on PUBLIC_URL, not on {other_name}"
+        );
+
+        // The calling origin's callback instead: the provider shows an error page.
+        let mut elsewhere = parsed.clone();
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "redirect_uri" {
+                    format!("http://{other_name}/{slug}/callback")
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        elsewhere.query_pairs_mut().clear().extend_pairs(&pairs);
+        let refused = s.http.get(elsewhere.as_str());
+        assert_eq!(
+            (refused.status, refused.header("location")),
+            (400, None),
+            "{slug}: an unregistered redirect URI: {}",
+            refused.body
+        );
+
+        let connected = s
+            .callback(&s.walk_authorize(&authorize_url, user))
+            .connected(slug);
+        assert_eq!(connected.repos, repos, "{slug}");
+    }
+    assert_eq!(s.store.footprint(tenant).orgs, 2);
 }
 
 fn azure_over_time(s: &Stack) {

@@ -140,7 +140,11 @@ fn unconfigured_instances(s: &Stack) {
         })
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    assert_eq!(sent, Vec::<String>::new(), "no request sent to a refused URL");
+    assert_eq!(
+        sent,
+        Vec::<String>::new(),
+        "no request sent to a refused URL"
+    );
     // The configured instance, however it is spelled, is accepted; its own application's
     // client id is in the authorize URL.
     for spelled in [

@@ -81,6 +81,12 @@ impl Provider for EntraOAuth<'_> {
             PageProblem::BadRedirectUri => "AADSTS50011: The redirect URI specified in the \
                  request is missing or is not an absolute URI."
                 .into(),
+            PageProblem::UnregisteredRedirectUri(uri, client) => format!(
+                "AADSTS50011: The redirect URI '{uri}' specified in the request does not match \
+                 the redirect URIs configured for the application '{client}'. Make sure the \
+                 redirect URI sent in the request matches one added to your application in the \
+                 Azure portal."
+            ),
         }
     }
 

@@ -126,7 +126,7 @@ mod tests {
             em,
             "PUT",
             "oauth",
-            json!({"client_id": CLIENT, "client_secret": "az-secret"}),
+            json!({"client_id": CLIENT, "client_secret": "az-secret", "redirect_uris": [CALLBACK]}),
         );
         admin(
             em,
@@ -389,6 +389,26 @@ mod tests {
         assert!(String::from_utf8(unknown.body)
             .unwrap()
             .contains("AADSTS700016"));
+        // A redirect URI the app registration does not list: an error page, no redirect.
+        let elsewhere = "http://127.0.0.1:8788/azure/callback";
+        let unregistered = em.handle(&Request::new(
+            "GET",
+            &format!(
+                "/microsoft/common/oauth2/v2.0/authorize?client_id={CLIENT}&response_type=code\
+                 &redirect_uri={elsewhere}&scope={DEVOPS}{}",
+                pkce()
+            ),
+        ));
+        assert_eq!(
+            (unregistered.status, unregistered.header("location")),
+            (400, None)
+        );
+        assert!(String::from_utf8(unregistered.body)
+            .unwrap()
+            .contains(&format!(
+                "AADSTS50011: The redirect URI '{elsewhere}' specified in the request does \
+             not match the redirect URIs configured for the application"
+            )));
         let form_post = em.handle(&Request::new(
             "GET",
             &format!(
@@ -510,7 +530,7 @@ mod tests {
             &em,
             "PUT",
             "oauth",
-            json!({"client_id": CLIENT, "client_secret": "az-secret", "access_token_ttl": 120}),
+            json!({"client_id": CLIENT, "client_secret": "az-secret", "access_token_ttl": 120, "redirect_uris": [CALLBACK]}),
         );
         let (_, body) = exchange(&em, &code(&em, DEVOPS, ""), VERIFIER);
         assert_eq!(

@@ -318,7 +318,7 @@ fn gitlab_token(em: &Emulator, user: u64, scope: &str) -> String {
         em,
         "PUT",
         "gitlab/com/oauth",
-        json!({"client_id": "gl", "client_secret": "s"}),
+        json!({"client_id": "gl", "client_secret": "s", "redirect_uris": [CALLBACK]}),
     );
     admin_call(
         em,
@@ -474,7 +474,7 @@ fn azure_token(em: &Emulator, user: &str) -> String {
         em,
         "PUT",
         "azure/oauth",
-        json!({"client_id": "az", "client_secret": "s"}),
+        json!({"client_id": "az", "client_secret": "s", "redirect_uris": [CALLBACK]}),
     );
     admin_call(
         em,

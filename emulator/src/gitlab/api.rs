@@ -69,7 +69,9 @@ impl Provider for GitLabOAuth<'_> {
     fn page_message(&self, problem: &PageProblem) -> String {
         match problem {
             PageProblem::UnknownClient(_) => INVALID_CLIENT.into(),
-            PageProblem::BadRedirectUri => "The redirect URI included is not valid.".into(),
+            PageProblem::BadRedirectUri | PageProblem::UnregisteredRedirectUri(..) => {
+                "The redirect URI included is not valid.".into()
+            }
         }
     }
 

@@ -105,7 +105,8 @@ mod tests {
             em,
             "PUT",
             "com/oauth",
-            json!({"client_id": "gl-app", "client_secret": "gl-secret"}),
+            json!({"client_id": "gl-app", "client_secret": "gl-secret",
+                   "redirect_uris": [CALLBACK, format!("{CALLBACK}?keep=1"), "http://127.0.0.1:8787"]}),
         );
         admin(
             em,
@@ -517,7 +518,7 @@ mod tests {
             &em,
             "PUT",
             "com/oauth",
-            json!({"client_id": "gl-app", "client_secret": "gl-secret", "access_token_ttl": 60}),
+            json!({"client_id": "gl-app", "client_secret": "gl-secret", "access_token_ttl": 60, "redirect_uris": [CALLBACK]}),
         );
         let (status, body) = exchange(&em, &code(&em, ""), VERIFIER);
         assert_eq!((status, &body["expires_in"]), (200, &json!(60)));
@@ -552,12 +553,29 @@ mod tests {
             (400, invalid_grant())
         );
         assert_eq!(token(&em, &form(bare)).0, 200);
-        for bad in ["", "&redirect_uri=not-a-url"] {
+        // Missing, not a URL, or not one the application registered (another port, a path
+        // that differs): an error page, never a redirect.
+        for bad in [
+            "",
+            "&redirect_uri=not-a-url",
+            "&redirect_uri=http://127.0.0.1:8788/gitlab/callback",
+            "&redirect_uri=http://127.0.0.1:8787/gitlab/callback/",
+            "&redirect_uri=http://localhost:8787/gitlab/callback",
+        ] {
             let reply = em.handle(&Request::new(
                 "GET",
                 &format!("/gitlab/com/oauth/authorize?client_id=gl-app&response_type=code{bad}"),
             ));
-            assert_eq!((reply.status, reply.header("location")), (400, None));
+            assert_eq!(
+                (reply.status, reply.header("location")),
+                (400, None),
+                "{bad}"
+            );
+            assert!(
+                String::from_utf8_lossy(&reply.body)
+                    .contains("The redirect URI included is not valid."),
+                "{bad}"
+            );
         }
     }
 
@@ -829,7 +847,7 @@ mod tests {
             &em,
             "PUT",
             "self-managed/oauth",
-            json!({"client_id": "gl-app", "client_secret": "other"}),
+            json!({"client_id": "gl-app", "client_secret": "other", "redirect_uris": [CALLBACK]}),
         );
         admin(
             &em,

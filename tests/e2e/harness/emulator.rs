@@ -137,13 +137,21 @@ pub struct GhRepo {
 
 pub struct Emulator {
     pub base: String,
+    /// Where browsers reach the worker (its `PUBLIC_URL`): the OAuth applications register
+    /// their redirect URIs there.
+    public_url: String,
     http: Http,
     signer: AppSigner,
 }
 
 impl Emulator {
-    pub fn new(base: String, http: Http, signer: AppSigner) -> Emulator {
-        Emulator { base, http, signer }
+    pub fn new(base: String, public_url: String, http: Http, signer: AppSigner) -> Emulator {
+        Emulator {
+            base,
+            public_url,
+            http,
+            signer,
+        }
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
@@ -426,13 +434,16 @@ impl Emulator {
 /// `admin.rs`). Ids: GitLab users, groups and projects are numbers; Microsoft users,
 /// organizations, projects and repositories GUIDs.
 impl Emulator {
-    /// Configures the OAuth application of a GitLab instance (created on first use);
-    /// `ttl`: access token lifetime in seconds (default 7200).
+    /// Configures the OAuth application of a GitLab instance (created on first use), with the
+    /// worker's `{PUBLIC_URL}/gitlab/callback` as its only redirect URI; `ttl`: access token
+    /// lifetime in seconds (default 7200).
     pub fn gitlab_oauth(&self, instance: &str, client_id: &str, secret: &str, ttl: Option<u64>) {
+        let callback = format!("{}/gitlab/callback", self.public_url);
         self.admin(
             "PUT",
             &format!("gitlab/{instance}/oauth"),
-            Some(&json!({ "client_id": client_id, "client_secret": secret, "access_token_ttl": ttl })),
+            Some(&json!({ "client_id": client_id, "client_secret": secret,
+                          "access_token_ttl": ttl, "redirect_uris": [callback] })),
         );
     }
 
@@ -508,12 +519,16 @@ impl Emulator {
         );
     }
 
-    /// Configures the Microsoft app registration; `ttl` defaults to 3599 seconds.
+    /// Configures the Microsoft app registration, with the worker's
+    /// `{PUBLIC_URL}/azure-devops/callback` as its only redirect URI; `ttl` defaults to 3599
+    /// seconds.
     pub fn azure_oauth(&self, client_id: &str, secret: &str, ttl: Option<u64>) {
+        let callback = format!("{}/azure-devops/callback", self.public_url);
         self.admin(
             "PUT",
             "azure/oauth",
-            Some(&json!({ "client_id": client_id, "client_secret": secret, "access_token_ttl": ttl })),
+            Some(&json!({ "client_id": client_id, "client_secret": secret,
+                          "access_token_ttl": ttl, "redirect_uris": [callback] })),
         );
     }
 
