@@ -111,14 +111,28 @@ fn snapshots(api: &Portal, org: &str, repo: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Waits for the repository's newest snapshot to be settled (not running) and `n` in number.
+/// Waits until the repository's backup jobs have all ended (an attempt that failed and will be
+/// retried, e.g. when the backups sharing an invocation ran out of subrequests, leaves its job
+/// running) and it has at least `n` snapshots, the newest not running; returns the newest.
 #[track_caller]
 pub(crate) fn settled(api: &Portal, org: &str, repo: &str, n: usize) -> Value {
     poll_until(Duration::from_secs(120), "the backup", || {
+        let waiting: Vec<String> = api
+            .s
+            .store
+            .jobs(org)
+            .into_iter()
+            .filter(|j| j.repository_id == repo && (j.status == "queued" || j.status == "running"))
+            .map(|j| format!("job {} {}", j.id, j.status))
+            .collect();
         let all = snapshots(api, org, repo);
         match all.first() {
-            Some(newest) if all.len() >= n && newest["status"] != "running" => Ok(newest.clone()),
-            _ => Err(format!("{all:?}")),
+            Some(newest)
+                if waiting.is_empty() && all.len() >= n && newest["status"] != "running" =>
+            {
+                Ok(newest.clone())
+            }
+            _ => Err(format!("{waiting:?} {all:?}")),
         }
     })
 }
