@@ -805,13 +805,16 @@ pub const RECORD_REVOKED_ACTIVITY: &str =
      SELECT id, NULL, 'connection.revoked', ?2, ?3 FROM organizations \
      WHERE connection_id = ?1 AND status = 'disconnected' AND updated_at = ?3";
 
-/// ?1 refresh-before time, ?2 limit → active connections with an active org whose access token
-/// expires before ?1 (the cron refreshes them ahead of use).
+/// ?1 refresh-before time, ?2 limit, ?3 every key id `TOKEN_KEYS` holds (a JSON array) →
+/// active connections with an active org whose access token expires before ?1 (the cron
+/// refreshes them ahead of use), soonest first. A row sealed under a key that is gone cannot be
+/// opened: picked, it would be skipped every hour and, `limit` of them, keep every other row
+/// from being refreshed (`RECORD_UNUSABLE_KEY_ACTIVITY` tells its orgs to connect again).
 pub const CONNECTIONS_DUE: &str = concat!(
     connection_columns!(),
-    "WHERE status = 'active' AND expires_at < ?1 \
+    "WHERE status = 'active' AND expires_at < ?1 AND key_id IN (SELECT value FROM json_each(?3)) \
          AND EXISTS (SELECT 1 FROM organizations o WHERE o.connection_id = provider_connections.id AND o.status = 'active') \
-     ORDER BY expires_at LIMIT ?2"
+     ORDER BY expires_at, id LIMIT ?2"
 );
 
 /// ?1 current key id, ?2 limit, ?3 every key id `TOKEN_KEYS` holds (a JSON array) → connections
@@ -2079,9 +2082,45 @@ mod tests {
         );
         // Due for refresh: only active connections with an active org.
         assert_eq!(
-            returned(&db, CONNECTIONS_DUE, params!["2030-01-01T00:00:00Z", 10]),
+            returned(
+                &db,
+                CONNECTIONS_DUE,
+                params!["2030-01-01T00:00:00Z", 10, r#"["k1"]"#]
+            ),
             0
         );
+    }
+
+    #[test]
+    fn refreshing_never_picks_a_row_whose_key_is_gone() {
+        let db = db();
+        // 15 due rows under `gone` (no longer in TOKEN_KEYS), expiring first, then 3 under
+        // `old` and 2 under the current key. Without the filter, a pass of 10 would pick
+        // `gone` rows only, fail to open every one, and never refresh the others.
+        for i in 0..15 {
+            sealed_connection(&db, &format!("a{i:03}"), "gone", "active");
+            oauth_org(&db, &format!("ga{i:03}"), &format!("a{i:03}"), "active");
+        }
+        for (i, key) in ["old", "old", "old", "new", "new"].iter().enumerate() {
+            let id = format!("b{i:03}");
+            sealed_connection(&db, &id, key, "active");
+            oauth_org(&db, &format!("gb{i:03}"), &id, "active");
+            db.execute(
+                "UPDATE provider_connections SET expires_at = '2026-01-01T03:00:00Z' WHERE id = ?1",
+                [&id],
+            )
+            .unwrap();
+        }
+        let mut stmt = db.prepare(CONNECTIONS_DUE).unwrap();
+        let due: Vec<String> = stmt
+            .query_map(
+                params!["2026-01-02T00:00:00Z", 10, r#"["new","old"]"#],
+                |r| r.get("id"),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(due, ["b000", "b001", "b002", "b003", "b004"]);
     }
 
     /// A GitLab connection of tenant `t1` sealed under `key`.

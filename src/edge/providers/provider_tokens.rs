@@ -579,12 +579,14 @@ async fn revoke(
 /// the invocation's budget lasts (a refresh costs `REFRESH_COST` subrequests).
 pub async fn refresh_due(ctx: &Ctx) -> Result<usize, Internal> {
     let keys = keys(ctx).map_err(|p| Internal(p.detail()))?;
+    let known = serde_json::json!(keys.kids().collect::<Vec<_>>()).to_string();
     let due: Vec<Row> = ctx
         .rows(
             sql::CONNECTIONS_DUE,
             &[
                 Param::from(&crate::time::rfc3339(ctx.now + CRON_HORIZON_SECS)),
                 Param::from(CRON_REFRESHES),
+                Param::from(&known),
             ],
         )
         .await?;
