@@ -41,8 +41,9 @@
 //! (`--test-threads`, default: the number of CPUs). Fault rules are global to the emulator, cron
 //! triggers reach every organization, direct D1 writes can collide with the worker's, and some
 //! checks count global state, so such tests hold a write lock that keeps every other worker test
-//! out while they run; `hygiene` tests start only once every other selected test
-//! has finished.
+//! out while they run, and start once the queued work earlier tests left is done (see
+//! `Stack::queues_quiet`); `hygiene` tests start only once every other selected test has
+//! finished.
 
 mod access;
 mod approval;
@@ -127,6 +128,9 @@ impl Case {
     }
 }
 
+/// How long a test that runs alone waits for the queues to be quiet before it starts anyway.
+const QUIET_LIMIT: Duration = Duration::from_secs(300);
+
 /// Shared tests hold it for reading, exclusive and last ones for writing.
 static GATE: RwLock<()> = RwLock::new(());
 /// Selected tests that are not `Last` and have not finished yet.
@@ -178,10 +182,12 @@ fn run(kind: Kind, body: Body) {
                     Some(GATE.read().unwrap_or_else(PoisonError::into_inner)),
                     None,
                 ),
-                _ => (
-                    None,
-                    Some(GATE.write().unwrap_or_else(PoisonError::into_inner)),
-                ),
+                _ => {
+                    let gate = GATE.write().unwrap_or_else(PoisonError::into_inner);
+                    // Alone means without the queued work earlier tests left behind, too.
+                    stack.queues_quiet(QUIET_LIMIT);
+                    (None, Some(gate))
+                }
             };
             f(stack);
         }

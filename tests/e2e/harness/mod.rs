@@ -866,6 +866,40 @@ impl Stack {
         })
     }
 
+    /// Waits (at most `limit`) until the queues are quiet: every message sent was handled as
+    /// often as it was sent, except those waiting out a retry's delay (a backoff of up to
+    /// minutes that no test should have to sit through). Tests that run alone start here, so
+    /// that the work earlier tests left queued (thousands of backups after a large connect)
+    /// does not run under them. `false` if the queues were still busy at `limit`.
+    pub fn queues_quiet(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut in_flight: HashMap<String, (i64, bool)> = HashMap::new();
+            for (event, _, body) in self.queue_trace() {
+                let entry = in_flight.entry(body).or_default();
+                match event.as_str() {
+                    "sent" => *entry = (entry.0 + 1, false),
+                    "retried" => *entry = (entry.0 + 1, true),
+                    "ended" => entry.0 -= 1,
+                    _ => {}
+                }
+            }
+            let busy = in_flight
+                .values()
+                .filter(|(n, backing_off)| *n > 0 && !backing_off)
+                .count();
+            if busy == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                eprintln!("e2e: {busy} queue messages still in flight after {limit:?}");
+                return false;
+            }
+            // The whole log is read each time: once a second is plenty.
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
     /// [`Stack::trigger_cron`] as at `unix_secs`: the worker (built with its `e2e`
     /// feature) takes the time of the pass from the cron (`"<cron> @<unix seconds>"`).
     #[track_caller]
