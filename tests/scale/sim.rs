@@ -1021,12 +1021,12 @@ impl World {
         );
         self.dispatch(now);
         self.db.at(Flow::Hourly, now);
+        let known = serde_json::json!([TOKEN_KEY]).to_string();
         self.db.rows(
             sql::CONNECTIONS_DUE,
-            rusqlite::params![rfc3339(now + CRON_HORIZON_SECS), CRON_REFRESHES],
+            rusqlite::params![rfc3339(now + CRON_HORIZON_SECS), CRON_REFRESHES, known],
             |_| Ok(()),
         );
-        let known = serde_json::json!([TOKEN_KEY]).to_string();
         self.db.rows(
             sql::CONNECTIONS_TO_RESEAL,
             rusqlite::params![TOKEN_KEY, CRON_RESEALS, known],
