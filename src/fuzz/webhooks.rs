@@ -440,6 +440,17 @@ mod tests {
     /// Found by `cargo fuzz`: a `member.edited` granting admin to an outside collaborator whose
     /// admin rights are unknown recorded `admin_granted` again when delivered again (fixed in
     /// `access::webhook`, with a readable test).
+    /// Found by `cargo fuzz`: a JSON array under `branch_protection_rule` was read as a
+    /// delivery, its elements taken as its members in order (fixed in
+    /// `github::webhook_events`, with a readable test).
+    #[test]
+    fn an_array_read_as_a_delivery() {
+        super::webhook_payload(&[
+            25, 204, 2, 32, 93, 93, 93, 93, 93, 241, 93, 93, 104, 104, 104, 39, 104, 104, 104, 104,
+            65, 48, 48, 48, 0, 114, 101, 113, 117, 61, 101, 115, 116, 101, 114, 59, 0, 48, 57,
+        ]);
+    }
+
     #[test]
     fn admin_granted_at_every_redelivery() {
         super::webhook_payload(&[
