@@ -28,6 +28,8 @@
 //! - backups: the git protocol, bundles, packs and retention planning in [`backup`], the
 //!   executor and retention at the edge in `edge::backup::executor` and `edge::backup::retention`; where a
 //!   credential may be sent: [`auth::credential_origins`];
+//! - hostile input for every parser of outside bytes, run as property tests and by `cargo fuzz`:
+//!   `fuzz` (compiled for tests and with the `fuzzing` feature only);
 //! - access audit and posture: reading, diffing, webhooks, the rules table and the CSV report in
 //!   [`access`]; snapshots through the sync queue, access webhooks and the `/v1/orgs/{id}/access`,
 //!   `…/posture` and `/v1/posture` routes in `edge::access`.
@@ -46,6 +48,8 @@ pub mod auth;
 pub mod backup;
 pub mod budget;
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod github;
 pub mod messages;
 pub mod oauth;

@@ -42,7 +42,8 @@ fn text<'a>(payload: &'a Value, path: &[&str]) -> Option<&'a str> {
 ///   New → `outside_collaborator.added` (with `admin_on` this repository when the new permission
 ///   is `admin`, else none: they had no access before). Known and now `admin` on the repository
 ///   → `outside_collaborator.admin_granted`; no longer `admin` → the repository leaves `admin_on`
-///   (no event, as in `reconcile`). For an org member, or when the member list is unknown (a
+///   (no event, as in `reconcile`). Where they are admin is unknown (`admin_on: None`): it stays
+///   unknown, and no event. For an org member, or when the member list is unknown (a
 ///   member cannot be told from an outside collaborator), nothing.
 /// - `member.removed`: the repository leaves the collaborator's `admin_on`, and no event: the
 ///   payload does not say whether they still reach other repositories. When it was their last,
@@ -229,8 +230,10 @@ fn collaborator(
                     admin_on.sort();
                     c.since = now;
                 }
-                // Where else they are admin is unknown: it stays so.
-                None => {}
+                // Where else they are admin is unknown: it stays so, and a grant on top of
+                // unknown is no event (as in `reconcile`, and a redelivery could not be told
+                // from a new grant).
+                None => return Vec::new(),
             }
             vec![event(
                 "outside_collaborator.admin_granted",
@@ -511,6 +514,26 @@ mod tests {
             &[],
         );
         assert_eq!(applied.outside_collaborators[0].since, 15);
+    }
+
+    /// Found by the `webhook_payload` fuzz target: `admin_granted` was recorded for a
+    /// collaborator whose admin rights are unknown, again at every redelivery, where a sync
+    /// records nothing.
+    #[test]
+    fn a_grant_where_admin_rights_are_unknown_is_no_event() {
+        let payload = collaborator_event(
+            "edited",
+            "erin",
+            "acme/web",
+            json!({"permission": {"from": "write", "to": "admin"}}),
+        );
+        let applied = check(
+            "member",
+            payload,
+            |s| s.outside_collaborators[1].admin_on = Some(vec!["acme/web".into()]),
+            &[],
+        );
+        assert_eq!(applied.outside_collaborators[1].admin_on, None);
     }
 
     #[test]

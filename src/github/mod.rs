@@ -214,10 +214,15 @@ pub struct FailedResponse<'a> {
     pub ratelimit_reset: Option<&'a str>,
 }
 
+/// The longest wait a rate-limit header is followed for: GitHub's rate-limit windows last an
+/// hour. A header asking for longer (or a number too large to compute with) waits an hour.
+pub const MAX_WAIT_SECS: u64 = 3600;
+
 /// GitHub's guidance: 5xx → back off and retry; 403/429 with `retry-after` → wait that long;
 /// 403/429 with `x-ratelimit-remaining: 0` → wait until `x-ratelimit-reset`; anything else gives
-/// up. `attempt` counts from 1 (the attempt that just failed); `None` status means the request
-/// itself failed (network error or timeout) and is treated like a 5xx.
+/// up. Header waits are between 1 s and [`MAX_WAIT_SECS`]. `attempt` counts from 1 (the attempt
+/// that just failed); `None` status means the request itself failed (network error or timeout)
+/// and is treated like a 5xx.
 pub fn retry_policy(failed: &FailedResponse<'_>, attempt: u32, now: i64) -> Retry {
     if attempt >= MAX_ATTEMPTS {
         return Retry::GiveUp;
@@ -230,14 +235,15 @@ pub fn retry_policy(failed: &FailedResponse<'_>, attempt: u32, now: i64) -> Retr
                 .retry_after
                 .and_then(|v| v.trim().parse::<u64>().ok())
             {
-                return Retry::After(secs * 1000);
+                return Retry::After(secs.min(MAX_WAIT_SECS) * 1000);
             }
             if failed.ratelimit_remaining.map(str::trim) == Some("0") {
                 if let Some(reset) = failed
                     .ratelimit_reset
                     .and_then(|v| v.trim().parse::<i64>().ok())
                 {
-                    return Retry::After(((reset - now).max(1) as u64) * 1000);
+                    let secs = reset.saturating_sub(now).clamp(1, MAX_WAIT_SECS as i64);
+                    return Retry::After(secs as u64 * 1000);
                 }
             }
             if failed.status == 429 {
@@ -375,5 +381,40 @@ mod tests {
         };
         assert_eq!(retry_policy(&primary, 1, now), Retry::After(5000));
         assert_eq!(retry_policy(&f(429), 1, now), Retry::After(1000));
+    }
+
+    /// Found by the `provider_headers` fuzz target: `retry-after` seconds times 1000, and
+    /// `x-ratelimit-reset` minus now, overflowed (a panic in debug builds, a wrapped and far too
+    /// short wait in release ones).
+    #[test]
+    fn rate_limit_headers_of_any_size_wait_at_most_an_hour() {
+        let now = 1_000;
+        let hour = Retry::After(MAX_WAIT_SECS * 1000);
+        for retry_after in ["18446744073709551615", "18446744073709552", "3601"] {
+            let failed = FailedResponse {
+                status: 429,
+                retry_after: Some(retry_after),
+                ..Default::default()
+            };
+            assert_eq!(
+                retry_policy(&failed, 1, now),
+                hour,
+                "retry-after {retry_after}"
+            );
+        }
+        for (reset, wait) in [
+            ("9223372036854775807", hour),
+            ("-9223372036854775808", Retry::After(1000)),
+            ("4601", hour),
+            ("0", Retry::After(1000)),
+        ] {
+            let failed = FailedResponse {
+                status: 403,
+                ratelimit_remaining: Some("0"),
+                ratelimit_reset: Some(reset),
+                ..Default::default()
+            };
+            assert_eq!(retry_policy(&failed, 1, now), wait, "reset {reset}");
+        }
     }
 }

@@ -263,6 +263,14 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, Malf
     }
 }
 
+/// Whether the body's JSON value is an object. Serde reads a struct from a JSON array too (its
+/// members in order), so without this an array would pass for a delivery.
+fn is_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|&b| b == b'{')
+}
+
 fn ignored(why: impl Into<String>) -> Result<Event, Malformed> {
     Ok(Event::Ignored(why.into()))
 }
@@ -271,6 +279,10 @@ fn ignored(why: impl Into<String>) -> Result<Event, Malformed> {
 /// another event than `X-GitHub-Event` names (see `shape_fits`): a 400. Every other
 /// well-formed payload is an event or ignored.
 pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
+    if !is_object(body) {
+        decode::<IgnoredAny>(body)?;
+        return ignored("payload is not a JSON object");
+    }
     let Some(envelope) = decode::<Envelope>(body)? else {
         return ignored("payload is not a JSON object");
     };
@@ -515,6 +527,36 @@ mod tests {
             panic!()
         };
         assert!(p.needs_analysis());
+    }
+
+    /// Found by the `webhook_payload` fuzz target: an array was read as an envelope, its
+    /// elements taken as `action`, `installation`, … in order, and became an access event.
+    #[test]
+    fn only_an_object_is_a_delivery() {
+        let array = br#"["member_added",[42,null],null,null,null]"#;
+        for event in [
+            "branch_protection_rule",
+            "organization",
+            "installation",
+            "ping",
+        ] {
+            assert_eq!(
+                parse(event, array),
+                Ok(Event::Ignored("payload is not a JSON object".into())),
+                "{event}"
+            );
+        }
+        for body in [&b"\"x\""[..], b" 7 ", b"null", b"[]"] {
+            assert!(matches!(parse("push", body), Ok(Event::Ignored(_))));
+        }
+        for body in [&b""[..], b"  ", b"[1,", b"{", b"\x0c{}"] {
+            assert!(parse("push", body).is_err(), "{body:?}");
+        }
+        let object = br#" {"action":"member_added","installation":{"id":42}}"#;
+        assert!(matches!(
+            parse("organization", object),
+            Ok(Event::Access { .. })
+        ));
     }
 
     #[test]

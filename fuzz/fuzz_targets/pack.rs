@@ -1,0 +1,3 @@
+#![no_main]
+// See `onecode_edge::fuzz::git::pack` for what it feeds the parsers and checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| onecode_edge::fuzz::git::pack(data));
