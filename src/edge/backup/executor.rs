@@ -43,6 +43,7 @@ use crate::edge::providers::provider_tokens;
 use crate::provider::Provider;
 use crate::sql;
 use base64::Engine;
+use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -53,6 +54,10 @@ use url::Url;
 const PART_BYTES: usize = 8 * 1024 * 1024;
 /// A `running` snapshot older than this was abandoned (a consumer invocation has 15 minutes).
 const ABANDONED_AFTER_SECS: i64 = 20 * 60;
+/// A pack transfer that sends nothing for this long has stalled: the attempt fails (and the
+/// queue retries it) rather than holding the invocation, and the batch with it, until the
+/// platform ends it.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Backups of one batch that run at once: each holds one git connection (of the platform's six
 /// simultaneous ones) and at most two parts in memory.
 const CONCURRENCY: usize = 4;
@@ -795,7 +800,19 @@ async fn snapshot(
         let mut body = answer
             .stream()
             .map_err(|e| Failed::transient(format!("upload-pack body: {e}")))?;
-        while let Some(chunk) = body.next().await {
+        loop {
+            let next = body.next();
+            futures_util::pin_mut!(next);
+            let chunk = match select(next, worker::Delay::from(IDLE_TIMEOUT)).await {
+                Either::Left((Some(chunk), _)) => chunk,
+                Either::Left((None, _)) => break,
+                Either::Right(_) => {
+                    return Err(Failed::transient(format!(
+                        "upload-pack transfer: nothing received for {} s",
+                        IDLE_TIMEOUT.as_secs()
+                    )))
+                }
+            };
             let chunk =
                 chunk.map_err(|e| Failed::transient(format!("upload-pack transfer: {e}")))?;
             for piece in parser
