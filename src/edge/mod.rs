@@ -227,7 +227,7 @@ async fn fetch(mut req: Request, env: Env, context: Context) -> Result<Response>
                 // The jobs are committed and stamped as sent: their send follows the answer.
                 if !answer.backups.is_empty() {
                     context.wait_until(async move {
-                        webhooks::send_later(&ctx, &answer.backups).await;
+                        webhooks::send_later(&ctx, &answer).await;
                     });
                 }
                 response

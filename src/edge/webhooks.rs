@@ -117,23 +117,25 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<Answer, Problem> {
     }
     route(ctx, &event, &event_name, &delivery)
         .await
-        .map(Answer::now)
+        .map(|answer| Answer::now(&delivery, answer))
 }
 
 /// What a delivery is answered with, and the backup jobs to send once it was answered.
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    pub delivery: String,
     /// Committed jobs stamped as sent (`dispatched_at`): [`send_later`] sends them after the
     /// answer, and the dispatcher re-sends any whose send was lost.
     pub backups: Vec<BackupMessage>,
 }
 
 impl Answer {
-    fn now((status, body): (u16, Value)) -> Self {
+    fn now(delivery: &str, (status, body): (u16, Value)) -> Self {
         Answer {
             status,
             body,
+            delivery: delivery.to_string(),
             backups: Vec::new(),
         }
     }
@@ -141,10 +143,18 @@ impl Answer {
 
 /// Sends an answered delivery's backup jobs (from `ctx.wait_until`, after the response). A
 /// failure is only logged: the rows are committed, and the dispatcher (cron) re-sends them.
-pub async fn send_later(ctx: &Ctx, backups: &[BackupMessage]) {
-    for chunk in backups.chunks(crate::messages::MAX_BATCH_MESSAGES) {
+pub async fn send_later(ctx: &Ctx, answer: &Answer) {
+    if crate::edge::queue_trace::lose_send(&answer.delivery) {
+        worker::console_warn!("delivery {}: backup send dropped (e2e)", answer.delivery);
+        return;
+    }
+    for chunk in answer.backups.chunks(crate::messages::MAX_BATCH_MESSAGES) {
         if let Err(e) = ctx.send_batch(BACKUP_QUEUE, chunk, 0).await {
-            worker::console_warn!("webhook backup send lost, left to the dispatcher: {}", e.0);
+            worker::console_warn!(
+                "delivery {}: backup send lost, left to the dispatcher: {}",
+                answer.delivery,
+                e.0
+            );
         }
     }
 }
@@ -260,10 +270,10 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
         )?);
     }
     let Some(results) = apply_once(ctx, delivery, statements).await? else {
-        return Ok(Answer::now((
-            200,
-            json!({ "duplicate": true, "delivery": delivery }),
-        )));
+        return Ok(Answer::now(
+            delivery,
+            (200, json!({ "duplicate": true, "delivery": delivery })),
+        ));
     };
     let rows = |i: usize| -> Result<Vec<NewJob>, Internal> {
         results
@@ -280,7 +290,7 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
         .into_iter()
         .next();
     let Some(org) = org else {
-        return Ok(Answer::now(not_connected()));
+        return Ok(Answer::now(delivery, not_connected()));
     };
     let owner = Owner::Installation(installation_id);
     let backups: Vec<BackupMessage> = rows(2)?
@@ -311,6 +321,7 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
     Ok(Answer {
         status: 200,
         body: json!({ "ok": true, "event": "push", "backup_jobs": backups.len(), "analysis_jobs": analyses.len() }),
+        delivery: delivery.to_string(),
         backups,
     })
 }

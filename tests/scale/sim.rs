@@ -788,11 +788,7 @@ impl World {
         let (installation, provider_id, full_name) = {
             let o = &self.orgs[org];
             let r = &o.repositories[repository];
-            (
-                o.installation_id,
-                r.provider_id as i64,
-                r.full_name.clone(),
-            )
+            (o.installation_id, r.provider_id as i64, r.full_name.clone())
         };
         // The push moves a branch: `main` (and `HEAD`) or one of the others.
         let branch = self.rng.below(ASSUMED.branches_per_repository as u64);
