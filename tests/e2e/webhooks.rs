@@ -35,9 +35,9 @@
 //!   analysis job (only the dependency file, its kind, the head commit), received by the
 //!   consumer; no job of either kind for an unknown or removed repository, or a suspended org;
 //! - a push's backup job is sent after the answer; when that send is lost (an `e2e` build drops
-//!   it for deliveries named `e2e-lost-send-…`), the job stays queued and the hourly cron's
-//!   dispatcher, once the send is 15 minutes old, sends it: one send of it in all, and a snapshot
-//!   (exclusive: the cron runs at a later time);
+//!   it for deliveries named `e2e-lost-send-…`), the job stays queued (the hourly cron's
+//!   dispatcher leaves it alone), and once its send is 15 minutes old (made so in D1) the
+//!   dispatcher sends it: one send of it in all, and a snapshot (exclusive: it runs the cron);
 //! - the answer does not wait on GitHub: with every GitHub route delayed 5 s, deliveries
 //!   answer in under 2 s (exclusive: fault rules are global);
 //! - `GET /v1/orgs/{id}/activity`: `limit` / `before` / `next_before` paging, bad parameters,
@@ -833,8 +833,17 @@ fn lost_send(s: &Stack) {
     };
     assert_eq!(status(s).as_deref(), Some("queued"), "the send was lost");
     assert_eq!(sends(), 0, "nothing sent the job");
-    // …and sends it once the send is older than its cutoff (15 minutes).
-    s.trigger_cron_at(HOURLY_CRON, now + 20 * 60);
+    // …and sends it once the send is older than its cutoff (15 minutes). The dispatch runs in
+    // the queue consumer on the real clock, so the send is made 20 minutes old instead.
+    let twenty_minutes_ago = onecode_edge::time::rfc3339(now - 20 * 60);
+    assert_eq!(
+        s.store.execute(
+            "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id = ?1 AND status = 'queued'",
+            [job.as_str(), twenty_minutes_ago.as_str()],
+        ),
+        1
+    );
+    s.trigger_cron_at(HOURLY_CRON, now);
     dispatched(s);
     s.queues_settled("the dispatched job", |body| body.contains(&job));
     let settled = poll_until(
