@@ -278,6 +278,14 @@ pub const RECORD_DELIVERY: &str =
     "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, received_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
 
+/// ?1 delivery id, ?2 event, ?3 action, ?4 installation id, ?5 now: `RECORD_DELIVERY` for an
+/// installation connected to an org, nothing otherwise (such deliveries are not recorded). A
+/// redelivery fails here as well, and rolls back the batch it leads.
+pub const RECORD_CONNECTED_DELIVERY: &str =
+    "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, received_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS \
+         (SELECT 1 FROM organizations WHERE provider = 'github' AND installation_id = ?4)";
+
 /// ?1 delivery id → 1 row when it was recorded.
 pub const DELIVERY_SEEN: &str = "SELECT 1 AS seen FROM webhook_deliveries WHERE delivery_id = ?1";
 
@@ -312,21 +320,30 @@ pub const LIST_ACTIVITY: &str =
     "SELECT id, delivery_id, event, detail, created_at FROM org_activity \
      WHERE org_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
 
-/// ?1 new id, ?2 org, ?3 repository GitHub id, ?4 delivery id, ?5 ref, ?6 head commit, ?7 files
-/// JSON, ?8 now → the job (`id`, `repository_id`) when the repository is known and active.
+/// ?1 new id, ?2 installation id, ?3 repository GitHub id, ?4 delivery id, ?5 ref, ?6 head
+/// commit, ?7 files JSON, ?8 now → the job (`id`, `repository_id`) when the installation is
+/// connected to an active org and the repository is known and active. The org is found here, in
+/// the delivery's batch, so that a push costs one D1 round trip.
 pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, repository_id, delivery_id, git_ref, head_commit, files, status, created_at) \
-     SELECT ?1, ?2, r.id, ?4, ?5, ?6, ?7, 'queued', ?8 FROM repositories r \
-         WHERE r.org_id = ?2 AND r.provider_repo_id = ?3 AND r.status = 'active' \
+     SELECT ?1, o.id, r.id, ?4, ?5, ?6, ?7, 'queued', ?8 \
+     FROM organizations o JOIN repositories r ON r.org_id = o.id \
+     WHERE o.provider = 'github' AND o.installation_id = ?2 AND o.status = 'active' \
+         AND r.provider_repo_id = ?3 AND r.status = 'active' \
      ON CONFLICT (delivery_id) DO NOTHING \
      RETURNING id, repository_id";
 
-/// ?1 org, ?2 the provider's repository id, ?3 delivery id, ?4 now: a push's backup job for an
-/// active repository, unless one is already waiting (pushes are coalesced: at most one waits
-/// while another may be running) → the job created (`id`, `repository_id`).
+/// ?1 installation id, ?2 the provider's repository id, ?3 delivery id, ?4 now: a push's backup
+/// job for an active repository of the active org the installation is connected to, unless one
+/// is already waiting (pushes are coalesced: at most one waits while another may be running) →
+/// the job created (`id`, `repository_id`). It is stamped as sent (`dispatched_at`): the
+/// webhook sends it after answering, and should that send be lost, the dispatcher re-sends it
+/// once `dispatched_at` is older than its cutoff.
 pub const INSERT_PUSH_BACKUP_JOB: &str =
-    "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at) \
-     SELECT lower(hex(randomblob(16))), ?1, r.id, 'push', 'normal', 'queued', 'push:' || ?3, ?4 \
-     FROM repositories r WHERE r.org_id = ?1 AND r.provider_repo_id = ?2 AND r.status = 'active' \
+    "INSERT INTO backup_jobs (id, org_id, repository_id, kind, priority, status, dedupe_key, created_at, dispatched_at) \
+     SELECT lower(hex(randomblob(16))), o.id, r.id, 'push', 'normal', 'queued', 'push:' || ?3, ?4, ?4 \
+     FROM organizations o JOIN repositories r ON r.org_id = o.id \
+     WHERE o.provider = 'github' AND o.installation_id = ?1 AND o.status = 'active' \
+         AND r.provider_repo_id = ?2 AND r.status = 'active' \
          AND NOT EXISTS (SELECT 1 FROM backup_jobs q WHERE q.repository_id = r.id AND q.status = 'queued') \
      ON CONFLICT (dedupe_key) DO NOTHING \
      RETURNING id, repository_id";
@@ -1018,6 +1035,7 @@ mod tests {
             NEXT_WAITING_JOB,
             PURGE_CONSUMED_STATES,
             RECORD_DELIVERY,
+            RECORD_CONNECTED_DELIVERY,
             DELIVERY_SEEN,
             PURGE_DELIVERIES,
             ORG_FOR_INSTALLATION,
@@ -1726,6 +1744,98 @@ mod tests {
                 params![None::<String>, "2000-01-01", 1000]
             ),
             1
+        );
+    }
+
+    /// A push's batch (`edge::webhooks::apply_push`): the org is found through the
+    /// installation inside the batch; its backup job is stamped as sent by the webhook, so the
+    /// dispatcher leaves it alone until its send may have been lost, then sends it.
+    #[test]
+    fn push_batch_finds_the_org_and_its_job_is_dispatched_only_when_its_send_may_be_lost() {
+        let db = db();
+        db.execute(
+            &DELIVERED.upsert_active(),
+            params!["o1", repos(&[1]), "now"],
+        )
+        .unwrap();
+        let at = "2026-12-04T12:00:00Z";
+        let record = |delivery: &str, installation: i64| {
+            db.execute(
+                RECORD_CONNECTED_DELIVERY,
+                params![delivery, "push", None::<String>, installation, at],
+            )
+        };
+        let push_job = |delivery: &str, installation: i64| {
+            returned(
+                &db,
+                INSERT_PUSH_BACKUP_JOB,
+                params![installation, 1, delivery, at],
+            )
+        };
+        let analysis_job = |delivery: &str, installation: i64| {
+            returned(
+                &db,
+                INSERT_ANALYSIS_JOB,
+                params![
+                    delivery,
+                    installation,
+                    1,
+                    delivery,
+                    "refs/heads/main",
+                    "abc",
+                    "[]",
+                    at
+                ],
+            )
+        };
+        // An installation no tenant connected: nothing is written.
+        assert_eq!(record("d0", 99).unwrap(), 0);
+        assert_eq!((push_job("d0", 99), analysis_job("d0", 99)), (0, 0));
+        assert_eq!(count(&db, "SELECT count(*) FROM webhook_deliveries"), 0);
+        // Connected (installation 10 is org o1's): recorded, one job each, for o1.
+        assert_eq!(record("d1", 10).unwrap(), 1);
+        assert_eq!((push_job("d1", 10), analysis_job("d1", 10)), (1, 1));
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM backup_jobs j JOIN analysis_jobs a USING (org_id) WHERE j.org_id = 'o1'"
+            ),
+            1
+        );
+        // A redelivery fails its primary key (and so rolls back the batch it leads).
+        assert!(record("d1", 10).is_err());
+        // Coalesced: a second push while the first job waits adds none.
+        assert_eq!(record("d2", 10).unwrap(), 1);
+        assert_eq!(push_job("d2", 10), 0);
+        let dispatchable = |cutoff: &str| {
+            returned(
+                &db,
+                DISPATCHABLE_JOBS,
+                params![None::<String>, cutoff, 1000],
+            )
+        };
+        assert_eq!(
+            dispatchable("2026-12-04T11:45:00Z"),
+            0,
+            "sent by the webhook just now: not re-sent"
+        );
+        assert_eq!(
+            dispatchable("2026-12-04T12:15:00Z"),
+            1,
+            "still queued after the cutoff: the send may be lost, the dispatcher sends it"
+        );
+        db.execute(
+            "UPDATE organizations SET status = 'suspended' WHERE id = 'o1'",
+            [],
+        )
+        .unwrap();
+        db.execute("UPDATE backup_jobs SET status = 'received'", [])
+            .unwrap();
+        assert_eq!(record("d3", 10).unwrap(), 1, "recorded for a suspended org");
+        assert_eq!(
+            (push_job("d3", 10), analysis_job("d3", 10)),
+            (0, 0),
+            "but no jobs"
         );
     }
 

@@ -120,7 +120,7 @@ fn query_value<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, context: Context) -> Result<Response> {
     let path = req.path();
     let method = req.method().to_string();
     let query = query_pairs(&req);
@@ -218,8 +218,19 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
     if route == RouteId::GithubWebhooks {
         return match webhooks::receive(&ctx, &mut req).await {
-            Ok((status, body)) => {
-                with_type(serde_json::to_string(&body)?, status, "application/json")
+            Ok(answer) => {
+                let response = with_type(
+                    serde_json::to_string(&answer.body)?,
+                    answer.status,
+                    "application/json",
+                );
+                // The jobs are committed and stamped as sent: their send follows the answer.
+                if !answer.backups.is_empty() {
+                    context.wait_until(async move {
+                        webhooks::send_later(&ctx, &answer).await;
+                    });
+                }
+                response
             }
             Err(p) => problem(&p),
         };

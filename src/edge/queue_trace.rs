@@ -32,3 +32,16 @@ pub fn retried(queue: &str, body: &str) {
 pub fn ended(queue: &str, body: &str) {
     trace("ended", queue, body);
 }
+
+/// Whether the send of the work this delivery committed is to be lost: in `e2e` builds, the
+/// deliveries the suite names `e2e-lost-send-…`, to show that the dispatcher sends the
+/// committed job anyway (tests/e2e/webhooks.rs, `lost_send`).
+#[cfg(feature = "e2e")]
+pub fn lose_send(delivery: &str) -> bool {
+    delivery.starts_with("e2e-lost-send-")
+}
+
+#[cfg(not(feature = "e2e"))]
+pub fn lose_send(_delivery: &str) -> bool {
+    false
+}

@@ -19,14 +19,20 @@
 //!    one may be running. An analysis job only when dependency or structure files changed and
 //!    the ref was not deleted. `backup_jobs` / `analysis_jobs` in the answer count what was
 //!    queued.
+//! 7. A `push` costs one D1 round trip: its batch finds the org through the installation
+//!    (`RECORD_CONNECTED_DELIVERY` and the job inserts join it), where other events look the
+//!    org up first. Its backup job is committed stamped as sent and sent after the answer
+//!    (`ctx.wait_until`, [`send_later`]); a lost send is re-sent by the dispatcher (cron, every
+//!    hour) once the stamp is older than its cutoff. The analysis job has no dispatcher, so its
+//!    send stays before the answer.
 
 use crate::api::problem::Problem;
-use crate::edge::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, SYNC_QUEUE};
-use crate::edge::enumerate::{queue_backups, NewJob, Owner};
+use crate::edge::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE, SYNC_QUEUE};
+use crate::edge::enumerate::{backup_message, queue_backups, NewJob, Owner};
 use crate::edge::platform;
-use crate::github::webhook_events::{self, Event, InstallationAction, RepositoryAction};
+use crate::github::webhook_events::{self, Event, InstallationAction, Push, RepositoryAction};
 use crate::github::webhook_signature;
-use crate::messages::{AnalysisJob, AnalysisMessage, SyncMessage};
+use crate::messages::{AnalysisJob, AnalysisMessage, BackupMessage, SyncMessage};
 use crate::provider::RepositoryRecord;
 use crate::sql::{self, DELIVERED};
 use futures_util::StreamExt;
@@ -71,7 +77,7 @@ async fn read_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
 }
 
 /// Handles one delivery: the status and JSON body to answer with.
-pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<(u16, Value), Problem> {
+pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<Answer, Problem> {
     let content_type = header(req, "content-type").unwrap_or_default();
     if !content_type
         .split(';')
@@ -106,8 +112,61 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<(u16, Value), Probl
         })?;
     let event = webhook_events::parse(&event_name, &body).map_err(|e| Problem::BadRequest(e.0))?;
     drop(body);
+    if let Event::Push(push) = &event {
+        return apply_push(ctx, push, &delivery).await;
+    }
+    route(ctx, &event, &event_name, &delivery)
+        .await
+        .map(|answer| Answer::now(&delivery, answer))
+}
 
-    let installation_id = match &event {
+/// What a delivery is answered with, and the backup jobs to send once it was answered.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub delivery: String,
+    /// Committed jobs stamped as sent (`dispatched_at`): [`send_later`] sends them after the
+    /// answer, and the dispatcher re-sends any whose send was lost.
+    pub backups: Vec<BackupMessage>,
+}
+
+impl Answer {
+    fn now(delivery: &str, (status, body): (u16, Value)) -> Self {
+        Answer {
+            status,
+            body,
+            delivery: delivery.to_string(),
+            backups: Vec::new(),
+        }
+    }
+}
+
+/// Sends an answered delivery's backup jobs (from `ctx.wait_until`, after the response). A
+/// failure is only logged: the rows are committed, and the dispatcher (cron) re-sends them.
+pub async fn send_later(ctx: &Ctx, answer: &Answer) {
+    if crate::edge::queue_trace::lose_send(&answer.delivery) {
+        worker::console_warn!("delivery {}: backup send dropped (e2e)", answer.delivery);
+        return;
+    }
+    for chunk in answer.backups.chunks(crate::messages::MAX_BATCH_MESSAGES) {
+        if let Err(e) = ctx.send_batch(BACKUP_QUEUE, chunk, 0).await {
+            worker::console_warn!(
+                "delivery {}: backup send lost, left to the dispatcher: {}",
+                answer.delivery,
+                e.0
+            );
+        }
+    }
+}
+
+/// Every event but `push`: the org is looked up first, then the event applied in one batch.
+async fn route(
+    ctx: &Ctx,
+    event: &Event,
+    event_name: &str,
+    delivery: &str,
+) -> Result<(u16, Value), Problem> {
+    let installation_id = match event {
         Event::Ping => return Ok((200, json!({ "ok": true, "event": "ping" }))),
         Event::Ignored(reason) => return Ok((202, json!({ "ignored": reason }))),
         other => other.installation_id().unwrap_or_default(),
@@ -124,16 +183,147 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<(u16, Value), Probl
             account: Some(account),
             requester: Some(requester),
             ..
-        } = &event
+        } = event
         {
-            return link_approval(ctx, &delivery, installation_id, account, requester).await;
+            return link_approval(ctx, delivery, installation_id, account, requester).await;
         }
-        return Ok((
-            202,
-            json!({ "ignored": "installation is not connected to any tenant" }),
+        return Ok(not_connected());
+    };
+    apply(ctx, event, event_name, delivery, installation_id, &org).await
+}
+
+fn not_connected() -> (u16, Value) {
+    (
+        202,
+        json!({ "ignored": "installation is not connected to any tenant" }),
+    )
+}
+
+/// A `push`, the hot path, in one D1 round trip: the org is found inside the batch that
+/// records the delivery (each statement joins the installation's org, so for an installation
+/// no tenant connected nothing is written), and the backup job is sent after the answer.
+async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Problem> {
+    let now = crate::time::rfc3339(ctx.now);
+    let installation_id = push.installation_id;
+    let what = if push.deleted {
+        "deleted".to_string()
+    } else {
+        format!("{} dependency or structure files changed", push.files.len())
+    };
+    let detail = format!(
+        "push to {} {}: {what}",
+        push.repository.full_name, push.git_ref
+    );
+    let mut statements = vec![
+        ctx.statement(
+            sql::RECORD_CONNECTED_DELIVERY,
+            &[
+                Param::from(delivery),
+                Param::from("push"),
+                Param::Null,
+                Param::from(installation_id as i64),
+                Param::from(&now),
+            ],
+        )?,
+        ctx.statement(
+            sql::ORG_FOR_INSTALLATION,
+            &[Param::from(installation_id as i64)],
+        )?,
+        // Every push changes refs: a backup of the repository, unless one is already waiting
+        // for it (coalesced), and only for an active repository of an active org.
+        ctx.statement(
+            sql::INSERT_PUSH_BACKUP_JOB,
+            &[
+                Param::from(installation_id as i64),
+                Param::from(push.repository.id as i64),
+                Param::from(delivery),
+                Param::from(&now),
+            ],
+        )?,
+        ctx.statement(
+            sql::RECORD_INSTALLATION_ACTIVITY,
+            &[
+                Param::from(installation_id as i64),
+                Param::from(delivery),
+                Param::from("push"),
+                Param::from(&detail),
+                Param::from(&now),
+            ],
+        )?,
+    ];
+    if push.needs_analysis() {
+        let files =
+            serde_json::to_string(&push.files).map_err(|e| Internal::new("files JSON", e))?;
+        let job_id = platform::random_uuid().map_err(Internal)?;
+        statements.push(ctx.statement(
+            sql::INSERT_ANALYSIS_JOB,
+            &[
+                Param::from(&job_id),
+                Param::from(installation_id as i64),
+                Param::from(push.repository.id as i64),
+                Param::from(delivery),
+                Param::from(&push.git_ref),
+                Param::from(&push.head_commit),
+                Param::from(&files),
+                Param::from(&now),
+            ],
+        )?);
+    }
+    let Some(results) = apply_once(ctx, delivery, statements).await? else {
+        return Ok(Answer::now(
+            delivery,
+            (200, json!({ "duplicate": true, "delivery": delivery })),
         ));
     };
-    apply(ctx, &event, &event_name, &delivery, installation_id, &org).await
+    let rows = |i: usize| -> Result<Vec<NewJob>, Internal> {
+        results
+            .get(i)
+            .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
+            .results::<NewJob>()
+            .map_err(|e| Internal::new("job rows", e))
+    };
+    let org = results
+        .get(1)
+        .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
+        .results::<OrgRow>()
+        .map_err(|e| Internal::new("org row", e))?
+        .into_iter()
+        .next();
+    let Some(org) = org else {
+        return Ok(Answer::now(delivery, not_connected()));
+    };
+    let owner = Owner::Installation(installation_id);
+    let backups: Vec<BackupMessage> = rows(2)?
+        .into_iter()
+        .map(|job| backup_message(job.id, &org.id, job.repository_id, owner, "normal"))
+        .collect();
+    // Analysis jobs have no dispatcher to re-send a lost send: theirs stays before the answer.
+    let analyses: Vec<AnalysisMessage> = if push.needs_analysis() {
+        rows(4)?
+            .into_iter()
+            .map(|job| {
+                AnalysisMessage::AnalysisJobV1(AnalysisJob {
+                    job_id: job.id,
+                    org_id: org.id.clone(),
+                    repository_id: job.repository_id,
+                    installation_id,
+                    git_ref: push.git_ref.clone(),
+                    head_commit: push.head_commit.clone(),
+                    files: push.files.clone(),
+                    truncated: push.truncated,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    ctx.send_batch(ANALYSIS_QUEUE, &analyses, 0).await?;
+    Ok(Answer {
+        status: 200,
+        body: json!({ "ok": true, "event": "push", "backup_jobs": backups.len(), "analysis_jobs": analyses.len() }),
+        delivery: delivery.to_string(),
+        backups,
+    })
 }
 
 /// Runs a delivery's batch, which `RECORD_DELIVERY` leads: `None` when the delivery was seen
@@ -275,9 +465,6 @@ struct Plan {
     statements: Vec<D1PreparedStatement>,
     /// Indexes (in the batch, after the delivery record) whose rows are backup jobs to send.
     backup_results: Vec<usize>,
-    /// Index of the statement returning the analysis job, for pushes that changed dependency
-    /// files (a push's backup job is in `backup_results`).
-    analysis_result: Option<usize>,
     action: &'static str,
     detail: String,
 }
@@ -287,7 +474,6 @@ impl Plan {
         Plan {
             statements: Vec::new(),
             backup_results: Vec::new(),
-            analysis_result: None,
             action,
             detail,
         }
@@ -306,13 +492,7 @@ fn repositories_json(repos: &[crate::github::Repository]) -> Result<String, Inte
     serde_json::to_string(&records).map_err(|e| Internal::new("repositories JSON", e))
 }
 
-fn plan(
-    ctx: &Ctx,
-    event: &Event,
-    org: &OrgRow,
-    delivery: &str,
-    now: &str,
-) -> Result<Plan, Internal> {
+fn plan(ctx: &Ctx, event: &Event, org: &OrgRow, now: &str) -> Result<Plan, Internal> {
     let org_id = org.id.as_str();
     let active = org.status == "active";
     let set = |sql: String, json: &str| {
@@ -435,54 +615,7 @@ fn plan(
                 }
             }
         }
-        Event::Push(push) => {
-            let what = if push.deleted {
-                "deleted".to_string()
-            } else {
-                format!("{} dependency or structure files changed", push.files.len())
-            };
-            p = Plan::new(
-                "",
-                format!(
-                    "push to {} {}: {what}",
-                    push.repository.full_name, push.git_ref
-                ),
-            );
-            if active {
-                // Every push changes refs: a backup of the repository, unless one is already
-                // waiting for it (coalesced), and only for an active repository of the org.
-                let i = p.push(ctx.statement(
-                    sql::INSERT_PUSH_BACKUP_JOB,
-                    &[
-                        Param::from(org_id),
-                        Param::from(push.repository.id as i64),
-                        Param::from(delivery),
-                        Param::from(now),
-                    ],
-                )?);
-                p.backup_results.push(i);
-            }
-            if active && push.needs_analysis() {
-                let files = serde_json::to_string(&push.files)
-                    .map_err(|e| Internal::new("files JSON", e))?;
-                let job_id = platform::random_uuid().map_err(Internal)?;
-                let i = p.push(ctx.statement(
-                    sql::INSERT_ANALYSIS_JOB,
-                    &[
-                        Param::from(&job_id),
-                        Param::from(org_id),
-                        Param::from(push.repository.id as i64),
-                        Param::from(delivery),
-                        Param::from(&push.git_ref),
-                        Param::from(&push.head_commit),
-                        Param::from(&files),
-                        Param::from(now),
-                    ],
-                )?);
-                p.analysis_result = Some(i);
-            }
-        }
-        Event::Ping | Event::Ignored(_) | Event::Access { .. } => {
+        Event::Ping | Event::Ignored(_) | Event::Access { .. } | Event::Push(_) => {
             unreachable!("answered before planning")
         }
     }
@@ -516,7 +649,7 @@ async fn apply(
         return crate::edge::access::webhook::receive(ctx, &delivery).await;
     }
     let now = crate::time::rfc3339(ctx.now);
-    let mut plan = plan(ctx, event, org, delivery, &now)?;
+    let mut plan = plan(ctx, event, org, &now)?;
     // `push` has no action.
     let action_name = if plan.action.is_empty() {
         event_name.to_string()
@@ -561,29 +694,8 @@ async fn apply(
     }
     let backups =
         queue_backups(ctx, &org.id, Owner::Installation(installation_id), backups).await?;
-    let mut analyses = 0;
-    if let (Event::Push(push), Some(i)) = (event, plan.analysis_result) {
-        let jobs: Vec<AnalysisMessage> = rows(i)?
-            .into_iter()
-            .map(|job| {
-                let (files, truncated) = (push.files.clone(), push.truncated);
-                AnalysisMessage::AnalysisJobV1(AnalysisJob {
-                    job_id: job.id,
-                    org_id: org.id.clone(),
-                    repository_id: job.repository_id,
-                    installation_id,
-                    git_ref: push.git_ref.clone(),
-                    head_commit: push.head_commit.clone(),
-                    files,
-                    truncated,
-                })
-            })
-            .collect();
-        analyses = jobs.len();
-        ctx.send_batch(ANALYSIS_QUEUE, &jobs, 0).await?;
-    }
     Ok((
         200,
-        json!({ "ok": true, "event": action_name, "backup_jobs": backups, "analysis_jobs": analyses }),
+        json!({ "ok": true, "event": action_name, "backup_jobs": backups, "analysis_jobs": 0 }),
     ))
 }

@@ -34,6 +34,10 @@
 //!   consumer backs it up (a snapshot for the job); a push of a dependency file also queues one
 //!   analysis job (only the dependency file, its kind, the head commit), received by the
 //!   consumer; no job of either kind for an unknown or removed repository, or a suspended org;
+//! - a push's backup job is sent after the answer; when that send is lost (an `e2e` build drops
+//!   it for deliveries named `e2e-lost-send-…`), the job stays queued (the hourly cron's
+//!   dispatcher leaves it alone), and once its send is 15 minutes old (made so in D1) the
+//!   dispatcher sends it: one send of it in all, and a snapshot (exclusive: it runs the cron);
 //! - the answer does not wait on GitHub: with every GitHub route delayed 5 s, deliveries
 //!   answer in under 2 s (exclusive: fault rules are global);
 //! - `GET /v1/orgs/{id}/activity`: `limit` / `before` / `next_before` paging, bad parameters,
@@ -110,6 +114,10 @@ pub fn cases() -> Vec<Case> {
         Case::exclusive(
             "webhooks::pushes_queue_analysis_of_dependency_files",
             pushes,
+        ),
+        Case::exclusive(
+            "webhooks::lost_push_backup_send_is_dispatched_later",
+            lost_send,
         ),
         Case::shared(
             "webhooks::repository_changes_follow_github",
@@ -769,6 +777,92 @@ fn push_jobs_agree(s: &Stack, org: &str, repository_id: &str, answered: &[u64]) 
         "pushes are coalesced: at most one job waits: {jobs:?}"
     );
     jobs
+}
+
+// ---- a lost send ----
+
+/// The hourly cron (`queues::hourly`), whose last step is the dispatcher.
+const HOURLY_CRON: &str = "15 * * * *";
+
+fn lost_send(s: &Stack) {
+    let target = Target::connect(s, 2125, 1);
+    initial_jobs_settled(s, &target.org, 1);
+    let repository = target.generated_repo(1);
+    let commits = json!([{ "id": "c1", "added": [], "modified": ["README.md"], "removed": [] }]);
+    let body = serde_json::to_vec(&push_event(2125, &repository, "c1", commits)).expect("JSON");
+    // The worker drops this delivery's backup send (`queue_trace::lose_send`).
+    let delivery = format!("e2e-lost-send-{}", delivery_id());
+    let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let (backups, _) = applied(&resp, "push");
+    assert_eq!(
+        backups, 1,
+        "the initial job settled: nothing to coalesce into"
+    );
+    let job = s
+        .store
+        .query(
+            "SELECT id FROM backup_jobs WHERE dedupe_key = 'push:' || ?1",
+            [delivery.as_str()],
+            |r| r.get::<_, String>(0),
+        )
+        .pop()
+        .expect("the push's job is committed");
+    let sends = || {
+        s.queue_trace()
+            .into_iter()
+            .filter(|(event, _, body)| {
+                event == "sent" && body.contains("backup_job.v1") && body.contains(&job)
+            })
+            .count()
+    };
+    // The dispatcher leaves a job sent just now alone (its send may still be on its way)…
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let dispatched = |s: &Stack| s.queues_settled("the dispatch", |b| b.contains("dispatch.v1"));
+    s.trigger_cron_at(HOURLY_CRON, now);
+    dispatched(s);
+    let status = |s: &Stack| {
+        s.store
+            .jobs(&target.org)
+            .into_iter()
+            .find(|j| j.id == job)
+            .map(|j| j.status)
+    };
+    assert_eq!(status(s).as_deref(), Some("queued"), "the send was lost");
+    assert_eq!(sends(), 0, "nothing sent the job");
+    // …and sends it once the send is older than its cutoff (15 minutes). The dispatch runs in
+    // the queue consumer on the real clock, so the send is made 20 minutes old instead.
+    let twenty_minutes_ago = onecode_edge::time::rfc3339(now - 20 * 60);
+    assert_eq!(
+        s.store.execute(
+            "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id = ?1 AND status = 'queued'",
+            [job.as_str(), twenty_minutes_ago.as_str()],
+        ),
+        1
+    );
+    s.trigger_cron_at(HOURLY_CRON, now);
+    dispatched(s);
+    s.queues_settled("the dispatched job", |body| body.contains(&job));
+    let settled = poll_until(
+        Duration::from_secs(120),
+        "the job to settle",
+        || match status(s) {
+            Some(st) if st == "received" || st == "failed" => Ok(st),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(settled, "received", "backed up");
+    assert_eq!(sends(), 1, "sent once, by the dispatcher");
+    // The repository did not change since its initial backup: `unchanged`, recorded for the job.
+    let snapshots = job_snapshots(s, &job);
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert!(
+        matches!(snapshots[0].0.as_str(), "ok" | "unchanged"),
+        "{snapshots:?}"
+    );
 }
 
 // ---- 1. every example payload ----

@@ -785,15 +785,10 @@ impl World {
     fn push(&mut self, org: usize, repository: usize, serial: usize, now: i64) {
         self.db.at(Flow::Push, now);
         let delivery = self.rng.uuid();
-        let (org_id, installation, provider_id, full_name) = {
+        let (installation, provider_id, full_name) = {
             let o = &self.orgs[org];
             let r = &o.repositories[repository];
-            (
-                o.id.clone(),
-                o.installation_id,
-                r.provider_id as i64,
-                r.full_name.clone(),
-            )
+            (o.installation_id, r.provider_id as i64, r.full_name.clone())
         };
         // The push moves a branch: `main` (and `HEAD`) or one of the others.
         let branch = self.rng.below(ASSUMED.branches_per_repository as u64);
@@ -821,21 +816,26 @@ impl World {
             "push to {full_name} {git_ref}: {} dependency or structure files changed",
             files.len()
         );
-        self.db.rows(
-            sql::ORG_FOR_INSTALLATION,
-            rusqlite::params![installation],
-            |_| Ok(()),
-        );
         let analysis_id = self.rng.uuid();
+        // One round trip: the org is found through the installation inside the batch.
         let (jobs, analyses) = self.db.batch(|db| {
             db.run(
-                sql::RECORD_DELIVERY,
+                sql::RECORD_CONNECTED_DELIVERY,
                 rusqlite::params![delivery, "push", Null, installation, now_text],
+            );
+            db.rows(
+                sql::ORG_FOR_INSTALLATION,
+                rusqlite::params![installation],
+                |_| Ok(()),
             );
             let jobs = db.rows(
                 sql::INSERT_PUSH_BACKUP_JOB,
-                rusqlite::params![org_id, provider_id, delivery, now_text],
+                rusqlite::params![installation, provider_id, delivery, now_text],
                 job,
+            );
+            db.run(
+                sql::RECORD_INSTALLATION_ACTIVITY,
+                rusqlite::params![installation, delivery, "push", detail, now_text],
             );
             let analyses = if analysed {
                 let files = serde_json::to_string(&files).expect("files JSON");
@@ -843,7 +843,7 @@ impl World {
                     sql::INSERT_ANALYSIS_JOB,
                     rusqlite::params![
                         analysis_id,
-                        org_id,
+                        installation,
                         provider_id,
                         delivery,
                         git_ref,
@@ -856,10 +856,6 @@ impl World {
             } else {
                 Vec::new()
             };
-            db.run(
-                sql::RECORD_ACTIVITY,
-                rusqlite::params![org_id, delivery, "push", detail, now_text],
-            );
             (jobs, analyses)
         });
         if !analyses.is_empty() {
