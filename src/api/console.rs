@@ -9,7 +9,7 @@
 /// No inline script or style anywhere (so an injected tag cannot run), the gateway's own API
 /// only, never framed, no form posts elsewhere.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
 pub const PAGE: &str = include_str!("../../assets/console/index.html");

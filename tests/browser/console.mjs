@@ -50,7 +50,7 @@ const consoleUrl = (token) => `${args.worker}/console#token=${encodeURIComponent
 /// Opens the console with the token and waits until the org list is loaded.
 async function openConsole(page, token) {
   const response = await page.goto(consoleUrl(token));
-  await page.waitForSelector("#orgs tbody[data-loaded]");
+  await page.waitForSelector("#orgs tbody[data-loaded]", { state: "attached" });
   return response;
 }
 
