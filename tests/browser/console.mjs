@@ -3,8 +3,8 @@
 // end-to-end suite (tests/e2e/console.rs), the README's screenshot (scripts/screenshot-console)
 // and the console benchmark (scripts/bench-console):
 //   node tests/browser/console.mjs SCENARIO '<JSON arguments>'
-// prints one line of JSON: what the scenario saw, with `errors` (console errors, uncaught
-// exceptions and failed requests of the pages), for the caller to assert on.
+// prints one line of JSON: what the scenario saw, with `errors` (console errors while on the
+// console, uncaught exceptions and failed requests of the pages), for the caller to assert on.
 //
 // The browser is Debian's Chromium (`/usr/bin/chromium`, or CHROMIUM), driven by playwright-core
 // over its pipe; playwright never downloads a browser here. Each run gets a fresh profile
@@ -37,8 +37,12 @@ async function newPage() {
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.errors = [];
+  // The console's own errors: not those of the provider's and the gateway's other pages a
+  // connect passes through (their missing /favicon.ico, say).
   page.on("console", (m) => {
-    if (m.type() === "error") page.errors.push(`console: ${m.text()}`);
+    if (m.type() === "error" && new URL(page.url()).pathname.startsWith("/console")) {
+      page.errors.push(`console: ${m.text()} (${m.location().url})`);
+    }
   });
   page.on("pageerror", (e) => page.errors.push(`exception: ${e.message}`));
   page.on("requestfailed", (r) => page.errors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
