@@ -91,7 +91,7 @@ fn seed(s: &Stack, tenant: &str) {
     for i in 0..ORGS {
         s.store.execute(
             "INSERT INTO organizations (id, tenant_id, provider, account_id, login, display_name, \
-                 account_type, installation_id, status, client, connected_by, created_at, updated_at) \
+                 account_type, installation_id, status, client_label, connected_by, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Organization', ?7, 'active', ?8, 'bench', \
                  '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
             rusqlite::params![
