@@ -109,7 +109,7 @@ fn main() {
                         }
                         let k = (n % REPOS as u64) as usize;
                         let delivery = format!("soak-{}-{n}", std::process::id());
-                        let sends = if n % REDELIVER_EVERY == 0 { 2 } else { 1 };
+                        let sends = if n.is_multiple_of(REDELIVER_EVERY) { 2 } else { 1 };
                         for _ in 0..sends {
                             let sent = Instant::now();
                             let status = deliver(s, &agent, &delivery, &bodies[k], &signatures[k]);

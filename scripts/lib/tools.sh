@@ -4,7 +4,10 @@
 #   - worker-build 0.8.7 and wasm-bindgen-cli matching the locked wasm-bindgen, installed once
 #     with `cargo install --root "$ONECODE_TOOLS"` (10-20 minutes each on two cores; skipped when
 #     the right version is there);
-#   - the npm packages of package-lock.json (wrangler, esbuild, binaryen's wasm-opt, payloads).
+#   - the npm packages of package-lock.json (wrangler, esbuild, binaryen's wasm-opt, payloads,
+#     playwright-core);
+#   - Debian's `chromium` (ensure_chromium: the console's browser tests, its screenshot and
+#     benchmark), with apt-get, as root or through sudo. playwright-core never downloads one.
 # ONECODE_TOOLS defaults to ~/.cache/onecode-edge/tools.
 set -euo pipefail
 
@@ -40,12 +43,23 @@ ensure_tools() {
   fi
   if [ ! -x "$ROOT/node_modules/.bin/wrangler" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
     log "installing npm packages (npm ci)"
-    (cd "$ROOT" && npm ci --no-audit --no-fund)
+    (cd "$ROOT" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
   fi
   export WASM_BINDGEN_BIN="$ONECODE_TOOLS/bin/wasm-bindgen"
   export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
   export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
   export WORKER_BUILD_BIN="$ONECODE_TOOLS/bin/worker-build"
+}
+
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return
+  log "installing Debian's chromium (headless browser for the console tests)"
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { log "chromium is missing: apt-get install chromium as root"; return 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
 }
 
 # A throwaway local configuration: .dev.vars from the example (dev key, dev secrets) if missing;

@@ -16,6 +16,9 @@ pub enum Problem {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
+    /// The request is understood and refused whoever sends it (a CORS preflight from an origin
+    /// that is not the portal's); the string says why.
+    Forbidden(String),
     /// The request is malformed; the string says what is wrong.
     BadRequest(String),
     /// A well-formed request with a value the route refuses; `field` names it.
@@ -55,6 +58,7 @@ impl Problem {
             Problem::Unauthorized(_) => 401,
             Problem::NotFound => 404,
             Problem::MethodNotAllowed => 405,
+            Problem::Forbidden(_) => 403,
             Problem::BadRequest(_) => 400,
             Problem::PayloadTooLarge(_) => 413,
             Problem::Unprocessable { .. } => 422,
@@ -73,6 +77,7 @@ impl Problem {
             Problem::Unauthorized(_) => "unauthorized",
             Problem::NotFound => "not_found",
             Problem::MethodNotAllowed => "method_not_allowed",
+            Problem::Forbidden(_) => "forbidden",
             Problem::BadRequest(_) => "bad_request",
             Problem::PayloadTooLarge(_) => "payload_too_large",
             Problem::Unprocessable { .. } => "invalid_field",
@@ -90,6 +95,7 @@ impl Problem {
             Problem::Unauthorized(_) => "Authentication required",
             Problem::NotFound => "Not found",
             Problem::MethodNotAllowed => "Method not allowed",
+            Problem::Forbidden(_) => "Forbidden",
             Problem::BadRequest(_) => "Bad request",
             Problem::PayloadTooLarge(_) => "Payload too large",
             Problem::Unprocessable { .. } => "Invalid field",
@@ -105,6 +111,7 @@ impl Problem {
     pub fn detail(&self) -> String {
         match self {
             Problem::Unauthorized(d)
+            | Problem::Forbidden(d)
             | Problem::BadRequest(d)
             | Problem::Upstream(d)
             | Problem::UnsupportedMediaType(d)
@@ -206,6 +213,7 @@ mod tests {
             Problem::Unauthorized(_) => (401, "unauthorized"),
             Problem::NotFound => (404, "not_found"),
             Problem::MethodNotAllowed => (405, "method_not_allowed"),
+            Problem::Forbidden(_) => (403, "forbidden"),
             Problem::BadRequest(_) => (400, "bad_request"),
             Problem::Unprocessable { .. } => (422, "invalid_field"),
             Problem::Conflict(_) => (409, "conflict"),
@@ -234,6 +242,10 @@ mod tests {
             (
                 Problem::MethodNotAllowed,
                 "this route does not accept that method",
+            ),
+            (
+                Problem::Forbidden("not the portal's origin".into()),
+                "not the portal's origin",
             ),
             (Problem::BadRequest("bad cursor".into()), "bad cursor"),
             (

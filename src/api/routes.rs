@@ -18,6 +18,9 @@ pub enum RouteId {
     ConnectErrorPage,
     ConnectConfirmPage,
     ConfirmScript,
+    Console,
+    ConsoleScript,
+    ConsoleStyle,
     ConfirmConnection,
     ListOrgs,
     GetOrg,
@@ -102,6 +105,10 @@ pub const ROUTES: &[Route] = &[
         false,
     ),
     route("GET", "/connect/confirm.js", RouteId::ConfirmScript, false),
+    // The console (`api::console`): a page driving the API by hand, its script and stylesheet.
+    route("GET", "/console", RouteId::Console, false),
+    route("GET", "/console/app.js", RouteId::ConsoleScript, false),
+    route("GET", "/console/app.css", RouteId::ConsoleStyle, false),
     route(
         "POST",
         "/v1/connect/confirm",

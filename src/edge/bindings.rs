@@ -265,7 +265,7 @@ pub fn changes(results: &[D1Result], i: usize) -> u64 {
 }
 
 /// Vars and secrets are both plain text bindings; secrets win when both exist.
-fn lookup(env: &Env, name: &str) -> Option<String> {
+pub(super) fn lookup(env: &Env, name: &str) -> Option<String> {
     env.secret(name)
         .ok()
         .map(|s| s.to_string())

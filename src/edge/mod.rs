@@ -10,14 +10,17 @@
 //! | `POST /v1/connect/confirm` `{"pending"}` | portal (JWT of the technician who started it) | 200 `{provider, org_ids, org, orgs, repos, added, complete, done_url}`, 404, 410 |
 //! | `GET /connect/{provider}/{done,pending,error,confirm}` | browser (no `PORTAL_URL`) | HTML |
 //! | `GET /connect/confirm.js` | the confirm page | its script |
+//! | `GET /console`, `/console/app.js`, `/console/app.css` | a person with a portal token | the console (`api::console`) |
+//! | `OPTIONS /v1/*` | a browser on the portal's origin | 204 preflight, 403 from other origins (`api::cors`) |
 //! | `POST /github/webhooks` | GitHub | 200 / 202 JSON; 400, 401, 413, 415, 503 problem+json |
 //! | `GET /v1/orgs/{id}/activity` | portal (JWT) | 200 activity page, 404 |
 //! | `GET /v1/orgs/{id}/repos/{repo_id}/snapshots`, `GET /v1/snapshots/{id}[/restore,/bundle]`, `POST /v1/orgs/{id}/backup` | portal (JWT) | backups: see `backup::snapshots` |
 //! | `GET /v1/orgs/{id}/access[/events]`, `GET /v1/orgs/{id}/posture`, `GET /v1/posture` | portal (JWT) | access audit and posture: see `access` |
 //! | `GET /health` | monitoring | 200 `{"ok":true}` |
 //!
-//! API errors are problem+json; unknown routes 404, wrong methods 405. A panic would hang the
-//! request and reset the isolate, so nothing below unwraps.
+//! API errors are problem+json; unknown routes 404, wrong methods 405. Every `/v1/*` answer
+//! carries the CORS headers `api::cors` computes for its `Origin` ([`fetch`]). A panic would
+//! hang the request and reset the isolate, so nothing below unwraps.
 //!
 //! Where each flow lives: `connect/` (GitHub App connect and install callback, GitLab / Azure
 //! DevOps OAuth, the technician's confirmation), `providers/` (every outbound call, the App's
@@ -42,16 +45,17 @@ mod queues;
 mod sync;
 mod webhooks;
 
-use crate::api::pages;
+use crate::api::cors::{self, Preflight};
 use crate::api::problem::Problem;
 use crate::api::routes::{self, Resolved, RouteId};
+use crate::api::{console, pages};
 use crate::auth::portal_auth;
 use crate::auth::portal_auth::Principal;
 use crate::github::setup::redirect_location;
 use crate::provider::Provider;
 use bindings::Ctx;
 use worker::{
-    event, Context, Env, Headers, MessageBatch, Request, Response, Result, ScheduleContext,
+    event, Context, Env, Headers, MessageBatch, Method, Request, Response, Result, ScheduleContext,
     ScheduledEvent,
 };
 
@@ -119,8 +123,57 @@ fn query_value<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
     routes::query_param(query, name).unwrap_or("")
 }
 
+/// A console file: its content type and a Content-Security-Policy (scripts and styles of its own
+/// origin only, so an injected tag cannot run).
+fn console_file(body: &str, content_type: &str) -> Result<Response> {
+    let response = with_type(body.to_string(), 200, content_type)?;
+    let headers = response.headers();
+    headers.set("content-security-policy", console::CSP)?;
+    // The token may be in the URL fragment, which is never sent; the rest goes nowhere either.
+    headers.set("referrer-policy", "no-referrer")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    Ok(response)
+}
+
+/// Every request: `/v1/*` ones get their CORS answer (preflights here, headers on whatever
+/// [`serve`] answers); everything else goes to [`serve`] as it came.
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, context: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, context: Context) -> Result<Response> {
+    if !cors::applies(&req.path()) {
+        return serve(req, env, context).await;
+    }
+    let origin = req.headers().get("origin").ok().flatten();
+    let origins = match cors::Origins::from_vars(
+        bindings::lookup(&env, "PORTAL_ORIGINS").as_deref(),
+        bindings::lookup(&env, "PORTAL_URL").as_deref(),
+    ) {
+        Ok(origins) => origins,
+        Err(p) => return problem(&p),
+    };
+    let response = if req.method() == Method::Options {
+        match cors::preflight(&origins, origin.as_deref()) {
+            Preflight::Allowed(headers) => {
+                let response = Response::empty()?.with_status(204);
+                for (name, value) in headers {
+                    response.headers().set(name, &value)?;
+                }
+                return Ok(response);
+            }
+            Preflight::Refused => return problem(&Problem::Forbidden(
+                "cross-origin calls are allowed from the portal's origins (PORTAL_ORIGINS) only"
+                    .into(),
+            )),
+        }
+    } else {
+        serve(req, env, context).await?
+    };
+    for (name, value) in cors::answer_headers(&origins, origin.as_deref()) {
+        response.headers().set(name, &value)?;
+    }
+    Ok(response)
+}
+
+async fn serve(mut req: Request, env: Env, context: Context) -> Result<Response> {
     let path = req.path();
     let method = req.method().to_string();
     let query = query_pairs(&req);
@@ -188,6 +241,11 @@ async fn fetch(mut req: Request, env: Env, context: Context) -> Result<Response>
         RouteId::ConnectErrorPage => {
             return html(pages::refused(query_value(&query, "reason")), 400)
         }
+        RouteId::Console => return console_file(console::PAGE, "text/html; charset=utf-8"),
+        RouteId::ConsoleScript => {
+            return console_file(console::SCRIPT, "text/javascript; charset=utf-8")
+        }
+        RouteId::ConsoleStyle => return console_file(console::STYLE, "text/css; charset=utf-8"),
         _ => {}
     }
     let callback = match route {
@@ -335,7 +393,10 @@ async fn fetch(mut req: Request, env: Env, context: Context) -> Result<Response>
         | RouteId::ConnectPendingPage
         | RouteId::ConnectErrorPage
         | RouteId::ConnectConfirmPage
-        | RouteId::ConfirmScript => problem(&Problem::Internal),
+        | RouteId::ConfirmScript
+        | RouteId::Console
+        | RouteId::ConsoleScript
+        | RouteId::ConsoleStyle => problem(&Problem::Internal),
     }
 }
 

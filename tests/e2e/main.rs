@@ -35,6 +35,9 @@
 //!   of the tenant whose GitHub user asked (OAuth during installation);
 //! - `hygiene.rs`: run last, over everything the suite did: no installation token stored or
 //!   logged, the right credential on every GitHub call, no invocation over the subrequest limit;
+//! - `console.rs`: CORS for the portal's origin on the API, and the console (`/console`) in
+//!   headless Chromium: it loads cleanly, connects an org through the redirect flow, syncs it,
+//!   shows problem details; a page of another origin cannot call the API (issue #12);
 //! - `sql_plans.rs`: the D1 page statements' query plans (native, no worker).
 //!
 //! Scheduling: the tests share one worker and one emulator and run in parallel
@@ -49,6 +52,7 @@ mod access;
 mod approval;
 mod backups;
 mod connect;
+mod console;
 mod faults;
 mod harness;
 mod hygiene;
@@ -201,6 +205,7 @@ fn main() {
         portal::cases(),
         faults::cases(),
         connect::cases(),
+        console::cases(),
         state::cases(),
         sql_plans::cases(),
         webhooks::cases(),

@@ -21,7 +21,9 @@
 //!    directory; `wrangler dev` starts on free ports (its own process group, output in
 //!    `wrangler.log`) with `GITHUB_API_URL`/`GITHUB_WEB_URL` (and the GitLab, Microsoft and
 //!    Azure DevOps URLs) pointing at the emulator and an
-//!    empty `PORTAL_URL` (the worker's own result pages), and `--test-scheduled` so that tests
+//!    empty `PORTAL_URL` (the worker's own result pages), `PORTAL_ORIGINS` naming one loopback
+//!    origin the suite holds ([`Stack::portal_origin`], for the CORS tests), and
+//!    `--test-scheduled` so that tests
 //!    can fire the cron triggers ([`Stack::trigger_cron`]); a watchdog stops everything should
 //!    the test process die; `/health` is awaited (up to 300 s).
 //!
@@ -101,6 +103,12 @@ pub struct Stack {
     pub persist: PathBuf,
     /// `http://127.0.0.1:<port>` of the worker.
     pub worker: String,
+    /// The portal origin the worker allows cross-origin calls from (`PORTAL_ORIGINS`):
+    /// `http://127.0.0.1:<port>` of [`Stack::portal_listener`], bound for the whole run so that
+    /// nothing else takes the port.
+    pub portal_origin: String,
+    /// Bound on the portal origin's port; a browser test serves its "portal" page from it.
+    pub portal_listener: std::net::TcpListener,
     pub emulator: Emulator,
     pub store: Store,
     pub http: Http,
@@ -457,6 +465,15 @@ impl Stack {
         let port = procs::free_port().map_err(|e| e.to_string())?;
         let inspector = procs::free_port().map_err(|e| e.to_string())?;
         let worker = format!("http://127.0.0.1:{port}");
+        let portal_listener =
+            std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| e.to_string())?;
+        let portal_origin = format!(
+            "http://127.0.0.1:{}",
+            portal_listener
+                .local_addr()
+                .map_err(|e| e.to_string())?
+                .port()
+        );
 
         // The emulator: its first stdout line names its URL.
         let mut command = Command::new(&emulator_bin);
@@ -539,6 +556,8 @@ impl Stack {
             .args(["--var", &format!("GITHUB_API_URL:{emulator_base}")])
             .args(["--var", &format!("GITHUB_WEB_URL:{emulator_base}")])
             .args(["--var", "PORTAL_URL:"])
+            // Browser pages of this origin may call the API (CORS); the console is same-origin.
+            .args(["--var", &format!("PORTAL_ORIGINS:{portal_origin}")])
             // Where browsers reach the worker: the OAuth redirect URIs are built on it, whatever
             // origin the portal called (the emulator's OAuth applications register only these).
             .args(["--var", &format!("PUBLIC_URL:{worker}")])
@@ -638,6 +657,8 @@ impl Stack {
             dir,
             persist,
             worker,
+            portal_origin,
+            portal_listener,
             emulator,
             store,
             http,
