@@ -109,7 +109,11 @@ fn main() {
                         }
                         let k = (n % REPOS as u64) as usize;
                         let delivery = format!("soak-{}-{n}", std::process::id());
-                        let sends = if n.is_multiple_of(REDELIVER_EVERY) { 2 } else { 1 };
+                        let sends = if n.is_multiple_of(REDELIVER_EVERY) {
+                            2
+                        } else {
+                            1
+                        };
                         for _ in 0..sends {
                             let sent = Instant::now();
                             let status = deliver(s, &agent, &delivery, &bodies[k], &signatures[k]);
@@ -166,7 +170,7 @@ fn main() {
     );
     println!("queues quiet afterwards: {quiet}");
     tally.print();
-    latency_table(&attempts);
+    latency_table(&attempts, wall);
     let samples = memory.into_inner().expect("samples");
     println!("\nworkerd resident memory (KiB), per minute:");
     let mut minute = 0;
@@ -327,8 +331,9 @@ fn account(s: &Stack, attempts: &[Attempt]) -> Tally {
     tally
 }
 
-/// Latency percentiles of the attempts, per minute of the soak.
-fn latency_table(attempts: &[Attempt]) {
+/// Latency percentiles of the attempts, per minute of the soak (`wall` long: its last minute's
+/// rate is over the seconds it had).
+fn latency_table(attempts: &[Attempt], wall: Duration) {
     let mut minutes: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for a in attempts {
         minutes.entry(a.at.as_secs() / 60).or_default().push(a.ms);
@@ -340,7 +345,7 @@ fn latency_table(attempts: &[Attempt]) {
         let at = |q: f64| ms[((ms.len() - 1) as f64 * q) as usize];
         println!(
             "| {minute} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            ms.len() as f64 / 60.0,
+            ms.len() as f64 / (wall.as_secs_f64() - minute as f64 * 60.0).clamp(1.0, 60.0),
             at(0.5),
             at(0.9),
             at(0.99),
