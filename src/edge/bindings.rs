@@ -248,9 +248,7 @@ impl Ctx {
         q.send_raw_batch(batch)
             .await
             .map_err(|e| Internal::new("queue sendBatch", e))?;
-        bodies
-            .iter()
-            .for_each(|body| crate::edge::queue_trace::sent(queue, body));
+        crate::edge::queue_trace::sent(queue, bodies.iter().map(String::as_str));
         Ok(())
     }
 }

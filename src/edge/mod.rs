@@ -406,10 +406,10 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         Ok(ctx) => ctx,
         Err(p) => {
             worker::console_error!("queue consumer: {}", p.detail());
-            for m in batch.messages().iter().flatten() {
-                queue_trace::retried(&batch.queue(), m.body());
-                queue_trace::ended(&batch.queue(), m.body());
-            }
+            let messages = batch.messages().unwrap_or_default();
+            let bodies = || messages.iter().map(|m| m.body().as_str());
+            queue_trace::retried(&batch.queue(), bodies());
+            queue_trace::ended(&batch.queue(), bodies());
             batch.retry_all();
             return Ok(());
         }

@@ -54,7 +54,7 @@ fn body_hash(body: &str) -> String {
 }
 
 fn retry_after(queue: &str, message: &Message<String>, delay_secs: u32) {
-    queue_trace::retried(queue, message.body());
+    queue_trace::retried(queue, [message.body().as_str()]);
     message.retry_with_options(
         &QueueRetryOptionsBuilder::new()
             .with_delay_seconds(delay_secs)
@@ -99,9 +99,7 @@ pub async fn consume(ctx: &Ctx, batch: MessageBatch<String>) -> Result<(), Inter
         .map_err(|e| Internal::new("queue batch", e))?;
     let queue = batch.queue();
     let handled = handle(ctx, &queue, &batch, &messages).await;
-    messages
-        .iter()
-        .for_each(|m| queue_trace::ended(&queue, m.body()));
+    queue_trace::ended(&queue, messages.iter().map(|m| m.body().as_str()));
     handled
 }
 
@@ -153,9 +151,7 @@ async fn handle(
         DEAD_LETTER_QUEUE_NAME => dead_letters(ctx, messages).await,
         other => {
             worker::console_error!("messages from unknown queue {other}; retrying them");
-            messages
-                .iter()
-                .for_each(|m| queue_trace::retried(other, m.body()));
+            queue_trace::retried(other, messages.iter().map(|m| m.body().as_str()));
             batch.retry_all();
             Ok(())
         }
