@@ -65,6 +65,9 @@ fn main() {
     let secs = env_u64("ONECODE_SOAK_SECS", 600).clamp(10, 3_600);
     let max = env_u64("ONECODE_SOAK_MAX", 2_000_000);
     let threads = env_u64("ONECODE_SOAK_THREADS", 6).clamp(1, 64) as usize;
+    // The e2e build (its queue trace tells when the queues are quiet) with the bench feature's
+    // `/_bench/memory` (the size of the gateway's wasm memory).
+    std::env::set_var("ONECODE_BENCH_FEATURES", "e2e,bench");
     let s = harness::stack();
     assert!(s.worker.starts_with("http://127.0.0.1:"), "loopback only");
 
@@ -72,7 +75,7 @@ fn main() {
     // The connect's first backups run before the clock starts.
     s.queues_quiet(Duration::from_secs(600));
     let workerd = workerd_pid().expect("the workerd process of this soak");
-    let start = Memory::of(workerd, &s.persist);
+    let start = Memory::of(s, workerd);
     println!("\n## Soak: {secs} s, at most {max} deliveries, {threads} client threads");
     println!(
         "workerd (pid {workerd}) resident memory at the start: {} KiB",
@@ -143,7 +146,7 @@ fn main() {
                     }
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                let sample = (t0.elapsed(), Memory::of(workerd, &s.persist));
+                let sample = (t0.elapsed(), Memory::of(s, workerd));
                 memory.lock().expect("samples").push(sample);
             }
         });
@@ -159,7 +162,7 @@ fn main() {
 
     // Everything the deliveries and the side traffic queued runs to its end before counting.
     let quiet = s.queues_quiet(Duration::from_secs(1_800));
-    let end = Memory::of(workerd, &s.persist);
+    let end = Memory::of(s, workerd);
 
     let tally = account(s, &attempts);
     println!(
@@ -178,16 +181,16 @@ fn main() {
     let samples = memory.into_inner().expect("samples");
     println!(
         "\nworkerd memory (KiB) per minute: resident, of which anonymous (heaps: V8, wasm, \
-         workerd's own) and file-backed (mapped files); and the size of the local state on disk \
-         (D1, KV, R2, queues)"
+         workerd's own, the local D1/KV/R2/queue simulators) and file-backed (mapped files); the \
+         gateway isolate's wasm memory; and the size of the local state on disk"
     );
-    println!("| at | resident | anonymous | file-backed | state on disk |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| at | resident | anonymous | file-backed | gateway wasm | state on disk |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     let mut minute = 0;
     let row = |at: &str, m: &Memory| {
         println!(
-            "| {at} | {} | {} | {} | {} |",
-            m.rss, m.anon, m.file, m.state_kib
+            "| {at} | {} | {} | {} | {} | {} |",
+            m.rss, m.anon, m.file, m.wasm, m.state_kib
         )
     };
     for (at, m) in &samples {
@@ -443,11 +446,21 @@ struct Memory {
     rss: u64,
     anon: u64,
     file: u64,
+    /// The gateway isolate's wasm linear memory, KiB.
+    wasm: u64,
     state_kib: u64,
 }
 
 impl Memory {
-    fn of(pid: u32, persist: &std::path::Path) -> Memory {
+    fn of(s: &Stack, pid: u32) -> Memory {
+        let wasm = ureq::get(&format!("{}/_bench/memory", s.worker))
+            .timeout(Duration::from_secs(30))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .and_then(|v| v["wasm_memory_bytes"].as_u64())
+            .unwrap_or(0)
+            / 1024;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let field = |name: &str| -> u64 {
             status
@@ -460,7 +473,8 @@ impl Memory {
             rss: field("VmRSS:"),
             anon: field("RssAnon:"),
             file: field("RssFile:") + field("RssShmem:"),
-            state_kib: dir_bytes(persist) / 1024,
+            wasm,
+            state_kib: dir_bytes(&s.persist) / 1024,
         }
     }
 }
