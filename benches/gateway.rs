@@ -540,21 +540,22 @@ fn push_payload(installation_id: u64, repo_id: i64) -> Vec<u8> {
     serde_json::to_vec(&push).expect("push JSON")
 }
 
-fn webhook_secret(s: &Stack) -> String {
-    s.secrets
-        .get("GITHUB_WEBHOOK_SECRET")
-        .expect("webhook secret")
-        .to_string()
+/// The secret the benchmark signs with: the first of the fixture's rotation (its `.dev.vars`
+/// lists two, the rotated one first), so each delivery costs the gateway one HMAC, as with one
+/// secret configured; the JavaScript worker gets the same one.
+fn webhook_secret(_s: &Stack) -> String {
+    harness::ROTATED_WEBHOOK_SECRET.to_string()
 }
 
-/// One signed delivery (raw bytes, so the body is exactly what was signed).
-fn deliver(s: &Stack, agent: &ureq::Agent, event: &str, body: &[u8]) -> (f64, u16) {
-    assert!(s.worker.starts_with("http://127.0.0.1:"));
+/// One signed delivery (raw bytes, so the body is exactly what was signed) to the worker at
+/// `base`.
+fn deliver(s: &Stack, base: &str, agent: &ureq::Agent, event: &str, body: &[u8]) -> (f64, u16) {
+    assert!(base.starts_with("http://127.0.0.1:"), "loopback only");
     let signature = webhook_signature::sign(&webhook_secret(s), body);
     let delivery = format!("bench-{}", uuid_like());
     let t0 = Instant::now();
     let status = match agent
-        .post(&format!("{}/github/webhooks", s.worker))
+        .post(&format!("{base}/github/webhooks"))
         .set("content-type", "application/json")
         .set("x-github-event", event)
         .set("x-github-delivery", &delivery)
@@ -581,7 +582,60 @@ fn uuid_like() -> String {
     )
 }
 
+/// Deliveries to one worker from `threads` client threads.
+struct Load {
+    wall: f64,
+    latencies: Vec<(f64, u16)>,
+}
+
+impl Load {
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall
+    }
+
+    /// The latencies in ms, sorted.
+    fn sorted_ms(&self) -> Vec<f64> {
+        let mut ms: Vec<f64> = self.latencies.iter().map(|(m, _)| *m).collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        ms
+    }
+
+    fn statuses(&self) -> std::collections::BTreeMap<u16, usize> {
+        self.latencies
+            .iter()
+            .fold(Default::default(), |mut m, (_, st)| {
+                *m.entry(*st).or_default() += 1;
+                m
+            })
+    }
+
+    fn merge(loads: Vec<Load>) -> Load {
+        Load {
+            wall: loads.iter().map(|l| l.wall).sum(),
+            latencies: loads.into_iter().flat_map(|l| l.latencies).collect(),
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
 fn load(s: &Stack, event: &str, bodies: &[Vec<u8>], threads: usize) {
+    let l = load_on(s, &s.worker, event, bodies, threads);
+    let ms = l.sorted_ms();
+    println!(
+        "{event} ({} bytes): {} deliveries, {threads} threads: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}",
+        bodies[0].len(),
+        bodies.len(),
+        l.per_second(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+        l.statuses(),
+    );
+}
+
+fn load_on(s: &Stack, base: &str, event: &str, bodies: &[Vec<u8>], threads: usize) -> Load {
     let t0 = Instant::now();
     let latencies: Vec<(f64, u16)> = std::thread::scope(|scope| {
         let chunks: Vec<_> = bodies.chunks(bodies.len().div_ceil(threads)).collect();
@@ -592,7 +646,7 @@ fn load(s: &Stack, event: &str, bodies: &[Vec<u8>], threads: usize) {
                     let agent = ureq::AgentBuilder::new().redirects(0).build();
                     chunk
                         .iter()
-                        .map(|b| deliver(s, &agent, event, b))
+                        .map(|b| deliver(s, base, &agent, event, b))
                         .collect::<Vec<_>>()
                 })
             })
@@ -602,22 +656,10 @@ fn load(s: &Stack, event: &str, bodies: &[Vec<u8>], threads: usize) {
             .flat_map(|h| h.join().expect("client thread"))
             .collect()
     });
-    let wall = t0.elapsed().as_secs_f64();
-    let mut ms: Vec<f64> = latencies.iter().map(|(m, _)| *m).collect();
-    ms.sort_by(|a, b| a.total_cmp(b));
-    let statuses: std::collections::BTreeMap<u16, usize> =
-        latencies.iter().fold(Default::default(), |mut m, (_, st)| {
-            *m.entry(*st).or_default() += 1;
-            m
-        });
-    println!(
-        "{event} ({} bytes): {} deliveries, {threads} threads: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {statuses:?}",
-        bodies[0].len(),
-        bodies.len(),
-        bodies.len() as f64 / wall,
-        ms[ms.len() / 2],
-        ms[ms.len() * 99 / 100],
-    );
+    Load {
+        wall: t0.elapsed().as_secs_f64(),
+        latencies,
+    }
 }
 
 fn webhooks(s: &Stack) {
@@ -639,6 +681,7 @@ fn webhooks(s: &Stack) {
         .collect();
     load(s, "push", &vec![push.clone(); 400], 4);
     load(s, "repository", &created, 4);
+    against_javascript(s);
 
     println!("\n## CPU per verified delivery (native, release: verify HMAC + parse)");
     let secrets = vec![webhook_secret(s)];
@@ -658,6 +701,160 @@ fn webhooks(s: &Stack) {
             t0.elapsed().as_secs_f64() * 1e6 / n as f64
         );
     }
+}
+
+/// The JavaScript worker of `benches/js-webhook` under its own `wrangler dev` (local D1 and
+/// queue, loopback), stopped when dropped (and by a watchdog if this process dies first).
+struct JsWorker {
+    url: String,
+    process: harness::procs::Managed,
+    _watchdog: harness::procs::Managed,
+}
+
+impl Drop for JsWorker {
+    fn drop(&mut self) {
+        self.process.stop(Duration::from_secs(10));
+    }
+}
+
+fn js_worker(s: &Stack) -> JsWorker {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("benches/js-webhook/wrangler.toml");
+    let dir = std::env::temp_dir().join(format!("onecode-bench-js-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("the JS worker's state directory");
+    let persist = dir.join("state");
+    let migrated = harness::wrangler(root, &dir)
+        .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+        .arg(&persist)
+        .arg("-c")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("wrangler d1 migrations apply");
+    assert!(
+        migrated.status.success(),
+        "the JS worker's migration: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let port = harness::procs::free_port().expect("a free port");
+    let inspector = harness::procs::free_port().expect("a free port");
+    let log = std::fs::File::create(dir.join("wrangler.log")).expect("log");
+    let mut dev = harness::wrangler(root, &dir);
+    dev.arg("dev")
+        .arg("-c")
+        .arg(&config)
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--inspector-port", &inspector.to_string()])
+        .arg("--persist-to")
+        .arg(&persist)
+        .args([
+            "--var",
+            &format!("GITHUB_WEBHOOK_SECRET:{}", webhook_secret(s)),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    let process = harness::procs::Managed::spawn_group("wrangler dev (JS worker)", &mut dev)
+        .expect("wrangler dev for the JS worker");
+    let watchdog =
+        harness::procs::watchdog(&[process.kill_target()], Some(&dir)).expect("watchdog");
+    let url = format!("http://127.0.0.1:{port}");
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Up once it answers (a GET is a 404 by design).
+    while !matches!(agent.get(&url).call(), Ok(_) | Err(ureq::Error::Status(..))) {
+        assert!(
+            Instant::now() < deadline,
+            "the JS worker did not start: {}",
+            harness::tail(&dir.join("wrangler.log"), 30)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    JsWorker {
+        url,
+        process,
+        _watchdog: watchdog,
+    }
+}
+
+/// Issue #11's yardstick: the same signed 25 KB pushes, each with its own delivery id, to the
+/// gateway (for a connected installation, so every one is applied: recorded, its org's activity
+/// written, its backup and analysis queued) and to the JavaScript worker of `benches/js-webhook`
+/// (verify with `@octokit/webhooks-methods`, insert the delivery id into D1, send one queue
+/// message), in alternating rounds, each worker idle (queues quiet) when its round starts.
+/// Two `wrangler dev`s on one machine: the same workerd build, each its own process.
+fn against_javascript(s: &Stack) {
+    const ROUNDS: usize = 5;
+    const PER_ROUND: usize = 400;
+    const THREADS: usize = 4;
+    println!("\n## Webhook path against JavaScript (same pushes, alternating rounds)");
+    let installation_id = 9_400;
+    let inst = Inst::org(installation_id, "bench-js", 1);
+    s.emulator.put_installation(&inst);
+    let (org_id, _, _) = connect_one(s, "tenant-bench-js", &inst);
+    s.queues_quiet(Duration::from_secs(300));
+    let js = js_worker(s);
+    let push = push_payload(installation_id, (installation_id * 1_000_000 + 1) as i64);
+    let bodies = vec![push; PER_ROUND];
+    // Warm both isolates first.
+    load_on(s, &s.worker, "push", &bodies[..40], THREADS);
+    load_on(s, &js.url, "push", &bodies[..40], THREADS);
+    let (mut gateway, mut javascript) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // Alternate which goes first.
+        for first in [round % 2 == 0, round % 2 == 1] {
+            s.queues_quiet(Duration::from_secs(300));
+            if first {
+                gateway.push(load_on(s, &s.worker, "push", &bodies, THREADS));
+            } else {
+                javascript.push(load_on(s, &js.url, "push", &bodies, THREADS));
+            }
+        }
+    }
+    let (gateway, javascript) = (Load::merge(gateway), Load::merge(javascript));
+    let applied: i64 = s
+        .store
+        .query(
+            "SELECT COUNT(DISTINCT delivery_id) FROM org_activity WHERE org_id = ?1 AND delivery_id LIKE 'bench-%'",
+            [org_id.as_str()],
+            |r| r.get(0),
+        )
+        .into_iter()
+        .next()
+        .unwrap_or(0);
+    println!("| worker | deliveries | req/s | p50 ms | p99 ms | statuses |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for (name, l) in [
+        ("gateway (Rust/wasm)", &gateway),
+        ("JavaScript", &javascript),
+    ] {
+        let ms = l.sorted_ms();
+        println!(
+            "| {name} | {} | {:.0} | {:.1} | {:.1} | {:?} |",
+            l.latencies.len(),
+            l.per_second(),
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.99),
+            l.statuses()
+        );
+    }
+    let (g99, j99) = (
+        percentile(&gateway.sorted_ms(), 0.99),
+        percentile(&javascript.sorted_ms(), 0.99),
+    );
+    println!(
+        "gateway / JavaScript: {:.2}× the throughput, p99 {:.0} ms against {:.0} ms; goal ≥ 1.2× with a p99 no worse",
+        gateway.per_second() / javascript.per_second(),
+        g99,
+        j99,
+    );
+    println!(
+        "the gateway applied {applied} of its {} pushes (each one org activity row)",
+        gateway.latencies.len() + 40
+    );
+    drop(js);
 }
 
 /// An OAuth connect's callback and confirmation, timed (see [`held_and_confirmed`]).

@@ -16,8 +16,9 @@
 //! acknowledged: every answer was a 5xx, a 429 or a dropped connection, so GitHub would redeliver
 //! it; not applied, or applied once), **duplicated** (more than one activity row) or **lost**
 //! (acknowledged with a 2xx but not applied, or refused with another 4xx). It prints sent /
-//! applied / retryable / duplicated / lost, latency percentiles per minute, and the resident
-//! memory of the workerd process at the start, every minute and at the end. The goal is 0 lost,
+//! applied / retryable / duplicated / lost, latency percentiles per minute, and the memory of
+//! the workerd process (resident, anonymous and file-backed) with the size of the local state on
+//! disk, at the start, every minute and at the end. The goal is 0 lost,
 //! 0 duplicated and flat memory; the script exits with an error when a delivery is lost or
 //! duplicated.
 
@@ -64,6 +65,9 @@ fn main() {
     let secs = env_u64("ONECODE_SOAK_SECS", 600).clamp(10, 3_600);
     let max = env_u64("ONECODE_SOAK_MAX", 2_000_000);
     let threads = env_u64("ONECODE_SOAK_THREADS", 6).clamp(1, 64) as usize;
+    // The e2e build (its queue trace tells when the queues are quiet) with the bench feature's
+    // `/_bench/memory` (the size of the gateway's wasm memory).
+    std::env::set_var("ONECODE_BENCH_FEATURES", "e2e,bench");
     let s = harness::stack();
     assert!(s.worker.starts_with("http://127.0.0.1:"), "loopback only");
 
@@ -71,9 +75,12 @@ fn main() {
     // The connect's first backups run before the clock starts.
     s.queues_quiet(Duration::from_secs(600));
     let workerd = workerd_pid().expect("the workerd process of this soak");
-    let start_rss = rss_kib(workerd);
+    let start = Memory::of(s, workerd);
     println!("\n## Soak: {secs} s, at most {max} deliveries, {threads} client threads");
-    println!("workerd (pid {workerd}) resident memory at the start: {start_rss} KiB");
+    println!(
+        "workerd (pid {workerd}) resident memory at the start: {} KiB",
+        start.rss
+    );
 
     let secret = s
         .secrets
@@ -92,7 +99,7 @@ fn main() {
     let deadline = t0 + Duration::from_secs(secs);
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let memory = Mutex::new(vec![(Duration::ZERO, start_rss)]);
+    let memory = Mutex::new(vec![(Duration::ZERO, start)]);
     let (attempts, side) = std::thread::scope(|scope| {
         let clients: Vec<_> = (0..threads)
             .map(|_| {
@@ -139,7 +146,7 @@ fn main() {
                     }
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                let sample = (t0.elapsed(), rss_kib(workerd));
+                let sample = (t0.elapsed(), Memory::of(s, workerd));
                 memory.lock().expect("samples").push(sample);
             }
         });
@@ -155,7 +162,7 @@ fn main() {
 
     // Everything the deliveries and the side traffic queued runs to its end before counting.
     let quiet = s.queues_quiet(Duration::from_secs(1_800));
-    let end_rss = rss_kib(workerd);
+    let end = Memory::of(s, workerd);
 
     let tally = account(s, &attempts);
     println!(
@@ -172,17 +179,31 @@ fn main() {
     tally.print();
     latency_table(&attempts, wall);
     let samples = memory.into_inner().expect("samples");
-    println!("\nworkerd resident memory (KiB), per minute:");
+    println!(
+        "\nworkerd memory (KiB) per minute: resident, of which anonymous (heaps: V8, wasm, \
+         workerd's own, the local D1/KV/R2/queue simulators) and file-backed (mapped files); the \
+         gateway isolate's wasm memory; and the size of the local state on disk"
+    );
+    println!("| at | resident | anonymous | file-backed | gateway wasm | state on disk |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     let mut minute = 0;
-    for (at, kib) in &samples {
+    let row = |at: &str, m: &Memory| {
+        println!(
+            "| {at} | {} | {} | {} | {} | {} |",
+            m.rss, m.anon, m.file, m.wasm, m.state_kib
+        )
+    };
+    for (at, m) in &samples {
         if at.as_secs() >= minute * 60 {
-            println!("  {:>4} s  {kib}", at.as_secs());
+            row(&format!("{} s", at.as_secs()), m);
             minute = at.as_secs() / 60 + 1;
         }
     }
+    row("end (queues drained)", &end);
     println!(
-        "  start {start_rss}, end {end_rss} (after the queues drained): {:+.1}%",
-        (end_rss as f64 - start_rss as f64) * 100.0 / start_rss as f64
+        "resident {:+.1}%, anonymous {:+.1}% from start to end",
+        (end.rss as f64 - start.rss as f64) * 100.0 / start.rss as f64,
+        (end.anon as f64 - start.anon as f64) * 100.0 / start.anon.max(1) as f64
     );
     harness::shutdown(false);
     if tally.lost > 0 || tally.duplicated > 0 {
@@ -418,12 +439,55 @@ fn workerd_pid() -> Option<u32> {
     })
 }
 
-/// VmRSS of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+/// The memory of the workerd process (from `/proc/<pid>/status`, KiB) and the size of the
+/// local state it persists (`--persist-to`, KiB).
+#[derive(Clone, Copy)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    /// The gateway isolate's wasm linear memory, KiB.
+    wasm: u64,
+    state_kib: u64,
+}
+
+impl Memory {
+    fn of(s: &Stack, pid: u32) -> Memory {
+        let wasm = ureq::get(&format!("{}/_bench/memory", s.worker))
+            .timeout(Duration::from_secs(30))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<Value>().ok())
+            .and_then(|v| v["wasm_memory_bytes"].as_u64())
+            .unwrap_or(0)
+            / 1024;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss: field("VmRSS:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:") + field("RssShmem:"),
+            wasm,
+            state_kib: dir_bytes(&s.persist) / 1024,
+        }
+    }
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
 }

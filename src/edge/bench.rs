@@ -3,6 +3,9 @@
 //! benchmark can time pure-Rust RS256 against WebCrypto inside workerd (from outside: workerd's
 //! clock does not advance during CPU work); `compare` signs the same claims both ways and says
 //! whether the tokens are byte-identical.
+//!
+//! `GET /_bench/memory`: the size of this isolate's wasm linear memory (it grows, never shrinks),
+//! so `scripts/soak` can tell the gateway's own heap from the rest of workerd's memory.
 
 use crate::api::problem::Problem;
 use crate::edge::bindings::Ctx;
@@ -53,4 +56,12 @@ pub async fn sign(ctx: &Ctx, query: &[(String, String)]) -> Result<serde_json::V
         }
     }
     Ok(serde_json::json!({ "signed": n }))
+}
+
+/// `{"wasm_memory_bytes": …}`: the current size of the module's linear memory.
+pub fn memory() -> serde_json::Value {
+    use wasm_bindgen::JsCast;
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
+    serde_json::json!({ "wasm_memory_bytes": buffer.byte_length() })
 }

@@ -185,6 +185,10 @@ async fn serve(mut req: Request, env: Env, context: Context) -> Result<Response>
         ),
         Resolved::MethodNotAllowed => return problem(&Problem::MethodNotAllowed),
         #[cfg(feature = "bench")]
+        Resolved::NotFound if path == "/_bench/memory" => {
+            return answer(Ok::<_, Problem>(bench::memory()))
+        }
+        #[cfg(feature = "bench")]
         Resolved::NotFound if path == "/_bench/sign" => match Ctx::new(env) {
             Ok(ctx) => return answer(bench::sign(&ctx, &query).await),
             Err(p) => return problem(&p),

@@ -375,7 +375,7 @@ fn test_dev_vars(
 
 /// The environment every wrangler invocation gets: offline, quiet, no telemetry, and any
 /// npm registry lookup (wrangler's update check) sent to a closed loopback port.
-fn wrangler(root: &Path, dir: &Path) -> Command {
+pub fn wrangler(root: &Path, dir: &Path) -> Command {
     let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
     command
         .current_dir(dir)
