@@ -101,7 +101,8 @@ fn seed(s: &Stack, tenant: &str) {
                 9_000_000 + i as i64,
                 format!("bench-org-{i:04}"),
                 format!("Bench organization {i}"),
-                (providers[i % 3] == "github").then_some(9_000_000 + i as i64),
+                // OAuth orgs have no installation: 0, as `UPSERT_OAUTH_ORG` writes.
+                if providers[i % 3] == "github" { 9_000_000 + i as i64 } else { 0 },
                 clients[i % clients.len()],
             ],
         );
