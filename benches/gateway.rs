@@ -35,6 +35,10 @@
 #[path = "../tests/e2e/harness/mod.rs"]
 mod harness;
 
+// The benchmarks' shared helpers (the workerd process, the padded push delivery).
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -43,6 +47,7 @@ use harness::emulator::Inst;
 use harness::Stack;
 use onecode_edge::github::webhook_signature;
 use serde_json::{json, Value};
+use support::{push_payload, workerd_pid};
 
 fn main() {
     // `cargo bench` passes `--bench`; there are no options. `ONECODE_BENCH_ONLY=backups` (or
@@ -230,31 +235,6 @@ fn callback(s: &Stack, installation_id: u64, repos: u32) {
         "GitHub calls: {} invocations, at most {max_calls} calls in one",
         per_invocation.len()
     );
-}
-
-/// The workerd process this benchmark's `wrangler dev` runs (a descendant of this process).
-fn workerd_pid() -> Option<u32> {
-    let me = std::process::id();
-    let parent = |pid: u32| -> Option<u32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
-    };
-    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
-        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let name = cmdline.split(|b| *b == 0).next()?;
-        if !String::from_utf8_lossy(name).ends_with("workerd") {
-            return None;
-        }
-        let mut p = pid;
-        while let Some(up) = parent(p).filter(|&u| u > 1) {
-            if up == me {
-                return Some(pid);
-            }
-            p = up;
-        }
-        None
-    })
 }
 
 /// `(user + system CPU seconds, VmRSS KiB)` of a process.
@@ -500,44 +480,6 @@ fn incremental(s: &Stack) {
         t0.elapsed().as_secs_f64(),
         bytes
     );
-}
-
-/// The octokit `push` example, padded with commits that touch dependency files to ~25 KB.
-fn push_payload(installation_id: u64, repo_id: i64) -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let index: Value = serde_json::from_slice(
-        &std::fs::read(
-            root.join("node_modules/@octokit/webhooks-examples/api.github.com/index.json"),
-        )
-        .expect("octokit examples"),
-    )
-    .expect("examples JSON");
-    let mut push = index
-        .as_array()
-        .and_then(|events| events.iter().find(|e| e["name"] == "push"))
-        .and_then(|e| e["examples"].get(0))
-        .cloned()
-        .expect("a push example");
-    push["installation"] = json!({ "id": installation_id });
-    push["repository"]["id"] = json!(repo_id);
-    let template = push["commits"].get(0).cloned().unwrap_or_else(|| json!({}));
-    let mut commits = Vec::new();
-    let mut i = 0;
-    while serde_json::to_vec(&push).map(|v| v.len()).unwrap_or(0) < 25_000 {
-        let mut c = template.clone();
-        c["id"] = json!(format!("{i:040x}"));
-        c["message"] = json!(format!("Bump dependencies, part {i}"));
-        c["modified"] = json!([
-            format!("services/s{i}/Cargo.toml"),
-            format!("services/s{i}/src/lib.rs")
-        ]);
-        c["added"] = json!([]);
-        c["removed"] = json!([]);
-        commits.push(c);
-        push["commits"] = json!(commits);
-        i += 1;
-    }
-    serde_json::to_vec(&push).expect("push JSON")
 }
 
 /// The secret the benchmark signs with: the first of the fixture's rotation (its `.dev.vars`
