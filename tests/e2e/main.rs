@@ -68,7 +68,7 @@ mod webhooks;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use harness::Stack;
@@ -140,6 +140,10 @@ static GATE: RwLock<()> = RwLock::new(());
 /// Selected tests that are not `Last` and have not finished yet.
 static PENDING: AtomicUsize = AtomicUsize::new(0);
 
+/// Every failure's name and message, printed again after the wrangler log at the end of the run,
+/// where a CI log that keeps only its tail still shows them.
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 /// Counts a test as finished when dropped (also when the test panics).
 struct Finished(Kind);
 
@@ -164,11 +168,15 @@ fn trial(case: Case) -> Trial {
         let _finished = Finished(kind);
         std::panic::catch_unwind(AssertUnwindSafe(|| run(kind, body))).map_err(|payload| {
             let at = harness::panics::panic_location().unwrap_or_else(|| "?".into());
-            format!(
+            let message = format!(
                 "{}\n  at {at}",
                 harness::panics::panic_message(payload.as_ref())
-            )
-            .into()
+            );
+            FAILURES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("---- {name} ----\n{message}"));
+            message.into()
         })
     })
 }
@@ -235,5 +243,12 @@ fn main() {
     PENDING.store(pending, Ordering::SeqCst);
     let conclusion = libtest_mimic::run(&args, trials);
     harness::shutdown(conclusion.has_failed());
+    let failures = FAILURES.lock().unwrap_or_else(PoisonError::into_inner);
+    if !failures.is_empty() {
+        eprintln!("\n==== failures (again, after the log) ====");
+        for failure in failures.iter() {
+            eprintln!("{failure}");
+        }
+    }
     conclusion.exit();
 }
