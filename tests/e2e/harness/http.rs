@@ -35,6 +35,22 @@ impl Resp {
     }
 }
 
+/// How long one attempt of a GET may take before it is sent again, and how many attempts a GET
+/// gets (4 × 30 s: the 120 s every other request has).
+///
+/// Why GETs are sent again: `wrangler dev` answers through its ProxyWorker, which forwards each
+/// request to the user worker. When that forward fails with a network error, ProxyWorker
+/// (wrangler 4.86, `templates/startDevWorker/ProxyWorker.ts`) parks a GET in its retry queue,
+/// meant for a reload in progress, and replays it only when the next request arrives or a reload
+/// ends. Its check for "the user worker did not change" compares the request's full URL with the
+/// worker's bare origin, so it never matches a path. A GET that hit a failed forward in a quiet
+/// moment hangs until some other request comes, while the worker itself never saw it: the
+/// suite saw 119.8 s and 122 s for `GET …/snapshots` during a long exclusive test. A GET is
+/// read-only, so sending it again changes nothing the tests check and releases the parked one.
+/// Other methods are answered 503 by ProxyWorker in that case and are not sent again.
+const GET_ATTEMPT: Duration = Duration::from_secs(30);
+const GET_ATTEMPTS: u32 = 4;
+
 /// Never follows redirects; refuses any URL that is not on 127.0.0.1.
 #[derive(Clone)]
 pub struct Http {
@@ -65,24 +81,38 @@ impl Http {
             url.starts_with("http://127.0.0.1:"),
             "the suite only talks to 127.0.0.1, not {url}"
         );
-        let mut request = self.agent.request(method, url);
-        for (name, value) in headers {
-            request = request.set(name, value);
-        }
-        // JSON unless the caller says otherwise.
-        let typed = headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-        let result = match body {
-            Some(body) if typed => request.send_string(body),
-            Some(body) => request
-                .set("content-type", "application/json")
-                .send_string(body),
-            None => request.call(),
-        };
-        let response = match result {
-            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-            Err(e) => panic!("{method} {url}: {e}"),
+        let idempotent = method == "GET" && body.is_none();
+        let mut attempt = 1;
+        let response = loop {
+            let mut request = self.agent.request(method, url);
+            if idempotent {
+                request = request.timeout(GET_ATTEMPT);
+            }
+            for (name, value) in headers {
+                request = request.set(name, value);
+            }
+            // JSON unless the caller says otherwise.
+            let typed = headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            let result = match body {
+                Some(body) if typed => request.send_string(body),
+                Some(body) => request
+                    .set("content-type", "application/json")
+                    .send_string(body),
+                None => request.call(),
+            };
+            match result {
+                Ok(response) | Err(ureq::Error::Status(_, response)) => break response,
+                Err(e) if idempotent && attempt < GET_ATTEMPTS && timed_out(&e) => {
+                    eprintln!(
+                        "e2e: GET {url} unanswered after {}s (attempt {attempt}); sending it again",
+                        GET_ATTEMPT.as_secs()
+                    );
+                    attempt += 1;
+                }
+                Err(e) => panic!("{method} {url}: {e}"),
+            }
         };
         let status = response.status();
         let headers = response
@@ -108,6 +138,22 @@ impl Http {
     pub fn get(&self, url: &str) -> Resp {
         self.request("GET", url, &[], None)
     }
+}
+
+/// Whether a transport error is a timeout (ureq reports it as an I/O error).
+fn timed_out(e: &ureq::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            );
+        }
+        source = inner.source();
+    }
+    false
 }
 
 /// `/connect/github/done?…`: what the technician is told after connecting.
