@@ -47,7 +47,7 @@ use harness::emulator::Inst;
 use harness::Stack;
 use onecode_edge::github::webhook_signature;
 use serde_json::{json, Value};
-use support::{push_payload, workerd_pid};
+use support::{push_payload, workerds};
 
 fn main() {
     // `cargo bench` passes `--bench`; there are no options. `ONECODE_BENCH_ONLY=backups` (or
@@ -351,7 +351,8 @@ fn backups(s: &Stack) {
         "large repository prepared in the emulator ({:.1} s)",
         t0.elapsed().as_secs_f64()
     );
-    let workerd = workerd_pid();
+    // The gateway's workerd, not wrangler's proxy.
+    let workerd = workerds(&s.worker).map(|(gateway, _)| gateway);
     let before = workerd.map(cpu_and_rss);
     // workerd's resident memory, sampled every 50 ms while the backup runs.
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));

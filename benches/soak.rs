@@ -17,9 +17,9 @@
 //! it; not applied, or applied once), **duplicated** (more than one activity row) or **lost**
 //! (acknowledged with a 2xx but not applied, or refused with another 4xx). It prints sent /
 //! applied / retryable / duplicated / lost, latency percentiles per minute, and the memory of
-//! the workerd process (resident, anonymous and file-backed) with the size of the local state on
-//! disk, at the start, every minute and at the end. The goal is 0 lost,
-//! 0 duplicated and flat memory; the script exits with an error when a delivery is lost or
+//! the gateway's workerd process (resident, anonymous and file-backed) with the size of the local
+//! state on disk, at the start, every minute and at the end, beside the memory of wrangler's
+//! proxy workerd (see `support::workerds`). The goal is 0 lost, 0 duplicated and flat memory; the script exits with an error when a delivery is lost or
 //! duplicated.
 
 // The shared end-to-end fixture; the soak uses only part of it.
@@ -27,7 +27,7 @@
 #[path = "../tests/e2e/harness/mod.rs"]
 mod harness;
 
-// The benchmarks' shared helpers (the workerd process, the padded push delivery).
+// The benchmarks' shared helpers (the workerd processes, the padded push delivery).
 #[path = "support/mod.rs"]
 mod support;
 
@@ -41,7 +41,7 @@ use harness::portal::Portal;
 use harness::Stack;
 use onecode_edge::github::webhook_signature;
 use serde_json::Value;
-use support::{push_payload, workerd_pid};
+use support::{push_payload, workerds};
 
 /// The installation the deliveries are for, and its repositories.
 const INSTALLATION: u64 = 7_000;
@@ -79,12 +79,13 @@ fn main() {
     let org_id = connect(s, TENANT, &Inst::org(INSTALLATION, "soak-org", REPOS));
     // The connect's first backups run before the clock starts.
     s.queues_quiet(Duration::from_secs(600));
-    let workerd = workerd_pid().expect("the workerd process of this soak");
-    let start = Memory::of(s, workerd);
+    let (workerd, proxy) = workerds(&s.worker).expect("the workerd processes of this soak");
+    let start = Memory::of(s, workerd, proxy);
     println!("\n## Soak: {secs} s, at most {max} deliveries, {threads} client threads");
     println!(
-        "workerd (pid {workerd}) resident memory at the start: {} KiB",
-        start.rss
+        "gateway's workerd (pid {workerd}) resident memory at the start: {} KiB; wrangler's proxy \
+         workerd (pid {proxy:?}): {} KiB",
+        start.rss, start.proxy_rss
     );
 
     let secret = s
@@ -151,7 +152,7 @@ fn main() {
                     }
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                let sample = (t0.elapsed(), Memory::of(s, workerd));
+                let sample = (t0.elapsed(), Memory::of(s, workerd, proxy));
                 memory.lock().expect("samples").push(sample);
             }
         });
@@ -167,7 +168,7 @@ fn main() {
 
     // Everything the deliveries and the side traffic queued runs to its end before counting.
     let quiet = s.queues_quiet(Duration::from_secs(1_800));
-    let end = Memory::of(s, workerd);
+    let end = Memory::of(s, workerd, proxy);
 
     let tally = account(s, &attempts);
     println!(
@@ -185,17 +186,21 @@ fn main() {
     latency_table(&attempts, wall);
     let samples = memory.into_inner().expect("samples");
     println!(
-        "\nworkerd memory (KiB) per minute: resident, of which anonymous (heaps: V8, wasm, \
-         workerd's own, the local D1/KV/R2/queue simulators) and file-backed (mapped files); the \
-         gateway isolate's wasm memory; and the size of the local state on disk"
+        "\nMemory (KiB) per minute. The gateway's workerd: resident, of which anonymous (heaps: \
+         V8, wasm, workerd's own, the local D1/KV/R2/queue simulators) and file-backed (mapped \
+         files); the gateway isolate's wasm memory; the size of the local state on disk; and \
+         the resident memory of wrangler's proxy workerd, which forwards each request and keeps \
+         every inspector message while no DevTools is attached (not the gateway's)"
     );
-    println!("| at | resident | anonymous | file-backed | gateway wasm | state on disk |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| at | resident | anonymous | file-backed | gateway wasm | state on disk | wrangler proxy |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     let mut minute = 0;
     let row = |at: &str, m: &Memory| {
         println!(
-            "| {at} | {} | {} | {} | {} | {} |",
-            m.rss, m.anon, m.file, m.wasm, m.state_kib
+            "| {at} | {} | {} | {} | {} | {} | {} |",
+            m.rss, m.anon, m.file, m.wasm, m.state_kib, m.proxy_rss
         )
     };
     for (at, m) in &samples {
@@ -206,9 +211,11 @@ fn main() {
     }
     row("end (queues drained)", &end);
     println!(
-        "resident {:+.1}%, anonymous {:+.1}% from start to end",
+        "the gateway's workerd: resident {:+.1}%, anonymous {:+.1}% from start to end; \
+         wrangler's proxy: resident {:+.1}%",
         (end.rss as f64 - start.rss as f64) * 100.0 / start.rss as f64,
-        (end.anon as f64 - start.anon as f64) * 100.0 / start.anon.max(1) as f64
+        (end.anon as f64 - start.anon as f64) * 100.0 / start.anon.max(1) as f64,
+        (end.proxy_rss as f64 - start.proxy_rss as f64) * 100.0 / start.proxy_rss.max(1) as f64
     );
     harness::shutdown(false);
     if tally.lost > 0 || tally.duplicated > 0 {
@@ -380,8 +387,8 @@ fn latency_table(attempts: &[Attempt], wall: Duration) {
     }
 }
 
-/// The memory of the workerd process (from `/proc/<pid>/status`, KiB) and the size of the
-/// local state it persists (`--persist-to`, KiB).
+/// The memory of the gateway's workerd process (from `/proc/<pid>/status`, KiB), the size of
+/// the local state it persists (`--persist-to`, KiB) and the resident memory of wrangler's proxy.
 #[derive(Clone, Copy)]
 struct Memory {
     rss: u64,
@@ -390,10 +397,11 @@ struct Memory {
     /// The gateway isolate's wasm linear memory, KiB.
     wasm: u64,
     state_kib: u64,
+    proxy_rss: u64,
 }
 
 impl Memory {
-    fn of(s: &Stack, pid: u32) -> Memory {
+    fn of(s: &Stack, pid: u32, proxy: Option<u32>) -> Memory {
         let wasm = ureq::get(&format!("{}/_bench/memory", s.worker))
             .timeout(Duration::from_secs(30))
             .call()
@@ -402,20 +410,23 @@ impl Memory {
             .and_then(|v| v["wasm_memory_bytes"].as_u64())
             .unwrap_or(0)
             / 1024;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| -> u64 {
+        let status =
+            |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |status: &str, name: &str| -> u64 {
             status
                 .lines()
                 .find_map(|l| l.strip_prefix(name))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                 .unwrap_or(0)
         };
+        let gateway = status(pid);
         Memory {
-            rss: field("VmRSS:"),
-            anon: field("RssAnon:"),
-            file: field("RssFile:") + field("RssShmem:"),
+            rss: field(&gateway, "VmRSS:"),
+            anon: field(&gateway, "RssAnon:"),
+            file: field(&gateway, "RssFile:") + field(&gateway, "RssShmem:"),
             wasm,
             state_kib: dir_bytes(&s.persist) / 1024,
+            proxy_rss: proxy.map_or(0, |p| field(&status(p), "VmRSS:")),
         }
     }
 }

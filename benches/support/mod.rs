@@ -2,29 +2,47 @@
 
 use serde_json::{json, Value};
 
-/// The workerd process this benchmark's `wrangler dev` runs (a descendant of this process).
-pub fn workerd_pid() -> Option<u32> {
+/// The two workerd processes of this benchmark's `wrangler dev` (descendants of this process):
+/// the gateway's, which runs the worker and the local D1, KV, R2 and Queues (its entry socket on
+/// a port of its own), and wrangler's proxy, whose entry socket is the public port. The proxy
+/// forwards every request to the gateway's workerd and holds wrangler's inspector proxy, which
+/// keeps every message the runtime sends it while no DevTools is attached (wrangler 4.86,
+/// `templates/startDevWorker/InspectorProxyWorker.ts`, `runtimeMessageBuffer`): its memory grows
+/// with traffic whatever the gateway does.
+/// `(the gateway's pid, wrangler's proxy's pid)`; `worker_url` is the public
+/// `http://127.0.0.1:<port>`.
+pub fn workerds(worker_url: &str) -> Option<(u32, Option<u32>)> {
+    let port = worker_url.rsplit(':').next()?.trim_end_matches('/');
+    let public_entry = format!("--socket-addr=entry=127.0.0.1:{port}");
     let me = std::process::id();
     let parent = |pid: u32| -> Option<u32> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
     };
-    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
-        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let name = cmdline.split(|b| *b == 0).next()?;
-        if !String::from_utf8_lossy(name).ends_with("workerd") {
-            return None;
-        }
-        let mut p = pid;
-        while let Some(up) = parent(p).filter(|&u| u > 1) {
-            if up == me {
-                return Some(pid);
+    let ours: Vec<(u32, bool)> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+            if !args.next()?.ends_with("workerd") {
+                return None;
             }
-            p = up;
-        }
-        None
-    })
+            let public = args.any(|a| a == public_entry);
+            let mut p = pid;
+            while let Some(up) = parent(p).filter(|&u| u > 1) {
+                if up == me {
+                    return Some((pid, public));
+                }
+                p = up;
+            }
+            None
+        })
+        .collect();
+    Some((
+        ours.iter().find(|(_, public)| !public)?.0,
+        ours.iter().find(|(_, public)| *public).map(|(pid, _)| *pid),
+    ))
 }
 
 /// The octokit `push` example for repository `repo_id` of the installation, padded with commits
