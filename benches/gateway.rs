@@ -715,6 +715,8 @@ fn js_worker(s: &Stack) -> JsWorker {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    // As for the gateway's stack: keep wrangler's inspector proxy from buffering every message.
+    harness::inspector::drain(inspector);
     JsWorker {
         url,
         process,
@@ -744,6 +746,11 @@ fn against_javascript(s: &Stack) {
     // Warm both isolates first.
     load_on(s, &s.worker, "push", &bodies[..40], THREADS);
     load_on(s, &js.url, "push", &bodies[..40], THREADS);
+    // Each stack's two workerd processes (the worker's, wrangler's proxy's), resident KiB.
+    let pids = [workerds(&s.worker), workerds(&js.url)];
+    let resident =
+        || pids.map(|p| p.map(|(worker, proxy)| (cpu_and_rss(worker).1, cpu_and_rss(proxy).1)));
+    let before = resident();
     let (mut gateway, mut javascript) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         // Alternate which goes first.
@@ -756,6 +763,8 @@ fn against_javascript(s: &Stack) {
             }
         }
     }
+    s.queues_quiet(Duration::from_secs(300));
+    let after = resident();
     let (gateway, javascript) = (Load::merge(gateway), Load::merge(javascript));
     let applied: i64 = s
         .store
@@ -797,6 +806,26 @@ fn against_javascript(s: &Stack) {
         "the gateway applied {applied} of its {} pushes (each one org activity row)",
         gateway.latencies.len() + 40
     );
+    // Growth over the rounds, once the queues are quiet: the worker's workerd (the isolate, the
+    // local D1/KV/R2/Queues) and wrangler's proxy (forwarding; its inspector buffer is drained,
+    // see `harness::inspector`).
+    for (i, (name, load)) in [("gateway", &gateway), ("JavaScript", &javascript)]
+        .into_iter()
+        .enumerate()
+    {
+        if let (Some((w0, p0)), Some((w1, p1))) = (before[i], after[i]) {
+            let n = load.latencies.len().max(1) as f64;
+            println!(
+                "{name}: its workerd {:.0} → {:.0} MiB ({:.1} KiB per delivery), wrangler's proxy {:.0} → {:.0} MiB ({:.1} KiB per delivery)",
+                w0 as f64 / 1024.0,
+                w1 as f64 / 1024.0,
+                (w1 as f64 - w0 as f64) / n,
+                p0 as f64 / 1024.0,
+                p1 as f64 / 1024.0,
+                (p1 as f64 - p0 as f64) / n,
+            );
+        }
+    }
     drop(js);
 }
 

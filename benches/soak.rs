@@ -84,7 +84,7 @@ fn main() {
     println!("\n## Soak: {secs} s, at most {max} deliveries, {threads} client threads");
     println!(
         "gateway's workerd (pid {workerd}) resident memory at the start: {} KiB; wrangler's proxy \
-         workerd (pid {proxy:?}): {} KiB",
+         workerd (pid {proxy}): {} KiB",
         start.rss, start.proxy_rss
     );
 
@@ -189,8 +189,8 @@ fn main() {
         "\nMemory (KiB) per minute. The gateway's workerd: resident, of which anonymous (heaps: \
          V8, wasm, workerd's own, the local D1/KV/R2/queue simulators) and file-backed (mapped \
          files); the gateway isolate's wasm memory; the size of the local state on disk; and \
-         the resident memory of wrangler's proxy workerd, which forwards each request and keeps \
-         every inspector message while no DevTools is attached (not the gateway's)"
+         the resident memory of wrangler's proxy workerd, which forwards each request (its \
+         inspector buffer drained by the harness)"
     );
     println!(
         "| at | resident | anonymous | file-backed | gateway wasm | state on disk | wrangler proxy |"
@@ -401,7 +401,7 @@ struct Memory {
 }
 
 impl Memory {
-    fn of(s: &Stack, pid: u32, proxy: Option<u32>) -> Memory {
+    fn of(s: &Stack, pid: u32, proxy: u32) -> Memory {
         let wasm = ureq::get(&format!("{}/_bench/memory", s.worker))
             .timeout(Duration::from_secs(30))
             .call()
@@ -426,7 +426,7 @@ impl Memory {
             file: field(&gateway, "RssFile:") + field(&gateway, "RssShmem:"),
             wasm,
             state_kib: dir_bytes(&s.persist) / 1024,
-            proxy_rss: proxy.map_or(0, |p| field(&status(p), "VmRSS:")),
+            proxy_rss: field(&status(proxy), "VmRSS:"),
         }
     }
 }

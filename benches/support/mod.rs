@@ -2,24 +2,22 @@
 
 use serde_json::{json, Value};
 
-/// The two workerd processes of this benchmark's `wrangler dev` (descendants of this process):
-/// the gateway's, which runs the worker and the local D1, KV, R2 and Queues (its entry socket on
-/// a port of its own), and wrangler's proxy, whose entry socket is the public port. The proxy
-/// forwards every request to the gateway's workerd and holds wrangler's inspector proxy, which
-/// keeps every message the runtime sends it while no DevTools is attached (wrangler 4.86,
-/// `templates/startDevWorker/InspectorProxyWorker.ts`, `runtimeMessageBuffer`): its memory grows
-/// with traffic whatever the gateway does.
-/// `(the gateway's pid, wrangler's proxy's pid)`; `worker_url` is the public
-/// `http://127.0.0.1:<port>`.
-pub fn workerds(worker_url: &str) -> Option<(u32, Option<u32>)> {
+/// The two workerd processes of a `wrangler dev`: the worker's, which runs it and the local D1,
+/// KV, R2 and Queues (its entry socket on a port of its own), and wrangler's proxy, whose entry
+/// socket is the public port: it forwards every request to the worker's workerd and holds
+/// wrangler's inspector proxy (drained by `harness::inspector`).
+/// `(the worker's workerd, wrangler's proxy's workerd)` of the `wrangler dev` serving
+/// `worker_url` (`http://127.0.0.1:<port>`): the proxy is the workerd whose entry socket is that
+/// port, the worker's is its sibling (both are children of the same wrangler process).
+pub fn workerds(worker_url: &str) -> Option<(u32, u32)> {
     let port = worker_url.rsplit(':').next()?.trim_end_matches('/');
     let public_entry = format!("--socket-addr=entry=127.0.0.1:{port}");
-    let me = std::process::id();
     let parent = |pid: u32| -> Option<u32> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
     };
-    let ours: Vec<(u32, bool)> = std::fs::read_dir("/proc")
+    // (pid, parent, whether its entry is the public port) of every workerd.
+    let all: Vec<(u32, Option<u32>, bool)> = std::fs::read_dir("/proc")
         .ok()?
         .filter_map(|entry| {
             let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
@@ -28,21 +26,15 @@ pub fn workerds(worker_url: &str) -> Option<(u32, Option<u32>)> {
             if !args.next()?.ends_with("workerd") {
                 return None;
             }
-            let public = args.any(|a| a == public_entry);
-            let mut p = pid;
-            while let Some(up) = parent(p).filter(|&u| u > 1) {
-                if up == me {
-                    return Some((pid, public));
-                }
-                p = up;
-            }
-            None
+            Some((pid, parent(pid), args.any(|a| a == public_entry)))
         })
         .collect();
-    Some((
-        ours.iter().find(|(_, public)| !public)?.0,
-        ours.iter().find(|(_, public)| *public).map(|(pid, _)| *pid),
-    ))
+    let (proxy, wrangler, _) = *all.iter().find(|(_, _, public)| *public)?;
+    let worker = all
+        .iter()
+        .find(|(pid, up, _)| *pid != proxy && *up == wrangler)?
+        .0;
+    Some((worker, proxy))
 }
 
 /// The octokit `push` example for repository `repo_id` of the installation, padded with commits

@@ -34,6 +34,7 @@ pub mod auth;
 pub mod checks;
 pub mod emulator;
 pub mod http;
+pub mod inspector;
 pub mod oauth;
 pub mod panics;
 pub mod portal;
@@ -620,6 +621,8 @@ impl Stack {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+
+        inspector::drain(inspector);
 
         let d1 = store::object_sqlite(&persist.join("v3/d1/miniflare-D1DatabaseObject"))
             .ok_or("no D1 database file under the persistence directory")?;

@@ -1,0 +1,41 @@
+//! Keeps wrangler's inspector proxy from growing without bound.
+//!
+//! `wrangler dev` (4.86) runs an inspector proxy (`templates/startDevWorker/InspectorProxyWorker.ts`)
+//! in the workerd that also serves the public port. It keeps every message the runtime sends it
+//! (each console line, and each subrequest with its whole body, base64-encoded, since it enables
+//! the `Network` domain) in `runtimeMessageBuffer` until a DevTools client attaches. Under
+//! sustained traffic that workerd reaches V8's heap limit: the soak saw it spend its time in
+//! last-resort garbage collections, then abort ("JavaScript heap out of memory") after about nine
+//! minutes, and the full suite took it past 1 GB. A DevTools client that reads and discards
+//! empties the buffer as it fills: this is that client, attached once the stack answers.
+
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::WebSocketConfig;
+
+/// Attaches to the inspector on `127.0.0.1:port` and reads every message until the connection
+/// ends (when wrangler stops). Retries the attach for a minute (wrangler answers the handshake
+/// once its own connection to the runtime is up).
+pub fn drain(port: u16) {
+    std::thread::spawn(move || {
+        let url = format!("ws://127.0.0.1:{port}/ws");
+        // Bodies of several MiB arrive as one message: no size limit.
+        let config = WebSocketConfig {
+            max_message_size: None,
+            max_frame_size: None,
+            ..WebSocketConfig::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut socket = loop {
+            match tungstenite::client::connect_with_config(url.as_str(), Some(config), 3) {
+                Ok((socket, _)) => break socket,
+                Err(e) if Instant::now() >= deadline => {
+                    eprintln!("e2e: could not attach to wrangler's inspector at {url}: {e}");
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        };
+        while socket.read().is_ok() {}
+    });
+}
