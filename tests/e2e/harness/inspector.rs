@@ -6,12 +6,18 @@
 //! the `Network` domain) in `runtimeMessageBuffer` until a DevTools client attaches. Under
 //! sustained traffic that workerd reaches V8's heap limit: the soak saw it spend its time in
 //! last-resort garbage collections, then abort ("JavaScript heap out of memory") after about nine
-//! minutes, and the full suite took it past 1 GB. A DevTools client that reads and discards
-//! empties the buffer as it fills: this is that client, attached once the stack answers.
+//! minutes, and the full suite took it past 1 GB. Each message also goes to wrangler's node
+//! process as a debug-log request, whatever the log level.
+//!
+//! This is a DevTools client, attached once the stack answers: attached, it empties the buffer
+//! as it fills (it reads and discards), and it turns the runtime's `Network` domain off, so
+//! subrequest bodies are no longer copied into the inspector at all. Console output, which the
+//! suite reads from wrangler's log, is untouched.
 
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::WebSocketConfig;
+use tungstenite::Message;
 
 /// Attaches to the inspector on `127.0.0.1:port` and reads every message until the connection
 /// ends (when wrangler stops). Retries the attach for a minute (wrangler answers the handshake
@@ -36,6 +42,11 @@ pub fn drain(port: u16) {
                 Err(_) => std::thread::sleep(Duration::from_millis(250)),
             }
         };
+        // Forwarded to the runtime by wrangler's inspector proxy.
+        let disable = r#"{"id":1,"method":"Network.disable"}"#;
+        if let Err(e) = socket.send(Message::text(disable)) {
+            eprintln!("e2e: could not turn the inspector's Network domain off: {e}");
+        }
         while socket.read().is_ok() {}
     });
 }

@@ -103,23 +103,30 @@ impl Managed {
 /// Starts a detached shell that waits for this test process to exit and then stops `targets`
 /// (as given by [`Managed::kill_target`]) and removes `dir` (unless `None`). It runs in its
 /// own process group so that a Ctrl-C aimed at the tests does not stop it first.
+///
+/// It learns of the exit from its stdin: a pipe whose write end only this process holds (never
+/// closed, and close-on-exec, so no other child inherits it), which reads end-of-file once the
+/// process is gone, however it ends. (No pid polling: a pid can be reused.) The shell is
+/// `/bin/sh`, which may be dash: its `kill` takes no `--`.
 pub fn watchdog(targets: &[String], dir: Option<&Path>) -> io::Result<Managed> {
-    const SCRIPT: &str = r#"parent=$1; dir=$2; shift 2
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-for t in "$@"; do kill -TERM -- "$t" 2>/dev/null; done
+    const SCRIPT: &str = r#"dir=$1; shift
+cat >/dev/null
+for t in "$@"; do kill -TERM "$t" 2>/dev/null; done
 sleep 3
-for t in "$@"; do kill -KILL -- "$t" 2>/dev/null; done
+for t in "$@"; do kill -KILL "$t" 2>/dev/null; done
 if [ -n "$dir" ]; then rm -rf -- "$dir"; fi"#;
     let dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
     let mut command = Command::new("sh");
     command
         .args(["-c", SCRIPT, "onecode-e2e-watchdog"])
-        .arg(std::process::id().to_string())
         .arg(dir)
         .args(targets)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // `sh -c SCRIPT NAME ARGS...`: NAME becomes $0, so the parent pid is $1.
-    Managed::spawn_group("watchdog", &mut command)
+    // `sh -c SCRIPT NAME ARGS...`: NAME becomes $0, so the directory is $1.
+    let mut watchdog = Managed::spawn_group("watchdog", &mut command)?;
+    // Held open until this process exits, by design.
+    std::mem::forget(watchdog.child_mut().stdin.take());
+    Ok(watchdog)
 }
