@@ -10,9 +10,12 @@
 //! process as a debug-log request, whatever the log level.
 //!
 //! This is a DevTools client, attached once the stack answers: attached, it empties the buffer
-//! as it fills (it reads and discards), and it turns the runtime's `Network` domain off, so
-//! subrequest bodies are no longer copied into the inspector at all. Console output, which the
-//! suite reads from wrangler's log, is untouched.
+//! as it fills (it reads and discards), and it turns the runtime's `Network` and `Runtime`
+//! domains off, so neither subrequests (with their bodies) nor console calls (with their stack
+//! traces) are copied into the inspector and wrangler's debug log any more. Console output still
+//! reaches wrangler's log, where the suite reads it: for a module worker wrangler takes it from
+//! workerd's structured logs, not from the inspector (`proxyLogsToController` is only set for
+//! service-worker scripts).
 
 use std::time::{Duration, Instant};
 
@@ -43,9 +46,11 @@ pub fn drain(port: u16) {
             }
         };
         // Forwarded to the runtime by wrangler's inspector proxy.
-        let disable = r#"{"id":1,"method":"Network.disable"}"#;
-        if let Err(e) = socket.send(Message::text(disable)) {
-            eprintln!("e2e: could not turn the inspector's Network domain off: {e}");
+        for (id, domain) in [(1, "Network"), (2, "Runtime")] {
+            let disable = format!(r#"{{"id":{id},"method":"{domain}.disable"}}"#);
+            if let Err(e) = socket.send(Message::text(disable)) {
+                eprintln!("e2e: could not turn the inspector's {domain} domain off: {e}");
+            }
         }
         while socket.read().is_ok() {}
     });
