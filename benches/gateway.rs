@@ -35,7 +35,7 @@
 #[path = "../tests/e2e/harness/mod.rs"]
 mod harness;
 
-// The benchmarks' shared helpers (the workerd process, the padded push delivery).
+// The benchmarks' shared helpers (the workerd processes, the padded push delivery).
 #[path = "support/mod.rs"]
 mod support;
 

@@ -19,8 +19,8 @@
 //! applied / retryable / duplicated / lost, latency percentiles per minute, and the memory of
 //! the gateway's workerd process (resident, anonymous and file-backed) with the size of the local
 //! state on disk, at the start, every minute and at the end, beside the memory of wrangler's
-//! proxy workerd (see `support::workerds`). The goal is 0 lost, 0 duplicated and flat memory; the script exits with an error when a delivery is lost or
-//! duplicated.
+//! proxy workerd (see `support::workerds`). The goal is 0 lost, 0 duplicated and flat memory;
+//! the script exits with an error when a delivery is lost or duplicated.
 
 // The shared end-to-end fixture; the soak uses only part of it.
 #[allow(dead_code)]

@@ -2,13 +2,11 @@
 
 use serde_json::{json, Value};
 
-/// The two workerd processes of a `wrangler dev`: the worker's, which runs it and the local D1,
-/// KV, R2 and Queues (its entry socket on a port of its own), and wrangler's proxy, whose entry
-/// socket is the public port: it forwards every request to the worker's workerd and holds
-/// wrangler's inspector proxy (drained by `harness::inspector`).
-/// `(the worker's workerd, wrangler's proxy's workerd)` of the `wrangler dev` serving
-/// `worker_url` (`http://127.0.0.1:<port>`): the proxy is the workerd whose entry socket is that
-/// port, the worker's is its sibling (both are children of the same wrangler process).
+/// `(the worker's workerd, wrangler's proxy's workerd)`: the two processes of the `wrangler dev`
+/// serving `worker_url` (`http://127.0.0.1:<port>`). The worker's runs it and the local D1, KV,
+/// R2 and Queues. The proxy's entry socket is that public port: it forwards every request to the
+/// worker's workerd and holds wrangler's inspector proxy (drained by `harness::inspector`). The
+/// worker's workerd is the proxy's sibling (both are children of the same wrangler process).
 pub fn workerds(worker_url: &str) -> Option<(u32, u32)> {
     let port = worker_url.rsplit(':').next()?.trim_end_matches('/');
     let public_entry = format!("--socket-addr=entry=127.0.0.1:{port}");

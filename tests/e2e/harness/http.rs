@@ -82,6 +82,10 @@ impl Http {
             "the suite only talks to 127.0.0.1, not {url}"
         );
         let idempotent = method == "GET" && body.is_none();
+        // JSON unless the caller says otherwise.
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
         let mut attempt = 1;
         let response = loop {
             let mut request = self.agent.request(method, url);
@@ -91,10 +95,6 @@ impl Http {
             for (name, value) in headers {
                 request = request.set(name, value);
             }
-            // JSON unless the caller says otherwise.
-            let typed = headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
             let result = match body {
                 Some(body) if typed => request.send_string(body),
                 Some(body) => request
