@@ -60,7 +60,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use onecode_edge::github::webhook_signature::{self, SignatureError};
@@ -162,45 +161,11 @@ fn dev_secret(s: &Stack) -> &str {
         .expect("GITHUB_WEBHOOK_SECRET in .dev.vars")
 }
 
-fn agent() -> &'static ureq::Agent {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| {
-        ureq::AgentBuilder::new()
-            .redirects(0)
-            .timeout(Duration::from_secs(120))
-            .user_agent("GitHub-Hookshot/e2e")
-            .build()
-    })
-}
-
-/// `POST /github/webhooks` with exactly these headers (ureq adds `Content-Length`).
+/// `POST /github/webhooks` with exactly these headers (and GitHub's user agent).
 fn post(s: &Stack, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     let url = format!("{}/github/webhooks", s.worker);
-    assert!(url.starts_with("http://127.0.0.1:"), "loopback only: {url}");
-    let mut request = agent().post(&url);
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let response = match request.send_bytes(body) {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("POST {url}: {e}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .filter_map(|n| Some((n.to_ascii_lowercase(), response.header(&n)?.to_string())))
-        .collect();
-    let mut body = String::new();
-    response
-        .into_reader()
-        .read_to_string(&mut body)
-        .unwrap_or_else(|e| panic!("POST {url}: reading the answer: {e}"));
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    let headers = [headers, &[("user-agent", "GitHub-Hookshot/e2e")][..]].concat();
+    s.http.post_bytes(&url, &headers, body)
 }
 
 /// `body` delivered as `event` under `delivery`, signed with `secret`.
