@@ -109,8 +109,29 @@ pub struct AnalysisJob {
 
 /// Cloudflare's per-message ceiling.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
-/// Cloudflare's per-`sendBatch` ceiling.
+/// Cloudflare's per-`sendBatch` ceilings: messages, and bytes in all.
 pub const MAX_BATCH_MESSAGES: usize = 100;
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Splits messages, in order, into `sendBatch`es within both ceilings (each message itself
+/// within [`MAX_MESSAGE_BYTES`]): a few analysis jobs near their cap fill a batch's bytes
+/// long before its count.
+pub fn send_batches<M: Serialize>(messages: &[M]) -> Result<Vec<&[M]>, serde_json::Error> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, m) in messages.iter().enumerate() {
+        let len = serde_json::to_vec(m)?.len();
+        if i > start && (i - start == MAX_BATCH_MESSAGES || bytes + len > MAX_BATCH_BYTES) {
+            batches.push(&messages[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < messages.len() {
+        batches.push(&messages[start..]);
+    }
+    Ok(batches)
+}
 
 #[cfg(test)]
 mod tests {
@@ -183,6 +204,37 @@ mod tests {
             truncated,
         });
         assert!(serde_json::to_string(&m).unwrap().len() < MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn send_batches_keep_order_and_both_ceilings() {
+        let none: Vec<String> = Vec::new();
+        assert!(send_batches(&none).unwrap().is_empty());
+        // Small messages: split by count.
+        let small: Vec<u32> = (0..250).collect();
+        let sizes: Vec<usize> = send_batches(&small)
+            .unwrap()
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        // Large ones (100 KB each as JSON strings): split by bytes, two per batch.
+        let large: Vec<String> = (0..5)
+            .map(|i| i.to_string().repeat(100 * 1024 - 2))
+            .collect();
+        let batches = send_batches(&large).unwrap();
+        assert_eq!(
+            batches.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        for batch in &batches {
+            let bytes: usize = batch
+                .iter()
+                .map(|m| serde_json::to_vec(m).unwrap().len())
+                .sum();
+            assert!(bytes <= MAX_BATCH_BYTES, "{bytes}");
+        }
+        assert_eq!(batches.concat(), large, "every message once, in order");
     }
 
     #[test]

@@ -321,11 +321,13 @@ pub const LIST_ACTIVITY: &str =
      WHERE org_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
 
 /// ?1 new id, ?2 installation id, ?3 repository GitHub id, ?4 delivery id, ?5 ref, ?6 head
-/// commit, ?7 files JSON, ?8 now → the job (`id`, `repository_id`) when the installation is
-/// connected to an active org and the repository is known and active. The org is found here, in
-/// the delivery's batch, so that a push costs one D1 round trip.
-pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, repository_id, delivery_id, git_ref, head_commit, files, status, created_at) \
-     SELECT ?1, o.id, r.id, ?4, ?5, ?6, ?7, 'queued', ?8 \
+/// commit, ?7 files JSON, ?8 now, ?9 1 when more files changed than ?7 lists → the job (`id`,
+/// `repository_id`) when the installation is connected to an active org and the repository is
+/// known and active. The org is found here, in the delivery's batch, so that a push costs one
+/// D1 round trip. Like a push's backup job it is stamped as sent (`dispatched_at`): the webhook
+/// sends it after answering, and the dispatcher re-sends it should that send be lost.
+pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, repository_id, delivery_id, git_ref, head_commit, files, truncated, status, created_at, dispatched_at) \
+     SELECT ?1, o.id, r.id, ?4, ?5, ?6, ?7, ?9, 'queued', ?8, ?8 \
      FROM organizations o JOIN repositories r ON r.org_id = o.id \
      WHERE o.provider = 'github' AND o.installation_id = ?2 AND o.status = 'active' \
          AND r.provider_repo_id = ?3 AND r.status = 'active' \
@@ -526,6 +528,20 @@ pub const DISPATCHABLE_JOBS: &str =
 /// ?1 JSON array of job ids, ?2 now.
 pub const MARK_DISPATCHED: &str =
     "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// ?1 org or NULL (all), ?2 re-send cutoff, ?3 limit → queued analysis jobs of active orgs
+/// whose send (after the webhook's answer) is older than the cutoff: everything their message
+/// carries.
+pub const DISPATCHABLE_ANALYSIS_JOBS: &str =
+    "SELECT j.id, j.org_id, j.repository_id, o.installation_id, j.git_ref, j.head_commit, j.files, j.truncated \
+     FROM analysis_jobs j JOIN organizations o ON o.id = j.org_id \
+     WHERE j.status = 'queued' AND o.status = 'active' AND (?1 IS NULL OR j.org_id = ?1) \
+         AND (j.dispatched_at IS NULL OR j.dispatched_at < ?2) \
+     ORDER BY j.created_at LIMIT ?3";
+
+/// ?1 JSON array of analysis job ids, ?2 now.
+pub const MARK_ANALYSIS_DISPATCHED: &str =
+    "UPDATE analysis_jobs SET dispatched_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))";
 
 // ---- backups (src/edge/backup/executor.rs) ----
 
@@ -1064,6 +1080,8 @@ mod tests {
             CREATE_SCHEDULED_JOBS,
             DISPATCHABLE_JOBS,
             MARK_DISPATCHED,
+            DISPATCHABLE_ANALYSIS_JOBS,
+            MARK_ANALYSIS_DISPATCHED,
             EXPIRE_SNAPSHOTS,
             RETENTION_RECORDS,
             FORGET_OBJECTS,
@@ -1784,7 +1802,8 @@ mod tests {
                     "refs/heads/main",
                     "abc",
                     "[]",
-                    at
+                    at,
+                    0
                 ],
             )
         };
@@ -1808,22 +1827,36 @@ mod tests {
         assert_eq!(record("d2", 10).unwrap(), 1);
         assert_eq!(push_job("d2", 10), 0);
         let dispatchable = |cutoff: &str| {
-            returned(
-                &db,
-                DISPATCHABLE_JOBS,
-                params![None::<String>, cutoff, 1000],
-            )
+            let jobs = |sql| returned(&db, sql, params![None::<String>, cutoff, 1000]);
+            (jobs(DISPATCHABLE_JOBS), jobs(DISPATCHABLE_ANALYSIS_JOBS))
         };
         assert_eq!(
             dispatchable("2026-12-04T11:45:00Z"),
-            0,
+            (0, 0),
             "sent by the webhook just now: not re-sent"
         );
         assert_eq!(
             dispatchable("2026-12-04T12:15:00Z"),
-            1,
+            (1, 1),
             "still queued after the cutoff: the send may be lost, the dispatcher sends it"
         );
+        // Received: nothing left to send.
+        db.execute(
+            MARK_ANALYSIS_RECEIVED,
+            params![r#"["d1"]"#, "2026-12-04T12:00:01Z"],
+        )
+        .unwrap();
+        assert_eq!(dispatchable("2026-12-04T12:15:00Z"), (1, 0));
+        // Analysis jobs are not coalesced: each names its push's files.
+        assert_eq!(analysis_job("d2", 10), 1);
+        assert_eq!(dispatchable("2026-12-04T12:15:00Z"), (1, 1));
+        // Re-sent by the dispatcher: stamped again, not re-sent before the next cutoff.
+        db.execute(
+            MARK_ANALYSIS_DISPATCHED,
+            params![r#"["d2"]"#, "2026-12-04T12:16:00Z"],
+        )
+        .unwrap();
+        assert_eq!(dispatchable("2026-12-04T12:15:00Z"), (1, 0));
         db.execute(
             "UPDATE organizations SET status = 'suspended' WHERE id = 'o1'",
             [],

@@ -9,22 +9,30 @@
 //!   stay until their retention expires; the GitHub installation is not touched.
 //! - [`fanout`]: one `sync_org.v1` message per active org, a page of orgs per invocation.
 //! - [`dispatch`]: sends queued backup jobs that were never sent (scheduled, resumed) or whose
-//!   send was lost, a bounded batch per invocation.
+//!   send was lost, and analysis jobs whose send (after the webhook's answer) was lost, a
+//!   bounded batch of each per invocation.
 
-use crate::edge::bindings::{changes, Ctx, Internal, Param, BACKUP_QUEUE, SYNC_QUEUE};
+use crate::edge::bindings::{
+    changes, Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE, SYNC_QUEUE,
+};
 use crate::edge::enumerate::{self, Access, Owner, Progress, RunError, Target};
 use crate::edge::platform;
 use crate::edge::providers::github_client;
 use crate::edge::providers::outbound::CallError;
 use crate::edge::providers::provider_tokens::TokenFailure;
-use crate::messages::{BackupMessage, SyncMessage, MAX_BATCH_MESSAGES};
+use crate::github::webhook_events::ChangedFile;
+use crate::messages::{
+    send_batches, AnalysisJob, AnalysisMessage, BackupMessage, SyncMessage, MAX_BATCH_MESSAGES,
+};
 use crate::provider::Provider;
 use crate::sql;
 use serde::Deserialize;
 
-/// Orgs per fan-out step, jobs per dispatch step: each step stays far below the budget.
+/// Orgs per fan-out step, backup and analysis jobs per dispatch step: each step stays far below
+/// the budget (an analysis job may be near a message's 128 KB, so two fill a `sendBatch`).
 const FANOUT_PAGE: i64 = 1_000;
 const DISPATCH_PAGE: i64 = 1_000;
+const ANALYSIS_DISPATCH_PAGE: i64 = 40;
 /// A job sent this long ago and still not received is sent again.
 const RESEND_AFTER_SECS: i64 = 15 * 60;
 
@@ -306,9 +314,34 @@ pub async fn fanout(ctx: &Ctx, after: &str) -> Result<(), Internal> {
     Ok(())
 }
 
-/// One dispatch step: sends up to a page of queued jobs that need sending, marks them sent, and
-/// continues while there may be more.
+/// One dispatch step: sends up to a page of queued backup jobs and one of analysis jobs that
+/// need sending, marks them sent, and continues while there may be more. The number of jobs
+/// sent.
 pub async fn dispatch(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Internal> {
+    let backups = dispatch_backups(ctx, org_id).await?;
+    let analyses = dispatch_analyses(ctx, org_id).await?;
+    if backups as i64 == DISPATCH_PAGE || analyses as i64 == ANALYSIS_DISPATCH_PAGE {
+        let next = SyncMessage::DispatchV1 {
+            org_id: org_id.map(str::to_string),
+        };
+        ctx.send_batch(SYNC_QUEUE, &[next], 0).await?;
+    }
+    Ok(backups + analyses)
+}
+
+/// Marks the jobs `mark` names as sent now.
+async fn mark_sent(ctx: &Ctx, mark: &str, ids: &[&str]) -> Result<(), Internal> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids_json = serde_json::to_string(ids).map_err(|e| Internal::new("ids JSON", e))?;
+    let now = crate::time::rfc3339(ctx.now);
+    ctx.run(mark, &[Param::from(&ids_json), Param::from(&now)])
+        .await?;
+    Ok(())
+}
+
+async fn dispatch_backups(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Internal> {
     #[derive(Deserialize)]
     struct Job {
         id: String,
@@ -352,20 +385,56 @@ pub async fn dispatch(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Internal
     for chunk in messages.chunks(MAX_BATCH_MESSAGES) {
         ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
     }
-    if !ids.is_empty() {
-        let ids_json = serde_json::to_string(&ids).map_err(|e| Internal::new("ids JSON", e))?;
-        let now = crate::time::rfc3339(ctx.now);
-        ctx.run(
-            sql::MARK_DISPATCHED,
-            &[Param::from(&ids_json), Param::from(&now)],
+    mark_sent(ctx, sql::MARK_DISPATCHED, &ids).await?;
+    Ok(jobs.len())
+}
+
+/// Analysis jobs whose send after the webhook's answer (`edge::webhooks::send_later`) was lost:
+/// each message rebuilt from its row.
+async fn dispatch_analyses(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Internal> {
+    #[derive(Deserialize)]
+    struct Job {
+        id: String,
+        org_id: String,
+        repository_id: String,
+        installation_id: i64,
+        git_ref: String,
+        head_commit: String,
+        files: String,
+        truncated: i64,
+    }
+    let cutoff = crate::time::rfc3339(ctx.now - RESEND_AFTER_SECS);
+    let jobs: Vec<Job> = ctx
+        .rows(
+            sql::DISPATCHABLE_ANALYSIS_JOBS,
+            &[
+                Param::from(org_id),
+                Param::from(&cutoff),
+                Param::from(ANALYSIS_DISPATCH_PAGE),
+            ],
         )
         .await?;
+    let messages = jobs
+        .iter()
+        .map(|j| {
+            let files: Vec<ChangedFile> =
+                serde_json::from_str(&j.files).map_err(|e| Internal::new("analysis files", e))?;
+            Ok(AnalysisMessage::AnalysisJobV1(AnalysisJob {
+                job_id: j.id.clone(),
+                org_id: j.org_id.clone(),
+                repository_id: j.repository_id.clone(),
+                installation_id: j.installation_id as u64,
+                git_ref: j.git_ref.clone(),
+                head_commit: j.head_commit.clone(),
+                files,
+                truncated: j.truncated != 0,
+            }))
+        })
+        .collect::<Result<Vec<_>, Internal>>()?;
+    for batch in send_batches(&messages).map_err(|e| Internal::new("message JSON", e))? {
+        ctx.send_batch(ANALYSIS_QUEUE, batch, 0).await?;
     }
-    if jobs.len() as i64 == DISPATCH_PAGE {
-        let next = SyncMessage::DispatchV1 {
-            org_id: org_id.map(str::to_string),
-        };
-        ctx.send_batch(SYNC_QUEUE, &[next], 0).await?;
-    }
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    mark_sent(ctx, sql::MARK_ANALYSIS_DISPATCHED, &ids).await?;
     Ok(jobs.len())
 }

@@ -21,10 +21,10 @@
 //!    queued.
 //! 7. A `push` costs one D1 round trip: its batch finds the org through the installation
 //!    (`RECORD_CONNECTED_DELIVERY` and the job inserts join it), where other events look the
-//!    org up first. Its backup job is committed stamped as sent and sent after the answer
-//!    (`ctx.wait_until`, [`send_later`]); a lost send is re-sent by the dispatcher (cron, every
-//!    hour) once the stamp is older than its cutoff. The analysis job has no dispatcher, so its
-//!    send stays before the answer.
+//!    org up first. Its backup and analysis jobs are committed stamped as sent and sent after
+//!    the answer (`ctx.wait_until`, [`send_later`]); a lost send is re-sent by the dispatcher
+//!    (cron, every hour) once the stamp is older than its cutoff. Nothing but that batch is on
+//!    the response path.
 
 use crate::api::problem::Problem;
 use crate::edge::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE, SYNC_QUEUE};
@@ -120,7 +120,7 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<Answer, Problem> {
         .map(|answer| Answer::now(&delivery, answer))
 }
 
-/// What a delivery is answered with, and the backup jobs to send once it was answered.
+/// What a delivery is answered with, and the jobs to send once it was answered.
 pub struct Answer {
     pub status: u16,
     pub body: Value,
@@ -128,6 +128,7 @@ pub struct Answer {
     /// Committed jobs stamped as sent (`dispatched_at`): [`send_later`] sends them after the
     /// answer, and the dispatcher re-sends any whose send was lost.
     pub backups: Vec<BackupMessage>,
+    pub analyses: Vec<AnalysisMessage>,
 }
 
 impl Answer {
@@ -137,25 +138,34 @@ impl Answer {
             body,
             delivery: delivery.to_string(),
             backups: Vec::new(),
+            analyses: Vec::new(),
         }
     }
 }
 
-/// Sends an answered delivery's backup jobs (from `ctx.wait_until`, after the response). A
-/// failure is only logged: the rows are committed, and the dispatcher (cron) re-sends them.
+/// Sends an answered delivery's backup and analysis jobs (from `ctx.wait_until`, after the
+/// response). A failure is only logged: the rows are committed, and the dispatcher (cron)
+/// re-sends them.
 pub async fn send_later(ctx: &Ctx, answer: &Answer) {
     if crate::edge::queue_trace::lose_send(&answer.delivery) {
-        worker::console_warn!("delivery {}: backup send dropped (e2e)", answer.delivery);
+        worker::console_warn!("delivery {}: job sends dropped (e2e)", answer.delivery);
         return;
     }
+    let lost = |what: &str, e: Internal| {
+        worker::console_warn!(
+            "delivery {}: {what} send lost, left to the dispatcher: {}",
+            answer.delivery,
+            e.0
+        )
+    };
     for chunk in answer.backups.chunks(crate::messages::MAX_BATCH_MESSAGES) {
         if let Err(e) = ctx.send_batch(BACKUP_QUEUE, chunk, 0).await {
-            worker::console_warn!(
-                "delivery {}: backup send lost, left to the dispatcher: {}",
-                answer.delivery,
-                e.0
-            );
+            lost("backup", e);
         }
+    }
+    // A push's analysis job is one message within the message cap: one batch.
+    if let Err(e) = ctx.send_batch(ANALYSIS_QUEUE, &answer.analyses, 0).await {
+        lost("analysis", e);
     }
 }
 
@@ -201,7 +211,7 @@ fn not_connected() -> (u16, Value) {
 
 /// A `push`, the hot path, in one D1 round trip: the org is found inside the batch that
 /// records the delivery (each statement joins the installation's org, so for an installation
-/// no tenant connected nothing is written), and the backup job is sent after the answer.
+/// no tenant connected nothing is written), and its jobs are sent after the answer.
 async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Problem> {
     let now = crate::time::rfc3339(ctx.now);
     let installation_id = push.installation_id;
@@ -266,6 +276,7 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
                 Param::from(&push.head_commit),
                 Param::from(&files),
                 Param::from(&now),
+                Param::from(push.truncated as i64),
             ],
         )?);
     }
@@ -297,7 +308,6 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
         .into_iter()
         .map(|job| backup_message(job.id, &org.id, job.repository_id, owner, "normal"))
         .collect();
-    // Analysis jobs have no dispatcher to re-send a lost send: theirs stays before the answer.
     let analyses: Vec<AnalysisMessage> = if push.needs_analysis() {
         rows(4)?
             .into_iter()
@@ -317,12 +327,12 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
     } else {
         Vec::new()
     };
-    ctx.send_batch(ANALYSIS_QUEUE, &analyses, 0).await?;
     Ok(Answer {
         status: 200,
         body: json!({ "ok": true, "event": "push", "backup_jobs": backups.len(), "analysis_jobs": analyses.len() }),
         delivery: delivery.to_string(),
         backups,
+        analyses,
     })
 }
 

@@ -34,10 +34,11 @@
 //!   consumer backs it up (a snapshot for the job); a push of a dependency file also queues one
 //!   analysis job (only the dependency file, its kind, the head commit), received by the
 //!   consumer; no job of either kind for an unknown or removed repository, or a suspended org;
-//! - a push's backup job is sent after the answer; when that send is lost (an `e2e` build drops
-//!   it for deliveries named `e2e-lost-send-…`), the job stays queued (the hourly cron's
-//!   dispatcher leaves it alone), and once its send is 15 minutes old (made so in D1) the
-//!   dispatcher sends it: one send of it in all, and a snapshot (exclusive: it runs the cron);
+//! - a push's backup and analysis jobs are sent after the answer; when those sends are lost (an
+//!   `e2e` build drops them for deliveries named `e2e-lost-send-…`), the jobs stay queued (the
+//!   hourly cron's dispatcher leaves them alone), and once their sends are 15 minutes old (made
+//!   so in D1) the dispatcher sends them: one send of each in all, the analysis message as the
+//!   push made it, a snapshot and a received analysis job (exclusive: it runs the cron);
 //! - the answer does not wait on GitHub: with every GitHub route delayed 5 s, deliveries
 //!   answer in under 2 s (exclusive: fault rules are global);
 //! - `GET /v1/orgs/{id}/activity`: `limit` / `before` / `next_before` paging, bad parameters,
@@ -115,7 +116,7 @@ pub fn cases() -> Vec<Case> {
             pushes,
         ),
         Case::exclusive(
-            "webhooks::lost_push_backup_send_is_dispatched_later",
+            "webhooks::lost_push_sends_are_dispatched_later",
             lost_send,
         ),
         Case::shared(
@@ -753,33 +754,46 @@ fn lost_send(s: &Stack) {
     let target = Target::connect(s, 2125, 1);
     initial_jobs_settled(s, &target.org, 1);
     let repository = target.generated_repo(1);
-    let commits = json!([{ "id": "c1", "added": [], "modified": ["README.md"], "removed": [] }]);
+    let commits = json!([{ "id": "c1", "added": [], "modified": ["README.md", "Cargo.toml"], "removed": [] }]);
     let body = serde_json::to_vec(&push_event(2125, &repository, "c1", commits)).expect("JSON");
-    // The worker drops this delivery's backup send (`queue_trace::lose_send`).
+    // The worker drops this delivery's sends (`queue_trace::lose_send`).
     let delivery = format!("e2e-lost-send-{}", delivery_id());
     let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let (backups, _) = applied(&resp, "push");
     assert_eq!(
-        backups, 1,
-        "the initial job settled: nothing to coalesce into"
+        applied(&resp, "push"),
+        (1, 1),
+        "a backup (the initial job settled: nothing to coalesce into) and an analysis"
     );
-    let job = s
-        .store
-        .query(
-            "SELECT id FROM backup_jobs WHERE dedupe_key = 'push:' || ?1",
-            [delivery.as_str()],
-            |r| r.get::<_, String>(0),
-        )
-        .pop()
-        .expect("the push's job is committed");
-    let sends = || {
+    let committed = |sql: &str| {
+        s.store
+            .query(sql, [delivery.as_str()], |r| r.get::<_, String>(0))
+            .pop()
+            .expect("the push's job is committed")
+    };
+    let job = committed("SELECT id FROM backup_jobs WHERE dedupe_key = 'push:' || ?1");
+    let analysis = committed("SELECT id FROM analysis_jobs WHERE delivery_id = ?1");
+    let sent = |kind: &str, id: &str| {
         s.queue_trace()
             .into_iter()
-            .filter(|(event, _, body)| {
-                event == "sent" && body.contains("backup_job.v1") && body.contains(&job)
-            })
-            .count()
+            .filter(|(event, _, body)| event == "sent" && body.contains(kind) && body.contains(id))
+            .map(|(_, _, body)| body)
+            .collect::<Vec<_>>()
+    };
+    let sends = || {
+        (
+            sent("backup_job.v1", &job).len(),
+            sent("analysis_job.v1", &analysis).len(),
+        )
+    };
+    let analysis_status = |s: &Stack| {
+        s.store
+            .query(
+                "SELECT status FROM analysis_jobs WHERE id = ?1",
+                [analysis.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .pop()
     };
     // The dispatcher leaves a job sent just now alone (its send may still be on its way)…
     let now = std::time::SystemTime::now()
@@ -797,20 +811,27 @@ fn lost_send(s: &Stack) {
             .map(|j| j.status)
     };
     assert_eq!(status(s).as_deref(), Some("queued"), "the send was lost");
-    assert_eq!(sends(), 0, "nothing sent the job");
+    assert_eq!(analysis_status(s).as_deref(), Some("queued"));
+    assert_eq!(sends(), (0, 0), "nothing sent the jobs");
     // …and sends it once the send is older than its cutoff (15 minutes). The dispatch runs in
     // the queue consumer on the real clock, so the send is made 20 minutes old instead.
     let twenty_minutes_ago = onecode_edge::time::rfc3339(now - 20 * 60);
-    assert_eq!(
-        s.store.execute(
-            "UPDATE backup_jobs SET dispatched_at = ?2 WHERE id = ?1 AND status = 'queued'",
-            [job.as_str(), twenty_minutes_ago.as_str()],
-        ),
-        1
-    );
+    for (table, id) in [("backup_jobs", &job), ("analysis_jobs", &analysis)] {
+        assert_eq!(
+            s.store.execute(
+                &format!(
+                    "UPDATE {table} SET dispatched_at = ?2 WHERE id = ?1 AND status = 'queued'"
+                ),
+                [id.as_str(), twenty_minutes_ago.as_str()],
+            ),
+            1
+        );
+    }
     s.trigger_cron_at(HOURLY_CRON, now);
     dispatched(s);
-    s.queues_settled("the dispatched job", |body| body.contains(&job));
+    s.queues_settled("the dispatched jobs", |body| {
+        body.contains(&job) || body.contains(&analysis)
+    });
     let settled = poll_until(
         Duration::from_secs(120),
         "the job to settle",
@@ -820,7 +841,21 @@ fn lost_send(s: &Stack) {
         },
     );
     assert_eq!(settled, "received", "backed up");
-    assert_eq!(sends(), 1, "sent once, by the dispatcher");
+    assert_eq!(analysis_status(s).as_deref(), Some("received"));
+    assert_eq!(sends(), (1, 1), "each sent once, by the dispatcher");
+    // The dispatcher rebuilt the analysis message from its row: what the push said.
+    let message: Value =
+        serde_json::from_str(&sent("analysis_job.v1", &analysis)[0]).expect("JSON");
+    assert_eq!(message["head_commit"], "c1", "{message}");
+    assert_eq!(message["truncated"], false, "{message}");
+    assert_eq!(message["installation_id"], 2125, "{message}");
+    assert_eq!(
+        message["files"]
+            .as_array()
+            .map(|f| f.iter().map(|f| f["path"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!("Cargo.toml")]),
+        "{message}"
+    );
     // The repository did not change since its initial backup: `unchanged`, recorded for the job.
     let snapshots = job_snapshots(s, &job);
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");
