@@ -287,7 +287,7 @@ async fn serve(mut req: Request, env: Env, context: Context) -> Result<Response>
                     "application/json",
                 );
                 // The jobs are committed and stamped as sent: their send follows the answer.
-                if !answer.backups.is_empty() {
+                if answer.has_jobs() {
                     context.wait_until(async move {
                         webhooks::send_later(&ctx, &answer).await;
                     });

@@ -132,6 +132,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Whether there are jobs to send after the answer ([`send_later`]).
+    pub fn has_jobs(&self) -> bool {
+        !self.backups.is_empty() || !self.analyses.is_empty()
+    }
+
     fn now(delivery: &str, (status, body): (u16, Value)) -> Self {
         Answer {
             status,

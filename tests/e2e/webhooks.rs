@@ -115,10 +115,7 @@ pub fn cases() -> Vec<Case> {
             "webhooks::pushes_queue_analysis_of_dependency_files",
             pushes,
         ),
-        Case::exclusive(
-            "webhooks::lost_push_sends_are_dispatched_later",
-            lost_send,
-        ),
+        Case::exclusive("webhooks::lost_push_sends_are_dispatched_later", lost_send),
         Case::shared(
             "webhooks::repository_changes_follow_github",
             repository_changes,
@@ -1930,15 +1927,33 @@ fn pushes(s: &Stack) {
             "one snapshot of the repository for the push: {snapshots:?}"
         );
 
-        // Coalesced: while a backup job waits for the repository, a push (here one that touches
-        // no dependency file) queues none. The first job is made to wait again behind the
-        // worker's back: no message for it is in flight, and the dispatcher leaves a job sent
-        // this recently alone, so it stays waiting until put back.
+        // Coalesced: while a backup job waits for the repository, a push queues none. The first
+        // job is made to wait again behind the worker's back: no message for it is in flight,
+        // and the dispatcher leaves a job sent this recently alone, so it stays waiting until
+        // put back. A push that touches no dependency file then queues nothing; one that does
+        // queues its analysis job alone, and that job is still sent after the answer.
         requeue(s, job_id);
         let (d, resp) = deliver(s, "push", &docs);
         assert_eq!(applied(&resp, "push"), (0, 0), "coalesced: {}", resp.body);
         answered.push(0);
         log.push((event.clone(), Some(d)));
+        let manifest =
+            json!([{ "id": "c5", "added": [], "modified": ["package.json"], "removed": [] }]);
+        let (d, resp) = deliver(s, "push", &push_event(2114, &repository, "c5", manifest));
+        assert_eq!(applied(&resp, "push"), (0, 1), "coalesced: {}", resp.body);
+        answered.push(0);
+        log.push((event.clone(), Some(d.clone())));
+        poll_until(
+            Duration::from_secs(60),
+            "the consumer to receive the second analysis job",
+            || match analysis_jobs(s, &target.org)
+                .into_iter()
+                .find(|j| j.delivery_id == d)
+            {
+                Some(job) if job.status == "received" => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
         let settled = s.store.execute(
             "UPDATE backup_jobs SET status = 'received', \
                  received_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?1 AND status = 'queued'",
@@ -1987,7 +2002,11 @@ fn pushes(s: &Stack) {
     log.push(("installation.unsuspend".to_string(), Some(d)));
 
     push_jobs_agree(s, &target.org, &row.id, &answered);
-    assert_eq!(analysis_jobs(s, &target.org).len(), 1, "still the one job");
+    assert_eq!(
+        analysis_jobs(s, &target.org).len(),
+        if first_job.is_some() { 2 } else { 1 },
+        "none for these pushes"
+    );
     assert_eq!(target.new_activity(s), log);
 }
 
