@@ -144,10 +144,6 @@ impl Answer {
 /// Sends an answered delivery's backup jobs (from `ctx.wait_until`, after the response). A
 /// failure is only logged: the rows are committed, and the dispatcher (cron) re-sends them.
 pub async fn send_later(ctx: &Ctx, answer: &Answer) {
-    if crate::edge::queue_trace::lose_send(&answer.delivery) {
-        worker::console_warn!("delivery {}: backup send dropped (e2e)", answer.delivery);
-        return;
-    }
     for chunk in answer.backups.chunks(crate::messages::MAX_BATCH_MESSAGES) {
         if let Err(e) = ctx.send_batch(BACKUP_QUEUE, chunk, 0).await {
             worker::console_warn!(

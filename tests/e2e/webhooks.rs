@@ -67,6 +67,7 @@ use onecode_edge::github::webhook_signature::{self, SignatureError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::harness::binding_faults::BindingFaults;
 use crate::harness::emulator::Inst;
 use crate::harness::http::Resp;
 use crate::harness::portal::assert_problem;
@@ -790,14 +791,24 @@ fn lost_send(s: &Stack) {
     let repository = target.generated_repo(1);
     let commits = json!([{ "id": "c1", "added": [], "modified": ["README.md"], "removed": [] }]);
     let body = serde_json::to_vec(&push_event(2125, &repository, "c1", commits)).expect("JSON");
-    // The worker drops this delivery's backup send (`queue_trace::lose_send`).
-    let delivery = format!("e2e-lost-send-{}", delivery_id());
+    // The queue refuses the next send: this delivery's backup send, made after the answer (a
+    // push of no dependency file sends nothing before it).
+    let faults = BindingFaults::arm(s, json!([{ "binding": "queue", "op": "send", "times": 1 }]));
+    let delivery = delivery_id();
     let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
     assert_eq!(resp.status, 200, "{}", resp.body);
     let (backups, _) = applied(&resp, "push");
     assert_eq!(
         backups, 1,
         "the initial job settled: nothing to coalesce into"
+    );
+    poll_until(
+        Duration::from_secs(30),
+        "the failed send",
+        || match faults.armed() {
+            0 => Ok(()),
+            n => Err(format!("{n} armed")),
+        },
     );
     let job = s
         .store
