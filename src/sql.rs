@@ -320,6 +320,12 @@ pub const LIST_ACTIVITY: &str =
     "SELECT id, delivery_id, event, detail, created_at FROM org_activity \
      WHERE org_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
 
+/// ?1 delivery id → the delivery's analysis job (`id`, `org_id`, `repository_id`) while it has
+/// not been received: a redelivered push sends it again, in case the first delivery's send
+/// failed after its batch committed.
+pub const UNRECEIVED_ANALYSIS_JOB: &str =
+    "SELECT id, org_id, repository_id FROM analysis_jobs WHERE delivery_id = ?1 AND status = 'queued'";
+
 /// ?1 new id, ?2 installation id, ?3 repository GitHub id, ?4 delivery id, ?5 ref, ?6 head
 /// commit, ?7 files JSON, ?8 now → the job (`id`, `repository_id`) when the installation is
 /// connected to an active org and the repository is known and active. The org is found here, in
@@ -1045,6 +1051,7 @@ mod tests {
             RECORD_DISCONNECT_ACTIVITY,
             LIST_ACTIVITY,
             INSERT_ANALYSIS_JOB,
+            UNRECEIVED_ANALYSIS_JOB,
             INSERT_PUSH_BACKUP_JOB,
             MARK_ANALYSIS_RECEIVED,
             PAUSE_UNSEEN_JOBS,

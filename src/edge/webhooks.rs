@@ -24,7 +24,8 @@
 //!    org up first. Its backup job is committed stamped as sent and sent after the answer
 //!    (`ctx.wait_until`, [`send_later`]); a lost send is re-sent by the dispatcher (cron, every
 //!    hour) once the stamp is older than its cutoff. The analysis job has no dispatcher, so its
-//!    send stays before the answer.
+//!    send stays before the answer (a failed send answers 500) and a redelivery of the push,
+//!    a duplicate, sends it again while it is not received.
 
 use crate::api::problem::Problem;
 use crate::edge::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE, SYNC_QUEUE};
@@ -266,6 +267,9 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
         )?);
     }
     let Some(results) = apply_once(ctx, delivery, statements).await? else {
+        if push.needs_analysis() {
+            resend_analysis(ctx, push, delivery).await?;
+        }
         return Ok(Answer::now(
             delivery,
             (200, json!({ "duplicate": true, "delivery": delivery })),
@@ -293,22 +297,12 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
         .into_iter()
         .map(|job| backup_message(job.id, &org.id, job.repository_id, owner, "normal"))
         .collect();
-    // Analysis jobs have no dispatcher to re-send a lost send: theirs stays before the answer.
+    // Analysis jobs have no dispatcher to re-send a lost send: theirs stays before the answer,
+    // and a redelivery of the push sends it again while it is not received.
     let analyses: Vec<AnalysisMessage> = if push.needs_analysis() {
         rows(4)?
             .into_iter()
-            .map(|job| {
-                AnalysisMessage::AnalysisJobV1(AnalysisJob {
-                    job_id: job.id,
-                    org_id: org.id.clone(),
-                    repository_id: job.repository_id,
-                    installation_id,
-                    git_ref: push.git_ref.clone(),
-                    head_commit: push.head_commit.clone(),
-                    files: push.files.clone(),
-                    truncated: push.truncated,
-                })
-            })
+            .map(|job| analysis_message(push, job.id, org.id.clone(), job.repository_id))
             .collect()
     } else {
         Vec::new()
@@ -320,6 +314,44 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
         delivery: delivery.to_string(),
         backups,
     })
+}
+
+fn analysis_message(
+    push: &Push,
+    job_id: String,
+    org_id: String,
+    repository_id: String,
+) -> AnalysisMessage {
+    AnalysisMessage::AnalysisJobV1(AnalysisJob {
+        job_id,
+        org_id,
+        repository_id,
+        installation_id: push.installation_id,
+        git_ref: push.git_ref.clone(),
+        head_commit: push.head_commit.clone(),
+        files: push.files.clone(),
+        truncated: push.truncated,
+    })
+}
+
+/// A redelivered push: its analysis job, committed by the first delivery, is sent again while
+/// it is not received (that delivery answered 5xx when its send failed; the consumer's receipt
+/// is idempotent, so a second message changes nothing).
+async fn resend_analysis(ctx: &Ctx, push: &Push, delivery: &str) -> Result<(), Problem> {
+    #[derive(Deserialize)]
+    struct Job {
+        id: String,
+        org_id: String,
+        repository_id: String,
+    }
+    let jobs: Vec<Job> = ctx
+        .rows(sql::UNRECEIVED_ANALYSIS_JOB, &[Param::from(delivery)])
+        .await?;
+    let messages: Vec<AnalysisMessage> = jobs
+        .into_iter()
+        .map(|j| analysis_message(push, j.id, j.org_id, j.repository_id))
+        .collect();
+    Ok(ctx.send_batch(ANALYSIS_QUEUE, &messages, 0).await?)
 }
 
 /// Runs a delivery's batch, which `RECORD_DELIVERY` leads: `None` when the delivery was seen

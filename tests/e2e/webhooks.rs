@@ -34,10 +34,13 @@
 //!   consumer backs it up (a snapshot for the job); a push of a dependency file also queues one
 //!   analysis job (only the dependency file, its kind, the head commit), received by the
 //!   consumer; no job of either kind for an unknown or removed repository, or a suspended org;
-//! - a push's backup job is sent after the answer; when that send is lost (an `e2e` build drops
-//!   it for deliveries named `e2e-lost-send-…`), the job stays queued (the hourly cron's
+//! - a push's backup job is sent after the answer; when that send fails (the queue binding
+//!   failed on purpose: `harness::binding_faults`), the job stays queued (the hourly cron's
 //!   dispatcher leaves it alone), and once its send is 15 minutes old (made so in D1) the
 //!   dispatcher sends it: one send of it in all, and a snapshot (exclusive: it runs the cron);
+//! - D1 failing a push's batch: a 500 problem and nothing written; the redelivery applies it
+//!   once. The queue failing its analysis send (before the answer): a 500 problem, the job
+//!   committed; the redelivery (a duplicate) sends it, and it is received;
 //! - the answer does not wait on GitHub: with every GitHub route delayed 5 s, deliveries
 //!   answer in under 2 s (exclusive: fault rules are global);
 //! - `GET /v1/orgs/{id}/activity`: `limit` / `before` / `next_before` paging, bad parameters,
@@ -117,8 +120,16 @@ pub fn cases() -> Vec<Case> {
             pushes,
         ),
         Case::exclusive(
-            "webhooks::lost_push_backup_send_is_dispatched_later",
+            "webhooks::queue_faults_on_a_push_leave_its_backup_to_the_dispatcher",
             lost_send,
+        ),
+        Case::exclusive(
+            "webhooks::d1_faults_answer_500_and_the_redelivery_applies_once",
+            d1_fault,
+        ),
+        Case::exclusive(
+            "webhooks::queue_faults_on_an_analysis_send_are_resent_by_the_redelivery",
+            lost_analysis_send,
         ),
         Case::shared(
             "webhooks::repository_changes_follow_github",
@@ -874,6 +885,93 @@ fn lost_send(s: &Stack) {
         matches!(snapshots[0].0.as_str(), "ok" | "unchanged"),
         "{snapshots:?}"
     );
+}
+
+// ---- D1 failing ----
+
+/// D1 fails the batch that would apply a push: the delivery answers a 500 problem (GitHub
+/// counts it failed, to be redelivered) and nothing of it is written; its redelivery applies it
+/// once, and a third copy is a duplicate.
+fn d1_fault(s: &Stack) {
+    let target = Target::connect(s, 2126, 1);
+    initial_jobs_settled(s, &target.org, 1);
+    let repository = target.generated_repo(1);
+    let commits = json!([{ "id": "c1", "added": [], "modified": ["README.md"], "removed": [] }]);
+    let body = serde_json::to_vec(&push_event(2126, &repository, "c1", commits)).expect("JSON");
+    let delivery = delivery_id();
+    let written = || {
+        let count = |sql: &str| {
+            s.store
+                .query(sql, [delivery.as_str()], |r| r.get::<_, i64>(0))
+                .pop()
+                .unwrap_or_default()
+        };
+        (
+            count("SELECT count(*) FROM webhook_deliveries WHERE delivery_id = ?1"),
+            count("SELECT count(*) FROM backup_jobs WHERE dedupe_key = 'push:' || ?1"),
+        )
+    };
+    {
+        let faults = BindingFaults::arm(s, json!([{ "binding": "d1", "op": "batch", "times": 1 }]));
+        let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+        problem(&resp, 500, "internal");
+        assert_eq!(faults.armed(), 0, "the delivery met the fault");
+    }
+    assert_eq!(
+        written(),
+        (0, 0),
+        "nothing of the failed delivery is written"
+    );
+    let again = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+    assert_eq!(applied(&again, "push"), (1, 0), "the redelivery applies it");
+    let third = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+    assert_eq!(third.status, 200, "{}", third.body);
+    assert_eq!(third.json()["duplicate"], true, "{}", third.body);
+    assert_eq!(written(), (1, 1), "applied once");
+    let job = s
+        .store
+        .query(
+            "SELECT id FROM backup_jobs WHERE dedupe_key = 'push:' || ?1",
+            [delivery.as_str()],
+            |r| r.get::<_, String>(0),
+        )
+        .pop()
+        .expect("the push's job");
+    s.queues_settled("the push's backup", |b| b.contains(&job));
+}
+
+/// The queue refuses a push's analysis send (made before the answer, after its batch
+/// committed): the delivery answers a 500 problem, and its redelivery, a duplicate that changes
+/// nothing, sends the committed analysis job, which the consumer receives.
+fn lost_analysis_send(s: &Stack) {
+    let target = Target::connect(s, 2127, 1);
+    initial_jobs_settled(s, &target.org, 1);
+    let repository = target.generated_repo(1);
+    let commits = json!([{ "id": "c1", "added": ["Cargo.toml"], "modified": [], "removed": [] }]);
+    let body = serde_json::to_vec(&push_event(2127, &repository, "c1", commits)).expect("JSON");
+    let delivery = delivery_id();
+    {
+        let faults =
+            BindingFaults::arm(s, json!([{ "binding": "queue", "op": "send", "times": 1 }]));
+        let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+        problem(&resp, 500, "internal");
+        assert_eq!(faults.armed(), 0, "the analysis send met the fault");
+    }
+    let status = || {
+        analysis_jobs(s, &target.org)
+            .into_iter()
+            .filter(|j| j.delivery_id == delivery)
+            .map(|j| j.status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(status(), ["queued"], "committed, not sent");
+    let again = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["duplicate"], true, "{}", again.body);
+    s.queues_settled("the analysis job", |b| {
+        b.contains("analysis_job.v1") && b.contains(&target.org)
+    });
+    assert_eq!(status(), ["received"], "sent by the redelivery");
 }
 
 // ---- 1. every example payload ----
