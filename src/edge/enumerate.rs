@@ -184,6 +184,9 @@ pub enum RunError {
     Gone,
     /// The OAuth connection was revoked meanwhile (its orgs are disconnected).
     Revoked(String),
+    /// The provider answered something the run cannot use (a malformed page, a foreign `Link`,
+    /// a refusal): the run failed, and whoever asked is told the provider failed.
+    Upstream(CallError),
     Failed(Internal),
 }
 
@@ -198,6 +201,7 @@ impl From<RunError> for Internal {
         match e {
             RunError::Gone => Internal("the listing is gone (404)".into()),
             RunError::Revoked(why) => Internal(format!("authorization revoked: {why}")),
+            RunError::Upstream(e) => Internal(format!("the listing failed: {e}")),
             RunError::Failed(e) => e,
         }
     }
@@ -288,15 +292,15 @@ pub async fn run(
             Err(e) => {
                 let reason = e.to_string();
                 fail(ctx, target, &reason).await?;
-                match e {
-                    CallError::NotFound => return Err(RunError::Gone),
-                    CallError::Revoked(why) => return Err(RunError::Revoked(why)),
-                    _ => {}
-                }
-                return Err(RunError::Failed(Internal(format!(
-                    "enumeration of org {} failed: {reason}",
-                    target.org_id
-                ))));
+                return Err(match e {
+                    CallError::NotFound => RunError::Gone,
+                    CallError::Revoked(why) => RunError::Revoked(why),
+                    CallError::Internal(_) => RunError::Failed(Internal(format!(
+                        "enumeration of org {} failed: {reason}",
+                        target.org_id
+                    ))),
+                    upstream => RunError::Upstream(upstream),
+                });
             }
         };
         let next = page.next.as_ref();
