@@ -309,8 +309,14 @@ pub async fn backup_now(
             ],
         )
         .await?;
-    if !created.is_empty() {
-        crate::edge::sync::dispatch(ctx, Some(org_id)).await?;
+    // The jobs are committed: they are sent now, with any of the org's jobs whose send failed
+    // before. A failed send leaves them queued for the next request or the dispatcher (cron),
+    // so the answer is still 202.
+    if let Err(e) = crate::edge::sync::dispatch(ctx, Some(org_id)).await {
+        worker::console_warn!(
+            "backup jobs of org {org_id} left to the dispatcher: {}",
+            e.0
+        );
     }
     Ok((202, json!({ "queued": created.len() })))
 }
