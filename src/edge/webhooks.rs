@@ -720,8 +720,7 @@ async fn apply(
     for &i in &plan.backup_results {
         backups.extend(rows(i)?);
     }
-    let backups =
-        queue_backups(ctx, &org.id, Owner::Installation(installation_id), backups).await?;
+    let backups = queue_backups(ctx, &org.id, Owner::Installation(installation_id), backups).await;
     Ok((
         200,
         json!({ "ok": true, "event": action_name, "backup_jobs": backups, "analysis_jobs": 0 }),

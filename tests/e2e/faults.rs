@@ -96,6 +96,10 @@ pub fn cases() -> Vec<Case> {
             "faults::queue_failing_on_backup_now_leaves_the_job_to_the_next_request",
             queue_fails_on_backup_now,
         ),
+        Case::exclusive(
+            "faults::queue_failing_during_a_connect_leaves_the_jobs_to_the_dispatcher",
+            queue_fails_during_a_connect,
+        ),
     ]
 }
 
@@ -794,4 +798,67 @@ fn gitlab_and_azure_listing(s: &Stack) {
         assert_eq!(active(), 3, "{name}: nothing removed");
         settle();
     }
+}
+
+/// The queue refuses the initial backup jobs of a connect: the connection still completes
+/// (the jobs are committed, stamped as sent) and nothing is sent; once the stamps are past
+/// the dispatcher's cutoff (made so in D1), the next dispatch ("back up now" runs one) sends
+/// each job once, and each is received.
+fn queue_fails_during_a_connect(s: &Stack) {
+    let tenant = "tenant-fault-queue-connect";
+    let inst = Inst::org(1421, "e2e-fault-queue-connect", 3);
+    s.emulator.put_installation(&inst);
+    let done = {
+        let faults =
+            BindingFaults::arm(s, json!([{ "binding": "queue", "op": "send", "times": 1 }]));
+        let callback = s.connect_and_install(tenant, inst.id);
+        assert_eq!(faults.armed(), 0, "the connect met the fault");
+        callback.done()
+    };
+    assert_eq!((done.repos, done.added, done.complete), (3, 3, true));
+    let org = done.org_id.as_str();
+    checks::org_recorded(s, tenant, &inst, org);
+    assert_eq!(checks::repositories_recorded(s, org, inst.id), 3);
+    let jobs: Vec<String> = s.store.jobs(org).into_iter().map(|j| j.id).collect();
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    let sends = |job: &str| {
+        s.queue_trace()
+            .into_iter()
+            .filter(|(event, _, body)| event == "sent" && body.contains(job))
+            .count()
+    };
+    assert!(jobs.iter().all(|j| sends(j) == 0), "none sent");
+    let twenty_minutes_ago = onecode_edge::time::rfc3339(now() - 20 * 60);
+    assert_eq!(
+        s.store.execute(
+            "UPDATE backup_jobs SET dispatched_at = ?2 WHERE org_id = ?1 AND status = 'queued'",
+            [org, twenty_minutes_ago.as_str()],
+        ),
+        3
+    );
+    let resp = Portal::new(s, tenant).request("POST", &format!("/v1/orgs/{org}/backup"), None);
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    assert_eq!(
+        resp.json()["queued"],
+        0,
+        "every repository has a job waiting"
+    );
+    checks::jobs_received(s, org, 3);
+    // The worker's log reaches the file a little behind: wait for the sends' lines.
+    poll_until(
+        Duration::from_secs(30),
+        "the sends in the queue trace",
+        || {
+            let counts: Vec<usize> = jobs.iter().map(|j| sends(j)).collect();
+            if counts.iter().all(|&n| n > 0) {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        },
+    );
+    assert!(
+        jobs.iter().all(|j| sends(j) == 1),
+        "each sent once, by the dispatch"
+    );
 }
