@@ -6,10 +6,11 @@
 //! `scripts/build-worker` enables no feature unless `ONECODE_FEATURES` names one) can faults be
 //! armed, through `POST /_e2e/faults` with a JSON list of `{"binding", "op", "times"}` (`times`
 //! calls of that operation fail, one after the other, then it works again) and cleared with
-//! `DELETE /_e2e/faults`; `GET /_e2e/faults` tells how many are still armed. The table lives in the isolate's memory: locally, `wrangler dev` runs
-//! the fetch, queue and scheduled handlers in one isolate, so a fault armed by one request is
-//! seen by the next invocation of any handler (the suite checks this). In every other build
-//! [`check`] always succeeds and nothing else is compiled.
+//! `DELETE /_e2e/faults`; `GET /_e2e/faults` tells how many are still armed. The table lives in
+//! the isolate's memory: locally, `wrangler dev` runs the fetch, queue and scheduled handlers
+//! in one isolate, so a fault armed by one request is seen by the next invocation of any
+//! handler (each test checks that its faults were spent). In every other build [`check`]
+//! always succeeds and nothing else is compiled.
 
 /// A binding operation that can be made to fail.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

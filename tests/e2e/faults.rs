@@ -624,11 +624,20 @@ fn r2_put_fails(s: &Stack) {
     assert_eq!(objects, [ok_key], "no object of the failed attempt");
     let job = s.store.jobs(&done.org_id).remove(0);
     assert_eq!(job.status, "received", "{job:?}");
-    let retried = s
-        .queue_trace()
-        .into_iter()
-        .filter(|(event, _, body)| event == "retried" && body.contains(&job.id))
-        .count();
+    // The worker's log reaches the file a little behind: wait for the retry's line.
+    let retried = poll_until(
+        Duration::from_secs(30),
+        "the retry in the queue trace",
+        || match s
+            .queue_trace()
+            .into_iter()
+            .filter(|(event, _, body)| event == "retried" && body.contains(&job.id))
+            .count()
+        {
+            0 => Err("not yet".to_string()),
+            n => Ok(n),
+        },
+    );
     assert_eq!(retried, 1, "retried once through the queue");
 }
 
@@ -699,13 +708,14 @@ fn queue_fails_on_backup_now(s: &Stack) {
         assert_eq!(waiting.len(), 1, "{waiting:?}");
         waiting[0].id.clone()
     };
-    let sends = || {
-        s.queue_trace()
-            .into_iter()
-            .filter(|(event, _, body)| event == "sent" && body.contains(&job))
-            .count()
+    // A job is stamped when its send succeeds (`MARK_DISPATCHED`).
+    let stamped = || {
+        s.store.count(
+            "SELECT count(*) FROM backup_jobs WHERE id = ?1 AND dispatched_at IS NOT NULL",
+            [job.as_str()],
+        )
     };
-    assert_eq!(sends(), 0, "not sent");
+    assert_eq!(stamped(), 0, "not sent");
     let resp = api.request("POST", &backup, None);
     assert_eq!(resp.status, 202, "{}", resp.body);
     assert_eq!(
@@ -714,10 +724,30 @@ fn queue_fails_on_backup_now(s: &Stack) {
         "one job waits already: {}",
         resp.body
     );
-    s.queues_settled("the job", |b| b.contains(&job));
-    assert_eq!(sends(), 1, "sent once, by the next request");
-    let ended = s.store.jobs(org).into_iter().find(|j| j.id == job);
-    assert_eq!(ended.map(|j| j.status).as_deref(), Some("received"));
+    assert_eq!(stamped(), 1, "sent by the next request");
+    poll_until(
+        Duration::from_secs(120),
+        "the job to be received",
+        || match s.store.jobs(org).into_iter().find(|j| j.id == job) {
+            Some(j) if j.status == "received" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    // The worker's log reaches the file a little behind: wait for the send's line.
+    let sends = poll_until(
+        Duration::from_secs(30),
+        "the send in the queue trace",
+        || match s
+            .queue_trace()
+            .into_iter()
+            .filter(|(event, _, body)| event == "sent" && body.contains(&job))
+            .count()
+        {
+            0 => Err("not yet".to_string()),
+            n => Ok(n),
+        },
+    );
+    assert_eq!(sends, 1, "sent once");
 }
 
 /// A GitLab group's and an Azure DevOps organization's listing during a sync: two 502s are
