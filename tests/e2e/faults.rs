@@ -750,8 +750,9 @@ fn queue_fails_on_backup_now(s: &Stack) {
     assert_eq!(sends, 1, "sent once");
 }
 
-/// A GitLab group's and an Azure DevOps organization's listing during a sync: two 502s are
-/// retried inline (the sync finds everything), a malformed page is `502 upstream_unavailable`
+/// A GitLab group's and an Azure DevOps organization's listing during a sync: two 502s, a
+/// 429 with `retry-after: 1`, a body cut off and an answer past the 10 s per attempt are each
+/// retried inline (the sync finds everything); a malformed page is `502 upstream_unavailable`
 /// naming the provider and removes nothing.
 fn gitlab_and_azure_listing(s: &Stack) {
     let tenant = "tenant-fault-oauth";
@@ -794,17 +795,67 @@ fn gitlab_and_azure_listing(s: &Stack) {
                 [org.as_str()],
             )
         };
-        settle();
-        {
-            let _faults = Faults::install(
-                &s.emulator,
-                json!([{ "method": "GET", "path_prefix": listing, "status": 502, "times": 2 }]),
-            );
+        // The statuses of the listing's requests logged since `from` by the invocation that
+        // made the first of them (the sync's: the access snapshot it queues may list too).
+        let listing_statuses = |from: u64| -> Vec<u16> {
+            let requests: Vec<_> = s
+                .emulator
+                .requests()
+                .into_iter()
+                .filter(|r| r.seq > from && r.method == "GET" && r.path.starts_with(&listing))
+                .collect();
+            let sync = requests.first().and_then(|r| r.invocation.clone());
+            requests
+                .into_iter()
+                .filter(|r| r.invocation == sync)
+                .map(|r| r.status)
+                .collect()
+        };
+        let last_seq = || s.emulator.requests().last().map_or(0, |r| r.seq);
+        // Each fault, once or twice, then the page: the sync finds everything, the listing
+        // having been asked for as shown (the abandoned slow attempt is logged last).
+        let retried: [(&str, serde_json::Value, &[u16]); 4] = [
+            (
+                "502 twice",
+                json!({ "status": 502, "times": 2 }),
+                &[502, 502, 200],
+            ),
+            (
+                "429, retry-after: 1",
+                json!({ "status": 429, "headers": { "retry-after": "1" }, "times": 1 }),
+                &[429, 200],
+            ),
+            (
+                "a body cut off",
+                json!({ "truncate_after_bytes": 20, "times": 1 }),
+                &[200, 200],
+            ),
+            (
+                "an answer after 11 s",
+                json!({ "delay_ms": 11_000, "times": 1 }),
+                &[200, 200],
+            ),
+        ];
+        for (fault, rule, statuses) in retried {
+            settle();
+            let mut rule = rule;
+            rule["method"] = json!("GET");
+            rule["path_prefix"] = json!(listing);
+            let from = last_seq();
+            let _faults = Faults::install(&s.emulator, json!([rule]));
             let synced = api.ok("POST", &sync, None);
             assert_eq!(
                 (&synced["found"], &synced["added"], &synced["removed"]),
                 (&json!(3), &json!(0), &json!(0)),
-                "{name}: {synced}"
+                "{name}, {fault}: {synced}"
+            );
+            poll_until(
+                Duration::from_secs(30),
+                "the listing's requests",
+                || match listing_statuses(from) {
+                    seen if seen == statuses => Ok(()),
+                    seen => Err(format!("{name}, {fault}: {seen:?}")),
+                },
             );
         }
         settle();
