@@ -10,6 +10,8 @@
 //!   writes nothing; a malformed listing fails a sync with a clear 502 and removes nothing.
 //! - git over HTTP rate limited or too slow: the attempt fails with its reason and the queue
 //!   retries the job to an `ok` snapshot (5xx and cut-off packs: `backups.rs`).
+//! - A GitLab group's and an Azure DevOps organization's listing during a sync: 5xx, 429, a
+//!   body cut off and a timeout retried inline; a malformed page a clear 502.
 //! - The worker's own bindings failing (`harness::binding_faults`: KV at connect and callback,
 //!   D1 at the confirmation, R2 writing and reading a bundle, the queue at "back up now"; D1 at
 //!   a webhook and the queue at a push are in `webhooks.rs`).
