@@ -5,6 +5,7 @@
 use crate::api::problem::Problem;
 use crate::budget::Budget;
 use crate::config::{require_secret, Config, GitLabInstance, Secret};
+use crate::edge::binding_faults::{self, Op};
 use std::cell::OnceCell;
 use wasm_bindgen::JsValue;
 use worker::{
@@ -123,10 +124,13 @@ impl Ctx {
         require_secret(|n| lookup(&self.env, n), name)
     }
 
-    fn spend(&self, what: &str) -> Result<(), Internal> {
+    /// One more platform call: counted against the budget, and failed when the suite armed a
+    /// fault for it (`binding_faults`, e2e builds only).
+    fn spend(&self, what: &str, op: Op) -> Result<(), Internal> {
         self.budget
             .spend()
-            .map_err(|_| Internal(format!("subrequest budget exhausted before {what}")))
+            .map_err(|_| Internal(format!("subrequest budget exhausted before {what}")))?;
+        binding_faults::check(op).map_err(|e| Internal::new(what, e))
     }
 
     pub fn statement(
@@ -149,7 +153,7 @@ impl Ctx {
         &self,
         statements: Vec<D1PreparedStatement>,
     ) -> Result<Vec<D1Result>, Internal> {
-        self.spend("D1 batch")?;
+        self.spend("D1 batch", Op::D1Batch)?;
         let db = self
             .env
             .d1(DB)
@@ -161,7 +165,7 @@ impl Ctx {
 
     pub async fn run(&self, sql: &str, params: &[Param<'_>]) -> Result<D1Result, Internal> {
         let statement = self.statement(sql, params)?;
-        self.spend("D1 run")?;
+        self.spend("D1 run", Op::D1Query)?;
         statement
             .run()
             .await
@@ -174,7 +178,7 @@ impl Ctx {
         params: &[Param<'_>],
     ) -> Result<Vec<T>, Internal> {
         let statement = self.statement(sql, params)?;
-        self.spend("D1 query")?;
+        self.spend("D1 query", Op::D1Query)?;
         let result = statement
             .all()
             .await
@@ -183,7 +187,7 @@ impl Ctx {
     }
 
     pub async fn kv_get(&self, key: &str) -> Result<Option<String>, Internal> {
-        self.spend("KV get")?;
+        self.spend("KV get", Op::KvGet)?;
         let kv = self
             .env
             .kv(STATE_KV)
@@ -195,7 +199,7 @@ impl Ctx {
     }
 
     pub async fn kv_put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), Internal> {
-        self.spend("KV put")?;
+        self.spend("KV put", Op::KvPut)?;
         let kv = self
             .env
             .kv(STATE_KV)
@@ -209,7 +213,7 @@ impl Ctx {
     }
 
     pub async fn kv_delete(&self, key: &str) -> Result<(), Internal> {
-        self.spend("KV delete")?;
+        self.spend("KV delete", Op::KvDelete)?;
         let kv = self
             .env
             .kv(STATE_KV)
@@ -229,7 +233,7 @@ impl Ctx {
         if messages.is_empty() {
             return Ok(());
         }
-        self.spend("queue sendBatch")?;
+        self.spend("queue sendBatch", Op::QueueSend)?;
         let q = self
             .env
             .queue(queue)

@@ -6,7 +6,8 @@
 //! Per page: fetch it (1 subrequest; an Azure DevOps page of projects adds one per project for
 //! its repositories), write repositories, profile stubs and backup jobs and move the run's
 //! cursor in one D1 batch (1), then send the jobs D1 says are new with one `sendBatch` (1) —
-//! jobs are queued only after their rows are committed. When the budget cannot afford another
+//! jobs are queued only after their rows are committed (stamped as sent: a failed send leaves
+//! them to the dispatcher). When the budget cannot afford another
 //! page, or the provider asks us to wait, the rest is handed to the sync queue as an
 //! `enumerate.v1` continuation carrying the next page URL (no token: the consumer gets its own).
 //! A redelivered continuation finds the cursor moved and does nothing.
@@ -184,6 +185,9 @@ pub enum RunError {
     Gone,
     /// The OAuth connection was revoked meanwhile (its orgs are disconnected).
     Revoked(String),
+    /// The provider answered something the run cannot use (a malformed page, a foreign `Link`,
+    /// a refusal): the run failed, and whoever asked is told the provider failed.
+    Upstream(CallError),
     Failed(Internal),
 }
 
@@ -198,6 +202,7 @@ impl From<RunError> for Internal {
         match e {
             RunError::Gone => Internal("the listing is gone (404)".into()),
             RunError::Revoked(why) => Internal(format!("authorization revoked: {why}")),
+            RunError::Upstream(e) => Internal(format!("the listing failed: {e}")),
             RunError::Failed(e) => e,
         }
     }
@@ -239,22 +244,29 @@ pub(super) fn backup_message(
     })
 }
 
-/// Sends backup jobs whose rows are committed, at normal priority, in batches the queue takes.
-/// Returns how many were sent.
+/// Sends backup jobs whose rows are committed (stamped as sent), at normal priority, in batches
+/// the queue takes. A failed send is logged, not raised: the jobs are committed, and the
+/// dispatcher (cron) re-sends those whose send never arrived. Returns how many were queued.
 pub(super) async fn queue_backups(
     ctx: &Ctx,
     org_id: &str,
     owner: Owner<'_>,
     jobs: Vec<NewJob>,
-) -> Result<usize, Internal> {
+) -> usize {
     let messages: Vec<BackupMessage> = jobs
         .into_iter()
         .map(|job| backup_message(job.id, org_id, job.repository_id, owner, "normal"))
         .collect();
     for chunk in messages.chunks(crate::messages::MAX_BATCH_MESSAGES) {
-        ctx.send_batch(BACKUP_QUEUE, chunk, 0).await?;
+        if let Err(e) = ctx.send_batch(BACKUP_QUEUE, chunk, 0).await {
+            worker::console_warn!(
+                "{} backup jobs of org {org_id} left to the dispatcher: {}",
+                chunk.len(),
+                e.0
+            );
+        }
     }
-    Ok(messages.len())
+    messages.len()
 }
 
 /// Applies pages from `url` on while the budget allows, then continues through the queue.
@@ -288,15 +300,15 @@ pub async fn run(
             Err(e) => {
                 let reason = e.to_string();
                 fail(ctx, target, &reason).await?;
-                match e {
-                    CallError::NotFound => return Err(RunError::Gone),
-                    CallError::Revoked(why) => return Err(RunError::Revoked(why)),
-                    _ => {}
-                }
-                return Err(RunError::Failed(Internal(format!(
-                    "enumeration of org {} failed: {reason}",
-                    target.org_id
-                ))));
+                return Err(match e {
+                    CallError::NotFound => RunError::Gone,
+                    CallError::Revoked(why) => RunError::Revoked(why),
+                    CallError::Internal(_) => RunError::Failed(Internal(format!(
+                        "enumeration of org {} failed: {reason}",
+                        target.org_id
+                    ))),
+                    upstream => RunError::Upstream(upstream),
+                });
             }
         };
         let next = page.next.as_ref();
@@ -308,7 +320,7 @@ pub async fn run(
         };
         progress.found += page.repositories.len() as u64;
         progress.added += applied.added;
-        queue_backups(ctx, target.org_id, access.owner(), applied.jobs).await?;
+        queue_backups(ctx, target.org_id, access.owner(), applied.jobs).await;
         match page.next {
             Some(next) => url = next,
             None => {

@@ -34,6 +34,7 @@ mod access;
 mod backup;
 #[cfg(feature = "bench")]
 mod bench;
+mod binding_faults;
 mod bindings;
 mod connect;
 mod enumerate;
@@ -193,6 +194,20 @@ async fn serve(mut req: Request, env: Env, context: Context) -> Result<Response>
             Ok(ctx) => return answer(bench::sign(&ctx, &query).await),
             Err(p) => return problem(&p),
         },
+        #[cfg(feature = "e2e")]
+        Resolved::NotFound if path == "/_e2e/faults" => {
+            return answer(match method.as_str() {
+                "POST" => binding_faults::arm(&req.bytes().await.unwrap_or_default())
+                    .map(|armed| serde_json::json!({ "armed": armed }))
+                    .map_err(Problem::BadRequest),
+                "GET" => Ok(serde_json::json!({ "armed": binding_faults::armed() })),
+                "DELETE" => {
+                    binding_faults::clear();
+                    Ok(serde_json::json!({ "armed": 0 }))
+                }
+                _ => Err(Problem::MethodNotAllowed),
+            })
+        }
         Resolved::NotFound if path.starts_with("/v1/") => return problem(&Problem::NotFound),
         Resolved::NotFound => return html(pages::not_found(), 404),
     };

@@ -43,16 +43,3 @@ pub fn retried<'a>(queue: &str, bodies: impl IntoIterator<Item = &'a str>) {
 pub fn ended<'a>(queue: &str, bodies: impl IntoIterator<Item = &'a str>) {
     trace("ended", queue, bodies);
 }
-
-/// Whether the send of the work this delivery committed is to be lost: in `e2e` builds, the
-/// deliveries the suite names `e2e-lost-send-…`, to show that the dispatcher sends the
-/// committed job anyway (tests/e2e/webhooks.rs, `lost_send`).
-#[cfg(feature = "e2e")]
-pub fn lose_send(delivery: &str) -> bool {
-    delivery.starts_with("e2e-lost-send-")
-}
-
-#[cfg(not(feature = "e2e"))]
-pub fn lose_send(_delivery: &str) -> bool {
-    false
-}

@@ -146,6 +146,7 @@ async fn sync_connected(
             Ok(SyncOutcome::Uninstalled)
         }
         Err(RunError::Revoked(why)) => Err(SyncError::Token(TokenFailure::Revoked(why))),
+        Err(RunError::Upstream(e)) => Err(SyncError::Upstream(provider, e)),
         Err(RunError::Failed(e)) => Err(SyncError::Internal(e)),
     }
 }
@@ -177,11 +178,11 @@ async fn sync_installation(ctx: &Ctx, org: &OrgRow) -> Result<SyncOutcome, SyncE
         id: installation_id,
         token: &token,
     };
-    Ok(SyncOutcome::Synced(
-        start_run(ctx, &org.id, &mut access)
-            .await
-            .map_err(Internal::from)?,
-    ))
+    match start_run(ctx, &org.id, &mut access).await {
+        Ok(progress) => Ok(SyncOutcome::Synced(progress)),
+        Err(RunError::Upstream(e)) => Err(SyncError::Upstream(Provider::GitHub, e)),
+        Err(e) => Err(SyncError::Internal(e.into())),
+    }
 }
 
 async fn set_suspended(ctx: &Ctx, org_id: &str) -> Result<(), Internal> {

@@ -152,10 +152,6 @@ impl Answer {
 /// response). A failure is only logged: the rows are committed, and the dispatcher (cron)
 /// re-sends them.
 pub async fn send_later(ctx: &Ctx, answer: &Answer) {
-    if crate::edge::queue_trace::lose_send(&answer.delivery) {
-        worker::console_warn!("delivery {}: job sends dropped (e2e)", answer.delivery);
-        return;
-    }
     let lost = |what: &str, e: Internal| {
         worker::console_warn!(
             "delivery {}: {what} send lost, left to the dispatcher: {}",
@@ -316,18 +312,7 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
     let analyses: Vec<AnalysisMessage> = if push.needs_analysis() {
         rows(4)?
             .into_iter()
-            .map(|job| {
-                AnalysisMessage::AnalysisJobV1(AnalysisJob {
-                    job_id: job.id,
-                    org_id: org.id.clone(),
-                    repository_id: job.repository_id,
-                    installation_id,
-                    git_ref: push.git_ref.clone(),
-                    head_commit: push.head_commit.clone(),
-                    files: push.files.clone(),
-                    truncated: push.truncated,
-                })
-            })
+            .map(|job| analysis_message(push, job.id, org.id.clone(), job.repository_id))
             .collect()
     } else {
         Vec::new()
@@ -338,6 +323,24 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
         delivery: delivery.to_string(),
         backups,
         analyses,
+    })
+}
+
+fn analysis_message(
+    push: &Push,
+    job_id: String,
+    org_id: String,
+    repository_id: String,
+) -> AnalysisMessage {
+    AnalysisMessage::AnalysisJobV1(AnalysisJob {
+        job_id,
+        org_id,
+        repository_id,
+        installation_id: push.installation_id,
+        git_ref: push.git_ref.clone(),
+        head_commit: push.head_commit.clone(),
+        files: push.files.clone(),
+        truncated: push.truncated,
     })
 }
 
@@ -707,8 +710,7 @@ async fn apply(
     for &i in &plan.backup_results {
         backups.extend(rows(i)?);
     }
-    let backups =
-        queue_backups(ctx, &org.id, Owner::Installation(installation_id), backups).await?;
+    let backups = queue_backups(ctx, &org.id, Owner::Installation(installation_id), backups).await;
     Ok((
         200,
         json!({ "ok": true, "event": action_name, "backup_jobs": backups, "analysis_jobs": 0 }),

@@ -428,13 +428,13 @@ impl Drop for Scratch {
 }
 
 #[track_caller]
-fn text<'a>(value: &'a Value, field: &str) -> &'a str {
+pub(crate) fn text<'a>(value: &'a Value, field: &str) -> &'a str {
     value[field]
         .as_str()
         .unwrap_or_else(|| panic!("no {field} in {value}"))
 }
 
-fn org_repos(api: &Portal, org: &str) -> Vec<Value> {
+pub(crate) fn org_repos(api: &Portal, org: &str) -> Vec<Value> {
     api.get(&format!("/v1/orgs/{org}/repos?limit=100"))["items"]
         .as_array()
         .cloned()
@@ -626,7 +626,7 @@ fn failed_with(s: &Stack, snapshot: &Value, all: &[&str], any: &[&str]) -> Strin
 }
 
 /// A repository's git URL path as the worker calls it (from D1), e.g. `/owner/repo.git`.
-fn git_path(s: &Stack, repo: &str) -> String {
+pub(crate) fn git_path(s: &Stack, repo: &str) -> String {
     let url: Option<String> = s
         .store
         .query(
@@ -793,7 +793,7 @@ fn gitlab_and_azure(s: &Stack) {
 /// and the job awaited to its end, which must be an `ok` snapshot after nothing but failed
 /// ones, for the same job. Returns `(the first failed attempt, the ok snapshot)`.
 #[track_caller]
-fn fault_round(
+pub(crate) fn fault_round(
     s: &Stack,
     api: &Portal,
     org: &str,

@@ -10,7 +10,9 @@
 //!   pending approval, claimed and unknown installations;
 //! - `state.rs`: every way a state token can be refused, replays included;
 //! - `portal.rs`: portal authentication failures and API routing errors;
-//! - `faults.rs`: GitHub failing or rate limiting in the middle of an enumeration;
+//! - `faults.rs`: the fault matrix: GitHub, git over HTTP, GitLab and Azure DevOps failing, rate
+//!   limiting, timing out, answering malformed or cut-off bodies; the worker's own D1, KV, R2 and queue bindings
+//!   failing (`harness/binding_faults.rs`);
 //! - `webhooks.rs`: `POST /github/webhooks` (every octokit example payload, signatures and
 //!   rotation, request errors, redelivery, out-of-order events, pushes, answer time) and the
 //!   activity API;

@@ -34,11 +34,13 @@
 //!   consumer backs it up (a snapshot for the job); a push of a dependency file also queues one
 //!   analysis job (only the dependency file, its kind, the head commit), received by the
 //!   consumer; no job of either kind for an unknown or removed repository, or a suspended org;
-//! - a push's backup and analysis jobs are sent after the answer; when those sends are lost (an
-//!   `e2e` build drops them for deliveries named `e2e-lost-send-…`), the jobs stay queued (the
+//! - a push's backup and analysis jobs are sent after the answer; when those sends fail (the
+//!   queue binding failed on purpose: `harness::binding_faults`), the jobs stay queued (the
 //!   hourly cron's dispatcher leaves them alone), and once their sends are 15 minutes old (made
 //!   so in D1) the dispatcher sends them: one send of each in all, the analysis message as the
 //!   push made it, a snapshot and a received analysis job (exclusive: it runs the cron);
+//! - D1 failing a push's batch: a 500 problem and nothing written; the redelivery applies it
+//!   once;
 //! - the answer does not wait on GitHub: with every GitHub route delayed 5 s, deliveries
 //!   answer in under 2 s (exclusive: fault rules are global);
 //! - `GET /v1/orgs/{id}/activity`: `limit` / `before` / `next_before` paging, bad parameters,
@@ -67,6 +69,7 @@ use onecode_edge::github::webhook_signature::{self, SignatureError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::harness::binding_faults::BindingFaults;
 use crate::harness::emulator::Inst;
 use crate::harness::http::Resp;
 use crate::harness::portal::assert_problem;
@@ -115,7 +118,14 @@ pub fn cases() -> Vec<Case> {
             "webhooks::pushes_queue_analysis_of_dependency_files",
             pushes,
         ),
-        Case::exclusive("webhooks::lost_push_sends_are_dispatched_later", lost_send),
+        Case::exclusive(
+            "webhooks::queue_faults_on_a_push_leave_its_jobs_to_the_dispatcher",
+            lost_send,
+        ),
+        Case::exclusive(
+            "webhooks::d1_faults_answer_500_and_the_redelivery_applies_once",
+            d1_fault,
+        ),
         Case::shared(
             "webhooks::repository_changes_follow_github",
             repository_changes,
@@ -753,14 +763,24 @@ fn lost_send(s: &Stack) {
     let repository = target.generated_repo(1);
     let commits = json!([{ "id": "c1", "added": [], "modified": ["README.md", "Cargo.toml"], "removed": [] }]);
     let body = serde_json::to_vec(&push_event(2125, &repository, "c1", commits)).expect("JSON");
-    // The worker drops this delivery's sends (`queue_trace::lose_send`).
-    let delivery = format!("e2e-lost-send-{}", delivery_id());
+    // The queue refuses the next two sends: this delivery's backup and analysis sends, both
+    // made after the answer.
+    let faults = BindingFaults::arm(s, json!([{ "binding": "queue", "op": "send", "times": 2 }]));
+    let delivery = delivery_id();
     let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(
         applied(&resp, "push"),
         (1, 1),
         "a backup (the initial job settled: nothing to coalesce into) and an analysis"
+    );
+    poll_until(
+        Duration::from_secs(30),
+        "the failed sends",
+        || match faults.armed() {
+            0 => Ok(()),
+            n => Err(format!("{n} armed")),
+        },
     );
     let committed = |sql: &str| {
         s.store
@@ -860,6 +880,59 @@ fn lost_send(s: &Stack) {
         matches!(snapshots[0].0.as_str(), "ok" | "unchanged"),
         "{snapshots:?}"
     );
+}
+
+// ---- D1 failing ----
+
+/// D1 fails the batch that would apply a push: the delivery answers a 500 problem (GitHub
+/// counts it failed, to be redelivered) and nothing of it is written; its redelivery applies it
+/// once, and a third copy is a duplicate.
+fn d1_fault(s: &Stack) {
+    let target = Target::connect(s, 2126, 1);
+    initial_jobs_settled(s, &target.org, 1);
+    let repository = target.generated_repo(1);
+    let commits = json!([{ "id": "c1", "added": [], "modified": ["README.md"], "removed": [] }]);
+    let body = serde_json::to_vec(&push_event(2126, &repository, "c1", commits)).expect("JSON");
+    let delivery = delivery_id();
+    let written = || {
+        let count = |sql: &str| {
+            s.store
+                .query(sql, [delivery.as_str()], |r| r.get::<_, i64>(0))
+                .pop()
+                .unwrap_or_default()
+        };
+        (
+            count("SELECT count(*) FROM webhook_deliveries WHERE delivery_id = ?1"),
+            count("SELECT count(*) FROM backup_jobs WHERE dedupe_key = 'push:' || ?1"),
+        )
+    };
+    {
+        let faults = BindingFaults::arm(s, json!([{ "binding": "d1", "op": "batch", "times": 1 }]));
+        let resp = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+        problem(&resp, 500, "internal");
+        assert_eq!(faults.armed(), 0, "the delivery met the fault");
+    }
+    assert_eq!(
+        written(),
+        (0, 0),
+        "nothing of the failed delivery is written"
+    );
+    let again = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+    assert_eq!(applied(&again, "push"), (1, 0), "the redelivery applies it");
+    let third = deliver_signed(s, dev_secret(s), "push", &delivery, &body);
+    assert_eq!(third.status, 200, "{}", third.body);
+    assert_eq!(third.json()["duplicate"], true, "{}", third.body);
+    assert_eq!(written(), (1, 1), "applied once");
+    let job = s
+        .store
+        .query(
+            "SELECT id FROM backup_jobs WHERE dedupe_key = 'push:' || ?1",
+            [delivery.as_str()],
+            |r| r.get::<_, String>(0),
+        )
+        .pop()
+        .expect("the push's job");
+    s.queues_settled("the push's backup", |b| b.contains(&job));
 }
 
 // ---- 1. every example payload ----

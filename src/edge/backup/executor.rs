@@ -34,6 +34,7 @@
 use crate::auth::credential_origins::Issuer;
 use crate::backup::{bundle, pack, plan, refs, request, response};
 use crate::config::Secret;
+use crate::edge::binding_faults::{self, Op};
 use crate::edge::bindings::{Ctx, Internal, Param, BACKUPS, BACKUP_QUEUE};
 use crate::edge::enumerate::{self, Owner};
 use crate::edge::platform;
@@ -846,16 +847,22 @@ async fn snapshot(
     })
 }
 
-/// The R2 bucket, for one more call counted against the budget.
+/// The R2 bucket, for one more write counted against the budget.
 fn bucket_for(ctx: &Ctx, what: &str) -> Result<worker::Bucket, Failed> {
     let bucket = ctx
         .env
         .bucket(BACKUPS)
         .map_err(|e| Internal::new("R2 binding", e))?;
+    spend_write(ctx, what)?;
+    Ok(bucket)
+}
+
+/// One more R2 write: counted against the budget, failed when the suite armed a fault for it.
+fn spend_write(ctx: &Ctx, what: &str) -> Result<(), Failed> {
     ctx.budget
         .spend()
         .map_err(|_| Failed::transient(format!("subrequest budget exhausted before {what}")))?;
-    Ok(bucket)
+    binding_faults::check(Op::R2Put).map_err(|e| Failed::transient(format!("R2 {what}: {e}")))
 }
 
 /// The bundle on its way to R2: the part being filled, the SHA-256 of everything so far, and
@@ -920,9 +927,7 @@ impl Upload {
         let Some((upload, parts)) = self.multipart.as_mut() else {
             return Err(Failed::transient("no multipart upload"));
         };
-        ctx.budget
-            .spend()
-            .map_err(|_| Failed::transient("subrequest budget exhausted before an upload part"))?;
+        spend_write(ctx, "an upload part")?;
         let number = parts.len() as u16 + 1;
         let uploaded = upload
             .upload_part(number, part)

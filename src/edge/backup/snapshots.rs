@@ -16,6 +16,7 @@
 use crate::api::org_settings;
 use crate::api::problem::Problem;
 use crate::auth::portal_auth::Principal;
+use crate::edge::binding_faults::{self, Op};
 use crate::edge::bindings::{Ctx, Internal, Param, BACKUPS};
 use crate::sql;
 use serde::{Deserialize, Serialize};
@@ -201,6 +202,7 @@ pub async fn bundle(ctx: &Ctx, principal: &Principal, id: &str) -> Result<Respon
     ctx.budget
         .spend()
         .map_err(|_| Internal("subrequest budget exhausted before an R2 get".into()))?;
+    binding_faults::check(Op::R2Get).map_err(|e| Internal::new("R2 get", e))?;
     let object = bucket
         .get(&key)
         .execute()
@@ -307,8 +309,14 @@ pub async fn backup_now(
             ],
         )
         .await?;
-    if !created.is_empty() {
-        crate::edge::sync::dispatch(ctx, Some(org_id)).await?;
+    // The jobs are committed: they are sent now, with any of the org's jobs whose send failed
+    // before. A failed send leaves them queued for the next request or the dispatcher (cron),
+    // so the answer is still 202.
+    if let Err(e) = crate::edge::sync::dispatch(ctx, Some(org_id)).await {
+        worker::console_warn!(
+            "backup jobs of org {org_id} left to the dispatcher: {}",
+            e.0
+        );
     }
     Ok((202, json!({ "queued": created.len() })))
 }

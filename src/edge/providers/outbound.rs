@@ -234,6 +234,7 @@ pub async fn call(
                     (0, None, None, None, None)
                 }
             };
+        let mut cut_off = false;
         // A token endpoint's refusal is an answer: its body says why.
         let refused_grant =
             matches!(auth, Auth::TokenRequest(..)) && (400..500).contains(&status) && status != 429;
@@ -245,17 +246,29 @@ pub async fn call(
                 get("link"),
                 get(crate::oauth::azure_devops::CONTINUATION_HEADER),
             );
-            let body = response
-                .text()
-                .await
-                .map_err(|e| Internal::new("response body", e))?;
-            return Ok(Answer {
-                status,
-                body,
-                link,
-                continuation,
-            });
+            match response.text().await {
+                Ok(body) => {
+                    return Ok(Answer {
+                        status,
+                        body,
+                        link,
+                        continuation,
+                    })
+                }
+                Err(e) => {
+                    worker::console_warn!(
+                        "{} {} {}: the body was cut off: {e}",
+                        service(url),
+                        method.to_string(),
+                        url.path()
+                    );
+                    cut_off = true;
+                }
+            }
         }
+        // A body cut off mid-way (the connection dropped) is a failed attempt, like a lost
+        // connection: retried, and in the end unavailable, never an internal error.
+        let status = if cut_off { 0 } else { status };
         if (300..400).contains(&status) {
             return Err(CallError::Refused(format!(
                 "{} answered {status} (a redirect, not followed) to {}",

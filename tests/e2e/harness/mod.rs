@@ -31,6 +31,7 @@
 //! ids; the rest (fault rules and global counts) is arbitrated in `main.rs`.
 
 pub mod auth;
+pub mod binding_faults;
 pub mod checks;
 pub mod emulator;
 pub mod http;
