@@ -104,9 +104,11 @@ const START: &str = "2027-01-04T00:00:00Z";
 /// incremental one; only their numbers reach D1.
 const FULL_BUNDLE_BYTES: i64 = 48 << 20;
 const INCREMENTAL_BUNDLE_BYTES: i64 = 300 << 10;
-/// Backup consumer batch (`wrangler.toml`), dispatch page (`edge::sync`), fan-out page.
+/// Backup consumer batch (`wrangler.toml`), dispatch pages of backup and analysis jobs
+/// (`edge::sync`), fan-out page.
 const BACKUP_BATCH: usize = 8;
 const DISPATCH_PAGE: i64 = 1_000;
+const ANALYSIS_DISPATCH_PAGE: i64 = 40;
 const FANOUT_PAGE: i64 = 1_000;
 /// `edge::queues` and `edge::backup::executor` windows.
 const DELIVERY_RETENTION_SECS: i64 = 14 * 86_400;
@@ -849,7 +851,8 @@ impl World {
                         git_ref,
                         head.to_hex(),
                         files,
-                        now_text
+                        now_text,
+                        0
                     ],
                     job,
                 )
@@ -1036,15 +1039,24 @@ impl World {
         });
     }
 
-    /// `edge::sync::dispatch`: pages of queued jobs sent, then taken by the backup consumer.
+    /// `edge::sync::dispatch`: pages of queued jobs sent, then taken by the backup consumer. Each
+    /// step also looks for analysis jobs whose send was lost (none here: the simulation loses
+    /// no send).
     fn dispatch(&mut self, now: i64) {
         loop {
             self.db.at(Flow::Dispatch, now);
+            let cutoff = rfc3339(now - RESEND_AFTER_SECS);
             let jobs: Vec<String> = self.db.rows(
                 sql::DISPATCHABLE_JOBS,
-                rusqlite::params![Null, rfc3339(now - RESEND_AFTER_SECS), DISPATCH_PAGE],
+                rusqlite::params![Null, cutoff, DISPATCH_PAGE],
                 |r| r.get(0),
             );
+            let lost_analyses = self.db.rows(
+                sql::DISPATCHABLE_ANALYSIS_JOBS,
+                rusqlite::params![Null, cutoff, ANALYSIS_DISPATCH_PAGE],
+                |_| Ok(()),
+            );
+            assert!(lost_analyses.is_empty(), "every analysis send arrives");
             if jobs.is_empty() {
                 return;
             }
