@@ -31,6 +31,7 @@ use crate::harness::binding_faults::BindingFaults;
 use crate::harness::checks::{self, describe};
 use crate::harness::emulator::Faults;
 use crate::harness::emulator::Inst;
+use crate::harness::http::Done;
 use crate::harness::portal::{assert_problem, Portal};
 use crate::harness::store::{Footprint, JobRow};
 use crate::harness::{poll_until, technician, Stack, GITLAB_INSTANCE};
@@ -105,15 +106,20 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn page_rule(page: u32, status: u16, times: u32, headers: serde_json::Value) -> serde_json::Value {
-    json!([{
+/// A fault rule for page `page` of the installation's repository listing, `times` times:
+/// `fault` holds what the emulator does instead (`status`, `headers`, `body`, `delay_ms`,
+/// `truncate_after_bytes`; see the emulator's `faults.rs`).
+fn page_rule(page: u32, times: u32, fault: serde_json::Value) -> serde_json::Value {
+    let mut rule = json!({
         "method": "GET",
         "path_prefix": "/installation/repositories",
         "query_contains": format!("&page={page}"),
-        "status": status,
         "times": times,
-        "headers": headers,
-    }])
+    });
+    if let (Some(rule), Some(fault)) = (rule.as_object_mut(), fault.as_object()) {
+        rule.extend(fault.clone());
+    }
+    json!([rule])
 }
 
 /// Everything recorded once, all jobs received.
@@ -125,6 +131,24 @@ fn all_recorded(s: &Stack, tenant: &str, inst: &Inst, org_id: &str) {
         inst.repos as usize
     );
     checks::jobs_received(s, org_id, inst.repos as usize);
+}
+
+/// Connects `inst` for `tenant` through the faults installed and asserts that the connect
+/// completed with every repository added: where it ended, and how long its requests took.
+#[track_caller]
+fn connect_completely(s: &Stack, tenant: &str, inst: &Inst) -> (Done, Duration) {
+    let t0 = Instant::now();
+    let callback = s.connect_and_install(tenant, inst.id);
+    let elapsed = t0.elapsed();
+    let done = callback.done();
+    let n = u64::from(inst.repos);
+    assert_eq!(
+        (done.repos, done.added, done.complete),
+        (n, n, true),
+        "Location: {}",
+        callback.location
+    );
+    (done, elapsed)
 }
 
 fn statuses_of_page(calls: &[crate::harness::emulator::Logged], page: u32) -> Vec<u16> {
@@ -139,15 +163,8 @@ fn server_errors(s: &Stack) {
     let tenant = "tenant-fault-502";
     let inst = Inst::org(1400, "e2e-fault-502", 250);
     s.emulator.put_installation(&inst);
-    let _faults = Faults::install(&s.emulator, page_rule(2, 502, 2, json!({})));
-    let callback = s.connect_and_install(tenant, inst.id);
-    let done = callback.done();
-    assert_eq!(
-        (done.repos, done.added, done.complete),
-        (250, 250, true),
-        "Location: {}",
-        callback.location
-    );
+    let _faults = Faults::install(&s.emulator, page_rule(2, 2, json!({ "status": 502 })));
+    let (done, _) = connect_completely(s, tenant, &inst);
     let invocations = checks::after_callback(s, inst.id);
     assert_eq!(invocations.len(), 1, "retried inline");
     assert_eq!(statuses_of_page(&invocations[0], 2), [502, 502, 200]);
@@ -161,29 +178,20 @@ fn secondary_rate_limit(s: &Stack) {
     s.emulator.put_installation(&inst);
     let _faults = Faults::install(
         &s.emulator,
-        json!([{
-            "method": "GET",
-            "path_prefix": "/installation/repositories",
-            "query_contains": "&page=2",
-            "status": 403,
-            "times": 1,
-            "headers": { "retry-after": "1" },
-            "body": {
-                "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
-            }
-        }]),
+        page_rule(
+            2,
+            1,
+            json!({
+                "status": 403,
+                "headers": { "retry-after": "1" },
+                "body": {
+                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                }
+            }),
+        ),
     );
-    let t0 = Instant::now();
-    let callback = s.connect_and_install(tenant, inst.id);
-    let elapsed = t0.elapsed();
-    let done = callback.done();
-    assert_eq!(
-        (done.repos, done.added, done.complete),
-        (250, 250, true),
-        "Location: {}",
-        callback.location
-    );
+    let (done, elapsed) = connect_completely(s, tenant, &inst);
     assert!(
         elapsed >= Duration::from_secs(1),
         "retry-after: 1 is honoured ({elapsed:?})"
@@ -200,7 +208,11 @@ fn long_rate_limit(s: &Stack) {
     s.emulator.put_installation(&inst);
     let _faults = Faults::install(
         &s.emulator,
-        page_rule(2, 403, 1, json!({ "retry-after": "5" })),
+        page_rule(
+            2,
+            1,
+            json!({ "status": 403, "headers": { "retry-after": "5" } }),
+        ),
     );
     let callback = s.connect_and_install(tenant, inst.id);
     let redirected = Instant::now();
@@ -250,7 +262,7 @@ fn retry_at_the_budget_edge(s: &Stack) {
     let tenant = "tenant-fault-edge";
     let inst = Inst::org(1403, "e2e-fault-edge", 1_100);
     s.emulator.put_installation(&inst);
-    let _faults = Faults::install(&s.emulator, page_rule(11, 502, 1, json!({})));
+    let _faults = Faults::install(&s.emulator, page_rule(11, 1, json!({ "status": 502 })));
     let callback = s.connect_and_install(tenant, inst.id);
     let calls = checks::after_callback(s, inst.id);
     assert_eq!(
@@ -315,10 +327,13 @@ fn rate_limit_429(s: &Stack) {
     s.emulator.put_installation(&inst);
     let _faults = Faults::install(
         &s.emulator,
-        page_rule(2, 429, 1, json!({ "retry-after": "1" })),
+        page_rule(
+            2,
+            1,
+            json!({ "status": 429, "headers": { "retry-after": "1" } }),
+        ),
     );
-    let done = s.connect_and_install(tenant, inst.id).done();
-    assert_eq!((done.repos, done.added, done.complete), (250, 250, true));
+    let (done, _) = connect_completely(s, tenant, &inst);
     let invocations = checks::after_callback(s, inst.id);
     assert_eq!(invocations.len(), 1, "waited out inline");
     assert_eq!(statuses_of_page(&invocations[0], 2), [429, 200]);
@@ -331,24 +346,9 @@ fn timeout(s: &Stack) {
     let tenant = "tenant-fault-timeout";
     let inst = Inst::org(1411, "e2e-fault-timeout", 250);
     s.emulator.put_installation(&inst);
-    let _faults = Faults::install(
-        &s.emulator,
-        json!([{
-            "method": "GET",
-            "path_prefix": "/installation/repositories",
-            "query_contains": "&page=2",
-            "delay_ms": 11_000,
-            "times": 1,
-        }]),
-    );
-    let t0 = Instant::now();
-    let done = s.connect_and_install(tenant, inst.id).done();
-    assert!(
-        t0.elapsed() >= Duration::from_secs(10),
-        "{:?}",
-        t0.elapsed()
-    );
-    assert_eq!((done.repos, done.added, done.complete), (250, 250, true));
+    let _faults = Faults::install(&s.emulator, page_rule(2, 1, json!({ "delay_ms": 11_000 })));
+    let (done, elapsed) = connect_completely(s, tenant, &inst);
+    assert!(elapsed >= Duration::from_secs(10), "{elapsed:?}");
     // The abandoned attempt is logged when the emulator answers it, a second after it was
     // given up on.
     let invocations = poll_until(
@@ -374,22 +374,9 @@ fn truncated_page(s: &Stack) {
     s.emulator.put_installation(&inst);
     let _faults = Faults::install(
         &s.emulator,
-        json!([{
-            "method": "GET",
-            "path_prefix": "/installation/repositories",
-            "query_contains": "&page=2",
-            "truncate_after_bytes": 100,
-            "times": 1,
-        }]),
+        page_rule(2, 1, json!({ "truncate_after_bytes": 100 })),
     );
-    let callback = s.connect_and_install(tenant, inst.id);
-    let done = callback.done();
-    assert_eq!(
-        (done.repos, done.added, done.complete),
-        (250, 250, true),
-        "Location: {}",
-        callback.location
-    );
+    let (done, _) = connect_completely(s, tenant, &inst);
     let invocations = checks::after_callback(s, inst.id);
     assert_eq!(invocations.len(), 1, "retried inline");
     assert_eq!(
