@@ -751,19 +751,31 @@ fn against_javascript(s: &Stack) {
     let resident =
         || pids.map(|p| p.map(|(worker, proxy)| (cpu_and_rss(worker).1, cpu_and_rss(proxy).1)));
     let before = resident();
+    // CPU seconds of each stack's (worker, proxy) workerd: while its rounds ran, and after them
+    // until the queues were quiet (the consumers' share).
+    let cpu = |i: usize| pids[i].map_or((0.0, 0.0), |(w, p)| (cpu_and_rss(w).0, cpu_and_rss(p).0));
+    let mut spent = [[(0.0f64, 0.0f64); 2]; 2];
     let (mut gateway, mut javascript) = (Vec::new(), Vec::new());
+    s.queues_quiet(Duration::from_secs(300));
     for round in 0..ROUNDS {
         // Alternate which goes first.
-        for first in [round % 2 == 0, round % 2 == 1] {
-            s.queues_quiet(Duration::from_secs(300));
-            if first {
+        for gateway_first in [round % 2 == 0, round % 2 == 1] {
+            let i = usize::from(!gateway_first);
+            let c0 = cpu(i);
+            if gateway_first {
                 gateway.push(load_on(s, &s.worker, "push", &bodies, THREADS));
             } else {
                 javascript.push(load_on(s, &js.url, "push", &bodies, THREADS));
             }
+            let c1 = cpu(i);
+            s.queues_quiet(Duration::from_secs(300));
+            let c2 = cpu(i);
+            spent[i][0].0 += c1.0 - c0.0;
+            spent[i][0].1 += c1.1 - c0.1;
+            spent[i][1].0 += c2.0 - c1.0;
+            spent[i][1].1 += c2.1 - c1.1;
         }
     }
-    s.queues_quiet(Duration::from_secs(300));
     let after = resident();
     let (gateway, javascript) = (Load::merge(gateway), Load::merge(javascript));
     let applied: i64 = s
@@ -806,6 +818,34 @@ fn against_javascript(s: &Stack) {
         "the gateway applied {applied} of its {} pushes (each one org activity row)",
         gateway.latencies.len() + 40
     );
+    // The gateway's floor on this stack: the same signed bodies as `ping`, which it verifies,
+    // parses and answers without touching a binding (no D1, no queue).
+    let mut floor = Vec::new();
+    for _ in 0..2 {
+        s.queues_quiet(Duration::from_secs(300));
+        floor.push(load_on(s, &s.worker, "ping", &bodies, THREADS));
+    }
+    let floor = Load::merge(floor);
+    let floor_ms = floor.sorted_ms();
+    println!(
+        "the gateway's floor, the same bodies as `ping` (verified, parsed, answered; no binding touched): {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}: {:.2}× the JavaScript worker's full work",
+        floor.per_second(),
+        percentile(&floor_ms, 0.5),
+        percentile(&floor_ms, 0.99),
+        floor.statuses(),
+        floor.per_second() / javascript.per_second(),
+    );
+    let n = (ROUNDS * PER_ROUND) as f64;
+    for (i, name) in ["gateway", "JavaScript"].into_iter().enumerate() {
+        let [during, after] = spent[i];
+        println!(
+            "{name}: CPU per delivery while answering {:.2} ms in its workerd + {:.2} ms in wrangler's proxy; afterwards, until its queues were quiet, {:.2} ms + {:.2} ms",
+            during.0 * 1e3 / n,
+            during.1 * 1e3 / n,
+            after.0 * 1e3 / n,
+            after.1 * 1e3 / n,
+        );
+    }
     // Growth over the rounds, once the queues are quiet: the worker's workerd (the isolate, the
     // local D1/KV/R2/Queues) and wrangler's proxy (forwarding; its inspector buffer is drained,
     // see `harness::inspector`).
