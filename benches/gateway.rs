@@ -835,6 +835,30 @@ fn against_javascript(s: &Stack) {
         floor.statuses(),
         floor.per_second() / javascript.per_second(),
     );
+    // The same size of push changing no dependency file: no analysis job, and its backup job
+    // coalesced with the one waiting; three statements in its batch, no send.
+    let plain = support::padded_push(
+        installation_id,
+        (installation_id * 1_000_000 + 1) as i64,
+        false,
+    );
+    let plain = vec![plain; PER_ROUND];
+    let mut without = Vec::new();
+    for _ in 0..2 {
+        s.queues_quiet(Duration::from_secs(300));
+        without.push(load_on(s, &s.worker, "push", &plain, THREADS));
+    }
+    let without = Load::merge(without);
+    let without_ms = without.sorted_ms();
+    println!(
+        "the gateway, {}-byte pushes changing no dependency file (no analysis job): {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}: {:.2}× the JavaScript worker",
+        plain[0].len(),
+        without.per_second(),
+        percentile(&without_ms, 0.5),
+        percentile(&without_ms, 0.99),
+        without.statuses(),
+        without.per_second() / javascript.per_second(),
+    );
     let n = (ROUNDS * PER_ROUND) as f64;
     for (i, name) in ["gateway", "JavaScript"].into_iter().enumerate() {
         let [during, after] = spent[i];
