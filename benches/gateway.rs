@@ -39,6 +39,10 @@ mod harness;
 #[path = "support/mod.rs"]
 mod support;
 
+// `ONECODE_BENCH_PROFILE=1`: the isolate's CPU profile during the webhook section.
+#[path = "support/profile.rs"]
+mod profile;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -746,6 +750,9 @@ fn against_javascript(s: &Stack) {
     // Warm both isolates first.
     load_on(s, &s.worker, "push", &bodies[..40], THREADS);
     load_on(s, &js.url, "push", &bodies[..40], THREADS);
+    if std::env::var_os("ONECODE_BENCH_PROFILE").is_some() {
+        profile_pushes(s, &bodies, THREADS);
+    }
     // Each stack's two workerd processes (the worker's, wrangler's proxy's), resident KiB.
     let pids = [workerds(&s.worker), workerds(&js.url)];
     let resident =
@@ -891,6 +898,47 @@ fn against_javascript(s: &Stack) {
         }
     }
     drop(js);
+}
+
+/// Where the gateway isolate's CPU goes while it takes `bodies` (signed pushes for a connected
+/// installation), from V8's sampling profiler.
+fn profile_pushes(s: &Stack, bodies: &[Vec<u8>], threads: usize) {
+    println!(
+        "\n## CPU profile of the gateway's isolate ({} pushes)",
+        bodies.len()
+    );
+    s.queues_quiet(Duration::from_secs(300));
+    // Names as V8 reports them (wasm functions keep their Rust paths: the name section stays).
+    let groups: &[(&str, &[&str])] = &[
+        ("the request's handler (edge::serve)", &["edge::serve::"]),
+        (
+            "configuration (Ctx::new)",
+            &["Ctx::new", "Config::from_lookup"],
+        ),
+        ("request body read (ByteStream)", &["ByteStream"]),
+        ("HMAC-SHA256", &["sha2::", "digest::mac", "hmac::"]),
+        ("JSON reading", &["serde_json::de", "serde_json::read"]),
+        ("JSON writing", &["serde_json::ser", "Serialize"]),
+        (
+            "D1 (statements, batches)",
+            &["Ctx::batch", "Ctx::statement", "d1-api"],
+        ),
+        (
+            "queue sends",
+            &["Ctx::send_batch", "send_raw_batch", "sendBatch"],
+        ),
+        (
+            "queue consumer (edge::queues::handle)",
+            &["edge::queues::handle"],
+        ),
+        ("calls from wasm into JavaScript", &["wasm-to-js"]),
+        ("garbage collection", &["(garbage collector)"]),
+    ];
+    profile::profile(&s.inspector, 100, groups, || {
+        load_on(s, &s.worker, "push", bodies, threads)
+            .latencies
+            .len()
+    });
 }
 
 /// An OAuth connect's callback and confirmation, timed (see [`held_and_confirmed`]).
