@@ -39,6 +39,10 @@ mod harness;
 #[path = "support/mod.rs"]
 mod support;
 
+// `ONECODE_BENCH_PROFILE=1`: the isolate's CPU profile during the webhook section.
+#[path = "support/profile.rs"]
+mod profile;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -746,24 +750,42 @@ fn against_javascript(s: &Stack) {
     // Warm both isolates first.
     load_on(s, &s.worker, "push", &bodies[..40], THREADS);
     load_on(s, &js.url, "push", &bodies[..40], THREADS);
+    // Pushes sent before the rounds (each applied too): the warm-up's, and the profiled ones.
+    let mut before_rounds = 40;
+    if std::env::var_os("ONECODE_BENCH_PROFILE").is_some() {
+        profile_pushes(s, &bodies, THREADS);
+        before_rounds += bodies.len();
+    }
     // Each stack's two workerd processes (the worker's, wrangler's proxy's), resident KiB.
     let pids = [workerds(&s.worker), workerds(&js.url)];
     let resident =
         || pids.map(|p| p.map(|(worker, proxy)| (cpu_and_rss(worker).1, cpu_and_rss(proxy).1)));
     let before = resident();
+    // CPU seconds of each stack's (worker, proxy) workerd: while its rounds ran, and after them
+    // until the queues were quiet (the consumers' share).
+    let cpu = |i: usize| pids[i].map_or((0.0, 0.0), |(w, p)| (cpu_and_rss(w).0, cpu_and_rss(p).0));
+    let mut spent = [[(0.0f64, 0.0f64); 2]; 2];
     let (mut gateway, mut javascript) = (Vec::new(), Vec::new());
+    s.queues_quiet(Duration::from_secs(300));
     for round in 0..ROUNDS {
         // Alternate which goes first.
-        for first in [round % 2 == 0, round % 2 == 1] {
-            s.queues_quiet(Duration::from_secs(300));
-            if first {
+        for gateway_first in [round % 2 == 0, round % 2 == 1] {
+            let i = usize::from(!gateway_first);
+            let c0 = cpu(i);
+            if gateway_first {
                 gateway.push(load_on(s, &s.worker, "push", &bodies, THREADS));
             } else {
                 javascript.push(load_on(s, &js.url, "push", &bodies, THREADS));
             }
+            let c1 = cpu(i);
+            s.queues_quiet(Duration::from_secs(300));
+            let c2 = cpu(i);
+            spent[i][0].0 += c1.0 - c0.0;
+            spent[i][0].1 += c1.1 - c0.1;
+            spent[i][1].0 += c2.0 - c1.0;
+            spent[i][1].1 += c2.1 - c1.1;
         }
     }
-    s.queues_quiet(Duration::from_secs(300));
     let after = resident();
     let (gateway, javascript) = (Load::merge(gateway), Load::merge(javascript));
     let applied: i64 = s
@@ -804,8 +826,60 @@ fn against_javascript(s: &Stack) {
     );
     println!(
         "the gateway applied {applied} of its {} pushes (each one org activity row)",
-        gateway.latencies.len() + 40
+        gateway.latencies.len() + before_rounds
     );
+    // The gateway's floor on this stack: the same signed bodies as `ping`, which it verifies,
+    // parses and answers without touching a binding (no D1, no queue).
+    let mut floor = Vec::new();
+    for _ in 0..2 {
+        s.queues_quiet(Duration::from_secs(300));
+        floor.push(load_on(s, &s.worker, "ping", &bodies, THREADS));
+    }
+    let floor = Load::merge(floor);
+    let floor_ms = floor.sorted_ms();
+    println!(
+        "the gateway's floor, the same bodies as `ping` (verified, parsed, answered; no binding touched): {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}: {:.2}× the JavaScript worker's full work",
+        floor.per_second(),
+        percentile(&floor_ms, 0.5),
+        percentile(&floor_ms, 0.99),
+        floor.statuses(),
+        floor.per_second() / javascript.per_second(),
+    );
+    // The same size of push changing no dependency file: no analysis job, and its backup job
+    // coalesced with the one waiting; three statements in its batch, no send.
+    let plain = support::padded_push(
+        installation_id,
+        (installation_id * 1_000_000 + 1) as i64,
+        false,
+    );
+    let plain = vec![plain; PER_ROUND];
+    let mut without = Vec::new();
+    for _ in 0..2 {
+        s.queues_quiet(Duration::from_secs(300));
+        without.push(load_on(s, &s.worker, "push", &plain, THREADS));
+    }
+    let without = Load::merge(without);
+    let without_ms = without.sorted_ms();
+    println!(
+        "the gateway, {}-byte pushes changing no dependency file (no analysis job): {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}: {:.2}× the JavaScript worker",
+        plain[0].len(),
+        without.per_second(),
+        percentile(&without_ms, 0.5),
+        percentile(&without_ms, 0.99),
+        without.statuses(),
+        without.per_second() / javascript.per_second(),
+    );
+    let n = (ROUNDS * PER_ROUND) as f64;
+    for (i, name) in ["gateway", "JavaScript"].into_iter().enumerate() {
+        let [during, after] = spent[i];
+        println!(
+            "{name}: CPU per delivery while answering {:.2} ms in its workerd + {:.2} ms in wrangler's proxy; afterwards, until its queues were quiet, {:.2} ms + {:.2} ms",
+            during.0 * 1e3 / n,
+            during.1 * 1e3 / n,
+            after.0 * 1e3 / n,
+            after.1 * 1e3 / n,
+        );
+    }
     // Growth over the rounds, once the queues are quiet: the worker's workerd (the isolate, the
     // local D1/KV/R2/Queues) and wrangler's proxy (forwarding; its inspector buffer is drained,
     // see `harness::inspector`).
@@ -827,6 +901,50 @@ fn against_javascript(s: &Stack) {
         }
     }
     drop(js);
+}
+
+/// Where the gateway isolate's CPU goes while it takes `bodies` (signed pushes for a connected
+/// installation), from V8's sampling profiler.
+fn profile_pushes(s: &Stack, bodies: &[Vec<u8>], threads: usize) {
+    println!(
+        "\n## CPU profile of the gateway's isolate ({} pushes)",
+        bodies.len()
+    );
+    s.queues_quiet(Duration::from_secs(300));
+    // Names as V8 reports them (wasm functions keep their Rust paths: the name section stays).
+    let groups: &[(&str, &[&str])] = &[
+        ("the request's handler (edge::serve)", &["edge::serve::"]),
+        (
+            "configuration (Ctx::new)",
+            &["Ctx::new", "Config::from_lookup"],
+        ),
+        (
+            "request body read",
+            &["webhooks::read_body", "Request::bytes", "ByteStream"],
+        ),
+        (
+            "signature check (WebCrypto HMAC)",
+            &["hmac_sha256_verify", "sha2::", "hmac::"],
+        ),
+        ("JSON reading", &["serde_json::de", "serde_json::read"]),
+        ("JSON writing", &["serde_json::ser", "Serialize"]),
+        (
+            "D1 (statements, batches)",
+            &["Ctx::batch", "Ctx::statement", "d1-api"],
+        ),
+        (
+            "queue sends",
+            &["Ctx::send_batch", "send_raw_batch", "sendBatch"],
+        ),
+        ("queue consumers (edge::queues)", &["edge::queues::"]),
+        ("calls from wasm into JavaScript", &["wasm-to-js"]),
+        ("garbage collection", &["(garbage collector)"]),
+    ];
+    profile::profile(&s.inspector, 100, groups, || {
+        load_on(s, &s.worker, "push", bodies, threads)
+            .latencies
+            .len()
+    });
 }
 
 /// An OAuth connect's callback and confirmation, timed (see [`held_and_confirmed`]).

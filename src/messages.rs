@@ -3,6 +3,7 @@
 //! Messages travel as JSON text (not through serde-wasm-bindgen), so what a test serializes here
 //! is byte for byte what the queue carries. They hold ids only: never a token or secret.
 
+use crate::github::webhook_events::ChangedFile;
 use serde::{Deserialize, Serialize};
 
 /// `onecode-backup-jobs`: one message per repository to back up.
@@ -87,22 +88,25 @@ pub struct EnumerateContinuation {
 }
 
 /// `onecode-analysis-jobs`: a push changed dependency or structure files of a repository.
+/// `F` is how `files` is held: as [`ChangedFile`]s (what a consumer reads), or as the JSON the
+/// job's row already holds (`Box<RawValue>`), so that a producer does not write it twice. Both
+/// serialize to the same message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
-pub enum AnalysisMessage {
+pub enum AnalysisMessage<F = Vec<ChangedFile>> {
     #[serde(rename = "analysis_job.v1")]
-    AnalysisJobV1(AnalysisJob),
+    AnalysisJobV1(AnalysisJob<F>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AnalysisJob {
+pub struct AnalysisJob<F = Vec<ChangedFile>> {
     pub job_id: String,
     pub org_id: String,
     pub repository_id: String,
     pub installation_id: u64,
     pub git_ref: String,
     pub head_commit: String,
-    pub files: Vec<crate::github::webhook_events::ChangedFile>,
+    pub files: F,
     /// More relevant files changed than the job lists.
     pub truncated: bool,
 }
@@ -204,6 +208,45 @@ mod tests {
             truncated,
         });
         assert!(serde_json::to_string(&m).unwrap().len() < MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn an_analysis_job_with_its_files_as_written_json_is_the_same_message() {
+        use crate::github::dependency_files::Kind;
+        use serde_json::value::{to_raw_value, RawValue};
+        let files = vec![
+            ChangedFile {
+                path: "services/a \"quoted\"/Cargo.toml".into(),
+                change: "modified".into(),
+                kind: Kind::Cargo,
+            },
+            ChangedFile {
+                path: "web/package.json".into(),
+                change: "removed".into(),
+                kind: Kind::Npm,
+            },
+        ];
+        fn job<F>(files: F) -> AnalysisJob<F> {
+            AnalysisJob {
+                job_id: "j".into(),
+                org_id: "o".into(),
+                repository_id: "r".into(),
+                installation_id: 42,
+                git_ref: "refs/heads/main".into(),
+                head_commit: "c".repeat(40),
+                files,
+                truncated: true,
+            }
+        }
+        let typed = AnalysisMessage::AnalysisJobV1(job(files.clone()));
+        let raw: AnalysisMessage<Box<RawValue>> =
+            AnalysisMessage::AnalysisJobV1(job(to_raw_value(&files).unwrap()));
+        let json = serde_json::to_string(&raw).unwrap();
+        assert_eq!(json, serde_json::to_string(&typed).unwrap());
+        assert_eq!(
+            serde_json::from_str::<AnalysisMessage>(&json).unwrap(),
+            typed
+        );
     }
 
     #[test]

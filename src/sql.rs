@@ -279,12 +279,14 @@ pub const RECORD_DELIVERY: &str =
      VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// ?1 delivery id, ?2 event, ?3 action, ?4 installation id, ?5 now: `RECORD_DELIVERY` for an
-/// installation connected to an org, nothing otherwise (such deliveries are not recorded). A
-/// redelivery fails here as well, and rolls back the batch it leads.
+/// installation connected to an org, nothing otherwise (such deliveries are not recorded) → the
+/// delivery id when it was recorded, so no row means "not connected". A redelivery fails here as
+/// well, and rolls back the batch it leads.
 pub const RECORD_CONNECTED_DELIVERY: &str =
     "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, received_at) \
      SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS \
-         (SELECT 1 FROM organizations WHERE provider = 'github' AND installation_id = ?4)";
+         (SELECT 1 FROM organizations WHERE provider = 'github' AND installation_id = ?4) \
+     RETURNING delivery_id";
 
 /// ?1 delivery id → 1 row when it was recorded.
 pub const DELIVERY_SEEN: &str = "SELECT 1 AS seen FROM webhook_deliveries WHERE delivery_id = ?1";
@@ -322,7 +324,7 @@ pub const LIST_ACTIVITY: &str =
 
 /// ?1 new id, ?2 installation id, ?3 repository GitHub id, ?4 delivery id, ?5 ref, ?6 head
 /// commit, ?7 files JSON, ?8 now, ?9 1 when more files changed than ?7 lists → the job (`id`,
-/// `repository_id`) when the installation is connected to an active org and the repository is
+/// `org_id`, `repository_id`) when the installation is connected to an active org and the repository is
 /// known and active. The org is found here, in the delivery's batch, so that a push costs one
 /// D1 round trip. Like a push's backup job it is stamped as sent (`dispatched_at`): the webhook
 /// sends it after answering, and the dispatcher re-sends it should that send be lost.
@@ -332,12 +334,12 @@ pub const INSERT_ANALYSIS_JOB: &str = "INSERT INTO analysis_jobs (id, org_id, re
      WHERE o.provider = 'github' AND o.installation_id = ?2 AND o.status = 'active' \
          AND r.provider_repo_id = ?3 AND r.status = 'active' \
      ON CONFLICT (delivery_id) DO NOTHING \
-     RETURNING id, repository_id";
+     RETURNING id, org_id, repository_id";
 
 /// ?1 installation id, ?2 the provider's repository id, ?3 delivery id, ?4 now: a push's backup
 /// job for an active repository of the active org the installation is connected to, unless one
 /// is already waiting (pushes are coalesced: at most one waits while another may be running) →
-/// the job created (`id`, `repository_id`). It is stamped as sent (`dispatched_at`): the
+/// the job created (`id`, `org_id`, `repository_id`). It is stamped as sent (`dispatched_at`): the
 /// webhook sends it after answering, and should that send be lost, the dispatcher re-sends it
 /// once `dispatched_at` is older than its cutoff.
 pub const INSERT_PUSH_BACKUP_JOB: &str =
@@ -348,7 +350,7 @@ pub const INSERT_PUSH_BACKUP_JOB: &str =
          AND r.provider_repo_id = ?2 AND r.status = 'active' \
          AND NOT EXISTS (SELECT 1 FROM backup_jobs q WHERE q.repository_id = r.id AND q.status = 'queued') \
      ON CONFLICT (dedupe_key) DO NOTHING \
-     RETURNING id, repository_id";
+     RETURNING id, org_id, repository_id";
 
 /// ?1 JSON array of analysis job ids, ?2 now.
 pub const MARK_ANALYSIS_RECEIVED: &str =
@@ -1778,10 +1780,15 @@ mod tests {
         .unwrap();
         let at = "2026-12-04T12:00:00Z";
         let record = |delivery: &str, installation: i64| {
-            db.execute(
-                RECORD_CONNECTED_DELIVERY,
-                params![delivery, "push", None::<String>, installation, at],
-            )
+            let mut statement = db.prepare(RECORD_CONNECTED_DELIVERY)?;
+            let rows = statement
+                .query_map(
+                    params![delivery, "push", None::<String>, installation, at],
+                    |r| r.get::<_, String>("delivery_id"),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            assert!(rows.iter().all(|id| id == delivery), "{rows:?}");
+            Ok::<_, rusqlite::Error>(rows.len())
         };
         let push_job = |delivery: &str, installation: i64| {
             returned(

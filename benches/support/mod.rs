@@ -38,6 +38,12 @@ pub fn workerds(worker_url: &str) -> Option<(u32, u32)> {
 /// The octokit `push` example for repository `repo_id` of the installation, padded with commits
 /// that touch dependency files to ~25 KB.
 pub fn push_payload(installation_id: u64, repo_id: i64) -> Vec<u8> {
+    padded_push(installation_id, repo_id, true)
+}
+
+/// [`push_payload`], its padding commits touching `Cargo.toml`s when `dependencies` (an
+/// analysis job per push) or only source files and READMEs otherwise (none).
+pub fn padded_push(installation_id: u64, repo_id: i64, dependencies: bool) -> Vec<u8> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let index: Value = serde_json::from_slice(
         &std::fs::read(
@@ -61,8 +67,13 @@ pub fn push_payload(installation_id: u64, repo_id: i64) -> Vec<u8> {
         let mut c = template.clone();
         c["id"] = json!(format!("{i:040x}"));
         c["message"] = json!(format!("Bump dependencies, part {i}"));
+        let touched = if dependencies {
+            "Cargo.toml"
+        } else {
+            "README.md"
+        };
         c["modified"] = json!([
-            format!("services/s{i}/Cargo.toml"),
+            format!("services/s{i}/{touched}"),
             format!("services/s{i}/src/lib.rs")
         ]);
         c["added"] = json!([]);

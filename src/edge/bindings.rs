@@ -7,9 +7,11 @@ use crate::budget::Budget;
 use crate::config::{require_secret, Config, GitLabInstance, Secret};
 use crate::edge::binding_faults::{self, Op};
 use std::cell::OnceCell;
+use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{
-    D1PreparedStatement, D1Result, Env, QueueContentType, RawMessageBuilder, SendMessage,
+    D1Database, D1PreparedStatement, D1Result, Env, QueueContentType, RawMessageBuilder,
+    SendMessage,
 };
 
 /// An internal failure: the detail is for the log only.
@@ -39,7 +41,7 @@ pub const BACKUPS: &str = "BACKUPS";
 
 pub struct Ctx {
     pub env: Env,
-    pub config: Config,
+    pub config: Rc<Config>,
     pub budget: Budget,
     /// Unix seconds, read once.
     pub now: i64,
@@ -47,6 +49,8 @@ pub struct Ctx {
     pub invocation: String,
     /// The configured GitLab instances, parsed on first use.
     gitlab: OnceCell<Result<Vec<GitLabInstance>, Problem>>,
+    /// The D1 binding, looked up on first use (a push prepares several statements).
+    db: OnceCell<D1Database>,
 }
 
 /// A D1 parameter.
@@ -97,9 +101,22 @@ impl<'a> From<Option<&'a str>> for Param<'a> {
     }
 }
 
+thread_local! {
+    /// The configuration, read from the first invocation's environment and kept for the
+    /// isolate's life: an isolate's variables and secrets never change (a new value deploys a
+    /// new version, which starts new isolates). A configuration error is not kept.
+    static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
+}
+
 impl Ctx {
     pub fn new(env: Env) -> Result<Ctx, Problem> {
-        let config = Config::from_lookup(|name| lookup(&env, name))?;
+        let config = match CONFIG.with(|c| c.get().cloned()) {
+            Some(config) => config,
+            None => {
+                let config = Rc::new(Config::from_lookup(|name| lookup(&env, name))?);
+                CONFIG.with(|c| c.get_or_init(|| config).clone())
+            }
+        };
         let invocation =
             crate::edge::platform::random_uuid().map_err(|e| Problem::from(Internal(e)))?;
         Ok(Ctx {
@@ -109,6 +126,7 @@ impl Ctx {
             now: crate::edge::platform::now(),
             invocation,
             gitlab: OnceCell::new(),
+            db: OnceCell::new(),
         })
     }
 
@@ -138,14 +156,22 @@ impl Ctx {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<D1PreparedStatement, Internal> {
+        let values: Vec<JsValue> = params.iter().map(Param::js).collect();
+        self.db()?
+            .prepare(sql)
+            .bind(&values)
+            .map_err(|e| Internal::new("D1 bind", e))
+    }
+
+    fn db(&self) -> Result<&D1Database, Internal> {
+        if let Some(db) = self.db.get() {
+            return Ok(db);
+        }
         let db = self
             .env
             .d1(DB)
             .map_err(|e| Internal::new("D1 binding", e))?;
-        let values: Vec<JsValue> = params.iter().map(Param::js).collect();
-        db.prepare(sql)
-            .bind(&values)
-            .map_err(|e| Internal::new("D1 bind", e))
+        Ok(self.db.get_or_init(|| db))
     }
 
     /// Runs statements as one D1 batch (one transaction, one subrequest).
@@ -154,11 +180,8 @@ impl Ctx {
         statements: Vec<D1PreparedStatement>,
     ) -> Result<Vec<D1Result>, Internal> {
         self.spend("D1 batch", Op::D1Batch)?;
-        let db = self
-            .env
-            .d1(DB)
-            .map_err(|e| Internal::new("D1 binding", e))?;
-        db.batch(statements)
+        self.db()?
+            .batch(statements)
             .await
             .map_err(|e| Internal::new("D1 batch", e))
     }

@@ -89,3 +89,59 @@ pub async fn sign_rs256(pkcs8_der: &[u8], input: &[u8]) -> Result<Vec<u8>, Strin
         .map_err(|e| js_err("sign", e))?;
     Ok(Uint8Array::new(&signature).to_vec())
 }
+
+thread_local! {
+    /// Imported webhook secrets (HMAC-SHA256 verify keys), kept for the isolate's life: one per
+    /// configured secret (two during a rotation), keyed by the secret itself.
+    static HMAC_KEYS: RefCell<Vec<(Vec<u8>, CryptoKey)>> = const { RefCell::new(Vec::new()) };
+}
+
+async fn import_hmac_key(secret: &[u8]) -> Result<CryptoKey, String> {
+    if let Some(key) = HMAC_KEYS.with(|keys| {
+        keys.borrow()
+            .iter()
+            .find(|(s, _)| s == secret)
+            .map(|(_, key)| key.clone())
+    }) {
+        return Ok(key);
+    }
+    let algorithm = Object::new();
+    Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(|e| js_err("algorithm", e))?;
+    Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into())
+        .map_err(|e| js_err("algorithm", e))?;
+    let promise = subtle()?
+        .import_key_with_object(
+            "raw",
+            &Uint8Array::from(secret),
+            &algorithm,
+            false,
+            &Array::of1(&"verify".into()),
+        )
+        .map_err(|e| js_err("importKey", e))?;
+    let key: CryptoKey = JsFuture::from(promise)
+        .await
+        .map_err(|e| js_err("importKey", e))?
+        .unchecked_into();
+    HMAC_KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        // Secrets only change with a new isolate; the bound only guards against surprises.
+        if keys.len() >= 8 {
+            keys.clear();
+        }
+        keys.push((secret.to_vec(), key.clone()));
+    });
+    Ok(key)
+}
+
+/// Whether `mac` is the HMAC-SHA256 of `data` under `secret`: WebCrypto's `verify`, which
+/// compares in constant time.
+pub async fn hmac_sha256_verify(secret: &[u8], mac: &[u8], data: &[u8]) -> Result<bool, String> {
+    let key = import_hmac_key(secret).await?;
+    let promise = subtle()?
+        .verify_with_str_and_u8_array_and_u8_array("HMAC", &key, mac, data)
+        .map_err(|e| js_err("verify", e))?;
+    let verified = JsFuture::from(promise)
+        .await
+        .map_err(|e| js_err("verify", e))?;
+    Ok(verified.as_bool() == Some(true))
+}

@@ -133,8 +133,9 @@ async fn handle(
             Ok(())
         }
         ANALYSIS_QUEUE_NAME => {
+            // Only the id is needed to record the receipt: the file list is skipped, not read.
             let job_id = |body: &str| {
-                serde_json::from_str::<AnalysisMessage>(body)
+                serde_json::from_str::<AnalysisMessage<serde::de::IgnoredAny>>(body)
                     .map(|AnalysisMessage::AnalysisJobV1(j)| j.job_id)
             };
             record_receipts(ctx, queue, messages, job_id, sql::MARK_ANALYSIS_RECEIVED).await

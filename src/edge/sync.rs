@@ -20,13 +20,13 @@ use crate::edge::platform;
 use crate::edge::providers::github_client;
 use crate::edge::providers::outbound::CallError;
 use crate::edge::providers::provider_tokens::TokenFailure;
-use crate::github::webhook_events::ChangedFile;
 use crate::messages::{
     send_batches, AnalysisJob, AnalysisMessage, BackupMessage, SyncMessage, MAX_BATCH_MESSAGES,
 };
 use crate::provider::Provider;
 use crate::sql;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Orgs per fan-out step, backup and analysis jobs per dispatch step: each step stays far below
 /// the budget (an analysis job may be near a message's 128 KB, so two fill a `sendBatch`).
@@ -418,8 +418,9 @@ async fn dispatch_analyses(ctx: &Ctx, org_id: Option<&str>) -> Result<usize, Int
     let messages = jobs
         .iter()
         .map(|j| {
-            let files: Vec<ChangedFile> =
-                serde_json::from_str(&j.files).map_err(|e| Internal::new("analysis files", e))?;
+            // The row holds the files as the push wrote them: checked, not rewritten.
+            let files = RawValue::from_string(j.files.clone())
+                .map_err(|e| Internal::new("analysis files", e))?;
             Ok(AnalysisMessage::AnalysisJobV1(AnalysisJob {
                 job_id: j.id.clone(),
                 org_id: j.org_id.clone(),

@@ -3,8 +3,8 @@
 //! 1. Size (> 25 MB → 413, from `Content-Length` before reading, and while reading) and type
 //!    (not JSON → 415).
 //! 2. `X-Hub-Signature-256` over the raw bytes under `GITHUB_WEBHOOK_SECRET` (one secret or a
-//!    JSON array during a rotation) → 401 naming the fault; no secret configured → 503. Nothing
-//!    is parsed, written or queued before this passes.
+//!    JSON array during a rotation; checked with WebCrypto) → 401 naming the fault; no secret
+//!    configured → 503. Nothing is parsed, written or queued before this passes.
 //! 3. `X-GitHub-Event` / `X-GitHub-Delivery` present, body valid JSON (else 400).
 //! 4. `ping` → 200; events not acted on, or for an installation no tenant connected → 202 —
 //!    except `installation.created` approving a request (`setup_action=request`) one tenant
@@ -31,17 +31,26 @@ use crate::edge::bindings::{Ctx, Internal, Param, ANALYSIS_QUEUE, BACKUP_QUEUE, 
 use crate::edge::enumerate::{backup_message, queue_backups, NewJob, Owner};
 use crate::edge::platform;
 use crate::github::webhook_events::{self, Event, InstallationAction, Push, RepositoryAction};
-use crate::github::webhook_signature;
+use crate::github::webhook_signature::{self, SignatureError};
 use crate::messages::{AnalysisJob, AnalysisMessage, BackupMessage, SyncMessage};
 use crate::provider::RepositoryRecord;
 use crate::sql::{self, DELIVERED};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use worker::{D1PreparedStatement, Request};
 
 /// GitHub caps webhook payloads at 25 MB.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// A job a push's statement created, with the org it found through the installation.
+#[derive(Deserialize)]
+struct PushJob {
+    id: String,
+    org_id: String,
+    repository_id: String,
+}
 
 #[derive(Deserialize)]
 struct OrgRow {
@@ -54,20 +63,28 @@ fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
+/// The raw body, refused past [`MAX_BODY_BYTES`]: by its `Content-Length` before reading, then
+/// read whole in one call (the runtime holds a body to its declared length, as GitHub always
+/// declares one); without a length, chunk by chunk, counting.
 async fn read_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
     let too_large = || Problem::PayloadTooLarge(MAX_BODY_BYTES);
+    let unreadable = |e: worker::Error| Problem::BadRequest(format!("unreadable body: {e}"));
     if let Some(length) = header(req, "content-length").and_then(|v| v.trim().parse::<usize>().ok())
     {
         if length > MAX_BODY_BYTES {
             return Err(too_large());
         }
+        let body = req.bytes().await.map_err(unreadable)?;
+        return if body.len() > MAX_BODY_BYTES {
+            Err(too_large())
+        } else {
+            Ok(body)
+        };
     }
     let mut body = Vec::new();
-    let mut stream = req
-        .stream()
-        .map_err(|e| Problem::BadRequest(format!("unreadable body: {e}")))?;
+    let mut stream = req.stream().map_err(unreadable)?;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Problem::BadRequest(format!("unreadable body: {e}")))?;
+        let chunk = chunk.map_err(unreadable)?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large());
         }
@@ -95,13 +112,25 @@ pub async fn receive(ctx: &Ctx, req: &mut Request) -> Result<Answer, Problem> {
         return Err(Problem::Misconfigured("GITHUB_WEBHOOK_SECRET".into()));
     }
     let body = read_body(req).await?;
-    webhook_signature::verify(
-        &secrets,
+    let refused = |e: SignatureError| Problem::Unauthorized(e.detail().into());
+    let claimed = webhook_signature::claimed_digest(
         header(req, "x-hub-signature-256").as_deref(),
         header(req, "x-hub-signature").as_deref(),
-        &body,
     )
-    .map_err(|e| Problem::Unauthorized(e.detail().into()))?;
+    .map_err(refused)?;
+    let mut verified = false;
+    for secret in &secrets {
+        if platform::hmac_sha256_verify(secret.as_bytes(), &claimed, &body)
+            .await
+            .map_err(Internal)?
+        {
+            verified = true;
+            break;
+        }
+    }
+    if !verified {
+        return Err(refused(SignatureError::Mismatch));
+    }
 
     let event_name = header(req, "x-github-event")
         .ok_or_else(|| Problem::BadRequest("missing X-GitHub-Event header".into()))?;
@@ -128,7 +157,8 @@ pub struct Answer {
     /// Committed jobs stamped as sent (`dispatched_at`): [`send_later`] sends them after the
     /// answer, and the dispatcher re-sends any whose send was lost.
     pub backups: Vec<BackupMessage>,
-    pub analyses: Vec<AnalysisMessage>,
+    /// Their changed files are the JSON the job's row holds, written once.
+    pub analyses: Vec<AnalysisMessage<Box<RawValue>>>,
 }
 
 impl Answer {
@@ -236,10 +266,6 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
                 Param::from(&now),
             ],
         )?,
-        ctx.statement(
-            sql::ORG_FOR_INSTALLATION,
-            &[Param::from(installation_id as i64)],
-        )?,
         // Every push changes refs: a backup of the repository, unless one is already waiting
         // for it (coalesced), and only for an active repository of an active org.
         ctx.statement(
@@ -262,9 +288,10 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
             ],
         )?,
     ];
-    if push.needs_analysis() {
-        let files =
-            serde_json::to_string(&push.files).map_err(|e| Internal::new("files JSON", e))?;
+    // The changed files as JSON, written once: the job's row and its message carry the same.
+    let files = if push.needs_analysis() {
+        let files = serde_json::value::to_raw_value(&push.files)
+            .map_err(|e| Internal::new("files JSON", e))?;
         let job_id = platform::random_uuid().map_err(Internal)?;
         statements.push(ctx.statement(
             sql::INSERT_ANALYSIS_JOB,
@@ -275,47 +302,48 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
                 Param::from(delivery),
                 Param::from(&push.git_ref),
                 Param::from(&push.head_commit),
-                Param::from(&files),
+                Param::from(files.get()),
                 Param::from(&now),
                 Param::from(push.truncated as i64),
             ],
         )?);
-    }
+        Some(files)
+    } else {
+        None
+    };
     let Some(results) = apply_once(ctx, delivery, statements).await? else {
         return Ok(Answer::now(
             delivery,
             (200, json!({ "duplicate": true, "delivery": delivery })),
         ));
     };
-    let rows = |i: usize| -> Result<Vec<NewJob>, Internal> {
+    let rows = |i: usize| -> Result<Vec<PushJob>, Internal> {
         results
             .get(i)
             .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
-            .results::<NewJob>()
+            .results::<PushJob>()
             .map_err(|e| Internal::new("job rows", e))
     };
-    let org = results
-        .get(1)
+    // Nothing recorded: no tenant connected the installation (and so nothing was written).
+    let recorded = results
+        .first()
         .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
-        .results::<OrgRow>()
-        .map_err(|e| Internal::new("org row", e))?
-        .into_iter()
-        .next();
-    let Some(org) = org else {
+        .results::<Value>()
+        .map_err(|e| Internal::new("delivery row", e))?;
+    if recorded.is_empty() {
         return Ok(Answer::now(delivery, not_connected()));
-    };
+    }
     let owner = Owner::Installation(installation_id);
-    let backups: Vec<BackupMessage> = rows(2)?
+    let backups: Vec<BackupMessage> = rows(1)?
         .into_iter()
-        .map(|job| backup_message(job.id, &org.id, job.repository_id, owner, "normal"))
+        .map(|job| backup_message(job.id, &job.org_id, job.repository_id, owner, "normal"))
         .collect();
-    let analyses: Vec<AnalysisMessage> = if push.needs_analysis() {
-        rows(4)?
+    let analyses: Vec<AnalysisMessage<Box<RawValue>>> = match files {
+        Some(files) => rows(3)?
             .into_iter()
-            .map(|job| analysis_message(push, job.id, org.id.clone(), job.repository_id))
-            .collect()
-    } else {
-        Vec::new()
+            .map(|job| analysis_message(push, job, files.clone()))
+            .collect(),
+        None => Vec::new(),
     };
     Ok(Answer {
         status: 200,
@@ -328,18 +356,17 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
 
 fn analysis_message(
     push: &Push,
-    job_id: String,
-    org_id: String,
-    repository_id: String,
-) -> AnalysisMessage {
+    job: PushJob,
+    files: Box<RawValue>,
+) -> AnalysisMessage<Box<RawValue>> {
     AnalysisMessage::AnalysisJobV1(AnalysisJob {
-        job_id,
-        org_id,
-        repository_id,
+        job_id: job.id,
+        org_id: job.org_id,
+        repository_id: job.repository_id,
         installation_id: push.installation_id,
         git_ref: push.git_ref.clone(),
         head_commit: push.head_commit.clone(),
-        files: push.files.clone(),
+        files,
         truncated: push.truncated,
     })
 }

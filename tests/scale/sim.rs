@@ -821,13 +821,9 @@ impl World {
         let analysis_id = self.rng.uuid();
         // One round trip: the org is found through the installation inside the batch.
         let (jobs, analyses) = self.db.batch(|db| {
-            db.run(
+            db.rows(
                 sql::RECORD_CONNECTED_DELIVERY,
                 rusqlite::params![delivery, "push", Null, installation, now_text],
-            );
-            db.rows(
-                sql::ORG_FOR_INSTALLATION,
-                rusqlite::params![installation],
                 |_| Ok(()),
             );
             let jobs = db.rows(

@@ -115,6 +115,9 @@ pub struct Stack {
     pub store: Store,
     pub http: Http,
     pub secrets: DevVars,
+    /// The DevTools client attached to wrangler's inspector proxy (the benchmark's profiler).
+    #[allow(dead_code)] // Read by the benchmark only.
+    pub inspector: inspector::Inspector,
     procs: Mutex<Procs>,
 }
 
@@ -623,7 +626,7 @@ impl Stack {
             std::thread::sleep(Duration::from_millis(250));
         }
 
-        inspector::drain(inspector);
+        let inspector = inspector::drain(inspector);
 
         let d1 = store::object_sqlite(&persist.join("v3/d1/miniflare-D1DatabaseObject"))
             .ok_or("no D1 database file under the persistence directory")?;
@@ -667,6 +670,7 @@ impl Stack {
             store,
             http,
             secrets,
+            inspector,
             procs: Mutex::new(Procs {
                 running: Vec::new(),
                 _emulator_stdout: None,
