@@ -269,6 +269,21 @@ impl Callback {
         }
     }
 
+    /// The `done` redirect of a connect whose callback found and added all `repos`
+    /// repositories, its enumeration complete; panics with the Location otherwise.
+    #[track_caller]
+    pub fn done_with_all(&self, repos: u32) -> Done {
+        let done = self.done();
+        let n = u64::from(repos);
+        assert_eq!(
+            (done.repos, done.added, done.complete),
+            (n, n, true),
+            "Location: {}",
+            self.location
+        );
+        done
+    }
+
     /// Asserts a refusal with `reason`.
     #[track_caller]
     pub fn assert_refused(&self, reason: &str) {
