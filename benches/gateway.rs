@@ -828,22 +828,32 @@ fn against_javascript(s: &Stack) {
         "the gateway applied {applied} of its {} pushes (each one org activity row)",
         gateway.latencies.len() + before_rounds
     );
-    // The gateway's floor on this stack: the same signed bodies as `ping`, which it verifies,
-    // parses and answers without touching a binding (no D1, no queue).
-    let mut floor = Vec::new();
-    for _ in 0..2 {
-        s.queues_quiet(Duration::from_secs(300));
-        floor.push(load_on(s, &s.worker, "ping", &bodies, THREADS));
-    }
-    let floor = Load::merge(floor);
-    let floor_ms = floor.sorted_ms();
-    println!(
-        "the gateway's floor, the same bodies as `ping` (verified, parsed, answered; no binding touched): {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}: {:.2}× the JavaScript worker's full work",
-        floor.per_second(),
-        percentile(&floor_ms, 0.5),
-        percentile(&floor_ms, 0.99),
-        floor.statuses(),
-        floor.per_second() / javascript.per_second(),
+    // Two more rounds each to the gateway alone, each started with its queues quiet.
+    let rounds = |event: &str, bodies: &[Vec<u8>], what: &str| {
+        let load = Load::merge(
+            (0..2)
+                .map(|_| {
+                    s.queues_quiet(Duration::from_secs(300));
+                    load_on(s, &s.worker, event, bodies, THREADS)
+                })
+                .collect(),
+        );
+        let ms = load.sorted_ms();
+        println!(
+            "the gateway, {what}: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}: {:.2}× the JavaScript worker's full work",
+            load.per_second(),
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.99),
+            load.statuses(),
+            load.per_second() / javascript.per_second(),
+        );
+    };
+    // Its floor on this stack: the same signed bodies as `ping`, which it verifies, parses and
+    // answers without touching a binding (no D1, no queue).
+    rounds(
+        "ping",
+        &bodies,
+        "its floor, the same bodies as `ping` (verified, parsed, answered; no binding touched)",
     );
     // The same size of push changing no dependency file: no analysis job, and its backup job
     // coalesced with the one waiting; three statements in its batch, no send.
@@ -852,22 +862,13 @@ fn against_javascript(s: &Stack) {
         (installation_id * 1_000_000 + 1) as i64,
         false,
     );
-    let plain = vec![plain; PER_ROUND];
-    let mut without = Vec::new();
-    for _ in 0..2 {
-        s.queues_quiet(Duration::from_secs(300));
-        without.push(load_on(s, &s.worker, "push", &plain, THREADS));
-    }
-    let without = Load::merge(without);
-    let without_ms = without.sorted_ms();
-    println!(
-        "the gateway, {}-byte pushes changing no dependency file (no analysis job): {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, statuses {:?}: {:.2}× the JavaScript worker",
-        plain[0].len(),
-        without.per_second(),
-        percentile(&without_ms, 0.5),
-        percentile(&without_ms, 0.99),
-        without.statuses(),
-        without.per_second() / javascript.per_second(),
+    rounds(
+        "push",
+        &vec![plain.clone(); PER_ROUND],
+        &format!(
+            "{}-byte pushes changing no dependency file (no analysis job)",
+            plain.len()
+        ),
     );
     let n = (ROUNDS * PER_ROUND) as f64;
     for (i, name) in ["gateway", "JavaScript"].into_iter().enumerate() {
