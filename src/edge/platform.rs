@@ -41,46 +41,61 @@ fn js_err(context: &str, e: JsValue) -> String {
     )
 }
 
-fn rsassa_params() -> Result<Object, String> {
-    let algorithm = Object::new();
-    Reflect::set(&algorithm, &"name".into(), &"RSASSA-PKCS1-v1_5".into())
-        .map_err(|e| js_err("algorithm", e))?;
-    Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into())
-        .map_err(|e| js_err("algorithm", e))?;
-    Ok(algorithm)
-}
-
 thread_local! {
-    /// The imported App key, kept for the isolate's life; keyed by the DER so a rotated secret
-    /// (which arrives with a new isolate anyway) is never signed with the old key.
-    static APP_KEY: RefCell<Option<(Vec<u8>, CryptoKey)>> = const { RefCell::new(None) };
+    /// Imported keys, kept for the isolate's life and keyed by algorithm and key bytes: the App
+    /// key (RS256, PKCS#8 DER) and the webhook secrets (HMAC, one per configured secret, two
+    /// during a rotation). A rotated secret arrives with a new isolate anyway, and a key is never
+    /// used for other bytes.
+    static KEYS: RefCell<Vec<(&'static str, Vec<u8>, CryptoKey)>> = const { RefCell::new(Vec::new()) };
 }
 
-async fn import_rsa_key(pkcs8_der: &[u8]) -> Result<CryptoKey, String> {
-    if let Some(key) = APP_KEY.with(|k| {
-        k.borrow()
-            .as_ref()
-            .filter(|(der, _)| der == pkcs8_der)
-            .map(|(_, key)| key.clone())
-    }) {
+/// The key `bytes` (in `format`) imported for `algorithm` with SHA-256, for one `usage`: from
+/// [`KEYS`], or imported once and kept there.
+async fn import_key(
+    format: &str,
+    bytes: &[u8],
+    algorithm: &'static str,
+    usage: &str,
+) -> Result<CryptoKey, String> {
+    let kept = KEYS.with(|keys| {
+        keys.borrow()
+            .iter()
+            .find(|(a, b, _)| *a == algorithm && b == bytes)
+            .map(|(_, _, key)| key.clone())
+    });
+    if let Some(key) = kept {
         return Ok(key);
     }
-    let data = Uint8Array::from(pkcs8_der);
-    let usages = Array::of1(&"sign".into());
+    let params = Object::new();
+    Reflect::set(&params, &"name".into(), &algorithm.into()).map_err(|e| js_err("algorithm", e))?;
+    Reflect::set(&params, &"hash".into(), &"SHA-256".into()).map_err(|e| js_err("algorithm", e))?;
     let promise = subtle()?
-        .import_key_with_object("pkcs8", &data, &rsassa_params()?, false, &usages)
+        .import_key_with_object(
+            format,
+            &Uint8Array::from(bytes),
+            &params,
+            false,
+            &Array::of1(&usage.into()),
+        )
         .map_err(|e| js_err("importKey", e))?;
     let key: CryptoKey = JsFuture::from(promise)
         .await
         .map_err(|e| js_err("importKey", e))?
         .unchecked_into();
-    APP_KEY.with(|k| *k.borrow_mut() = Some((pkcs8_der.to_vec(), key.clone())));
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        // Keys only change with a new isolate; the bound only guards against surprises.
+        if keys.len() >= 8 {
+            keys.clear();
+        }
+        keys.push((algorithm, bytes.to_vec(), key.clone()));
+    });
     Ok(key)
 }
 
 /// RSASSA-PKCS1-v1_5 with SHA-256 over `input` (RS256), with the App key in PKCS#8 DER.
 pub async fn sign_rs256(pkcs8_der: &[u8], input: &[u8]) -> Result<Vec<u8>, String> {
-    let key = import_rsa_key(pkcs8_der).await?;
+    let key = import_key("pkcs8", pkcs8_der, "RSASSA-PKCS1-v1_5", "sign").await?;
     let promise = subtle()?
         .sign_with_str_and_u8_array("RSASSA-PKCS1-v1_5", &key, input)
         .map_err(|e| js_err("sign", e))?;
@@ -90,53 +105,10 @@ pub async fn sign_rs256(pkcs8_der: &[u8], input: &[u8]) -> Result<Vec<u8>, Strin
     Ok(Uint8Array::new(&signature).to_vec())
 }
 
-thread_local! {
-    /// Imported webhook secrets (HMAC-SHA256 verify keys), kept for the isolate's life: one per
-    /// configured secret (two during a rotation), keyed by the secret itself.
-    static HMAC_KEYS: RefCell<Vec<(Vec<u8>, CryptoKey)>> = const { RefCell::new(Vec::new()) };
-}
-
-async fn import_hmac_key(secret: &[u8]) -> Result<CryptoKey, String> {
-    if let Some(key) = HMAC_KEYS.with(|keys| {
-        keys.borrow()
-            .iter()
-            .find(|(s, _)| s == secret)
-            .map(|(_, key)| key.clone())
-    }) {
-        return Ok(key);
-    }
-    let algorithm = Object::new();
-    Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(|e| js_err("algorithm", e))?;
-    Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into())
-        .map_err(|e| js_err("algorithm", e))?;
-    let promise = subtle()?
-        .import_key_with_object(
-            "raw",
-            &Uint8Array::from(secret),
-            &algorithm,
-            false,
-            &Array::of1(&"verify".into()),
-        )
-        .map_err(|e| js_err("importKey", e))?;
-    let key: CryptoKey = JsFuture::from(promise)
-        .await
-        .map_err(|e| js_err("importKey", e))?
-        .unchecked_into();
-    HMAC_KEYS.with(|keys| {
-        let mut keys = keys.borrow_mut();
-        // Secrets only change with a new isolate; the bound only guards against surprises.
-        if keys.len() >= 8 {
-            keys.clear();
-        }
-        keys.push((secret.to_vec(), key.clone()));
-    });
-    Ok(key)
-}
-
 /// Whether `mac` is the HMAC-SHA256 of `data` under `secret`: WebCrypto's `verify`, which
 /// compares in constant time.
 pub async fn hmac_sha256_verify(secret: &[u8], mac: &[u8], data: &[u8]) -> Result<bool, String> {
-    let key = import_hmac_key(secret).await?;
+    let key = import_key("raw", secret, "HMAC", "verify").await?;
     let promise = subtle()?
         .verify_with_str_and_u8_array_and_u8_array("HMAC", &key, mac, data)
         .map_err(|e| js_err("verify", e))?;
