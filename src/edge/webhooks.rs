@@ -317,20 +317,9 @@ async fn apply_push(ctx: &Ctx, push: &Push, delivery: &str) -> Result<Answer, Pr
             (200, json!({ "duplicate": true, "delivery": delivery })),
         ));
     };
-    let rows = |i: usize| -> Result<Vec<PushJob>, Internal> {
-        results
-            .get(i)
-            .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
-            .results::<PushJob>()
-            .map_err(|e| Internal::new("job rows", e))
-    };
+    let rows = |i: usize| rows_of::<PushJob>(&results, i, "job rows");
     // Nothing recorded: no tenant connected the installation (and so nothing was written).
-    let recorded = results
-        .first()
-        .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
-        .results::<Value>()
-        .map_err(|e| Internal::new("delivery row", e))?;
-    if recorded.is_empty() {
+    if rows_of::<Value>(&results, 0, "delivery row")?.is_empty() {
         return Ok(Answer::now(delivery, not_connected()));
     }
     let owner = Owner::Installation(installation_id);
@@ -369,6 +358,19 @@ fn analysis_message(
         files,
         truncated: push.truncated,
     })
+}
+
+/// The rows of statement `i` of a batch's `results` (`what` names them in an error).
+fn rows_of<T: serde::de::DeserializeOwned>(
+    results: &[worker::D1Result],
+    i: usize,
+    what: &str,
+) -> Result<Vec<T>, Internal> {
+    results
+        .get(i)
+        .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
+        .results::<T>()
+        .map_err(|e| Internal::new(what, e))
 }
 
 /// Runs a delivery's batch, which `RECORD_DELIVERY` leads: `None` when the delivery was seen
@@ -726,13 +728,7 @@ async fn apply(
         return Ok((200, json!({ "duplicate": true, "delivery": delivery })));
     };
     // Results are offset by one: the delivery record leads the batch.
-    let rows = |i: usize| -> Result<Vec<NewJob>, Internal> {
-        results
-            .get(i + 1)
-            .ok_or_else(|| Internal("D1 batch returned too few results".into()))?
-            .results::<NewJob>()
-            .map_err(|e| Internal::new("job rows", e))
-    };
+    let rows = |i: usize| rows_of::<NewJob>(&results, i + 1, "job rows");
     let mut backups = Vec::new();
     for &i in &plan.backup_results {
         backups.extend(rows(i)?);
